@@ -1,0 +1,260 @@
+//! The `perch` command: `serve` and `admin`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use perch::admin::{self, AdminError, user::PasswordSource};
+use perch::config::{Config, LogFormat};
+use perch::server;
+use perch::store::{SqliteStore, Store};
+use perch::xccos::XccosEndpoint;
+
+#[derive(Parser)]
+#[command(name = "perch", version, about = "Persistent group chat server (SIP/XCCOS)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Common {
+    /// Configuration file (perch.toml); see perch.example.toml.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (store, generated certificate); overrides `data_dir`.
+    #[arg(long, global = true)]
+    data: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Start with demo users on a loopback-only server that trusts loopback clients.
+        #[arg(long)]
+        demo: bool,
+        /// Log as JSON lines instead of readable text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Administer users (and, later, rooms) in the data directory.
+    Admin {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Users: add, set, remove, list.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user. The password is asked for unless --password-stdin or --no-password.
+    Add {
+        /// user@domain or sip:user@domain
+        uri: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long, conflicts_with = "no_password")]
+        password_stdin: bool,
+        /// No Digest password: the user can sign in only from a trusted network.
+        #[arg(long)]
+        no_password: bool,
+        /// Create the user disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Change a user's display name, password or enabled flag.
+    Set {
+        uri: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Set a new password, read from the first line of standard input.
+        #[arg(long, conflicts_with = "password")]
+        password_stdin: bool,
+        /// Set a new password, asked for on the terminal.
+        #[arg(long)]
+        password: bool,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Remove a user.
+    Remove { uri: String },
+    /// List users: URI, state, whether a password is set, display name.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            common,
+            demo,
+            log_json,
+        } => serve(&common, demo, log_json),
+        Command::Admin { common, command } => run_admin(&common, command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("perch: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(common: &Common) -> Result<Config, String> {
+    let mut config =
+        Config::load(common.config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
+    if let Some(data) = &common.data {
+        config.data_dir = data.clone();
+    }
+    Ok(config)
+}
+
+fn init_logging(config: &Config, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json || config.log.format == LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn serve(common: &Common, demo: bool, log_json: bool) -> Result<(), String> {
+    let mut config = load_config(common)?;
+    if demo {
+        perch::admin::demo::prepare_config(&mut config, common.data.is_some());
+    }
+    init_logging(&config, log_json);
+    raise_open_file_limit();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&config.data_dir).map_err(|e| e.to_string())?);
+    if demo {
+        perch::admin::demo::provision(store.as_ref()).map_err(|e| e.to_string())?;
+    }
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start: {e}"))?;
+    runtime.block_on(async {
+        let endpoint = Arc::new(XccosEndpoint::new(&config.chat_aor()));
+        let running = server::start(&config, store, endpoint)
+            .await
+            .map_err(|e| e.to_string())?;
+        if demo {
+            println!("{}", perch::admin::demo::instructions(&config, &running));
+        }
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Tens of thousands of connections need as many descriptors; the soft limit is often 1024.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
+}
+
+fn run_admin(common: &Common, command: AdminCommand) -> Result<(), String> {
+    let config = load_config(common)?;
+    let store = SqliteStore::open(&config.data_dir).map_err(|e| e.to_string())?;
+    let result = match command {
+        AdminCommand::User(command) => run_user(&store, command),
+    };
+    store.close();
+    result.map_err(|e| e.to_string())
+}
+
+fn run_user(store: &dyn Store, command: UserCommand) -> Result<(), AdminError> {
+    match command {
+        UserCommand::Add {
+            uri,
+            name,
+            password_stdin,
+            no_password,
+            disabled,
+        } => {
+            let password = match (no_password, password_stdin) {
+                (true, _) => None,
+                (false, true) => Some(admin::user::read_password(PasswordSource::Stdin)?),
+                (false, false) => Some(admin::user::read_password(PasswordSource::Prompt)?),
+            };
+            let user = admin::user::add(store, &uri, name.as_deref(), password.as_deref(), !disabled)?;
+            println!("added sip:{}", user.aor);
+        }
+        UserCommand::Set {
+            uri,
+            name,
+            password_stdin,
+            password,
+            enable,
+            disable,
+        } => {
+            let password = if password_stdin {
+                Some(admin::user::read_password(PasswordSource::Stdin)?)
+            } else if password {
+                Some(admin::user::read_password(PasswordSource::Prompt)?)
+            } else {
+                None
+            };
+            let enabled = match (enable, disable) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let user = admin::user::set(store, &uri, name.as_deref(), password.as_deref(), enabled)?;
+            println!("updated sip:{}", user.aor);
+        }
+        UserCommand::Remove { uri } => {
+            admin::user::remove(store, &uri)?;
+            println!("removed {uri}");
+        }
+        UserCommand::List => {
+            for line in admin::user::list(store)? {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}

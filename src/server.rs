@@ -1,0 +1,170 @@
+//! Assembles a running server from a configuration: store, directory, chat endpoint,
+//! listeners, background refresh, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::core::DirectoryHandle;
+use crate::session::{ChatEndpoint, Shared, Transport};
+use crate::sip::FrameLimits;
+use crate::store::{SqliteStore, Store, StoreError};
+use crate::transport::tls::{self, CertificatePaths, TlsError};
+use crate::transport::{TransportSettings, accept_loop};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// How often a running server checks the store for administrators' changes.
+const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+
+pub struct RunningServer {
+    tls_addr: Option<SocketAddr>,
+    tcp_addr: Option<SocketAddr>,
+    certificate: Option<CertificatePaths>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    store: Arc<dyn Store>,
+}
+
+impl RunningServer {
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The certificate being served over TLS.
+    pub fn certificate(&self) -> Option<&CertificatePaths> {
+        self.certificate.as_ref()
+    }
+
+    /// Stops accepting, lets connections finish the message in hand, then flushes the store.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    }
+}
+
+pub async fn start(
+    config: &Config,
+    store: Arc<dyn Store>,
+    endpoint: Arc<dyn ChatEndpoint>,
+) -> Result<RunningServer, ServeError> {
+    let directory = Arc::new(DirectoryHandle::load(store.as_ref())?);
+    let shared = Arc::new(Shared::new(config, directory.clone(), endpoint));
+    let settings = TransportSettings {
+        frame_limits: FrameLimits {
+            max_header_bytes: config.limits.max_header_bytes,
+            max_headers: config.limits.max_headers,
+            max_body_bytes: config.limits.max_body_bytes,
+        },
+        handshake_timeout: Duration::from_secs(config.limits.tls_handshake_timeout_secs),
+        idle_timeout: Duration::from_secs(config.limits.idle_timeout_secs),
+    };
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut server = RunningServer {
+        tls_addr: None,
+        tcp_addr: None,
+        certificate: None,
+        shutdown,
+        tasks: JoinSet::new(),
+        store: store.clone(),
+    };
+
+    if let Some(addr) = config.listen.tls {
+        let paths = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => CertificatePaths {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => tls::ensure_dev_certificate(&config.data_dir, &config.tls.dev_cert_names)?,
+        };
+        let tls_config = tls::server_config(&paths)?;
+        if let Some(cert) = tls::load_certificates(&paths.cert)?.first() {
+            tracing::info!(cert = %paths.cert.display(), sha256 = %tls::fingerprint(cert), "TLS certificate");
+        }
+        let listener = bind(addr).await?;
+        server.tls_addr = listener.local_addr().ok();
+        server.certificate = Some(paths);
+        tracing::info!(addr = ?server.tls_addr, "listening for SIP over TLS");
+        tasks.spawn(accept_loop(
+            listener,
+            Transport::Tls,
+            Some(TlsAcceptor::from(tls_config)),
+            shared.clone(),
+            settings,
+            shutdown_rx.clone(),
+        ));
+    }
+    if let Some(addr) = config.listen.tcp {
+        let listener = bind(addr).await?;
+        server.tcp_addr = listener.local_addr().ok();
+        tracing::info!(addr = ?server.tcp_addr, "listening for SIP over plain TCP");
+        tasks.spawn(accept_loop(
+            listener,
+            Transport::Tcp,
+            None,
+            shared.clone(),
+            settings,
+            shutdown_rx.clone(),
+        ));
+    }
+    tasks.spawn(refresh_directory(directory, store, shutdown_rx));
+    server.tasks = tasks;
+    Ok(server)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Picks up changes other processes (perch admin) made to the store.
+async fn refresh_directory(
+    directory: Arc<DirectoryHandle>,
+    store: Arc<dyn Store>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(REFRESH_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let (directory, store) = (directory.clone(), store.clone());
+        match tokio::task::spawn_blocking(move || directory.refresh(store.as_ref())).await {
+            Ok(Ok(true)) => tracing::info!("directory reloaded after an administrative change"),
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot reload the directory"),
+            Err(error) => tracing::warn!(%error, "directory reload task failed"),
+        }
+    }
+}
+
+/// Opens the SQLite store in the configured data directory.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SqliteStore::open(&config.data_dir)?))
+}

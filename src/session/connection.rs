@@ -1,0 +1,486 @@
+//! One connection's SIP session: framing results in, bytes to write out. Owns the
+//! connection's registration, its dialogs and its transactions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::sip::message::salvage_response_headers;
+use crate::sip::response::response;
+use crate::sip::{Frame, FrameError, Message, Method, NameAddr, SipUri, StartLine};
+
+use super::dialog::Dialog;
+use super::registrar::{self, Change, Registration};
+use super::transaction::{ClientKey, ClientTransactions, ServerKey, ServerTransactions};
+use super::{ConnectionInfo, DialogContext, Shared, SipError, random_token};
+
+/// What the transport should do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Send(Bytes),
+    /// Close after writing what was queued before.
+    Close,
+}
+
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, INFO, UPDATE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, SERVICE, BENOTIFY";
+const PROVISIONING_EVENT: &str = "vnd-microsoft-provisioning-v2";
+const PROVISIONING_TYPE: &str = "application/vnd-microsoft-roaming-provisioning-v2+xml";
+
+pub struct Session {
+    info: ConnectionInfo,
+    shared: Arc<Shared>,
+    registration: Option<Registration>,
+    dialogs: HashMap<String, Dialog>,
+    server_transactions: ServerTransactions,
+    client_transactions: ClientTransactions,
+    outputs: Vec<Output>,
+}
+
+impl Session {
+    pub fn new(info: ConnectionInfo, shared: Arc<Shared>) -> Self {
+        Self {
+            info,
+            shared,
+            registration: None,
+            dialogs: HashMap::new(),
+            server_transactions: ServerTransactions::default(),
+            client_transactions: ClientTransactions::default(),
+            outputs: Vec::new(),
+        }
+    }
+
+    /// The identity registered on this connection, if any.
+    pub fn registered_as(&self) -> Option<&str> {
+        self.registration.as_ref().map(|r| r.aor.as_str())
+    }
+
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    pub fn handle_frame(&mut self, frame: Frame, now: Instant) {
+        match frame {
+            Frame::Ping => self.outputs.push(Output::Send(Bytes::from_static(b"\r\n"))),
+            Frame::Message { head, body } => match Message::parse(&head, body) {
+                Ok(message) => match message.start {
+                    StartLine::Request { .. } => self.handle_request(message, now),
+                    StartLine::Response { code, .. } => self.handle_response(&message, code),
+                },
+                Err(error) => {
+                    tracing::debug!(connection = self.info.id, %error, "unparsable SIP message");
+                    // The framing is intact, so the stream goes on after the 400.
+                    self.reject_unparsable(&head, &error.into(), false);
+                }
+            },
+        }
+    }
+
+    /// The stream cannot be framed any further: answer if a response can be formed, then close.
+    pub fn handle_frame_error(&mut self, error: &FrameError) {
+        tracing::info!(connection = self.info.id, %error, "closing connection: framing error");
+        self.reject_unparsable(error.head(), &error.into(), true);
+    }
+
+    fn reject_unparsable(&mut self, head: &[u8], error: &SipError, close: bool) {
+        match salvage_response_headers(head) {
+            Some(headers) => {
+                let reply = error_response(&headers, error);
+                self.outputs.push(Output::Send(reply.encode()));
+                if close {
+                    self.outputs.push(Output::Close);
+                }
+            }
+            None => self.outputs.push(Output::Close),
+        }
+    }
+
+    fn handle_request(&mut self, request: Message, now: Instant) {
+        let Ok(cseq) = request.cseq() else {
+            return; // the parser guarantees a valid CSeq
+        };
+        let key = ServerKey {
+            call_id: request.call_id().to_owned(),
+            cseq: cseq.number,
+            method: cseq.method.clone(),
+        };
+        if cseq.method == Method::Ack {
+            self.ack(&request);
+            return;
+        }
+        if let Some(previous) = self.server_transactions.retransmission(&key) {
+            self.outputs.push(Output::Send(previous));
+            return;
+        }
+        if cseq.method == Method::Benotify {
+            return; // best-effort NOTIFY: never answered
+        }
+        let mut after = Vec::new();
+        let reply = self
+            .dispatch(&request, now, &mut after)
+            .unwrap_or_else(|error| error_response(&request.headers, &error));
+        let bytes = reply.encode();
+        self.server_transactions.completed(key, bytes.clone(), now);
+        self.outputs.push(Output::Send(bytes));
+        for (call_id, body) in after {
+            self.send_info(&call_id, body, now);
+        }
+    }
+
+    /// Routes a request to its handler. `after` collects chat replies to send as INFO once
+    /// the final response to this request has gone out.
+    fn dispatch(
+        &mut self,
+        request: &Message,
+        now: Instant,
+        after: &mut Vec<(String, Bytes)>,
+    ) -> Result<Message, SipError> {
+        let method = request.method().cloned().unwrap_or(Method::Ack);
+        match method {
+            Method::Register => return self.register(request, now),
+            Method::Options => return Ok(self.options(request)),
+            _ => {}
+        }
+        self.check_identity(request)?;
+        match method {
+            Method::Invite => self.invite(request),
+            Method::Bye => self.bye(request),
+            Method::Update => {
+                self.in_dialog(request)?;
+                Ok(self.update_ok(request))
+            }
+            Method::Info => self.info(request, after),
+            Method::Cancel => self.cancel(request),
+            Method::Subscribe => self.subscribe(request),
+            Method::Service | Method::Notify => Ok(response(&request.headers, 200, Some(&random_token()))),
+            Method::Publish => Err(SipError::BadEvent(
+                request.headers.get("Event").unwrap_or_default().to_owned(),
+            )),
+            Method::Prack => Err(SipError::NoSuchDialog),
+            other => Err(SipError::NotImplemented(other.to_string())),
+        }
+    }
+
+    /// Every request but REGISTER and OPTIONS needs a registration on this connection, and
+    /// must come from the identity registered.
+    fn check_identity(&self, request: &Message) -> Result<(), SipError> {
+        let Some(registration) = &self.registration else {
+            return Err(SipError::Forbidden("not registered on this connection".into()));
+        };
+        let from = request
+            .headers
+            .get("From")
+            .and_then(NameAddr::parse)
+            .and_then(|n| SipUri::parse(&n.uri))
+            .and_then(|u| u.aor());
+        if from.as_deref() != Some(registration.aor.as_str()) {
+            return Err(SipError::Forbidden(format!(
+                "requests on this connection must come from {}",
+                registration.aor
+            )));
+        }
+        Ok(())
+    }
+
+    fn register(&mut self, request: &Message, now: Instant) -> Result<Message, SipError> {
+        let (reply, change) = registrar::register(
+            &self.shared,
+            &self.info,
+            self.registration.as_ref(),
+            request,
+            now,
+        )?;
+        match change {
+            Change::None => {}
+            Change::Registered(registration) => {
+                if self.registration.is_none() {
+                    tracing::info!(connection = self.info.id, user = %registration.aor, "registered");
+                }
+                self.registration = Some(registration);
+            }
+            Change::Unregistered => {
+                tracing::info!(connection = self.info.id, "unregistered");
+                self.end_all_dialogs();
+                self.registration = None;
+            }
+        }
+        Ok(reply)
+    }
+
+    fn options(&self, request: &Message) -> Message {
+        let mut reply = response(&request.headers, 200, Some(&random_token()));
+        reply.headers.push("Allow", ALLOW);
+        reply.headers.push("Accept", "application/sdp, text/plain");
+        reply.headers.push("Supported", "timer");
+        reply
+    }
+
+    fn is_chat_endpoint(&self, uri: &str) -> bool {
+        SipUri::parse(uri).and_then(|u| u.aor()).as_deref() == Some(self.shared.settings.chat_aor.as_str())
+    }
+
+    fn invite(&mut self, request: &Message) -> Result<Message, SipError> {
+        let to = request
+            .headers
+            .get("To")
+            .and_then(NameAddr::parse)
+            .ok_or_else(|| SipError::Malformed("To is not a SIP address".into()))?;
+        if to.tag().is_some() {
+            // A re-INVITE refreshes an existing dialog.
+            let dialog = self.in_dialog(request)?;
+            let local_tag = dialog.local_tag.clone();
+            return Ok(self.invite_ok(request, &local_tag));
+        }
+        if !self.is_chat_endpoint(&to.uri) {
+            return Err(SipError::NotFound(format!("{} is not served here", to.uri)));
+        }
+        let local_tag = random_token();
+        let dialog = Dialog::from_invite(request, local_tag.clone())
+            .ok_or_else(|| SipError::Malformed("INVITE lacks a usable From or Contact".into()))?;
+        tracing::debug!(connection = self.info.id, call_id = %dialog.call_id, "chat dialog created");
+        if let Some(old) = self.dialogs.insert(dialog.call_id.clone(), dialog) {
+            self.dialog_ended(&old);
+        }
+        Ok(self.invite_ok(request, &local_tag))
+    }
+
+    fn invite_ok(&self, request: &Message, local_tag: &str) -> Message {
+        let mut reply = response(&request.headers, 200, Some(local_tag));
+        let chat_user = self.shared.settings.chat_aor.split('@').next().unwrap_or("ocschat");
+        reply.headers.push(
+            "Contact",
+            format!(
+                "<sip:{chat_user}@{};transport={}>",
+                self.info.local,
+                self.info.transport.uri_param()
+            ),
+        );
+        reply.headers.push("Allow", ALLOW);
+        self.session_timer_headers(request, &mut reply);
+        reply.headers.push("Content-Type", "application/sdp");
+        let ip = self.info.local.ip();
+        let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+        reply.body = Bytes::from(format!(
+            "v=0\r\no=- 0 0 IN {family} {ip}\r\ns=session\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=message {} sip null\r\na=accept-types:text/plain\r\n",
+            self.info.local.port()
+        ));
+        reply
+    }
+
+    /// RFC 4028 as the protocol reference recommends: offer Session-Expires with the
+    /// client as refresher and answer every UPDATE; perch itself never ends an idle dialog.
+    fn session_timer_headers(&self, request: &Message, reply: &mut Message) {
+        let ours = self.shared.settings.session_expires;
+        let theirs = request
+            .headers
+            .get("Session-Expires")
+            .and_then(|v| v.split(';').next())
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        let interval = match (theirs, ours) {
+            (Some(t), 0) => t,
+            (Some(t), o) => t.min(o),
+            (None, o) => o,
+        };
+        reply.headers.push("Supported", "timer");
+        if interval > 0 {
+            reply
+                .headers
+                .push("Session-Expires", format!("{interval};refresher=uac"));
+            reply.headers.push("Require", "timer");
+        }
+    }
+
+    fn update_ok(&self, request: &Message) -> Message {
+        let mut reply = response(&request.headers, 200, None);
+        self.session_timer_headers(request, &mut reply);
+        reply
+    }
+
+    fn in_dialog(&mut self, request: &Message) -> Result<&mut Dialog, SipError> {
+        let cseq = request.cseq().map(|c| c.number).unwrap_or(0);
+        let dialog = self
+            .dialogs
+            .get_mut(request.call_id())
+            .filter(|d| d.matches(request))
+            .ok_or(SipError::NoSuchDialog)?;
+        dialog.remote_cseq = dialog.remote_cseq.max(cseq);
+        Ok(dialog)
+    }
+
+    fn ack(&mut self, request: &Message) {
+        if let Ok(dialog) = self.in_dialog(request) {
+            dialog.confirmed = true;
+        }
+    }
+
+    fn bye(&mut self, request: &Message) -> Result<Message, SipError> {
+        let call_id = self.in_dialog(request)?.call_id.clone();
+        if let Some(dialog) = self.dialogs.remove(&call_id) {
+            self.dialog_ended(&dialog);
+        }
+        Ok(response(&request.headers, 200, None))
+    }
+
+    fn info(&mut self, request: &Message, after: &mut Vec<(String, Bytes)>) -> Result<Message, SipError> {
+        let dialog = self.in_dialog(request)?;
+        let call_id = dialog.call_id.clone();
+        let endpoint_uri = dialog.local_uri.clone();
+        let user = self.registered_as().unwrap_or_default().to_owned();
+        if !request.body.is_empty() {
+            let context = DialogContext {
+                connection: self.info.id,
+                call_id: &call_id,
+                user: &user,
+                endpoint_uri: &endpoint_uri,
+            };
+            for body in self.shared.endpoint.info(&context, &request.body)? {
+                after.push((call_id.clone(), body));
+            }
+        }
+        Ok(response(&request.headers, 200, None))
+    }
+
+    fn cancel(&mut self, request: &Message) -> Result<Message, SipError> {
+        let cseq = request.cseq().map(|c| c.number).unwrap_or(0);
+        // perch answers every INVITE at once, so a CANCEL can only find it completed:
+        // 200 to the CANCEL and no effect on the INVITE (RFC 3261 §9.2).
+        if self.server_transactions.answered_invite(request.call_id(), cseq) {
+            Ok(response(&request.headers, 200, None))
+        } else {
+            Err(SipError::NoSuchDialog)
+        }
+    }
+
+    fn subscribe(&self, request: &Message) -> Result<Message, SipError> {
+        let event = request.headers.get("Event").unwrap_or_default();
+        let package = event.split(';').next().unwrap_or_default().trim();
+        if !package.eq_ignore_ascii_case(PROVISIONING_EVENT) {
+            return Err(SipError::BadEvent(package.to_owned()));
+        }
+        // Piggy-backed provisioning (xccos-protocol.md §1.4 (a)): SIPE reads the body of the
+        // 200 because of ms-piggyback-cseq and starts group chat from it.
+        let mut reply = response(&request.headers, 200, Some(&random_token()));
+        reply.headers.push("Event", PROVISIONING_EVENT);
+        reply.headers.push("ms-piggyback-cseq", "1");
+        reply.headers.push("Expires", "0");
+        reply.headers.push("subscription-state", "terminated;expires=0");
+        reply.headers.push("Content-Type", PROVISIONING_TYPE);
+        reply.body = Bytes::from(provisioning_document(&self.shared.settings.chat_aor));
+        Ok(reply)
+    }
+
+    /// Sends a server-originated INFO carrying `body` on a chat dialog.
+    pub fn send_info(&mut self, call_id: &str, body: Bytes, now: Instant) {
+        let Some(dialog) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        let request = dialog.request(&self.info, Method::Info, Some("text/plain"), body);
+        self.client_transactions.sent(
+            ClientKey {
+                call_id: call_id.to_owned(),
+                cseq: dialog.local_cseq,
+            },
+            Method::Info,
+            now,
+        );
+        self.outputs.push(Output::Send(request.encode()));
+    }
+
+    fn handle_response(&mut self, message: &Message, code: u16) {
+        let Ok(cseq) = message.cseq() else { return };
+        let key = ClientKey {
+            call_id: message.call_id().to_owned(),
+            cseq: cseq.number,
+        };
+        let Some(outstanding) = self.client_transactions.response(&key, code) else {
+            tracing::debug!(connection = self.info.id, code, "response matches no request of ours");
+            return;
+        };
+        // SIPE answers 487 to an INFO on a Call-ID it has given up, 481 to one it never knew:
+        // either way that dialog is gone (xccos-protocol.md §1.7).
+        if outstanding.method == Method::Info && matches!(code, 408 | 481 | 487) {
+            tracing::info!(connection = self.info.id, call_id = %key.call_id, code, "client dropped the chat dialog");
+            self.end_dialog(&key.call_id);
+        }
+    }
+
+    /// Periodic housekeeping: registration expiry, transaction timeouts.
+    pub fn tick(&mut self, now: Instant) {
+        self.server_transactions.expire(now);
+        let timeout = self.shared.settings.transaction_timeout;
+        for (key, outstanding) in self.client_transactions.timed_out(now, timeout) {
+            tracing::info!(connection = self.info.id, call_id = %key.call_id, method = %outstanding.method, "request timed out");
+            self.end_dialog(&key.call_id);
+        }
+        if self.registration.as_ref().is_some_and(|r| r.expires_at <= now) {
+            tracing::info!(connection = self.info.id, "registration expired");
+            self.end_all_dialogs();
+            if let Some(registration) = self.registration.take() {
+                self.shared.registrar.unbind(&registration.aor, self.info.id);
+            }
+        }
+    }
+
+    /// The connection is gone: leave every dialog and drop the binding.
+    pub fn closed(&mut self) {
+        self.end_all_dialogs();
+        if let Some(registration) = self.registration.take() {
+            self.shared.registrar.unbind(&registration.aor, self.info.id);
+        }
+    }
+
+    fn end_dialog(&mut self, call_id: &str) {
+        self.client_transactions.forget_call(call_id);
+        if let Some(dialog) = self.dialogs.remove(call_id) {
+            self.dialog_ended(&dialog);
+        }
+    }
+
+    fn end_all_dialogs(&mut self) {
+        let call_ids: Vec<String> = self.dialogs.keys().cloned().collect();
+        for call_id in call_ids {
+            self.end_dialog(&call_id);
+        }
+    }
+
+    fn dialog_ended(&self, dialog: &Dialog) {
+        let user = self.registered_as().unwrap_or_default();
+        self.shared.endpoint.dialog_ended(&DialogContext {
+            connection: self.info.id,
+            call_id: &dialog.call_id,
+            user,
+            endpoint_uri: &dialog.local_uri,
+        });
+    }
+
+    pub fn dialog_count(&self) -> usize {
+        self.dialogs.len()
+    }
+}
+
+/// The one mapping from [`SipError`] to a response: status from the error, the reason in a
+/// Warning header (RFC 3261 §20.43).
+fn error_response(request_headers: &crate::sip::Headers, error: &SipError) -> Message {
+    let mut reply = response(request_headers, error.status(), Some(&random_token()));
+    if let SipError::IntervalTooBrief { min_expires } = error {
+        reply.headers.push("Min-Expires", min_expires.to_string());
+    }
+    let text = error.to_string().replace(['"', '\\', '\r', '\n'], "'");
+    reply.headers.push("Warning", format!("399 perch \"{text}\""));
+    reply
+}
+
+fn provisioning_document(chat_aor: &str) -> String {
+    format!(
+        concat!(
+            "<provisionGroupList xmlns=\"http://schemas.microsoft.com/2006/09/sip/provisiongrouplist-notification\">",
+            "<provisionGroup name=\"ServerConfiguration\"/>",
+            "<provisionGroup name=\"persistentChatConfiguration\"><propertyEntryList>",
+            "<property name=\"EnablePersistentChat\">true</property>",
+            "<property name=\"DefaultPersistentChatPoolUri\">sip:{}</property>",
+            "</propertyEntryList></provisionGroup></provisionGroupList>"
+        ),
+        chat_aor
+    )
+}

@@ -1,0 +1,67 @@
+//! Request failures, grouped by who is at fault, and their one mapping to SIP responses.
+
+/// Why a request was not carried out. Each variant maps to exactly one status code in
+/// [`SipError::status`]; the text travels in a `Warning` header, never secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SipError {
+    // The sender's fault: malformed or oversized input.
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    BodyTooLarge(String),
+    #[error("{0}")]
+    MessageTooLarge(String),
+    #[error("registration interval too brief")]
+    IntervalTooBrief { min_expires: u32 },
+    // Something perch does not do.
+    #[error("method {0} is not implemented")]
+    NotImplemented(String),
+    #[error("event package {0:?} is not supported")]
+    BadEvent(String),
+    #[error("{0}")]
+    NotFound(String),
+    // The sender may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no such dialog or transaction")]
+    NoSuchDialog,
+    // perch's own fault.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SipError {
+    pub fn status(&self) -> u16 {
+        match self {
+            SipError::Malformed(_) => 400,
+            SipError::BodyTooLarge(_) => 413,
+            SipError::MessageTooLarge(_) => 513,
+            SipError::IntervalTooBrief { .. } => 423,
+            SipError::NotImplemented(_) => 501,
+            SipError::BadEvent(_) => 489,
+            SipError::NotFound(_) => 404,
+            SipError::Forbidden(_) => 403,
+            SipError::NoSuchDialog => 481,
+            SipError::Internal(_) => 500,
+        }
+    }
+}
+
+impl From<crate::sip::ParseError> for SipError {
+    fn from(error: crate::sip::ParseError) -> Self {
+        SipError::Malformed(error.to_string())
+    }
+}
+
+impl From<&crate::sip::FrameError> for SipError {
+    fn from(error: &crate::sip::FrameError) -> Self {
+        use crate::sip::FrameError;
+        match error {
+            FrameError::BodyTooLarge { .. } => SipError::BodyTooLarge(error.to_string()),
+            FrameError::HeaderBlockTooLarge { .. } | FrameError::TooManyHeaders { .. } => {
+                SipError::MessageTooLarge(error.to_string())
+            }
+            FrameError::BadContentLength { .. } => SipError::Malformed(error.to_string()),
+        }
+    }
+}

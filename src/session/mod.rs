@@ -1,0 +1,147 @@
+//! Protocol sessions: everything between a framed SIP message and the chat core. One
+//! [`Session`] per connection holds its registration, dialogs and transactions; it is
+//! sans-I/O (frames in, bytes out) so tests drive it without sockets.
+
+mod connection;
+pub mod dialog;
+pub mod digest;
+pub mod error;
+pub mod registrar;
+mod transaction;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::core::DirectoryHandle;
+
+pub use connection::{Output, Session};
+pub use error::SipError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tls,
+    Tcp,
+}
+
+impl Transport {
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Tls => "TLS",
+            Transport::Tcp => "TCP",
+        }
+    }
+
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Tls => "tls",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub transport: Transport,
+}
+
+/// A chat dialog as the chat endpoint sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct DialogContext<'a> {
+    pub connection: u64,
+    pub call_id: &'a str,
+    /// The registered user on the other end, `user@domain`.
+    pub user: &'a str,
+    /// The URI the client INVITEd (`sip:ocschat@domain`).
+    pub endpoint_uri: &'a str,
+}
+
+/// The chat service behind the chat URI: it receives the bodies of INFO requests on chat
+/// dialogs and answers with bodies the session sends back as INFO requests.
+pub trait ChatEndpoint: Send + Sync {
+    /// `Err` answers the INFO itself with an error (malformed XCCOS).
+    fn info(&self, dialog: &DialogContext<'_>, body: &[u8]) -> Result<Vec<Bytes>, SipError>;
+    /// The dialog ended: BYE, a 481/487 to our INFO, a timeout or a closed connection.
+    fn dialog_ended(&self, dialog: &DialogContext<'_>);
+}
+
+/// Settings the sessions read, taken from [`Config`] once at start.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub domain: String,
+    pub chat_aor: String,
+    pub trusted_networks: Vec<ipnet::IpNet>,
+    pub default_expires: u32,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub keep_alive_secs: u32,
+    pub session_expires: u32,
+    pub transaction_timeout: Duration,
+}
+
+impl SessionSettings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            domain: config.domain.clone(),
+            chat_aor: config.chat_aor(),
+            trusted_networks: config.trusted_networks.clone(),
+            default_expires: config.registrar.default_expires_secs,
+            min_expires: config.registrar.min_expires_secs,
+            max_expires: config.registrar.max_expires_secs,
+            keep_alive_secs: config.registrar.keep_alive_secs,
+            session_expires: config.session.session_expires_secs,
+            transaction_timeout: Duration::from_secs(config.session.transaction_timeout_secs),
+        }
+    }
+}
+
+/// State shared by every session of a server.
+pub struct Shared {
+    pub settings: SessionSettings,
+    pub directory: Arc<DirectoryHandle>,
+    pub nonces: digest::Nonces,
+    pub throttle: digest::FailureThrottle,
+    pub registrar: registrar::Bindings,
+    pub endpoint: Arc<dyn ChatEndpoint>,
+}
+
+impl Shared {
+    pub fn new(
+        config: &Config,
+        directory: Arc<DirectoryHandle>,
+        endpoint: Arc<dyn ChatEndpoint>,
+    ) -> Self {
+        let auth = &config.auth;
+        Self {
+            settings: SessionSettings::from_config(config),
+            directory,
+            nonces: digest::Nonces::new(Duration::from_secs(auth.nonce_lifetime_secs), 100_000),
+            throttle: digest::FailureThrottle::new(
+                Duration::from_secs(auth.failure_window_secs),
+                auth.max_failures_per_address,
+                auth.max_failures_per_user,
+            ),
+            registrar: registrar::Bindings::default(),
+            endpoint,
+        }
+    }
+}
+
+/// A random token for tags and branches.
+pub(crate) fn random_token() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 6];
+    // Tags need only be unique within a Call-ID; if the OS RNG fails, a counter still is.
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static FALLBACK: AtomicU64 = AtomicU64::new(1);
+        bytes.copy_from_slice(&FALLBACK.fetch_add(1, Ordering::Relaxed).to_le_bytes()[..6]);
+    }
+    hex::encode(bytes)
+}

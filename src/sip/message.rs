@@ -1,0 +1,522 @@
+//! SIP message model, parser and serializer (RFC 3261 §7), written for perch instead of
+//! using rsip: rsip rejects Microsoft's extension methods, compact names, folded lines and
+//! bare LF, and has no size limits (see docs/ARCHITECTURE.md).
+
+use std::fmt::{self, Write as _};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Request methods. Extension methods are kept by name and answered by the session layer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    Ack,
+    Benotify,
+    Bye,
+    Cancel,
+    Info,
+    Invite,
+    Message,
+    Negotiate,
+    Notify,
+    Options,
+    Prack,
+    Publish,
+    Refer,
+    Register,
+    Service,
+    Subscribe,
+    Update,
+    Extension(String),
+}
+
+const METHOD_NAMES: &[(Method, &str)] = &[
+    (Method::Ack, "ACK"),
+    (Method::Benotify, "BENOTIFY"),
+    (Method::Bye, "BYE"),
+    (Method::Cancel, "CANCEL"),
+    (Method::Info, "INFO"),
+    (Method::Invite, "INVITE"),
+    (Method::Message, "MESSAGE"),
+    (Method::Negotiate, "NEGOTIATE"),
+    (Method::Notify, "NOTIFY"),
+    (Method::Options, "OPTIONS"),
+    (Method::Prack, "PRACK"),
+    (Method::Publish, "PUBLISH"),
+    (Method::Refer, "REFER"),
+    (Method::Register, "REGISTER"),
+    (Method::Service, "SERVICE"),
+    (Method::Subscribe, "SUBSCRIBE"),
+    (Method::Update, "UPDATE"),
+];
+
+impl Method {
+    /// Parses a method token; method names are case-sensitive (RFC 3261 §7.1).
+    pub fn parse(token: &str) -> Result<Self, ParseError> {
+        if token.is_empty() || !token.bytes().all(is_token_byte) {
+            return Err(ParseError::BadMethod);
+        }
+        Ok(METHOD_NAMES
+            .iter()
+            .find(|(_, name)| *name == token)
+            .map(|(method, _)| method.clone())
+            .unwrap_or_else(|| Method::Extension(token.to_owned())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Extension(name) => name,
+            known => METHOD_NAMES
+                .iter()
+                .find(|(method, _)| method == known)
+                .map_or("", |(_, name)| name),
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartLine {
+    Request { method: Method, uri: String },
+    Response { code: u16, reason: String },
+}
+
+/// One header field. Known names (and their compact forms) are stored in canonical
+/// spelling; unknown names keep the sender's spelling and compare case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<Header>);
+
+impl Headers {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+
+    /// Values of a list-valued header across all its lines, split on commas (quoted
+    /// strings and angle brackets are not split).
+    pub fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.get_all(name)
+            .flat_map(split_list)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
+
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.push(Header {
+            name: name.into(),
+            value: value.into(),
+        });
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Header> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub start: StartLine,
+    pub headers: Headers,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("message is not valid UTF-8")]
+    NotUtf8,
+    #[error("malformed start line")]
+    BadStartLine,
+    #[error("unsupported SIP version")]
+    BadVersion,
+    #[error("invalid method token")]
+    BadMethod,
+    #[error("malformed header line")]
+    BadHeaderLine,
+    #[error("missing {0} header")]
+    MissingHeader(&'static str),
+    #[error("malformed {0} header")]
+    BadHeader(&'static str),
+}
+
+/// Canonical spelling for well-known headers, including every compact form of RFC 3261
+/// §7.3.3 and its extensions.
+const CANONICAL: &[(&str, Option<&str>)] = &[
+    ("Accept", None),
+    ("Accept-Contact", Some("a")),
+    ("Allow", None),
+    ("Allow-Events", Some("u")),
+    ("Authentication-Info", None),
+    ("Authorization", None),
+    ("Call-ID", Some("i")),
+    ("Contact", Some("m")),
+    ("Content-Encoding", Some("e")),
+    ("Content-Length", Some("l")),
+    ("Content-Type", Some("c")),
+    ("CSeq", None),
+    ("Event", Some("o")),
+    ("Expires", None),
+    ("From", Some("f")),
+    ("Identity", Some("y")),
+    ("Max-Forwards", None),
+    ("Min-Expires", None),
+    ("Min-SE", None),
+    ("Proxy-Authorization", None),
+    ("Proxy-Require", None),
+    ("Record-Route", None),
+    ("Refer-To", Some("r")),
+    ("Referred-By", Some("b")),
+    ("Reject-Contact", Some("j")),
+    ("Request-Disposition", Some("d")),
+    ("Require", None),
+    ("Route", None),
+    ("Server", None),
+    ("Session-Expires", Some("x")),
+    ("Subject", Some("s")),
+    ("Supported", Some("k")),
+    ("To", Some("t")),
+    ("Unsupported", None),
+    ("User-Agent", None),
+    ("Via", Some("v")),
+    ("WWW-Authenticate", None),
+];
+
+fn canonical_name(name: &str) -> String {
+    CANONICAL
+        .iter()
+        .find(|(full, compact)| {
+            full.eq_ignore_ascii_case(name) || compact.is_some_and(|c| c.eq_ignore_ascii_case(name))
+        })
+        .map_or_else(|| name.to_owned(), |(full, _)| (*full).to_owned())
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+impl Message {
+    /// Parses a header block as cut by the framer (start line and headers, without the blank
+    /// line) plus its body. Folded lines are joined and bare LF is accepted.
+    pub fn parse(head: &[u8], body: Bytes) -> Result<Self, ParseError> {
+        let head = std::str::from_utf8(head).map_err(|_| ParseError::NotUtf8)?;
+        let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+        let start = parse_start_line(lines.next().unwrap_or_default())?;
+
+        let mut headers = Headers::default();
+        for line in lines {
+            if line.is_empty() {
+                continue;
+            }
+            if line.starts_with([' ', '\t']) {
+                let last = headers.0.last_mut().ok_or(ParseError::BadHeaderLine)?;
+                last.value.push(' ');
+                last.value.push_str(line.trim());
+                continue;
+            }
+            let (name, value) = line.split_once(':').ok_or(ParseError::BadHeaderLine)?;
+            let name = name.trim_end_matches([' ', '\t']);
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err(ParseError::BadHeaderLine);
+            }
+            headers.push(canonical_name(name), value.trim());
+        }
+        let message = Message {
+            start,
+            headers,
+            body,
+        };
+        message.check_essentials()?;
+        Ok(message)
+    }
+
+    /// The headers every request and response needs for us to answer or match it.
+    fn check_essentials(&self) -> Result<(), ParseError> {
+        for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+            if self.headers.get(name).is_none_or(str::is_empty) {
+                return Err(ParseError::MissingHeader(name));
+            }
+        }
+        let cseq = self.cseq()?;
+        if let StartLine::Request { method, .. } = &self.start {
+            if *method != cseq.method {
+                return Err(ParseError::BadHeader("CSeq"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn method(&self) -> Option<&Method> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    pub fn call_id(&self) -> &str {
+        self.headers.get("Call-ID").unwrap_or_default()
+    }
+
+    pub fn cseq(&self) -> Result<CSeq, ParseError> {
+        self.headers
+            .get("CSeq")
+            .and_then(CSeq::parse)
+            .ok_or(ParseError::BadHeader("CSeq"))
+    }
+
+    /// Serializes with a Content-Length computed from the body; any Content-Length among
+    /// the headers is ignored so the two can never disagree.
+    pub fn encode(&self) -> Bytes {
+        let mut text = String::with_capacity(256 + self.headers.len() * 40);
+        match &self.start {
+            StartLine::Request { method, uri } => {
+                let _ = write!(text, "{method} {uri} SIP/2.0\r\n");
+            }
+            StartLine::Response { code, reason } => {
+                let _ = write!(text, "SIP/2.0 {code} {reason}\r\n");
+            }
+        }
+        for header in self
+            .headers
+            .iter()
+            .filter(|h| !h.name.eq_ignore_ascii_case("Content-Length"))
+        {
+            let _ = write!(text, "{}: {}\r\n", header.name, header.value);
+        }
+        let _ = write!(text, "Content-Length: {}\r\n\r\n", self.body.len());
+        let mut out = BytesMut::with_capacity(text.len() + self.body.len());
+        out.put_slice(text.as_bytes());
+        out.put_slice(&self.body);
+        out.freeze()
+    }
+}
+
+fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
+    if let Some(rest) = line.strip_prefix("SIP/") {
+        let (version, rest) = rest.split_once(' ').ok_or(ParseError::BadStartLine)?;
+        if version != "2.0" {
+            return Err(ParseError::BadVersion);
+        }
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let code: u16 = code.parse().map_err(|_| ParseError::BadStartLine)?;
+        if !(100..=699).contains(&code) {
+            return Err(ParseError::BadStartLine);
+        }
+        return Ok(StartLine::Response {
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ParseError::BadStartLine);
+    };
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        return Err(if version.starts_with("SIP/") {
+            ParseError::BadVersion
+        } else {
+            ParseError::BadStartLine
+        });
+    }
+    if uri.is_empty() || !uri.contains(':') {
+        return Err(ParseError::BadStartLine);
+    }
+    Ok(StartLine::Request {
+        method: Method::parse(method)?,
+        uri: uri.to_owned(),
+    })
+}
+
+/// Splits a header value on commas that are outside quotes and angle brackets.
+pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let (mut in_quotes, mut in_angle, mut escaped, mut start) = (false, false, false, 0);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '<' if !in_quotes => in_angle = true,
+            '>' if !in_quotes => in_angle = false,
+            ',' if !in_quotes && !in_angle => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    parts.into_iter()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    pub number: u32,
+    pub method: Method,
+}
+
+impl CSeq {
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split_ascii_whitespace();
+        let number = parts.next()?.parse().ok()?;
+        let method = Method::parse(parts.next()?).ok()?;
+        parts.next().is_none().then_some(Self { number, method })
+    }
+}
+
+impl fmt::Display for CSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.number, self.method)
+    }
+}
+
+/// Best-effort extraction of the headers needed to answer a message that failed to frame
+/// or parse, so the peer still gets a 400/413/513 where one can be formed.
+pub fn salvage_response_headers(head: &[u8]) -> Option<Headers> {
+    let text = String::from_utf8_lossy(head);
+    let mut headers = Headers::default();
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    let start = lines.next()?;
+    if start.starts_with("SIP/") {
+        return None; // never answer a response
+    }
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            let name = canonical_name(name.trim());
+            if ["Via", "From", "To", "Call-ID", "CSeq"].contains(&name.as_str()) {
+                headers.push(name, value.trim());
+            }
+        }
+    }
+    let complete = ["Via", "From", "To", "Call-ID", "CSeq"]
+        .iter()
+        .all(|n| headers.get(n).is_some());
+    complete.then_some(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Message, ParseError> {
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+        Message::parse(head.as_bytes(), Bytes::copy_from_slice(body.as_bytes()))
+    }
+
+    const BASE: &str = "Via: SIP/2.0/tls 10.0.0.5:53412\r\nf: <sip:alice@example.test>;tag=1\r\nt: <sip:ocschat@example.test>\r\ni: abc\r\n";
+
+    #[test]
+    fn request_with_compact_and_folded_headers() {
+        let msg = parse(&format!(
+            "SERVICE sip:example.test SIP/2.0\r\n{BASE}CSeq: 7 SERVICE\r\nSubject: one\r\n  two\r\nk: a\r\nk: b, c\r\n\r\nxyz"
+        ))
+        .unwrap();
+        assert_eq!(msg.method(), Some(&Method::Service));
+        assert_eq!(msg.call_id(), "abc");
+        assert_eq!(msg.headers.get("subject"), Some("one two"));
+        assert_eq!(msg.headers.get("FROM"), Some("<sip:alice@example.test>;tag=1"));
+        assert_eq!(
+            msg.headers.tokens("Supported").collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(&msg.body[..], b"xyz");
+        assert_eq!(msg.cseq().unwrap().number, 7);
+    }
+
+    #[test]
+    fn extension_methods_round_trip() {
+        for name in ["BENOTIFY", "NEGOTIATE", "PUBLISH", "FROBNICATE"] {
+            let msg =
+                parse(&format!("{name} sip:x@y SIP/2.0\r\n{BASE}CSeq: 1 {name}\r\n")).unwrap();
+            assert_eq!(msg.method().unwrap().as_str(), name);
+            let again = parse(std::str::from_utf8(&msg.encode()).unwrap()).unwrap();
+            assert_eq!(again.start, msg.start);
+            assert_eq!(again.headers.get("Content-Length"), Some("0"));
+        }
+    }
+
+    #[test]
+    fn response_parses() {
+        let msg = parse(&format!("SIP/2.0 200 OK\r\n{BASE}CSeq: 2 INFO\r\n")).unwrap();
+        assert_eq!(
+            msg.start,
+            StartLine::Response {
+                code: 200,
+                reason: "OK".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        let cases = [
+            "INVITE sip:x SIP/3.0\r\n",
+            "INVITE  sip:x SIP/2.0\r\n",
+            "INVITE sip:x\r\n",
+            "INV@TE sip:x SIP/2.0\r\n",
+            "SIP/2.0 99 Odd\r\n",
+            "garbage\r\n",
+        ];
+        for start in cases {
+            assert!(parse(&format!("{start}{BASE}CSeq: 1 INVITE\r\n")).is_err(), "{start}");
+        }
+        assert_eq!(
+            parse(&format!("INFO sip:x SIP/2.0\r\n{BASE}")),
+            Err(ParseError::MissingHeader("CSeq"))
+        );
+        assert_eq!(
+            parse(&format!("INFO sip:x SIP/2.0\r\n{BASE}CSeq: 1 BYE\r\n")),
+            Err(ParseError::BadHeader("CSeq"))
+        );
+        assert_eq!(
+            parse(&format!("INFO sip:x SIP/2.0\r\n{BASE}CSeq: 1 INFO\r\nno colon\r\n")),
+            Err(ParseError::BadHeaderLine)
+        );
+        assert_eq!(
+            Message::parse(b"INFO sip:x SIP/2.0\r\n\xff: 1", Bytes::new()),
+            Err(ParseError::NotUtf8)
+        );
+    }
+
+    #[test]
+    fn list_split_respects_quotes() {
+        let parts: Vec<_> =
+            split_list(r#"Digest realm="a,b", nonce="x", <sip:a,b>;q=1"#).collect();
+        assert_eq!(parts.len(), 3);
+    }
+
+    #[test]
+    fn salvage_finds_essentials() {
+        let head = format!("INVITE sip:x SIP/2.0\r\n{BASE}CSeq: 1 INVITE\r\nX: {}", "a".repeat(50));
+        let headers = salvage_response_headers(head.as_bytes()).unwrap();
+        assert_eq!(headers.get("Call-ID"), Some("abc"));
+        assert!(salvage_response_headers(b"SIP/2.0 200 OK\r\n").is_none());
+    }
+}

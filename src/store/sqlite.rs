@@ -1,0 +1,293 @@
+//! SQLite store: WAL mode, one writer thread with group commit, a small pool of read
+//! connections for queries.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+
+use super::migrate::migrate;
+use super::writer::Writer;
+use super::{Credentials, Pending, Store, StoreError, UserChange, UserRecord};
+
+pub const DATABASE_FILE: &str = "perch.sqlite3";
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Writer,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir` and brings its schema up to date.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let path = data_dir.join(DATABASE_FILE);
+        let mut connection = Connection::open(&path)?;
+        configure(&connection)?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        // In WAL mode NORMAL would only risk the last commits on power loss; a post must
+        // never be lost once acknowledged, so every commit is synced.
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        migrate(&mut connection)?;
+        Ok(Self {
+            path,
+            writer: Writer::start(connection)?,
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs a query on a pooled read connection.
+    fn read<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => {
+                let connection = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                configure(&connection)?;
+                connection
+            }
+        };
+        let result = query(&connection);
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(connection);
+        }
+        result
+    }
+}
+
+fn configure(connection: &Connection) -> Result<(), StoreError> {
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn bump_generation(connection: &Connection) -> Result<(), StoreError> {
+    connection.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'generation'",
+        [],
+    )?;
+    Ok(())
+}
+
+const USER_COLUMNS: &str = "aor, display_name, enabled, ha1_md5, ha1_sha256";
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    let ha1_md5: Option<String> = row.get(3)?;
+    let ha1_sha256: Option<String> = row.get(4)?;
+    Ok(UserRecord {
+        aor: row.get(0)?,
+        display_name: row.get(1)?,
+        enabled: row.get(2)?,
+        credentials: ha1_md5.zip(ha1_sha256).map(|(ha1_md5, ha1_sha256)| Credentials {
+            ha1_md5,
+            ha1_sha256,
+        }),
+    })
+}
+
+fn select_user(connection: &Connection, aor: &str) -> Result<Option<UserRecord>, StoreError> {
+    Ok(connection
+        .query_row(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE aor = ?1"),
+            [aor],
+            user_from_row,
+        )
+        .optional()?)
+}
+
+impl Store for SqliteStore {
+    fn generation(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT value FROM meta WHERE key = 'generation'",
+                [],
+                |row| row.get(0),
+            )?)
+        })
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.read(|c| {
+            let mut statement =
+                c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY aor"))?;
+            let rows = statement.query_map([], user_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn user(&self, aor: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.read(|c| select_user(c, aor))
+    }
+
+    fn add_user(&self, user: UserRecord) -> Pending<UserRecord> {
+        self.writer.submit(move |c| {
+            if select_user(c, &user.aor)?.is_some() {
+                return Err(StoreError::Duplicate(format!("user {}", user.aor)));
+            }
+            let (md5, sha256) = match &user.credentials {
+                Some(creds) => (Some(&creds.ha1_md5), Some(&creds.ha1_sha256)),
+                None => (None, None),
+            };
+            c.execute(
+                "INSERT INTO users (aor, display_name, enabled, ha1_md5, ha1_sha256, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    user.aor,
+                    user.display_name,
+                    user.enabled,
+                    md5,
+                    sha256,
+                    now_seconds()
+                ],
+            )?;
+            bump_generation(c)?;
+            Ok(user)
+        })
+    }
+
+    fn update_user(&self, aor: &str, change: UserChange) -> Pending<UserRecord> {
+        let aor = aor.to_owned();
+        self.writer.submit(move |c| {
+            let mut user =
+                select_user(c, &aor)?.ok_or_else(|| StoreError::NotFound(format!("user {aor}")))?;
+            if let Some(name) = change.display_name {
+                user.display_name = name;
+            }
+            if let Some(enabled) = change.enabled {
+                user.enabled = enabled;
+            }
+            if let Some(credentials) = change.credentials {
+                user.credentials = Some(credentials);
+            }
+            let (md5, sha256) = match &user.credentials {
+                Some(creds) => (Some(&creds.ha1_md5), Some(&creds.ha1_sha256)),
+                None => (None, None),
+            };
+            c.execute(
+                "UPDATE users SET display_name = ?2, enabled = ?3, ha1_md5 = ?4, ha1_sha256 = ?5
+                 WHERE aor = ?1",
+                params![aor, user.display_name, user.enabled, md5, sha256],
+            )?;
+            bump_generation(c)?;
+            Ok(user)
+        })
+    }
+
+    fn remove_user(&self, aor: &str) -> Pending<()> {
+        let aor = aor.to_owned();
+        self.writer.submit(move |c| {
+            if c.execute("DELETE FROM users WHERE aor = ?1", [&aor])? == 0 {
+                return Err(StoreError::NotFound(format!("user {aor}")));
+            }
+            bump_generation(c)
+        })
+    }
+
+    fn close(&self) {
+        self.writer.close();
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.writer.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::wait;
+
+    fn user(aor: &str) -> UserRecord {
+        UserRecord {
+            aor: aor.into(),
+            display_name: "A".into(),
+            enabled: true,
+            credentials: Some(Credentials {
+                ha1_md5: "m".into(),
+                ha1_sha256: "s".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn user_lifecycle_on_disk() {
+        let dir = tempdir();
+        let store = SqliteStore::open(&dir).unwrap();
+        let g0 = store.generation().unwrap();
+        wait(store.add_user(user("a@x"))).unwrap();
+        assert!(matches!(
+            wait(store.add_user(user("a@x"))),
+            Err(StoreError::Duplicate(_))
+        ));
+        let changed = wait(store.update_user(
+            "a@x",
+            UserChange {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+        assert!(!changed.enabled);
+        assert!(store.generation().unwrap() > g0);
+        store.close();
+        drop(store);
+
+        let reopened = SqliteStore::open(&dir).unwrap();
+        let users = reopened.users().unwrap();
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].credentials.as_ref().unwrap().ha1_sha256, "s");
+        wait(reopened.remove_user("a@x")).unwrap();
+        assert!(matches!(
+            wait(reopened.remove_user("a@x")),
+            Err(StoreError::NotFound(_))
+        ));
+        reopened.close();
+        assert!(matches!(wait(reopened.add_user(user("b@x"))), Err(StoreError::Closed)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn concurrent_writes_are_grouped_and_all_answered() {
+        let dir = tempdir();
+        let store = SqliteStore::open(&dir).unwrap();
+        let pending: Vec<_> = (0..200)
+            .map(|i| store.add_user(user(&format!("u{i}@x"))))
+            .collect();
+        for p in pending {
+            wait(p).unwrap();
+        }
+        assert_eq!(store.users().unwrap().len(), 200);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempdir() -> PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "perch-store-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+}

@@ -1,0 +1,136 @@
+//! The single writer thread: takes queued writes, runs as many as are waiting in one
+//! transaction (each in its own savepoint, so one failing write does not undo the others),
+//! commits once, and only then tells each writer how it went.
+
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, Transaction};
+use tokio::sync::oneshot;
+
+use super::{Pending, StoreError};
+
+/// Runs a write inside the batch transaction and returns how to report its outcome once
+/// the batch's commit result is known.
+type Job = Box<dyn FnOnce(&mut Transaction<'_>) -> Completion + Send>;
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Writes waiting beyond this block their submitters (back-pressure instead of memory).
+const QUEUE_DEPTH: usize = 4096;
+/// Upper bound on writes per transaction, so one commit never holds replies back too long.
+const MAX_BATCH: usize = 1024;
+
+pub struct Writer {
+    sender: Mutex<Option<SyncSender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub fn start(connection: Connection) -> Result<Self, StoreError> {
+        let (sender, receiver) = sync_channel::<Job>(QUEUE_DEPTH);
+        let thread = std::thread::Builder::new()
+            .name("perch-store-writer".into())
+            .spawn(move || run(connection, receiver))
+            .map_err(|source| StoreError::Io {
+                path: "store writer thread".into(),
+                source,
+            })?;
+        Ok(Self {
+            sender: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub fn submit<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Pending<T> {
+        let (reply, pending) = oneshot::channel();
+        let job: Job = Box::new(move |tx| {
+            let outcome = run_in_savepoint(tx, work);
+            Box::new(move |commit| {
+                let result = match (commit, outcome) {
+                    (Ok(()), outcome) => outcome,
+                    (Err(e), _) => Err(StoreError::Commit(e)),
+                };
+                let _ = reply.send(result);
+            })
+        });
+        // The lock is only held to clone the sender; a poisoned lock means a panic elsewhere
+        // already broke the store, so report it closed.
+        let sender = self.sender.lock().ok().and_then(|s| s.clone());
+        let Some(sender) = sender else {
+            return closed();
+        };
+        match sender.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                if sender.send(job).is_err() {
+                    return closed();
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => return closed(),
+        }
+        pending
+    }
+
+    /// Lets the writer drain its queue, then joins it.
+    pub fn close(&self) {
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn closed<T>() -> Pending<T> {
+    let (reply, pending) = oneshot::channel();
+    let _ = reply.send(Err(StoreError::Closed));
+    pending
+}
+
+fn run_in_savepoint<T>(
+    tx: &mut Transaction<'_>,
+    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let savepoint = tx.savepoint()?;
+    let outcome = work(&savepoint);
+    if outcome.is_ok() {
+        savepoint.commit()?;
+    }
+    // Dropping an uncommitted savepoint rolls it back.
+    outcome
+}
+
+fn run(mut connection: Connection, receiver: Receiver<Job>) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut tx = match connection.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::error!(error = %e, "store: cannot begin a write transaction");
+                // Dropping the jobs drops their reply senders: each writer sees `Closed`.
+                drop(batch);
+                continue;
+            }
+        };
+        let completions: Vec<Completion> = batch.into_iter().map(|job| job(&mut tx)).collect();
+        let commit = tx.commit().map_err(|e| e.to_string());
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "store: batch commit failed");
+        }
+        for completion in completions {
+            completion(commit.clone());
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Listeners and connections: accept TCP and TLS, run one task per connection that reads
+//! bytes, frames them, hands frames to its [`Session`] and writes what the session says.
+//! Timeouts (TLS handshake, idle) live here; SIP does not.
+
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::session::{ConnectionInfo, Output, Session, Shared, Transport};
+use crate::sip::framer::{self, FrameLimits};
+
+/// Transport settings taken from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct TransportSettings {
+    pub frame_limits: FrameLimits,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+const TICK: Duration = Duration::from_secs(1);
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Accepts connections until `shutdown` turns true, then waits for the connections it
+/// started to finish their current message.
+pub async fn accept_loop(
+    listener: TcpListener,
+    transport: Transport,
+    acceptor: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    settings: TransportSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let local = stream.local_addr().unwrap_or_else(|_| unspecified());
+                let _ = stream.set_nodelay(true);
+                let info = ConnectionInfo {
+                    id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+                    peer,
+                    local,
+                    transport,
+                };
+                connections.spawn(handle_connection(
+                    stream,
+                    info,
+                    acceptor.clone(),
+                    shared.clone(),
+                    settings,
+                    shutdown.clone(),
+                ));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
+async fn handle_connection(
+    stream: TcpStream,
+    info: ConnectionInfo,
+    acceptor: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    settings: TransportSettings,
+    shutdown: watch::Receiver<bool>,
+) {
+    match acceptor {
+        None => run_connection(stream, info, shared, settings, shutdown).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => run_connection(tls, info, shared, settings, shutdown).await,
+                Ok(Err(error)) => {
+                    tracing::debug!(peer = %info.peer, %error, "TLS handshake failed");
+                }
+                Err(_) => tracing::debug!(peer = %info.peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+/// Drives one connection: read, frame, let the session act, write, repeat.
+pub async fn run_connection<S>(
+    mut stream: S,
+    info: ConnectionInfo,
+    shared: Arc<Shared>,
+    settings: TransportSettings,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tracing::debug!(connection = info.id, peer = %info.peer, transport = ?info.transport, "connected");
+    let mut session = Session::new(info, shared);
+    let mut buffer = BytesMut::with_capacity(4096);
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    'connection: loop {
+        let mut closing = false;
+        tokio::select! {
+            read = stream.read_buf(&mut buffer) => {
+                match read {
+                    Ok(0) | Err(_) => break 'connection,
+                    Ok(_) => {}
+                }
+                let now = Instant::now();
+                last_heard = now;
+                loop {
+                    match framer::decode(&mut buffer, &settings.frame_limits) {
+                        Ok(Some(frame)) => session.handle_frame(frame, now),
+                        Ok(None) => break,
+                        Err(error) => {
+                            session.handle_frame_error(&error);
+                            closing = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                session.tick(now);
+                if now.duration_since(last_heard) >= settings.idle_timeout {
+                    tracing::debug!(connection = info.id, "idle timeout");
+                    closing = true;
+                }
+            }
+            _ = shutdown.changed() => closing = true,
+        }
+        for output in session.take_outputs() {
+            match output {
+                Output::Send(bytes) => {
+                    // A peer that has gone (SIPE closes right after its BYE) makes writes fail;
+                    // that only ends this connection.
+                    if stream.write_all(&bytes).await.is_err() {
+                        break 'connection;
+                    }
+                }
+                Output::Close => closing = true,
+            }
+        }
+        // TLS buffers records until flushed.
+        if stream.flush().await.is_err() {
+            break;
+        }
+        if closing {
+            let _ = stream.shutdown().await;
+            break;
+        }
+    }
+    session.closed();
+    tracing::debug!(connection = info.id, "disconnected");
+}

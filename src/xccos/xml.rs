@@ -1,0 +1,294 @@
+//! A small bounded element tree over quick-xml: XCCOS envelopes are tiny, and a tree lets
+//! each command read its data block directly. No DTD, no entity expansion beyond the five
+//! predefined entities and character references; depth, element and attribute counts capped.
+
+use quick_xml::Reader;
+use quick_xml::events::{BytesStart, Event};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Element {
+    /// Local name; XCCOS uses a default namespace and SIPE ignores prefixes.
+    pub name: String,
+    pub attributes: Vec<(String, String)>,
+    pub children: Vec<Element>,
+    pub text: String,
+}
+
+impl Element {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Attribute by name, case-insensitively (SIPE matches attribute names that way).
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    pub fn with_attr(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.attributes.push((name.to_owned(), value.into()));
+        self
+    }
+
+    pub fn with_child(mut self, child: Element) -> Self {
+        self.children.push(child);
+        self
+    }
+
+    pub fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.text = text.into();
+        self
+    }
+
+    /// Serializes without declaration or whitespace, as SIPE itself sends.
+    pub fn write(&self, out: &mut String) {
+        out.push('<');
+        out.push_str(&self.name);
+        for (name, value) in &self.attributes {
+            out.push(' ');
+            out.push_str(name);
+            out.push_str("=\"");
+            escape_into(value, out);
+            out.push('"');
+        }
+        if self.children.is_empty() && self.text.is_empty() {
+            out.push_str("/>");
+            return;
+        }
+        out.push('>');
+        escape_into(&self.text, out);
+        for child in &self.children {
+            child.write(out);
+        }
+        out.push_str("</");
+        out.push_str(&self.name);
+        out.push('>');
+    }
+
+    pub fn to_xml(&self) -> String {
+        let mut out = String::with_capacity(256);
+        self.write(&mut out);
+        out
+    }
+}
+
+pub fn escape_into(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct XmlLimits {
+    pub max_depth: usize,
+    pub max_elements: usize,
+    pub max_attributes: usize,
+}
+
+impl Default for XmlLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: 16,
+            max_elements: 4096,
+            max_attributes: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error("body is not UTF-8")]
+    NotUtf8,
+    #[error("malformed XML: {0}")]
+    Syntax(String),
+    #[error("DTDs are not accepted")]
+    Doctype,
+    #[error("unknown entity &{0};")]
+    UnknownEntity(String),
+    #[error("nesting deeper than {0} levels")]
+    TooDeep(usize),
+    #[error("more than {0} elements")]
+    TooManyElements(usize),
+    #[error("more than {0} attributes on one element")]
+    TooManyAttributes(usize),
+    #[error("no root element")]
+    Empty,
+}
+
+pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
+    let text = std::str::from_utf8(input).map_err(|_| XmlError::NotUtf8)?;
+    // No trimming: around entity references it would eat spaces that belong to a message.
+    let mut reader = Reader::from_str(text);
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut elements = 0usize;
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| XmlError::Syntax(e.to_string()))?;
+        match event {
+            Event::Start(start) | Event::Empty(start) if root.is_some() => {
+                let _ = start;
+                return Err(XmlError::Syntax("content after the root element".into()));
+            }
+            Event::Start(start) => {
+                elements += 1;
+                check_counts(elements, stack.len() + 1, limits)?;
+                stack.push(element_from(&start, limits)?);
+            }
+            Event::Empty(start) => {
+                elements += 1;
+                check_counts(elements, stack.len() + 1, limits)?;
+                let element = element_from(&start, limits)?;
+                close(&mut stack, &mut root, element);
+            }
+            Event::End(_) => {
+                let element = stack
+                    .pop()
+                    .ok_or_else(|| XmlError::Syntax("unbalanced end tag".into()))?;
+                close(&mut stack, &mut root, element);
+            }
+            Event::Text(t) => push_text(&mut stack, &t.xml10_content())?,
+            Event::CData(c) => push_text(&mut stack, &c.xml10_content())?,
+            Event::GeneralRef(r) => {
+                let resolved = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c.to_string(),
+                    Ok(None) => predefined_entity(&r)
+                        .ok_or_else(|| XmlError::UnknownEntity(r.to_string()))?
+                        .to_owned(),
+                    Err(e) => return Err(XmlError::Syntax(e.to_string())),
+                };
+                push_text(&mut stack, &resolved)?;
+            }
+            Event::DocType(_) => return Err(XmlError::Doctype),
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    // The raw reader reports Eof without error for unclosed elements.
+    if !stack.is_empty() {
+        return Err(XmlError::Syntax("unclosed element".into()));
+    }
+    root.ok_or(XmlError::Empty)
+}
+
+fn check_counts(elements: usize, depth: usize, limits: &XmlLimits) -> Result<(), XmlError> {
+    if depth > limits.max_depth {
+        return Err(XmlError::TooDeep(limits.max_depth));
+    }
+    if elements > limits.max_elements {
+        return Err(XmlError::TooManyElements(limits.max_elements));
+    }
+    Ok(())
+}
+
+fn predefined_entity(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "lt" => "<",
+        "gt" => ">",
+        "amp" => "&",
+        "quot" => "\"",
+        "apos" => "'",
+        _ => return None,
+    })
+}
+
+fn push_text(stack: &mut [Element], text: &str) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some(element) => {
+            element.text.push_str(text);
+            Ok(())
+        }
+        None if text.trim().is_empty() => Ok(()),
+        None => Err(XmlError::Syntax("text outside the root element".into())),
+    }
+}
+
+fn close(stack: &mut [Element], root: &mut Option<Element>, mut element: Element) {
+    // Indentation between child elements is not content.
+    if !element.children.is_empty() && element.text.trim().is_empty() {
+        element.text.clear();
+    }
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(element),
+        None => *root = Some(element),
+    }
+}
+
+fn element_from(start: &BytesStart<'_>, limits: &XmlLimits) -> Result<Element, XmlError> {
+    let mut element = Element::new(start.local_name().as_ref());
+    for attribute in start.attributes() {
+        let attribute = attribute.map_err(|e| XmlError::Syntax(e.to_string()))?;
+        if element.attributes.len() >= limits.max_attributes {
+            return Err(XmlError::TooManyAttributes(limits.max_attributes));
+        }
+        let name = attribute.key.local_name().as_ref().to_owned();
+        let value = attribute
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map_err(|e| match e {
+                quick_xml::Error::Escape(quick_xml::escape::EscapeError::UnrecognizedEntity(_, n)) => {
+                    XmlError::UnknownEntity(n)
+                }
+                other => XmlError::Syntax(other.to_string()),
+            })?
+            .into_owned();
+        element.attributes.push((name, value));
+    }
+    Ok(element)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Element, XmlError> {
+        parse(text.as_bytes(), &XmlLimits::default())
+    }
+
+    #[test]
+    fn parses_envelope_and_round_trips() {
+        let xml = r#"<?xml version="1.0"?><xccos ver="1" envid="7" xmlns="urn:parlano:xml:ns:xccos"><cmd id="cmd:join" seqid="1"><data><chanib uri="ma-chan://d/1"/><chat>a &amp; b &#65;</chat></data></cmd></xccos>"#;
+        let root = p(xml).unwrap();
+        assert_eq!(root.name, "xccos");
+        assert_eq!(root.attr("ENVID"), Some("7"));
+        let data = root.child("cmd").unwrap().child("data").unwrap();
+        assert_eq!(data.child("chat").unwrap().text, "a & b A");
+        let again = p(&root.to_xml()).unwrap();
+        assert_eq!(again, root);
+    }
+
+    #[test]
+    fn rejects_attacks_and_garbage() {
+        let laughs = r#"<!DOCTYPE lolz [<!ENTITY lol "lol">]><xccos>&lol;</xccos>"#;
+        assert_eq!(p(laughs), Err(XmlError::Doctype));
+        assert!(matches!(p("<xccos>&lol;</xccos>"), Err(XmlError::UnknownEntity(_))));
+        assert!(matches!(p(r#"<xccos a="&lol;"/>"#), Err(XmlError::UnknownEntity(_))));
+        let deep = "<a>".repeat(100_000);
+        assert_eq!(p(&deep), Err(XmlError::TooDeep(16)));
+        let wide = format!("<a>{}</a>", "<b/>".repeat(5000));
+        assert_eq!(p(&wide), Err(XmlError::TooManyElements(4096)));
+        let attrs: String = (0..40).map(|i| format!(" a{i}=\"x\"")).collect();
+        assert_eq!(p(&format!("<a{attrs}/>")), Err(XmlError::TooManyAttributes(32)));
+        assert!(p("<a><b></a>").is_err());
+        assert!(p("<a><b>").is_err());
+        assert_eq!(p(""), Err(XmlError::Empty));
+        assert!(p("<a/><b/>").is_err());
+        assert_eq!(parse(b"<a>\xff</a>", &XmlLimits::default()), Err(XmlError::NotUtf8));
+    }
+}
