@@ -213,12 +213,12 @@ impl Config {
             ),
             None => (String::new(), "configuration".to_owned()),
         };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigError::Invalid {
-                origin: origin.clone(),
-                message: one_line(&e.to_string()),
-            }
-        })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: origin.clone(),
+                    message: one_line(&e.to_string()),
+                })?;
         for (name, value) in env {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -231,31 +231,47 @@ impl Config {
                 }
             })?;
         }
-        let config: Config = table.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid {
-            origin: origin.clone(),
-            message: one_line(&e.to_string()),
-        })?;
-        config.validate().map_err(|message| ConfigError::Invalid { origin, message })?;
+        let config: Config =
+            table
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: origin.clone(),
+                    message: one_line(&e.to_string()),
+                })?;
+        config
+            .validate()
+            .map_err(|message| ConfigError::Invalid { origin, message })?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), String> {
         if crate::sip::header::parse_aor(&format!("x@{}", self.domain)).is_none() {
-            return Err(format!("key `domain`: {:?} is not a valid SIP domain", self.domain));
+            return Err(format!(
+                "key `domain`: {:?} is not a valid SIP domain",
+                self.domain
+            ));
         }
         if let Some(uri) = &self.chat_uri {
             if crate::sip::header::parse_aor(uri).is_none() {
-                return Err(format!("key `chat_uri`: {uri:?} is not a SIP URI like ocschat@{}", self.domain));
+                return Err(format!(
+                    "key `chat_uri`: {uri:?} is not a SIP URI like ocschat@{}",
+                    self.domain
+                ));
             }
         }
         if self.listen.tls.is_none() && self.listen.tcp.is_none() {
-            return Err("key `listen`: at least one of `listen.tls` or `listen.tcp` must be set".into());
+            return Err(
+                "key `listen`: at least one of `listen.tls` or `listen.tcp` must be set".into(),
+            );
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err("keys `tls.cert` and `tls.key`: set both or neither".into());
         }
         let r = &self.registrar;
-        if r.min_expires_secs == 0 || r.min_expires_secs > r.default_expires_secs || r.default_expires_secs > r.max_expires_secs {
+        if r.min_expires_secs == 0
+            || r.min_expires_secs > r.default_expires_secs
+            || r.default_expires_secs > r.max_expires_secs
+        {
             return Err("keys `registrar.*_expires_secs`: need 0 < min <= default <= max".into());
         }
         if self.limits.max_headers == 0 || self.limits.max_header_bytes < 256 {
@@ -337,7 +353,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let err = load("[limits]\nmax_headers = \"many\"\n", &[]).unwrap_err().to_string();
+        let err = load("[limits]\nmax_headers = \"many\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_headers"), "{err}");
         let err = load("colour = 1\n", &[]).unwrap_err().to_string();
         assert!(err.contains("colour"), "{err}");
@@ -345,7 +363,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("trusted_networks"), "{err}");
-        let err = load("domain = \"bad domain\"\n", &[]).unwrap_err().to_string();
+        let err = load("domain = \"bad domain\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("domain"), "{err}");
     }
 }

@@ -13,7 +13,11 @@ use perch::store::{SqliteStore, Store};
 use perch::xccos::XccosEndpoint;
 
 #[derive(Parser)]
-#[command(name = "perch", version, about = "Persistent group chat server (SIP/XCCOS)")]
+#[command(
+    name = "perch",
+    version,
+    about = "Persistent group chat server (SIP/XCCOS)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -220,7 +224,8 @@ fn run_user(store: &dyn Store, command: UserCommand) -> Result<(), AdminError> {
                 (false, true) => Some(admin::user::read_password(PasswordSource::Stdin)?),
                 (false, false) => Some(admin::user::read_password(PasswordSource::Prompt)?),
             };
-            let user = admin::user::add(store, &uri, name.as_deref(), password.as_deref(), !disabled)?;
+            let user =
+                admin::user::add(store, &uri, name.as_deref(), password.as_deref(), !disabled)?;
             println!("added sip:{}", user.aor);
         }
         UserCommand::Set {
@@ -243,7 +248,8 @@ fn run_user(store: &dyn Store, command: UserCommand) -> Result<(), AdminError> {
                 (_, true) => Some(false),
                 _ => None,
             };
-            let user = admin::user::set(store, &uri, name.as_deref(), password.as_deref(), enabled)?;
+            let user =
+                admin::user::set(store, &uri, name.as_deref(), password.as_deref(), enabled)?;
             println!("updated sip:{}", user.aor);
         }
         UserCommand::Remove { uri } => {

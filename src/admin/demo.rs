@@ -80,8 +80,14 @@ pub fn instructions(config: &Config, server: &RunningServer) -> String {
          \x20   --tls-ignore-cert-failure -p 127.0.0.1:5061\n\
          \n  Stop with Ctrl-C.\n",
         data = config.data_dir.display(),
-        tls = server.tls_addr().map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
-        tcp = server.tcp_addr().map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        tls = server
+            .tls_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
+        tcp = server
+            .tcp_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
         users = users.join("\n"),
         chat = config.chat_aor(),
         domain = DEMO_DOMAIN,

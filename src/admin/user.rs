@@ -99,7 +99,11 @@ pub fn list(store: &dyn Store) -> Result<Vec<String>, AdminError> {
                 "sip:{}\t{}\t{}\t{}",
                 u.aor,
                 if u.enabled { "enabled" } else { "disabled" },
-                if u.credentials.is_some() { "password" } else { "no-password" },
+                if u.credentials.is_some() {
+                    "password"
+                } else {
+                    "no-password"
+                },
                 u.display_name
             )
         })

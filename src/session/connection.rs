@@ -153,7 +153,9 @@ impl Session {
             Method::Info => self.info(request, after),
             Method::Cancel => self.cancel(request),
             Method::Subscribe => self.subscribe(request),
-            Method::Service | Method::Notify => Ok(response(&request.headers, 200, Some(&random_token()))),
+            Method::Service | Method::Notify => {
+                Ok(response(&request.headers, 200, Some(&random_token())))
+            }
             Method::Publish => Err(SipError::BadEvent(
                 request.headers.get("Event").unwrap_or_default().to_owned(),
             )),
@@ -166,7 +168,9 @@ impl Session {
     /// must come from the identity registered.
     fn check_identity(&self, request: &Message) -> Result<(), SipError> {
         let Some(registration) = &self.registration else {
-            return Err(SipError::Forbidden("not registered on this connection".into()));
+            return Err(SipError::Forbidden(
+                "not registered on this connection".into(),
+            ));
         };
         let from = request
             .headers
@@ -217,7 +221,8 @@ impl Session {
     }
 
     fn is_chat_endpoint(&self, uri: &str) -> bool {
-        SipUri::parse(uri).and_then(|u| u.aor()).as_deref() == Some(self.shared.settings.chat_aor.as_str())
+        SipUri::parse(uri).and_then(|u| u.aor()).as_deref()
+            == Some(self.shared.settings.chat_aor.as_str())
     }
 
     fn invite(&mut self, request: &Message) -> Result<Message, SipError> {
@@ -247,7 +252,13 @@ impl Session {
 
     fn invite_ok(&self, request: &Message, local_tag: &str) -> Message {
         let mut reply = response(&request.headers, 200, Some(local_tag));
-        let chat_user = self.shared.settings.chat_aor.split('@').next().unwrap_or("ocschat");
+        let chat_user = self
+            .shared
+            .settings
+            .chat_aor
+            .split('@')
+            .next()
+            .unwrap_or("ocschat");
         reply.headers.push(
             "Contact",
             format!(
@@ -322,7 +333,11 @@ impl Session {
         Ok(response(&request.headers, 200, None))
     }
 
-    fn info(&mut self, request: &Message, after: &mut Vec<(String, Bytes)>) -> Result<Message, SipError> {
+    fn info(
+        &mut self,
+        request: &Message,
+        after: &mut Vec<(String, Bytes)>,
+    ) -> Result<Message, SipError> {
         let dialog = self.in_dialog(request)?;
         let call_id = dialog.call_id.clone();
         let endpoint_uri = dialog.local_uri.clone();
@@ -345,7 +360,10 @@ impl Session {
         let cseq = request.cseq().map(|c| c.number).unwrap_or(0);
         // perch answers every INVITE at once, so a CANCEL can only find it completed:
         // 200 to the CANCEL and no effect on the INVITE (RFC 3261 §9.2).
-        if self.server_transactions.answered_invite(request.call_id(), cseq) {
+        if self
+            .server_transactions
+            .answered_invite(request.call_id(), cseq)
+        {
             Ok(response(&request.headers, 200, None))
         } else {
             Err(SipError::NoSuchDialog)
@@ -364,7 +382,9 @@ impl Session {
         reply.headers.push("Event", PROVISIONING_EVENT);
         reply.headers.push("ms-piggyback-cseq", "1");
         reply.headers.push("Expires", "0");
-        reply.headers.push("subscription-state", "terminated;expires=0");
+        reply
+            .headers
+            .push("subscription-state", "terminated;expires=0");
         reply.headers.push("Content-Type", PROVISIONING_TYPE);
         reply.body = Bytes::from(provisioning_document(&self.shared.settings.chat_aor));
         Ok(reply)
@@ -394,7 +414,11 @@ impl Session {
             cseq: cseq.number,
         };
         let Some(outstanding) = self.client_transactions.response(&key, code) else {
-            tracing::debug!(connection = self.info.id, code, "response matches no request of ours");
+            tracing::debug!(
+                connection = self.info.id,
+                code,
+                "response matches no request of ours"
+            );
             return;
         };
         // SIPE answers 487 to an INFO on a Call-ID it has given up, 481 to one it never knew:
@@ -413,11 +437,17 @@ impl Session {
             tracing::info!(connection = self.info.id, call_id = %key.call_id, method = %outstanding.method, "request timed out");
             self.end_dialog(&key.call_id);
         }
-        if self.registration.as_ref().is_some_and(|r| r.expires_at <= now) {
+        if self
+            .registration
+            .as_ref()
+            .is_some_and(|r| r.expires_at <= now)
+        {
             tracing::info!(connection = self.info.id, "registration expired");
             self.end_all_dialogs();
             if let Some(registration) = self.registration.take() {
-                self.shared.registrar.unbind(&registration.aor, self.info.id);
+                self.shared
+                    .registrar
+                    .unbind(&registration.aor, self.info.id);
             }
         }
     }
@@ -426,7 +456,9 @@ impl Session {
     pub fn closed(&mut self) {
         self.end_all_dialogs();
         if let Some(registration) = self.registration.take() {
-            self.shared.registrar.unbind(&registration.aor, self.info.id);
+            self.shared
+                .registrar
+                .unbind(&registration.aor, self.info.id);
         }
     }
 
@@ -467,7 +499,9 @@ fn error_response(request_headers: &crate::sip::Headers, error: &SipError) -> Me
         reply.headers.push("Min-Expires", min_expires.to_string());
     }
     let text = error.to_string().replace(['"', '\\', '\r', '\n'], "'");
-    reply.headers.push("Warning", format!("399 perch \"{text}\""));
+    reply
+        .headers
+        .push("Warning", format!("399 perch \"{text}\""));
     reply
 }
 

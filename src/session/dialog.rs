@@ -55,8 +55,7 @@ impl Dialog {
                 .and_then(NameAddr::parse)
                 .and_then(|n| n.tag().map(str::to_owned))
         };
-        tag_of("From") == self.remote_tag
-            && tag_of("To").is_none_or(|tag| tag == self.local_tag)
+        tag_of("From") == self.remote_tag && tag_of("To").is_none_or(|tag| tag == self.local_tag)
     }
 
     /// Builds the next request perch sends in this dialog.
@@ -79,7 +78,10 @@ impl Dialog {
             ),
         );
         headers.push("Max-Forwards", "70");
-        headers.push("From", format!("<{}>;tag={}", self.local_uri, self.local_tag));
+        headers.push(
+            "From",
+            format!("<{}>;tag={}", self.local_uri, self.local_tag),
+        );
         headers.push("To", self.remote_from.clone());
         headers.push("Call-ID", self.call_id.clone());
         headers.push("CSeq", format!("{} {}", self.local_cseq, method));

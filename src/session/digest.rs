@@ -251,9 +251,9 @@ impl FailureThrottle {
             return true;
         };
         let over = |key: ThrottleKey, limit: u32| {
-            failures
-                .get(&key)
-                .is_some_and(|(start, count)| now.duration_since(*start) < self.window && *count >= limit)
+            failures.get(&key).is_some_and(|(start, count)| {
+                now.duration_since(*start) < self.window && *count >= limit
+            })
         };
         over(ThrottleKey::Address(address), self.per_address)
             || user.is_some_and(|u| over(ThrottleKey::User(u.to_owned()), self.per_user))
@@ -287,26 +287,44 @@ pub fn parse_challenge(value: &str) -> Option<Params> {
         .then(|| Params::parse(&rest.replace(',', ";")))
 }
 
-/// Computes a client's Authorization value (for tests and the load generator).
-pub fn client_authorization(
-    algorithm: Algorithm,
-    username: &str,
-    realm: &str,
-    password: &str,
-    method: &str,
-    uri: &str,
-    nonce: &str,
-    nc: u32,
-    cnonce: &str,
-) -> String {
-    let ha1 = algorithm.hash(&format!("{username}:{realm}:{password}"));
-    let ha2 = algorithm.hash(&format!("{method}:{uri}"));
-    let response = algorithm.hash(&format!("{ha1}:{nonce}:{nc:08x}:{cnonce}:auth:{ha2}"));
-    format!(
-        "Digest username=\"{username}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
-         response=\"{response}\", algorithm={}, cnonce=\"{cnonce}\", qop=auth, nc={nc:08x}",
-        algorithm.name()
-    )
+/// A client's Digest answer, for tests and the load generator.
+pub struct ClientDigest<'a> {
+    pub algorithm: Algorithm,
+    pub username: &'a str,
+    pub realm: &'a str,
+    pub password: &'a str,
+    pub method: &'a str,
+    pub uri: &'a str,
+    pub nonce: &'a str,
+    pub nc: u32,
+    pub cnonce: &'a str,
+}
+
+impl ClientDigest<'_> {
+    /// The `Authorization` header value.
+    pub fn authorization(&self) -> String {
+        let algorithm = self.algorithm;
+        let ha1 = algorithm.hash(&format!(
+            "{}:{}:{}",
+            self.username, self.realm, self.password
+        ));
+        let ha2 = algorithm.hash(&format!("{}:{}", self.method, self.uri));
+        let response = algorithm.hash(&format!(
+            "{ha1}:{}:{:08x}:{}:auth:{ha2}",
+            self.nonce, self.nc, self.cnonce
+        ));
+        format!(
+            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", \
+             response=\"{response}\", algorithm={}, cnonce=\"{}\", qop=auth, nc={:08x}",
+            self.username,
+            self.realm,
+            self.nonce,
+            self.uri,
+            algorithm.name(),
+            self.cnonce,
+            self.nc
+        )
+    }
 }
 
 #[cfg(test)]
@@ -330,17 +348,18 @@ mod tests {
     #[test]
     fn sha256_round_trip() {
         let creds = credentials("alice@example.test", "s3cret");
-        let header = client_authorization(
-            Algorithm::Sha256,
-            "alice",
-            "example.test",
-            "s3cret",
-            "REGISTER",
-            "sip:example.test",
-            "abc",
-            1,
-            "xyz",
-        );
+        let header = ClientDigest {
+            algorithm: Algorithm::Sha256,
+            username: "alice",
+            realm: "example.test",
+            password: "s3cret",
+            method: "REGISTER",
+            uri: "sip:example.test",
+            nonce: "abc",
+            nc: 1,
+            cnonce: "xyz",
+        }
+        .authorization();
         let parsed = DigestResponse::parse(&header).unwrap();
         assert_eq!(parsed.algorithm, Algorithm::Sha256);
         assert!(parsed.verify("REGISTER", &creds));

@@ -91,7 +91,9 @@ pub fn register(
     let settings = &shared.settings;
     let aor = aor_of(request, "From")?;
     if aor_of(request, "To")? != aor {
-        return Err(SipError::Forbidden("third-party registration is not allowed".into()));
+        return Err(SipError::Forbidden(
+            "third-party registration is not allowed".into(),
+        ));
     }
     if let Some(current) = current {
         if current.aor != aor {
@@ -108,7 +110,11 @@ pub fn register(
         }
         let mut ok = response(&request.headers, 200, Some(&random_token()));
         ok.headers.push("Expires", "0");
-        let change = if current.is_some() { Change::Unregistered } else { Change::None };
+        let change = if current.is_some() {
+            Change::Unregistered
+        } else {
+            Change::None
+        };
         return Ok((ok, change));
     }
     if expires < settings.min_expires {
@@ -125,21 +131,29 @@ pub fn register(
         }
     }
 
-    let contact = request.headers.get("Contact").unwrap_or_default().to_owned();
+    let contact = request
+        .headers
+        .get("Contact")
+        .unwrap_or_default()
+        .to_owned();
     let expires_at = now + Duration::from_secs(u64::from(expires));
-    shared.registrar.bind(&aor, connection.id, contact.clone(), expires_at);
+    shared
+        .registrar
+        .bind(&aor, connection.id, contact.clone(), expires_at);
 
     let mut ok = response(&request.headers, 200, Some(&random_token()));
     // SIPE ignores a 200 without an Expires header greater than zero.
     ok.headers.push("Expires", expires.to_string());
     if !contact.is_empty() {
-        ok.headers.push("Contact", format!("{contact};expires={expires}"));
+        ok.headers
+            .push("Contact", format!("{contact};expires={expires}"));
     }
     // SIPE compares each Supported header's whole value: one token per line.
     ok.headers.push("Supported", "msrtc-event-categories");
     ok.headers.push("Supported", "adhoclist");
     // SIPE splits on ',' without trimming: no spaces after commas.
-    ok.headers.push("Allow-Events", "vnd-microsoft-provisioning-v2");
+    ok.headers
+        .push("Allow-Events", "vnd-microsoft-provisioning-v2");
     ok.headers.push(
         "ms-keep-alive",
         format!(
@@ -160,14 +174,21 @@ fn authenticate(
     now: Instant,
 ) -> Result<Option<Message>, SipError> {
     let directory = shared.directory.snapshot();
-    if shared.settings.trusted_networks.iter().any(|net| net.contains(&peer)) {
+    if shared
+        .settings
+        .trusted_networks
+        .iter()
+        .any(|net| net.contains(&peer))
+    {
         return match directory.active_user(aor) {
             Some(_) => Ok(None),
             None => Err(SipError::Forbidden("unknown or disabled user".into())),
         };
     }
     if shared.throttle.is_blocked(peer, Some(aor), now) {
-        return Err(SipError::Forbidden("too many failed attempts; try again later".into()));
+        return Err(SipError::Forbidden(
+            "too many failed attempts; try again later".into(),
+        ));
     }
     let (user_part, realm) = aor.split_once('@').unwrap_or((aor, ""));
     let answer = request
@@ -183,7 +204,9 @@ fn authenticate(
         crate::sip::StartLine::Response { .. } => "",
     };
     if answer.uri != request_uri {
-        return Err(SipError::Malformed("Digest uri does not match the Request-URI".into()));
+        return Err(SipError::Malformed(
+            "Digest uri does not match the Request-URI".into(),
+        ));
     }
     let credentials = directory
         .active_user(aor)
@@ -206,7 +229,13 @@ fn authenticate(
     }
 }
 
-fn challenge(shared: &Shared, request: &Message, realm: &str, stale: bool, now: Instant) -> Message {
+fn challenge(
+    shared: &Shared,
+    request: &Message,
+    realm: &str,
+    stale: bool,
+    now: Instant,
+) -> Message {
     let nonce = shared.nonces.issue(now);
     let mut reply = response(&request.headers, 401, Some(&random_token()));
     for value in digest::challenges(realm, &nonce, stale) {

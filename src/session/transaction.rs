@@ -84,7 +84,8 @@ pub struct ClientTransactions {
 
 impl ClientTransactions {
     pub fn sent(&mut self, key: ClientKey, method: Method, now: Instant) {
-        self.outstanding.insert(key, Outstanding { method, sent: now });
+        self.outstanding
+            .insert(key, Outstanding { method, sent: now });
     }
 
     /// A final response ends the transaction; provisional ones leave it open.
@@ -154,6 +155,9 @@ mod tests {
         assert!(txns.response(&k(1), 200).is_none());
         let late = txns.timed_out(t0 + Duration::from_secs(40), Duration::from_secs(32));
         assert_eq!(late.len(), 1);
-        assert!(txns.timed_out(t0 + Duration::from_secs(99), Duration::ZERO).is_empty());
+        assert!(
+            txns.timed_out(t0 + Duration::from_secs(99), Duration::ZERO)
+                .is_empty()
+        );
     }
 }

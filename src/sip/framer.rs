@@ -321,7 +321,8 @@ mod tests {
             max_headers: 2,
             ..FrameLimits::default()
         };
-        let mut buf = BytesMut::from(&b"INFO sip:x SIP/2.0\r\na: 1\r\nb: 2\r\n c\r\nd: 3\r\n\r\n"[..]);
+        let mut buf =
+            BytesMut::from(&b"INFO sip:x SIP/2.0\r\na: 1\r\nb: 2\r\n c\r\nd: 3\r\n\r\n"[..]);
         assert!(matches!(
             decode(&mut buf, &limits),
             Err(FrameError::TooManyHeaders { .. })

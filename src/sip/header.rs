@@ -206,8 +206,8 @@ mod tests {
 
     #[test]
     fn name_addr_forms() {
-        let a = NameAddr::parse(r#""Alice \"A\"" <sip:alice@example.test>;tag=123;epid=ab"#)
-            .unwrap();
+        let a =
+            NameAddr::parse(r#""Alice \"A\"" <sip:alice@example.test>;tag=123;epid=ab"#).unwrap();
         assert_eq!(a.display.as_deref(), Some(r#"Alice "A""#));
         assert_eq!(a.uri, "sip:alice@example.test");
         assert_eq!(a.tag(), Some("123"));
@@ -235,7 +235,10 @@ mod tests {
 
     #[test]
     fn aor_validation() {
-        assert_eq!(parse_aor("Alice@Example.test").as_deref(), Some("alice@example.test"));
+        assert_eq!(
+            parse_aor("Alice@Example.test").as_deref(),
+            Some("alice@example.test")
+        );
         assert_eq!(parse_aor("sip:bob@x.y").as_deref(), Some("bob@x.y"));
         for bad in ["alice", "@x", "a b@x", "a@x:5060", "a@x;p=1", "a@", "sip:"] {
             assert_eq!(parse_aor(bad), None, "{bad}");

@@ -441,7 +441,10 @@ mod tests {
         assert_eq!(msg.method(), Some(&Method::Service));
         assert_eq!(msg.call_id(), "abc");
         assert_eq!(msg.headers.get("subject"), Some("one two"));
-        assert_eq!(msg.headers.get("FROM"), Some("<sip:alice@example.test>;tag=1"));
+        assert_eq!(
+            msg.headers.get("FROM"),
+            Some("<sip:alice@example.test>;tag=1")
+        );
         assert_eq!(
             msg.headers.tokens("Supported").collect::<Vec<_>>(),
             ["a", "b", "c"]
@@ -453,8 +456,10 @@ mod tests {
     #[test]
     fn extension_methods_round_trip() {
         for name in ["BENOTIFY", "NEGOTIATE", "PUBLISH", "FROBNICATE"] {
-            let msg =
-                parse(&format!("{name} sip:x@y SIP/2.0\r\n{BASE}CSeq: 1 {name}\r\n")).unwrap();
+            let msg = parse(&format!(
+                "{name} sip:x@y SIP/2.0\r\n{BASE}CSeq: 1 {name}\r\n"
+            ))
+            .unwrap();
             assert_eq!(msg.method().unwrap().as_str(), name);
             let again = parse(std::str::from_utf8(&msg.encode()).unwrap()).unwrap();
             assert_eq!(again.start, msg.start);
@@ -485,7 +490,10 @@ mod tests {
             "garbage\r\n",
         ];
         for start in cases {
-            assert!(parse(&format!("{start}{BASE}CSeq: 1 INVITE\r\n")).is_err(), "{start}");
+            assert!(
+                parse(&format!("{start}{BASE}CSeq: 1 INVITE\r\n")).is_err(),
+                "{start}"
+            );
         }
         assert_eq!(
             parse(&format!("INFO sip:x SIP/2.0\r\n{BASE}")),
@@ -496,7 +504,9 @@ mod tests {
             Err(ParseError::BadHeader("CSeq"))
         );
         assert_eq!(
-            parse(&format!("INFO sip:x SIP/2.0\r\n{BASE}CSeq: 1 INFO\r\nno colon\r\n")),
+            parse(&format!(
+                "INFO sip:x SIP/2.0\r\n{BASE}CSeq: 1 INFO\r\nno colon\r\n"
+            )),
             Err(ParseError::BadHeaderLine)
         );
         assert_eq!(
@@ -507,14 +517,16 @@ mod tests {
 
     #[test]
     fn list_split_respects_quotes() {
-        let parts: Vec<_> =
-            split_list(r#"Digest realm="a,b", nonce="x", <sip:a,b>;q=1"#).collect();
+        let parts: Vec<_> = split_list(r#"Digest realm="a,b", nonce="x", <sip:a,b>;q=1"#).collect();
         assert_eq!(parts.len(), 3);
     }
 
     #[test]
     fn salvage_finds_essentials() {
-        let head = format!("INVITE sip:x SIP/2.0\r\n{BASE}CSeq: 1 INVITE\r\nX: {}", "a".repeat(50));
+        let head = format!(
+            "INVITE sip:x SIP/2.0\r\n{BASE}CSeq: 1 INVITE\r\nX: {}",
+            "a".repeat(50)
+        );
         let headers = salvage_response_headers(head.as_bytes()).unwrap();
         assert_eq!(headers.get("Call-ID"), Some("abc"));
         assert!(salvage_response_headers(b"SIP/2.0 200 OK\r\n").is_none());

@@ -95,10 +95,12 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         aor: row.get(0)?,
         display_name: row.get(1)?,
         enabled: row.get(2)?,
-        credentials: ha1_md5.zip(ha1_sha256).map(|(ha1_md5, ha1_sha256)| Credentials {
-            ha1_md5,
-            ha1_sha256,
-        }),
+        credentials: ha1_md5
+            .zip(ha1_sha256)
+            .map(|(ha1_md5, ha1_sha256)| Credentials {
+                ha1_md5,
+                ha1_sha256,
+            }),
     })
 }
 
@@ -261,7 +263,10 @@ mod tests {
             Err(StoreError::NotFound(_))
         ));
         reopened.close();
-        assert!(matches!(wait(reopened.add_user(user("b@x"))), Err(StoreError::Closed)));
+        assert!(matches!(
+            wait(reopened.add_user(user("b@x"))),
+            Err(StoreError::Closed)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -41,7 +41,10 @@ pub struct CertificatePaths {
 
 /// Makes sure a development certificate exists in `data_dir`, generating one valid for
 /// `names` (plus localhost and the loopback addresses) if it does not.
-pub fn ensure_dev_certificate(data_dir: &Path, names: &[String]) -> Result<CertificatePaths, TlsError> {
+pub fn ensure_dev_certificate(
+    data_dir: &Path,
+    names: &[String],
+) -> Result<CertificatePaths, TlsError> {
     let paths = CertificatePaths {
         cert: data_dir.join(DEV_CERT_FILE),
         key: data_dir.join(DEV_KEY_FILE),

@@ -51,6 +51,10 @@ impl ChatEndpoint for XccosEndpoint {
     }
 
     fn dialog_ended(&self, dialog: &DialogContext<'_>) {
-        tracing::debug!(user = dialog.user, call_id = dialog.call_id, "chat dialog ended");
+        tracing::debug!(
+            user = dialog.user,
+            call_id = dialog.call_id,
+            "chat dialog ended"
+        );
     }
 }

@@ -147,7 +147,10 @@ mod tests {
         let Incoming::Command(cmd) = parse_incoming(body, &XmlLimits::default()).unwrap() else {
             panic!("not a command")
         };
-        assert_eq!((cmd.name.as_str(), cmd.envid.as_str()), ("requri", "1804289383"));
+        assert_eq!(
+            (cmd.name.as_str(), cmd.envid.as_str()),
+            ("requri", "1804289383")
+        );
         let out = envelope(5, reply(&cmd, ResultCode::Ok, Element::new("data")));
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
@@ -158,8 +161,14 @@ mod tests {
     #[test]
     fn rejects_non_xccos() {
         let limits = XmlLimits::default();
-        assert!(matches!(parse_incoming(b"<foo/>", &limits), Err(EnvelopeError::NotXccos(_))));
-        assert!(matches!(parse_incoming(b"<xccos/>", &limits), Err(EnvelopeError::Empty)));
+        assert!(matches!(
+            parse_incoming(b"<foo/>", &limits),
+            Err(EnvelopeError::NotXccos(_))
+        ));
+        assert!(matches!(
+            parse_incoming(b"<xccos/>", &limits),
+            Err(EnvelopeError::Empty)
+        ));
         assert!(matches!(
             parse_incoming(b"<xccos><cmd seqid=\"1\"/></xccos>", &limits),
             Err(EnvelopeError::MissingCommandId)

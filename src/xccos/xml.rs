@@ -242,9 +242,10 @@ fn element_from(start: &BytesStart<'_>, limits: &XmlLimits) -> Result<Element, X
         let value = attribute
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(|e| match e {
-                quick_xml::Error::Escape(quick_xml::escape::EscapeError::UnrecognizedEntity(_, n)) => {
-                    XmlError::UnknownEntity(n)
-                }
+                quick_xml::Error::Escape(quick_xml::escape::EscapeError::UnrecognizedEntity(
+                    _,
+                    n,
+                )) => XmlError::UnknownEntity(n),
                 other => XmlError::Syntax(other.to_string()),
             })?
             .into_owned();
@@ -277,18 +278,30 @@ mod tests {
     fn rejects_attacks_and_garbage() {
         let laughs = r#"<!DOCTYPE lolz [<!ENTITY lol "lol">]><xccos>&lol;</xccos>"#;
         assert_eq!(p(laughs), Err(XmlError::Doctype));
-        assert!(matches!(p("<xccos>&lol;</xccos>"), Err(XmlError::UnknownEntity(_))));
-        assert!(matches!(p(r#"<xccos a="&lol;"/>"#), Err(XmlError::UnknownEntity(_))));
+        assert!(matches!(
+            p("<xccos>&lol;</xccos>"),
+            Err(XmlError::UnknownEntity(_))
+        ));
+        assert!(matches!(
+            p(r#"<xccos a="&lol;"/>"#),
+            Err(XmlError::UnknownEntity(_))
+        ));
         let deep = "<a>".repeat(100_000);
         assert_eq!(p(&deep), Err(XmlError::TooDeep(16)));
         let wide = format!("<a>{}</a>", "<b/>".repeat(5000));
         assert_eq!(p(&wide), Err(XmlError::TooManyElements(4096)));
         let attrs: String = (0..40).map(|i| format!(" a{i}=\"x\"")).collect();
-        assert_eq!(p(&format!("<a{attrs}/>")), Err(XmlError::TooManyAttributes(32)));
+        assert_eq!(
+            p(&format!("<a{attrs}/>")),
+            Err(XmlError::TooManyAttributes(32))
+        );
         assert!(p("<a><b></a>").is_err());
         assert!(p("<a><b>").is_err());
         assert_eq!(p(""), Err(XmlError::Empty));
         assert!(p("<a/><b/>").is_err());
-        assert_eq!(parse(b"<a>\xff</a>", &XmlLimits::default()), Err(XmlError::NotUtf8));
+        assert_eq!(
+            parse(b"<a>\xff</a>", &XmlLimits::default()),
+            Err(XmlError::NotUtf8)
+        );
     }
 }

@@ -1,0 +1,281 @@
+//! REGISTER: Digest (SHA-256 and MD5), replay, stale nonces, trusted networks, throttling,
+//! identity binding, and administrative changes reaching a running server.
+
+use perch::session::digest::{Algorithm, ClientDigest, parse_challenge};
+use perch::sip::Message;
+
+use crate::support::*;
+
+fn register(client: &mut Client, cseq: u32, authorization: Option<&str>) -> Vec<u8> {
+    let to = format!("<sip:{}>", client.aor());
+    let mut extra = vec![("Contact", "<sip:127.0.0.1:5555;transport=tls>")];
+    if let Some(auth) = authorization {
+        extra.push(("Authorization", auth));
+    }
+    client.request(
+        "REGISTER",
+        &format!("sip:{DOMAIN}"),
+        "reg-call",
+        cseq,
+        &to,
+        &extra,
+        "",
+    )
+}
+
+/// The challenge for `algorithm` in a 401: (realm, nonce, stale).
+fn challenge(reply: &Message, algorithm: Algorithm) -> (String, String, bool) {
+    let params = reply
+        .headers
+        .get_all("WWW-Authenticate")
+        .filter_map(parse_challenge)
+        .find(|p| p.value("algorithm") == Some(algorithm.name()))
+        .expect("challenge for the algorithm");
+    (
+        params.value("realm").unwrap().to_owned(),
+        params.value("nonce").unwrap().to_owned(),
+        params.value("stale") == Some("true"),
+    )
+}
+
+fn answer(
+    algorithm: Algorithm,
+    user: &str,
+    password: &str,
+    realm: &str,
+    nonce: &str,
+    nc: u32,
+) -> String {
+    ClientDigest {
+        algorithm,
+        username: user,
+        realm,
+        password,
+        method: "REGISTER",
+        uri: &format!("sip:{DOMAIN}"),
+        nonce,
+        nc,
+        cnonce: "c0ffee",
+    }
+    .authorization()
+}
+
+async fn digest_register(algorithm: Algorithm) {
+    let server = TestServer::start(|_| {}).await;
+    let mut client = server.tls().await;
+    let req = register(&mut client, 1, None);
+    client.send(&req).await;
+    let reply = client.response().await;
+    assert_eq!(status(&reply), 401);
+    // SHA-256 is offered first (RFC 8760).
+    let first = reply.headers.get("WWW-Authenticate").unwrap();
+    assert!(first.contains("algorithm=SHA-256"), "{first}");
+    let (realm, nonce, stale) = challenge(&reply, algorithm);
+    assert_eq!(realm, DOMAIN);
+    assert!(!stale);
+
+    let auth = answer(algorithm, "alice", "alice-pw", &realm, &nonce, 1);
+    let req = register(&mut client, 2, Some(&auth));
+    client.send(&req).await;
+    let ok = client.response().await;
+    assert_eq!(status(&ok), 200);
+    let expires: u32 = ok.headers.get("Expires").unwrap().parse().unwrap();
+    assert!(expires > 0);
+    let supported: Vec<&str> = ok.headers.get_all("Supported").collect();
+    assert!(
+        supported.contains(&"msrtc-event-categories"),
+        "{supported:?}"
+    );
+    let allow_events = ok.headers.get("Allow-Events").unwrap();
+    assert!(
+        allow_events
+            .split(',')
+            .any(|e| e == "vnd-microsoft-provisioning-v2")
+    );
+    assert!(!allow_events.contains(", "));
+    assert!(
+        ok.headers
+            .get("ms-keep-alive")
+            .unwrap()
+            .contains("timeout=")
+    );
+
+    // The same nonce count again is a replay: never 200.
+    let req = register(&mut client, 3, Some(&auth));
+    let mut other = server.tls().await;
+    other.send(&req).await;
+    let replay = other.response().await;
+    assert_ne!(status(&replay), 200);
+    assert!(matches!(status(&replay), 401 | 403));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn digest_sha256_register() {
+    digest_register(Algorithm::Sha256).await;
+}
+
+#[tokio::test]
+async fn digest_md5_register() {
+    digest_register(Algorithm::Md5).await;
+}
+
+#[tokio::test]
+async fn wrong_password_unknown_and_disabled_users_are_refused() {
+    let server = TestServer::start(|_| {}).await;
+    for (user, password) in [("alice", "wrong"), ("nobody", "x"), ("dave", "dave-pw")] {
+        let mut client = server.tls().await;
+        client.user = user.into();
+        let req = register(&mut client, 1, None);
+        client.send(&req).await;
+        let reply = client.response().await;
+        let (realm, nonce, _) = challenge(&reply, Algorithm::Sha256);
+        let auth = answer(Algorithm::Sha256, user, password, &realm, &nonce, 1);
+        let req = register(&mut client, 2, Some(&auth));
+        client.send(&req).await;
+        let refused = client.response().await;
+        assert_eq!(status(&refused), 403, "{user}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn failed_attempts_are_throttled() {
+    let server = TestServer::start(|c| c.auth.max_failures_per_user = 3).await;
+    let mut client = server.tls().await;
+    for attempt in 0..5u32 {
+        let req = register(&mut client, attempt * 2 + 1, None);
+        client.send(&req).await;
+        let reply = client.response().await;
+        if attempt >= 3 {
+            // Blocked before any challenge is issued.
+            assert_eq!(status(&reply), 403);
+            continue;
+        }
+        let (realm, nonce, _) = challenge(&reply, Algorithm::Md5);
+        let auth = answer(Algorithm::Md5, "alice", "guess", &realm, &nonce, 1);
+        let req = register(&mut client, attempt * 2 + 2, Some(&auth));
+        client.send(&req).await;
+        assert_eq!(status(&client.response().await), 403);
+    }
+    // Even the right password is refused while blocked.
+    let req = register(&mut client, 20, None);
+    client.send(&req).await;
+    assert_eq!(status(&client.response().await), 403);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn expired_nonce_gets_stale_challenge() {
+    let server = TestServer::start(|c| c.auth.nonce_lifetime_secs = 1).await;
+    let mut client = server.tls().await;
+    let req = register(&mut client, 1, None);
+    client.send(&req).await;
+    let (realm, nonce, _) = challenge(&client.response().await, Algorithm::Sha256);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let auth = answer(Algorithm::Sha256, "alice", "alice-pw", &realm, &nonce, 1);
+    let req = register(&mut client, 2, Some(&auth));
+    client.send(&req).await;
+    let reply = client.response().await;
+    assert_eq!(status(&reply), 401);
+    let (_, fresh, stale) = challenge(&reply, Algorithm::Sha256);
+    assert!(stale);
+    assert_ne!(fresh, nonce);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn trusted_network_registers_without_challenge() {
+    let server =
+        TestServer::start(|c| c.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()]).await;
+    let mut client = server.tls().await;
+    assert_eq!(status(&client.register_plain().await), 200);
+    for user in ["nobody", "dave"] {
+        let mut other = server.tls().await;
+        other.user = user.into();
+        assert_eq!(status(&other.register_plain().await), 403, "{user}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn untrusted_network_is_challenged() {
+    let server =
+        TestServer::start(|c| c.trusted_networks = vec!["10.0.0.0/8".parse().unwrap()]).await;
+    let mut client = server.tls().await;
+    assert_eq!(status(&client.register_plain().await), 401);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn requests_need_the_registered_identity() {
+    let server =
+        TestServer::start(|c| c.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()]).await;
+    let mut client = server.tls().await;
+    let invite = |c: &Client| {
+        c.request(
+            "INVITE",
+            &format!("sip:ocschat@{DOMAIN}"),
+            "inv-1",
+            1,
+            &format!("<sip:ocschat@{DOMAIN}>"),
+            &[],
+            "",
+        )
+    };
+    // Not registered yet: nothing reaches the chat endpoint.
+    client.send(&invite(&client)).await;
+    assert_eq!(status(&client.response().await), 403);
+    assert_eq!(status(&client.register_plain().await), 200);
+    // Registered as alice, speaking as bob.
+    client.user = "bob".into();
+    let req = client.request(
+        "INVITE",
+        &format!("sip:ocschat@{DOMAIN}"),
+        "inv-2",
+        1,
+        &format!("<sip:ocschat@{DOMAIN}>"),
+        &[],
+        "",
+    );
+    client.send(&req).await;
+    assert_eq!(status(&client.response().await), 403);
+    assert_eq!(status(&client.register_plain().await), 403);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admin_changes_reach_a_running_server() {
+    let server = TestServer::start(|_| {}).await;
+    let store = server.store.clone();
+    tokio::task::spawn_blocking(move || {
+        perch::admin::user::add(
+            store.as_ref(),
+            "erin@example.test",
+            None,
+            Some("erin-pw"),
+            true,
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let mut registered = false;
+    for _ in 0..30 {
+        let mut client = server.tls().await;
+        client.user = "erin".into();
+        let req = register(&mut client, 1, None);
+        client.send(&req).await;
+        let (realm, nonce, _) = challenge(&client.response().await, Algorithm::Sha256);
+        let auth = answer(Algorithm::Sha256, "erin", "erin-pw", &realm, &nonce, 1);
+        let req = register(&mut client, 2, Some(&auth));
+        client.send(&req).await;
+        if status(&client.response().await) == 200 {
+            registered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(registered, "a user added while running could not register");
+    server.stop().await;
+}

@@ -1,0 +1,275 @@
+//! A real server on 127.0.0.1:0 with a generated certificate, and a raw-bytes SIP client
+//! over TLS or TCP.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use perch::config::Config;
+use perch::server::{self, RunningServer};
+use perch::sip::framer::{self, Frame, FrameLimits};
+use perch::sip::{Message, StartLine};
+use perch::store::{SqliteStore, Store};
+use perch::xccos::XccosEndpoint;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const DOMAIN: &str = "example.test";
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub store: Arc<dyn Store>,
+    pub data_dir: PathBuf,
+}
+
+pub fn temp_dir(label: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "perch-it-{label}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+impl TestServer {
+    /// Users alice, bob (passwords `<name>-pw`) and a disabled dave.
+    pub async fn start(adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = temp_dir("server");
+        let mut config = Config::default();
+        config.domain = DOMAIN.into();
+        config.data_dir = data_dir.clone();
+        config.listen.tls = Some("127.0.0.1:0".parse().unwrap());
+        config.listen.tcp = Some("127.0.0.1:0".parse().unwrap());
+        adjust(&mut config);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir).unwrap());
+        let seed = store.clone();
+        tokio::task::spawn_blocking(move || {
+            for (user, enabled) in [("alice", true), ("bob", true), ("dave", false)] {
+                let aor = format!("{user}@{DOMAIN}");
+                let password = format!("{user}-pw");
+                perch::admin::user::add(seed.as_ref(), &aor, None, Some(&password), enabled)
+                    .unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        let endpoint = Arc::new(XccosEndpoint::new(&config.chat_aor()));
+        let server = server::start(&config, store.clone(), endpoint)
+            .await
+            .unwrap();
+        Self {
+            server: Some(server),
+            store,
+            data_dir,
+        }
+    }
+
+    pub fn running(&self) -> &RunningServer {
+        self.server.as_ref().unwrap()
+    }
+
+    pub async fn tls(&self) -> Client {
+        let addr = self.running().tls_addr().unwrap();
+        let cert_path = &self.running().certificate().unwrap().cert;
+        let cert = perch::transport::tls::load_certificates(cert_path).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::clone(&cert[0])).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        Client::new(Box::new(tls), "tls")
+    }
+
+    pub async fn tcp(&self) -> Client {
+        let tcp = TcpStream::connect(self.running().tcp_addr().unwrap())
+            .await
+            .unwrap();
+        tcp.set_nodelay(true).unwrap();
+        Client::new(Box::new(tcp), "tcp")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// What the server sent: a message, or a bare CRLF keep-alive answer.
+#[derive(Debug)]
+pub enum Received {
+    Message(Message),
+    /// A message our strict parser refuses (e.g. a 400 echoing a malformed CSeq).
+    Unparsed(Bytes),
+    Pong,
+}
+
+pub struct Client {
+    stream: Box<dyn Stream>,
+    buffer: BytesMut,
+    pub transport: &'static str,
+    pub user: String,
+    pub tag: String,
+    pub call_id_counter: u32,
+}
+
+impl Client {
+    fn new(stream: Box<dyn Stream>, transport: &'static str) -> Self {
+        Self {
+            stream,
+            buffer: BytesMut::new(),
+            transport,
+            user: "alice".into(),
+            tag: "48213390".into(),
+            call_id_counter: 0,
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+        self.stream.flush().await.unwrap();
+    }
+
+    /// Writes, reporting failure instead of panicking (for peers that close on us).
+    pub async fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// Next frame from the server; `None` if the server closed the connection.
+    pub async fn receive(&mut self) -> Option<Received> {
+        loop {
+            if self.buffer.starts_with(b"\r\n") && !self.buffer.starts_with(b"\r\n\r\n") {
+                let _ = self.buffer.split_to(2);
+                return Some(Received::Pong);
+            }
+            if let Some(frame) = framer::decode(&mut self.buffer, &FrameLimits::default()).unwrap()
+            {
+                let Frame::Message { head, body } = frame else {
+                    panic!("server sent a ping");
+                };
+                return Some(match Message::parse(&head, body) {
+                    Ok(message) => Received::Message(message),
+                    Err(_) => Received::Unparsed(head),
+                });
+            }
+            let read = tokio::time::timeout(WAIT, self.stream.read_buf(&mut self.buffer))
+                .await
+                .expect("server did not answer in time");
+            match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    pub async fn message(&mut self) -> Message {
+        match self.receive().await {
+            Some(Received::Message(m)) => m,
+            other => panic!("expected a SIP message, got {other:?}"),
+        }
+    }
+
+    /// Next response, skipping nothing: the test expects the order.
+    pub async fn response(&mut self) -> Message {
+        let m = self.message().await;
+        assert!(
+            matches!(m.start, StartLine::Response { .. }),
+            "expected a response, got {m:?}"
+        );
+        m
+    }
+
+    /// True once the server has closed the connection (reads EOF within the wait).
+    pub async fn closed_by_server(&mut self) -> bool {
+        loop {
+            let read = tokio::time::timeout(WAIT, self.stream.read_buf(&mut self.buffer)).await;
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    pub fn aor(&self) -> String {
+        format!("{}@{DOMAIN}", self.user)
+    }
+
+    pub fn new_call_id(&mut self) -> String {
+        self.call_id_counter += 1;
+        format!("{}AbCgDeFa", self.call_id_counter)
+    }
+
+    /// A request from this client with the dialog headers SIPE would send (no Via branch).
+    #[allow(clippy::too_many_arguments)]
+    pub fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        call_id: &str,
+        cseq: u32,
+        to: &str,
+        extra: &[(&str, &str)],
+        body: &str,
+    ) -> Vec<u8> {
+        let mut text = format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{} 127.0.0.1:5555\r\nFrom: <sip:{}>;tag={};epid=abc123\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n",
+            self.transport,
+            self.aor(),
+            self.tag
+        );
+        for (name, value) in extra {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        text.into_bytes()
+    }
+
+    /// REGISTER without credentials (trusted networks) and return the response.
+    pub async fn register_plain(&mut self) -> Message {
+        let call_id = self.new_call_id();
+        let to = format!("<sip:{}>", self.aor());
+        let req = self.request(
+            "REGISTER",
+            &format!("sip:{DOMAIN}"),
+            &call_id,
+            1,
+            &to,
+            &[("Contact", "<sip:127.0.0.1:5555;transport=tls>")],
+            "",
+        );
+        self.send(&req).await;
+        self.response().await
+    }
+}
+
+pub fn status(message: &Message) -> u16 {
+    match message.start {
+        StartLine::Response { code, .. } => code,
+        StartLine::Request { .. } => 0,
+    }
+}
+
+pub fn body_text(message: &Message) -> String {
+    String::from_utf8(message.body.to_vec()).unwrap()
+}
