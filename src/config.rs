@@ -352,6 +352,30 @@ mod tests {
     }
 
     #[test]
+    fn example_file_documents_valid_keys() {
+        // Uncomment every `# key = value` line of the example: the result must load, so the
+        // documented keys and the real ones cannot drift apart.
+        let example = include_str!("../perch.example.toml");
+        let uncommented: String = example
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let config = load(&uncommented, &[]).unwrap();
+        assert_eq!(config.listen.tcp, Some("127.0.0.1:5060".parse().unwrap()));
+        assert_eq!(config.tls.dev_cert_names, ["chat.example.test"]);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let err = load("[limits]\nmax_headers = \"many\"\n", &[])
             .unwrap_err()
