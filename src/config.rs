@@ -251,13 +251,13 @@ impl Config {
                 self.domain
             ));
         }
-        if let Some(uri) = &self.chat_uri {
-            if crate::sip::header::parse_aor(uri).is_none() {
-                return Err(format!(
-                    "key `chat_uri`: {uri:?} is not a SIP URI like ocschat@{}",
-                    self.domain
-                ));
-            }
+        if let Some(uri) = &self.chat_uri
+            && crate::sip::header::parse_aor(uri).is_none()
+        {
+            return Err(format!(
+                "key `chat_uri`: {uri:?} is not a SIP URI like ocschat@{}",
+                self.domain
+            ));
         }
         if self.listen.tls.is_none() && self.listen.tcp.is_none() {
             return Err(

@@ -30,10 +30,10 @@ pub fn prepare_config(config: &mut Config, data_given: bool) {
         config.listen.tcp = Some(loopback(5060));
     }
     for net in ["127.0.0.0/8", "::1/128"] {
-        if let Ok(net) = net.parse() {
-            if !config.trusted_networks.contains(&net) {
-                config.trusted_networks.push(net);
-            }
+        if let Ok(net) = net.parse()
+            && !config.trusted_networks.contains(&net)
+        {
+            config.trusted_networks.push(net);
         }
     }
 }

@@ -95,13 +95,13 @@ pub fn register(
             "third-party registration is not allowed".into(),
         ));
     }
-    if let Some(current) = current {
-        if current.aor != aor {
-            return Err(SipError::Forbidden(format!(
-                "this connection is registered as {}",
-                current.aor
-            )));
-        }
+    if let Some(current) = current
+        && current.aor != aor
+    {
+        return Err(SipError::Forbidden(format!(
+            "this connection is registered as {}",
+            current.aor
+        )));
     }
     let expires = requested_expires(request).unwrap_or(settings.default_expires);
     if expires == 0 {
@@ -125,10 +125,10 @@ pub fn register(
     let expires = expires.min(settings.max_expires);
 
     // A refresh on the connection that already proved this identity needs no new proof.
-    if current.is_none() {
-        if let Some(challenge) = authenticate(shared, connection.peer.ip(), &aor, request, now)? {
-            return Ok((challenge, Change::None));
-        }
+    if current.is_none()
+        && let Some(challenge) = authenticate(shared, connection.peer.ip(), &aor, request, now)?
+    {
+        return Ok((challenge, Change::None));
     }
 
     let contact = request

@@ -33,10 +33,10 @@ impl ServerTransactions {
     }
 
     pub fn completed(&mut self, key: ServerKey, response: Bytes, now: Instant) {
-        if self.order.len() >= SERVER_CAPACITY {
-            if let Some((_, oldest)) = self.order.pop_front() {
-                self.responses.remove(&oldest);
-            }
+        if self.order.len() >= SERVER_CAPACITY
+            && let Some((_, oldest)) = self.order.pop_front()
+        {
+            self.responses.remove(&oldest);
         }
         if self.responses.insert(key.clone(), response).is_none() {
             self.order.push_back((now, key));

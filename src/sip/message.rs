@@ -263,10 +263,10 @@ impl Message {
             }
         }
         let cseq = self.cseq()?;
-        if let StartLine::Request { method, .. } = &self.start {
-            if *method != cseq.method {
-                return Err(ParseError::BadHeader("CSeq"));
-            }
+        if let StartLine::Request { method, .. } = &self.start
+            && *method != cseq.method
+        {
+            return Err(ParseError::BadHeader("CSeq"));
         }
         Ok(())
     }

@@ -47,6 +47,21 @@ async fn open_dialog(client: &mut Client) -> (String, String) {
     (call_id, to)
 }
 
+/// A registered client with an established chat dialog.
+async fn connected(server: &TestServer) -> (Client, String, String) {
+    let mut client = server.tls().await;
+    assert_eq!(status(&client.register_plain().await), 200);
+    let (call_id, to) = open_dialog(&mut client).await;
+    (client, call_id, to)
+}
+
+/// Sends cmd:requri, expects the 200, and returns the server's INFO carrying the reply.
+async fn requri(client: &mut Client, call_id: &str, cseq: u32, to: &str) -> Message {
+    client.send(&info(client, call_id, cseq, to, REQURI)).await;
+    assert_eq!(status(&client.response().await), 200);
+    client.message().await
+}
+
 fn info(client: &Client, call_id: &str, cseq: u32, to: &str, body: &str) -> Vec<u8> {
     client.request(
         "INFO",
@@ -116,14 +131,10 @@ async fn provisioning_subscribe_is_piggybacked() {
 #[tokio::test]
 async fn chat_dialog_with_server_info() {
     let server = TestServer::start(trusted).await;
-    let mut client = server.tls().await;
-    client.register_plain().await;
-    let (call_id, to) = open_dialog(&mut client).await;
+    let (mut client, call_id, to) = connected(&server).await;
 
     // cmd:requri: 200 at once, then the reply in a server INFO on the same dialog.
-    client.send(&info(&client, &call_id, 2, &to, REQURI)).await;
-    assert_eq!(status(&client.response().await), 200);
-    let server_info = client.message().await;
+    let server_info = requri(&mut client, &call_id, 2, &to).await;
     let StartLine::Request { method, uri } = &server_info.start else {
         panic!("expected the server's INFO")
     };
@@ -181,12 +192,8 @@ async fn chat_dialog_with_server_info() {
 #[tokio::test]
 async fn a_487_to_server_info_ends_the_dialog() {
     let server = TestServer::start(trusted).await;
-    let mut client = server.tls().await;
-    client.register_plain().await;
-    let (call_id, to) = open_dialog(&mut client).await;
-    client.send(&info(&client, &call_id, 2, &to, REQURI)).await;
-    assert_eq!(status(&client.response().await), 200);
-    let server_info = client.message().await;
+    let (mut client, call_id, to) = connected(&server).await;
+    let server_info = requri(&mut client, &call_id, 2, &to).await;
     client.send(&answer(&server_info, 487)).await;
     // The dialog is gone: the next in-dialog request is 481.
     let mut gone = false;
@@ -235,9 +242,7 @@ async fn in_dialog_requests_to_unknown_dialogs_get_481() {
 #[tokio::test]
 async fn cancel_after_answer_and_other_methods() {
     let server = TestServer::start(trusted).await;
-    let mut client = server.tls().await;
-    client.register_plain().await;
-    let (call_id, _) = open_dialog(&mut client).await;
+    let (mut client, call_id, _) = connected(&server).await;
     let cancel = client.request("CANCEL", CHAT, &call_id, 1, &format!("<{CHAT}>"), &[], "");
     client.send(&cancel).await;
     assert_eq!(status(&client.response().await), 200);

@@ -41,9 +41,11 @@ impl TestServer {
     /// Users alice, bob (passwords `<name>-pw`) and a disabled dave.
     pub async fn start(adjust: impl FnOnce(&mut Config)) -> Self {
         let data_dir = temp_dir("server");
-        let mut config = Config::default();
-        config.domain = DOMAIN.into();
-        config.data_dir = data_dir.clone();
+        let mut config = Config {
+            domain: DOMAIN.into(),
+            data_dir: data_dir.clone(),
+            ..Config::default()
+        };
         config.listen.tls = Some("127.0.0.1:0".parse().unwrap());
         config.listen.tcp = Some("127.0.0.1:0".parse().unwrap());
         adjust(&mut config);
