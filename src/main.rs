@@ -10,7 +10,6 @@ use perch::admin::{self, AdminError, user::PasswordSource};
 use perch::config::{Config, LogFormat};
 use perch::server;
 use perch::store::{SqliteStore, Store};
-use perch::xccos::XccosEndpoint;
 
 #[derive(Parser)]
 #[command(
@@ -155,8 +154,7 @@ fn serve(common: &Common, demo: bool, log_json: bool) -> Result<(), String> {
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start: {e}"))?;
     runtime.block_on(async {
-        let endpoint = Arc::new(XccosEndpoint::new(&config.chat_aor()));
-        let running = server::start(&config, store, endpoint)
+        let running = server::start(&config, store)
             .await
             .map_err(|e| e.to_string())?;
         if demo {

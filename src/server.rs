@@ -11,12 +11,14 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
-use crate::core::DirectoryHandle;
-use crate::session::{ChatEndpoint, Shared, Transport};
+use crate::core::SnapshotHandle;
+use crate::core::chat::ChatCore;
+use crate::session::{Outboxes, Shared, Transport};
 use crate::sip::FrameLimits;
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::transport::tls::{self, CertificatePaths, TlsError};
 use crate::transport::{TransportSettings, accept_loop};
+use crate::xccos::XccosEndpoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -66,13 +68,22 @@ impl RunningServer {
     }
 }
 
-pub async fn start(
-    config: &Config,
-    store: Arc<dyn Store>,
-    endpoint: Arc<dyn ChatEndpoint>,
-) -> Result<RunningServer, ServeError> {
-    let directory = Arc::new(DirectoryHandle::load(store.as_ref())?);
-    let shared = Arc::new(Shared::new(config, directory.clone(), endpoint));
+pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServer, ServeError> {
+    let model = Arc::new(SnapshotHandle::load(store.as_ref())?);
+    let core = Arc::new(ChatCore::new(model.clone(), store.clone()));
+    let outboxes = Arc::new(Outboxes::default());
+    let endpoint = Arc::new(XccosEndpoint::new(
+        core.clone(),
+        outboxes.clone(),
+        &config.domain,
+        &config.chat_aor(),
+    ));
+    let shared = Arc::new(Shared::new(
+        config,
+        model.clone(),
+        outboxes,
+        endpoint.clone(),
+    ));
     let settings = TransportSettings {
         frame_limits: FrameLimits {
             max_header_bytes: config.limits.max_header_bytes,
@@ -81,6 +92,7 @@ pub async fn start(
         },
         handshake_timeout: Duration::from_secs(config.limits.tls_handshake_timeout_secs),
         idle_timeout: Duration::from_secs(config.limits.idle_timeout_secs),
+        outgoing_queue: config.limits.outgoing_queue,
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -131,7 +143,7 @@ pub async fn start(
             shutdown_rx.clone(),
         ));
     }
-    tasks.spawn(refresh_directory(directory, store, shutdown_rx));
+    tasks.spawn(refresh_model(model, core, endpoint, store, shutdown_rx));
     server.tasks = tasks;
     Ok(server)
 }
@@ -142,9 +154,12 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// Picks up changes other processes (perch admin) made to the store.
-async fn refresh_directory(
-    directory: Arc<DirectoryHandle>,
+/// Picks up changes other processes (perch admin) made to the store, and takes sessions
+/// out of rooms they may no longer be in.
+async fn refresh_model(
+    model: Arc<SnapshotHandle>,
+    core: Arc<ChatCore>,
+    endpoint: Arc<XccosEndpoint>,
     store: Arc<dyn Store>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -154,12 +169,15 @@ async fn refresh_directory(
             _ = ticker.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let (directory, store) = (directory.clone(), store.clone());
-        match tokio::task::spawn_blocking(move || directory.refresh(store.as_ref())).await {
-            Ok(Ok(true)) => tracing::info!("directory reloaded after an administrative change"),
-            Ok(Ok(false)) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "cannot reload the directory"),
-            Err(error) => tracing::warn!(%error, "directory reload task failed"),
+        let (handle, reader) = (model.clone(), store.clone());
+        match tokio::task::spawn_blocking(move || handle.refresh(reader.as_ref())).await {
+            Ok(Ok(Some(_))) => {
+                tracing::info!("configuration reloaded after an administrative change");
+                endpoint.announce_evictions(core.reconcile());
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot reload the configuration"),
+            Err(error) => tracing::warn!(%error, "configuration reload task failed"),
         }
     }
 }

@@ -1,6 +1,10 @@
-//! The chat core: protocol-agnostic state and decisions. In this release it holds the user
-//! directory; categories, rooms, policy and fan-out build on it.
+//! The chat core: protocol-agnostic state and decisions. It never sees XML or SIP.
 
+pub mod chat;
 pub mod directory;
+pub mod model;
+pub mod policy;
+pub mod snapshot;
 
-pub use directory::{Directory, DirectoryHandle, User};
+pub use directory::{Directory, User};
+pub use snapshot::{Snapshot, SnapshotHandle};

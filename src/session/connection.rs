@@ -12,16 +12,36 @@ use crate::sip::response::response;
 use crate::sip::{Frame, FrameError, Message, Method, NameAddr, SipUri, StartLine};
 
 use super::dialog::Dialog;
+use super::outbox::Outbound;
 use super::registrar::{self, Change, Registration};
 use super::transaction::{ClientKey, ClientTransactions, ServerKey, ServerTransactions};
-use super::{ConnectionInfo, DialogContext, Shared, SipError, random_token};
+use super::{ConnectionInfo, DialogContext, EndpointReply, Later, Shared, SipError, random_token};
 
 /// What the transport should do next.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Send(Bytes),
     /// Close after writing what was queued before.
     Close,
+    /// Run this, then hand its result to [`Session::finish_deferred`].
+    Await(Deferred),
+}
+
+/// A request whose final response waits for asynchronous work (a post being committed).
+pub struct Deferred {
+    pub id: u64,
+    pub work: Later,
+}
+
+/// What the session remembers about a deferred request.
+struct Waiting {
+    key: ServerKey,
+    headers: crate::sip::Headers,
+    call_id: String,
+}
+
+enum Handled {
+    Reply(Message),
+    Deferred(Later),
 }
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, INFO, UPDATE, OPTIONS, REGISTER, SUBSCRIBE, NOTIFY, SERVICE, BENOTIFY";
@@ -35,6 +55,8 @@ pub struct Session {
     dialogs: HashMap<String, Dialog>,
     server_transactions: ServerTransactions,
     client_transactions: ClientTransactions,
+    waiting: HashMap<u64, Waiting>,
+    next_deferred: u64,
     outputs: Vec<Output>,
 }
 
@@ -47,6 +69,8 @@ impl Session {
             dialogs: HashMap::new(),
             server_transactions: ServerTransactions::default(),
             client_transactions: ClientTransactions::default(),
+            waiting: HashMap::new(),
+            next_deferred: 0,
             outputs: Vec::new(),
         }
     }
@@ -116,15 +140,75 @@ impl Session {
         if cseq.method == Method::Benotify {
             return; // best-effort NOTIFY: never answered
         }
+        if self.waiting.values().any(|w| w.key == key) {
+            return; // a retransmission of a request still being worked on
+        }
         let mut after = Vec::new();
-        let reply = self
-            .dispatch(&request, now, &mut after)
-            .unwrap_or_else(|error| error_response(&request.headers, &error));
+        let reply = match self.dispatch(&request, now, &mut after) {
+            Ok(Handled::Reply(reply)) => reply,
+            Ok(Handled::Deferred(work)) => {
+                self.next_deferred += 1;
+                let id = self.next_deferred;
+                self.waiting.insert(
+                    id,
+                    Waiting {
+                        key,
+                        headers: request.headers.clone(),
+                        call_id: request.call_id().to_owned(),
+                    },
+                );
+                self.outputs.push(Output::Await(Deferred { id, work }));
+                return;
+            }
+            Err(error) => error_response(&request.headers, &error),
+        };
+        self.complete(key, &reply, after, now);
+    }
+
+    /// Sends and stores a final response, then the chat replies that follow it.
+    fn complete(
+        &mut self,
+        key: ServerKey,
+        reply: &Message,
+        after: Vec<(String, Bytes)>,
+        now: Instant,
+    ) {
         let bytes = reply.encode();
         self.server_transactions.completed(key, bytes.clone(), now);
         self.outputs.push(Output::Send(bytes));
         for (call_id, body) in after {
             self.send_info(&call_id, body, now);
+        }
+    }
+
+    /// Finishes a deferred request with the outcome of its work.
+    pub fn finish_deferred(
+        &mut self,
+        id: u64,
+        outcome: Result<Vec<Bytes>, SipError>,
+        now: Instant,
+    ) {
+        let Some(waiting) = self.waiting.remove(&id) else {
+            return;
+        };
+        let (reply, after) = match outcome {
+            Ok(bodies) => (
+                response(&waiting.headers, 200, None),
+                bodies
+                    .into_iter()
+                    .map(|b| (waiting.call_id.clone(), b))
+                    .collect(),
+            ),
+            Err(error) => (error_response(&waiting.headers, &error), Vec::new()),
+        };
+        self.complete(waiting.key, &reply, after, now);
+    }
+
+    /// A delivery from the chat core for one of this connection's dialogs.
+    pub fn deliver(&mut self, outbound: Outbound, now: Instant) {
+        match outbound {
+            Outbound::Info { call_id, body } => self.send_info(&call_id, body, now),
+            Outbound::Bye { call_id } => self.send_bye(&call_id, now),
         }
     }
 
@@ -135,22 +219,25 @@ impl Session {
         request: &Message,
         now: Instant,
         after: &mut Vec<(String, Bytes)>,
-    ) -> Result<Message, SipError> {
+    ) -> Result<Handled, SipError> {
         let method = request.method().cloned().unwrap_or(Method::Ack);
         match method {
-            Method::Register => return self.register(request, now),
-            Method::Options => return Ok(self.options(request)),
+            Method::Register => return self.register(request, now).map(Handled::Reply),
+            Method::Options => return Ok(Handled::Reply(self.options(request))),
+            Method::Info => {
+                self.check_identity(request)?;
+                return self.info(request, after);
+            }
             _ => {}
         }
         self.check_identity(request)?;
-        match method {
+        let reply = match method {
             Method::Invite => self.invite(request),
             Method::Bye => self.bye(request),
             Method::Update => {
                 self.in_dialog(request)?;
                 Ok(self.update_ok(request))
             }
-            Method::Info => self.info(request, after),
             Method::Cancel => self.cancel(request),
             Method::Subscribe => self.subscribe(request),
             Method::Service | Method::Notify => {
@@ -161,7 +248,8 @@ impl Session {
             )),
             Method::Prack => Err(SipError::NoSuchDialog),
             other => Err(SipError::NotImplemented(other.to_string())),
-        }
+        };
+        reply.map(Handled::Reply)
     }
 
     /// Every request but REGISTER and OPTIONS needs a registration on this connection, and
@@ -337,7 +425,7 @@ impl Session {
         &mut self,
         request: &Message,
         after: &mut Vec<(String, Bytes)>,
-    ) -> Result<Message, SipError> {
+    ) -> Result<Handled, SipError> {
         let dialog = self.in_dialog(request)?;
         let call_id = dialog.call_id.clone();
         let endpoint_uri = dialog.local_uri.clone();
@@ -349,11 +437,14 @@ impl Session {
                 user: &user,
                 endpoint_uri: &endpoint_uri,
             };
-            for body in self.shared.endpoint.info(&context, &request.body)? {
-                after.push((call_id.clone(), body));
+            match self.shared.endpoint.info(&context, &request.body)? {
+                EndpointReply::Now(bodies) => {
+                    after.extend(bodies.into_iter().map(|body| (call_id.clone(), body)));
+                }
+                EndpointReply::Later(work) => return Ok(Handled::Deferred(work)),
             }
         }
-        Ok(response(&request.headers, 200, None))
+        Ok(Handled::Reply(response(&request.headers, 200, None)))
     }
 
     fn cancel(&mut self, request: &Message) -> Result<Message, SipError> {
@@ -386,7 +477,12 @@ impl Session {
             .headers
             .push("subscription-state", "terminated;expires=0");
         reply.headers.push("Content-Type", PROVISIONING_TYPE);
-        reply.body = Bytes::from(provisioning_document(&self.shared.settings.chat_aor));
+        let user = self.registered_as().unwrap_or_default();
+        let enabled = crate::core::policy::chat_enabled(&self.shared.model.snapshot(), user);
+        reply.body = Bytes::from(provisioning_document(
+            &self.shared.settings.chat_aor,
+            enabled,
+        ));
         Ok(reply)
     }
 
@@ -405,6 +501,25 @@ impl Session {
             now,
         );
         self.outputs.push(Output::Send(request.encode()));
+    }
+
+    /// Ends a dialog from our side.
+    fn send_bye(&mut self, call_id: &str, now: Instant) {
+        let Some(mut dialog) = self.dialogs.remove(call_id) else {
+            return;
+        };
+        let request = dialog.request(&self.info, Method::Bye, None, Bytes::new());
+        self.client_transactions.forget_call(call_id);
+        self.client_transactions.sent(
+            ClientKey {
+                call_id: call_id.to_owned(),
+                cseq: dialog.local_cseq,
+            },
+            Method::Bye,
+            now,
+        );
+        self.outputs.push(Output::Send(request.encode()));
+        self.dialog_ended(&dialog);
     }
 
     fn handle_response(&mut self, message: &Message, code: u16) {
@@ -505,16 +620,16 @@ fn error_response(request_headers: &crate::sip::Headers, error: &SipError) -> Me
     reply
 }
 
-fn provisioning_document(chat_aor: &str) -> String {
+fn provisioning_document(chat_aor: &str, enabled: bool) -> String {
     format!(
         concat!(
             "<provisionGroupList xmlns=\"http://schemas.microsoft.com/2006/09/sip/provisiongrouplist-notification\">",
             "<provisionGroup name=\"ServerConfiguration\"/>",
             "<provisionGroup name=\"persistentChatConfiguration\"><propertyEntryList>",
-            "<property name=\"EnablePersistentChat\">true</property>",
+            "<property name=\"EnablePersistentChat\">{}</property>",
             "<property name=\"DefaultPersistentChatPoolUri\">sip:{}</property>",
             "</propertyEntryList></provisionGroup></provisionGroupList>"
         ),
-        chat_aor
+        enabled, chat_aor
     )
 }

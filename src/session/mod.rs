@@ -6,6 +6,7 @@ mod connection;
 pub mod dialog;
 pub mod digest;
 pub mod error;
+pub mod outbox;
 pub mod registrar;
 mod transaction;
 
@@ -16,10 +17,11 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::core::DirectoryHandle;
+use crate::core::SnapshotHandle;
 
-pub use connection::{Output, Session};
+pub use connection::{Deferred, Output, Session};
 pub use error::SipError;
+pub use outbox::{Mailbox, Outbound, Outboxes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -62,11 +64,22 @@ pub struct DialogContext<'a> {
     pub endpoint_uri: &'a str,
 }
 
+/// Work the endpoint finishes later; resolves to the bodies to send back on the dialog.
+pub type Later =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Bytes>, SipError>> + Send>>;
+
+/// How the endpoint answers an INFO: at once, or after asynchronous work (a post is
+/// acknowledged only once it is durable).
+pub enum EndpointReply {
+    Now(Vec<Bytes>),
+    Later(Later),
+}
+
 /// The chat service behind the chat URI: it receives the bodies of INFO requests on chat
 /// dialogs and answers with bodies the session sends back as INFO requests.
 pub trait ChatEndpoint: Send + Sync {
     /// `Err` answers the INFO itself with an error (malformed XCCOS).
-    fn info(&self, dialog: &DialogContext<'_>, body: &[u8]) -> Result<Vec<Bytes>, SipError>;
+    fn info(&self, dialog: &DialogContext<'_>, body: &[u8]) -> Result<EndpointReply, SipError>;
     /// The dialog ended: BYE, a 481/487 to our INFO, a timeout or a closed connection.
     fn dialog_ended(&self, dialog: &DialogContext<'_>);
 }
@@ -104,7 +117,8 @@ impl SessionSettings {
 /// State shared by every session of a server.
 pub struct Shared {
     pub settings: SessionSettings,
-    pub directory: Arc<DirectoryHandle>,
+    pub model: Arc<SnapshotHandle>,
+    pub outboxes: Arc<Outboxes>,
     pub nonces: digest::Nonces,
     pub throttle: digest::FailureThrottle,
     pub registrar: registrar::Bindings,
@@ -114,13 +128,15 @@ pub struct Shared {
 impl Shared {
     pub fn new(
         config: &Config,
-        directory: Arc<DirectoryHandle>,
+        model: Arc<SnapshotHandle>,
+        outboxes: Arc<Outboxes>,
         endpoint: Arc<dyn ChatEndpoint>,
     ) -> Self {
         let auth = &config.auth;
         Self {
             settings: SessionSettings::from_config(config),
-            directory,
+            model,
+            outboxes,
             nonces: digest::Nonces::new(Duration::from_secs(auth.nonce_lifetime_secs), 100_000),
             throttle: digest::FailureThrottle::new(
                 Duration::from_secs(auth.failure_window_secs),

@@ -173,7 +173,8 @@ fn authenticate(
     request: &Message,
     now: Instant,
 ) -> Result<Option<Message>, SipError> {
-    let directory = shared.directory.snapshot();
+    let snapshot = shared.model.snapshot();
+    let directory = &snapshot.directory;
     if shared
         .settings
         .trusted_networks

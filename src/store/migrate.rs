@@ -5,7 +5,10 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_users.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_users.sql"),
+    include_str!("migrations/0002_chat.sql"),
+];
 
 pub fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     let supported = MIGRATIONS.len() as i64;

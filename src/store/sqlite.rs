@@ -1,6 +1,8 @@
 //! SQLite store: WAL mode, one writer thread with group commit, a small pool of read
 //! connections for queries.
 
+mod chat;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,7 +11,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::migrate::migrate;
 use super::writer::Writer;
-use super::{Credentials, Pending, Store, StoreError, UserChange, UserRecord};
+use super::{
+    Credentials, HistoryQuery, ModelData, Pending, Store, StoreError, StoredMessage, UserChange,
+    UserRecord,
+};
+use crate::core::model::{Addin, Category, Group, PolicyScope, Room};
 
 pub const DATABASE_FILE: &str = "perch.sqlite3";
 
@@ -104,6 +110,26 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     })
 }
 
+fn all_users(c: &Connection) -> Result<Vec<UserRecord>, StoreError> {
+    let mut statement =
+        c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY aor"))?;
+    let rows = statement.query_map([], user_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Submits an administrative write: it bumps the generation in the same transaction, so
+/// running servers reload.
+fn admin_write<T: Send + 'static>(
+    writer: &Writer,
+    work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Pending<T> {
+    writer.submit(move |c| {
+        let value = work(c)?;
+        bump_generation(c)?;
+        Ok(value)
+    })
+}
+
 fn select_user(connection: &Connection, aor: &str) -> Result<Option<UserRecord>, StoreError> {
     Ok(connection
         .query_row(
@@ -126,12 +152,7 @@ impl Store for SqliteStore {
     }
 
     fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.read(|c| {
-            let mut statement =
-                c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY aor"))?;
-            let rows = statement.query_map([], user_from_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
+        self.read(all_users)
     }
 
     fn user(&self, aor: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -200,6 +221,103 @@ impl Store for SqliteStore {
             }
             bump_generation(c)
         })
+    }
+
+    fn load_model(&self) -> Result<ModelData, StoreError> {
+        self.read(|c| {
+            // One read transaction, so the model is a consistent snapshot.
+            c.execute_batch("BEGIN")?;
+            let model = chat::load_model(c);
+            c.execute_batch("COMMIT")?;
+            model
+        })
+    }
+
+    fn save_group(&self, group: Group) -> Pending<()> {
+        admin_write(&self.writer, move |c| chat::save_group(c, &group))
+    }
+
+    fn remove_group(&self, name: &str) -> Pending<()> {
+        let name = name.to_owned();
+        admin_write(&self.writer, move |c| chat::remove_group(c, &name))
+    }
+
+    fn set_policy(&self, scope: PolicyScope, enabled: Option<bool>) -> Pending<()> {
+        admin_write(&self.writer, move |c| chat::set_policy(c, &scope, enabled))
+    }
+
+    fn set_setting(&self, name: &str, value: u32) -> Pending<()> {
+        let name = name.to_owned();
+        admin_write(&self.writer, move |c| chat::set_setting(c, &name, value))
+    }
+
+    fn save_category(&self, category: Category) -> Pending<Category> {
+        admin_write(&self.writer, move |c| chat::save_category(c, category))
+    }
+
+    fn remove_category(&self, id: i64) -> Pending<()> {
+        admin_write(&self.writer, move |c| chat::remove_category(c, id))
+    }
+
+    fn save_addin(&self, addin: Addin) -> Pending<()> {
+        admin_write(&self.writer, move |c| chat::save_addin(c, &addin))
+    }
+
+    fn remove_addin(&self, name: &str) -> Pending<()> {
+        let name = name.to_owned();
+        admin_write(&self.writer, move |c| chat::remove_addin(c, &name))
+    }
+
+    fn save_room(&self, room: Room) -> Pending<Room> {
+        admin_write(&self.writer, move |c| chat::save_room(c, room))
+    }
+
+    fn remove_room(&self, id: i64) -> Pending<()> {
+        admin_write(&self.writer, move |c| chat::remove_room(c, id))
+    }
+
+    fn clear_room(&self, id: i64, until: Option<i64>) -> Pending<usize> {
+        admin_write(&self.writer, move |c| chat::clear_room(c, id, until))
+    }
+
+    fn append_message(
+        &self,
+        room_id: i64,
+        author: &str,
+        ts: i64,
+        body: &str,
+        extra: &str,
+    ) -> Pending<StoredMessage> {
+        let (author, body, extra) = (author.to_owned(), body.to_owned(), extra.to_owned());
+        self.writer
+            .submit(move |c| chat::append_message(c, room_id, &author, ts, &body, &extra))
+    }
+
+    fn history(
+        &self,
+        room_id: i64,
+        query: &HistoryQuery,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        self.read(|c| chat::history(c, room_id, query))
+    }
+
+    fn add_invitations(&self, invitations: Vec<(String, i64)>, now: i64) -> Pending<()> {
+        self.writer
+            .submit(move |c| chat::add_invitations(c, &invitations, now))
+    }
+
+    fn invitations(&self, user: &str, after: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        self.read(|c| chat::invitations(c, user, after))
+    }
+
+    fn preference(&self, user: &str, label: &str) -> Result<Option<(i64, String)>, StoreError> {
+        self.read(|c| chat::preference(c, user, label))
+    }
+
+    fn set_preference(&self, user: &str, label: &str, content: &str) -> Pending<i64> {
+        let (user, label, content) = (user.to_owned(), label.to_owned(), content.to_owned());
+        self.writer
+            .submit(move |c| chat::set_preference(c, &user, &label, &content))
     }
 
     fn close(&self) {

@@ -25,6 +25,7 @@ pub struct TransportSettings {
     pub frame_limits: FrameLimits,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
+    pub outgoing_queue: usize,
 }
 
 const TICK: Duration = Duration::from_secs(1);
@@ -116,6 +117,8 @@ pub async fn run_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     tracing::debug!(connection = info.id, peer = %info.peer, transport = ?info.transport, "connected");
+    let mut mailbox = shared.outboxes.register(info.id, settings.outgoing_queue);
+    let outboxes = shared.outboxes.clone();
     let mut session = Session::new(info, shared);
     let mut buffer = BytesMut::with_capacity(4096);
     let mut ticker = tokio::time::interval(TICK);
@@ -151,18 +154,32 @@ pub async fn run_connection<S>(
                     closing = true;
                 }
             }
+            Some(outbound) = mailbox.receiver.recv() => session.deliver(outbound, Instant::now()),
+            _ = mailbox.cut_off.notified() => closing = true,
             _ = shutdown.changed() => closing = true,
         }
-        for output in session.take_outputs() {
-            match output {
-                Output::Send(bytes) => {
-                    // A peer that has gone (SIPE closes right after its BYE) makes writes fail;
-                    // that only ends this connection.
-                    if stream.write_all(&bytes).await.is_err() {
-                        break 'connection;
+        loop {
+            let outputs = session.take_outputs();
+            if outputs.is_empty() {
+                break;
+            }
+            for output in outputs {
+                match output {
+                    Output::Send(bytes) => {
+                        // A peer that has gone (SIPE closes right after its BYE) makes writes
+                        // fail; that only ends this connection.
+                        if stream.write_all(&bytes).await.is_err() {
+                            break 'connection;
+                        }
+                    }
+                    Output::Close => closing = true,
+                    // Waiting here keeps this connection's requests in order; other
+                    // connections carry on, and their commits share the store's batches.
+                    Output::Await(deferred) => {
+                        let outcome = deferred.work.await;
+                        session.finish_deferred(deferred.id, outcome, Instant::now());
                     }
                 }
-                Output::Close => closing = true,
             }
         }
         // TLS buffers records until flushed.
@@ -174,6 +191,7 @@ pub async fn run_connection<S>(
             break;
         }
     }
+    outboxes.unregister(info.id);
     session.closed();
     tracing::debug!(connection = info.id, "disconnected");
 }

@@ -1,60 +1,201 @@
-//! The XCCOS chat endpoint: decodes INFO bodies on chat dialogs and dispatches commands.
+//! The XCCOS chat endpoint: decodes INFO bodies on chat dialogs, dispatches commands and
+//! posts to the chat core, and delivers notices and posts to the other sessions.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use crate::session::{ChatEndpoint, DialogContext, SipError};
+use crate::core::chat::{ChatCore, ChatError, Eviction, SessionKey};
+use crate::core::policy::Denial;
+use crate::session::{ChatEndpoint, DialogContext, EndpointReply, Outbound, Outboxes, SipError};
 
-use super::commands;
+use super::commands::{self, Context, Notice, Reply};
 use super::envelope::{Incoming, ResultCode, envelope, parse_incoming, reply};
 use super::xml::{Element, XmlLimits};
 
-pub struct XccosEndpoint {
-    chat_uri: String,
-    limits: XmlLimits,
+/// What the endpoint needs to serialise and deliver; shared with deferred work.
+struct Delivery {
+    outboxes: Arc<Outboxes>,
     /// Our envelope counter; each side numbers its own envelopes.
     next_envid: AtomicU64,
 }
 
-impl XccosEndpoint {
-    pub fn new(chat_aor: &str) -> Self {
-        Self {
-            chat_uri: format!("sip:{chat_aor}"),
-            limits: XmlLimits::default(),
-            next_envid: AtomicU64::new(1),
+impl Delivery {
+    fn wrap(&self, child: Element) -> Bytes {
+        envelope(self.next_envid.fetch_add(1, Ordering::Relaxed), child)
+    }
+
+    /// Serialises once and hands the same bytes to every recipient.
+    fn broadcast(&self, to: &[SessionKey], child: Element) {
+        if to.is_empty() {
+            return;
+        }
+        let body = self.wrap(child);
+        for session in to {
+            self.outboxes.deliver(
+                session.connection,
+                Outbound::Info {
+                    call_id: session.call_id.clone(),
+                    body: body.clone(),
+                },
+            );
         }
     }
 
-    fn wrap(&self, child: Element) -> Bytes {
-        envelope(self.next_envid.fetch_add(1, Ordering::Relaxed), child)
+    fn send_notices(&self, notices: Vec<Notice>) {
+        for notice in notices {
+            self.broadcast(&notice.to, notice.element);
+        }
+    }
+}
+
+pub struct XccosEndpoint {
+    core: Arc<ChatCore>,
+    domain: String,
+    chat_uri: String,
+    limits: XmlLimits,
+    delivery: Arc<Delivery>,
+}
+
+impl XccosEndpoint {
+    pub fn new(core: Arc<ChatCore>, outboxes: Arc<Outboxes>, domain: &str, chat_aor: &str) -> Self {
+        Self {
+            core,
+            domain: domain.to_owned(),
+            chat_uri: format!("sip:{chat_aor}"),
+            limits: XmlLimits::default(),
+            delivery: Arc::new(Delivery {
+                outboxes,
+                next_envid: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Tells evicted sessions (and the rooms they were in) that they left.
+    pub fn announce_evictions(&self, evictions: Vec<Eviction>) {
+        for eviction in evictions {
+            tracing::info!(user = %eviction.left.user, room = %eviction.left.room.name, "removed from a room after an administrative change");
+            let notice = commands::part::part_notice(&self.domain, &eviction.left);
+            self.delivery.send_notices(vec![notice]);
+        }
+    }
+
+    /// A post: accepted by the core now, acknowledged and delivered once durable.
+    fn post(&self, ctx: &Context<'_>, post: Element) -> Result<EndpointReply, SipError> {
+        let accepted = commands::grpchat::accept(ctx, post).map_err(post_error)?;
+        let core = self.core.clone();
+        let delivery = self.delivery.clone();
+        let domain = self.domain.clone();
+        Ok(EndpointReply::Later(Box::pin(async move {
+            let message = match accepted.persisted {
+                Some(pending) => {
+                    let stored = crate::store::committed(pending)
+                        .await
+                        .map_err(|e| post_error(ChatError::Store(e)))?;
+                    let stored = Arc::new(stored);
+                    core.remember(stored.clone());
+                    stored
+                }
+                // History off: delivered live, never stored, so it has no id.
+                None => Arc::new(crate::store::StoredMessage {
+                    id: 0,
+                    room_id: accepted.room.id,
+                    author: accepted.author,
+                    ts: accepted.ts,
+                    body: accepted.body,
+                    extra: accepted.extra,
+                }),
+            };
+            let element = commands::grpchat::message_element(
+                "grpchat",
+                &domain,
+                &accepted.room.uid,
+                &message,
+            );
+            delivery.broadcast(&core.recipients(accepted.room.id), element);
+            Ok(Vec::new())
+        })))
+    }
+}
+
+/// How a refused post answers the INFO itself (SIPE shows "not delivered").
+fn post_error(error: ChatError) -> SipError {
+    match error {
+        ChatError::Denied(Denial::NotFound) => SipError::NotFound(error.to_string()),
+        ChatError::Denied(_) => SipError::Forbidden(error.to_string()),
+        ChatError::Invalid(_) => SipError::Malformed(error.to_string()),
+        ChatError::TooLarge { .. } => SipError::BodyTooLarge(error.to_string()),
+        ChatError::Store(e) => SipError::Internal(format!("store: {e}")),
     }
 }
 
 impl ChatEndpoint for XccosEndpoint {
-    fn info(&self, dialog: &DialogContext<'_>, body: &[u8]) -> Result<Vec<Bytes>, SipError> {
+    fn info(&self, dialog: &DialogContext<'_>, body: &[u8]) -> Result<EndpointReply, SipError> {
         let incoming = parse_incoming(body, &self.limits)
             .map_err(|e| SipError::Malformed(format!("XCCOS: {e}")))?;
+        let session = SessionKey {
+            connection: dialog.connection,
+            call_id: dialog.call_id.to_owned(),
+        };
+        let ctx = Context {
+            core: &self.core,
+            user: dialog.user,
+            session: &session,
+            domain: &self.domain,
+            chat_uri: &self.chat_uri,
+        };
+        if !self.core.enabled(dialog.user) {
+            // As Lync does: refuse the first command, then end the chat dialog.
+            self.delivery.outboxes.deliver(
+                dialog.connection,
+                Outbound::Bye {
+                    call_id: dialog.call_id.to_owned(),
+                },
+            );
+            return match incoming {
+                Incoming::Command(command) => {
+                    let refusal = reply(&command, ResultCode::Forbidden, Element::new("data"));
+                    Ok(EndpointReply::Now(vec![self.delivery.wrap(refusal)]))
+                }
+                _ => Err(SipError::Forbidden(Denial::NotEnabled.reason().into())),
+            };
+        }
         match incoming {
             Incoming::Command(command) => {
-                let answer = match command.name.as_str() {
-                    "requri" => commands::requri::handle(&command, &self.chat_uri),
-                    _ => reply(&command, ResultCode::NotImplemented, Element::new("data")),
-                };
-                Ok(vec![self.wrap(answer)])
+                let outcome = commands::dispatch(&ctx, &command);
+                self.delivery.send_notices(outcome.notices);
+                match outcome.reply {
+                    Reply::Now(element) => {
+                        Ok(EndpointReply::Now(vec![self.delivery.wrap(element)]))
+                    }
+                    Reply::Later(work) => {
+                        let delivery = self.delivery.clone();
+                        Ok(EndpointReply::Later(Box::pin(async move {
+                            Ok(vec![delivery.wrap(work.await)])
+                        })))
+                    }
+                }
             }
-            Incoming::Post(_) | Incoming::Other(_) => {
-                tracing::debug!(user = dialog.user, "XCCOS element ignored");
-                Ok(Vec::new())
+            Incoming::Post(post) => self.post(&ctx, post),
+            Incoming::Other(name) => {
+                tracing::debug!(user = dialog.user, element = %name, "XCCOS element ignored");
+                Ok(EndpointReply::Now(Vec::new()))
             }
         }
     }
 
     fn dialog_ended(&self, dialog: &DialogContext<'_>) {
-        tracing::debug!(
-            user = dialog.user,
-            call_id = dialog.call_id,
-            "chat dialog ended"
-        );
+        let session = SessionKey {
+            connection: dialog.connection,
+            call_id: dialog.call_id.to_owned(),
+        };
+        let notices = self
+            .core
+            .leave_all(dialog.user, &session)
+            .iter()
+            .map(|left| commands::part::part_notice(&self.domain, left))
+            .collect();
+        self.delivery.send_notices(notices);
     }
 }

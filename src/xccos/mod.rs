@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod endpoint;
 pub mod envelope;
+pub mod uri;
 pub mod xml;
 
 pub use endpoint::XccosEndpoint;

@@ -12,6 +12,9 @@ pub struct Element {
     pub attributes: Vec<(String, String)>,
     pub children: Vec<Element>,
     pub text: String,
+    /// Already-serialised XML written after the children: content perch keeps without
+    /// interpreting (unknown `grpchat` children), produced by [`Element::write`] earlier.
+    pub verbatim: String,
 }
 
 impl Element {
@@ -60,7 +63,7 @@ impl Element {
             escape_into(value, out);
             out.push('"');
         }
-        if self.children.is_empty() && self.text.is_empty() {
+        if self.children.is_empty() && self.text.is_empty() && self.verbatim.is_empty() {
             out.push_str("/>");
             return;
         }
@@ -69,6 +72,7 @@ impl Element {
         for child in &self.children {
             child.write(out);
         }
+        out.push_str(&self.verbatim);
         out.push_str("</");
         out.push_str(&self.name);
         out.push('>');

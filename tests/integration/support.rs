@@ -11,7 +11,6 @@ use perch::server::{self, RunningServer};
 use perch::sip::framer::{self, Frame, FrameLimits};
 use perch::sip::{Message, StartLine};
 use perch::store::{SqliteStore, Store};
-use perch::xccos::XccosEndpoint;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -61,10 +60,7 @@ impl TestServer {
         })
         .await
         .unwrap();
-        let endpoint = Arc::new(XccosEndpoint::new(&config.chat_aor()));
-        let server = server::start(&config, store.clone(), endpoint)
-            .await
-            .unwrap();
+        let server = server::start(&config, store.clone()).await.unwrap();
         Self {
             server: Some(server),
             store,

@@ -1,0 +1,141 @@
+//! An immutable snapshot of everything administrators define (directory, categories, rooms,
+//! add-ins, settings), swapped whole when the store's generation moves. Readers clone an
+//! `Arc` and never wait for a reload.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::store::{ModelData, Store, StoreError};
+
+use super::directory::{Directory, User};
+use super::model::{Addin, Category, ChatSettings, Room};
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub directory: Directory,
+    pub settings: ChatSettings,
+    categories: HashMap<i64, Category>,
+    rooms: HashMap<i64, Room>,
+    rooms_by_uid: HashMap<String, i64>,
+    addins: HashMap<String, Addin>,
+}
+
+impl Snapshot {
+    pub fn from_model(data: ModelData) -> Self {
+        let mut settings = ChatSettings::default();
+        for (name, value) in &data.settings {
+            if let Err(error) = settings.set(name, *value) {
+                tracing::warn!(%error, "ignoring a stored setting");
+            }
+        }
+        Self {
+            directory: Directory::new(
+                data.users.into_iter().map(User::from),
+                data.groups,
+                data.policies,
+            ),
+            settings,
+            categories: data.categories.into_iter().map(|c| (c.id, c)).collect(),
+            rooms_by_uid: data.rooms.iter().map(|r| (r.uid.clone(), r.id)).collect(),
+            rooms: data.rooms.into_iter().map(|r| (r.id, r)).collect(),
+            addins: data
+                .addins
+                .into_iter()
+                .map(|a| (a.name.to_lowercase(), a))
+                .collect(),
+        }
+    }
+
+    pub fn room(&self, id: i64) -> Option<&Room> {
+        self.rooms.get(&id)
+    }
+
+    pub fn room_by_uid(&self, uid: &str) -> Option<&Room> {
+        self.rooms_by_uid.get(uid).and_then(|id| self.rooms.get(id))
+    }
+
+    pub fn room_by_name(&self, name: &str) -> Option<&Room> {
+        self.rooms
+            .values()
+            .find(|r| r.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Rooms in name order.
+    pub fn rooms(&self) -> Vec<&Room> {
+        let mut rooms: Vec<&Room> = self.rooms.values().collect();
+        rooms.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        rooms
+    }
+
+    pub fn category(&self, id: i64) -> Option<&Category> {
+        self.categories.get(&id)
+    }
+
+    pub fn category_by_name(&self, name: &str) -> Option<&Category> {
+        self.categories
+            .values()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Categories in name order.
+    pub fn categories(&self) -> Vec<&Category> {
+        let mut categories: Vec<&Category> = self.categories.values().collect();
+        categories.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        categories
+    }
+
+    pub fn addin(&self, name: &str) -> Option<&Addin> {
+        self.addins.get(&name.to_lowercase())
+    }
+
+    pub fn addins(&self) -> Vec<&Addin> {
+        let mut addins: Vec<&Addin> = self.addins.values().collect();
+        addins.sort_by(|a, b| a.name.cmp(&b.name));
+        addins
+    }
+}
+
+/// The current snapshot plus the store generation it was loaded at.
+pub struct SnapshotHandle {
+    current: RwLock<(i64, Arc<Snapshot>)>,
+}
+
+impl SnapshotHandle {
+    pub fn load(store: &dyn Store) -> Result<Self, StoreError> {
+        let generation = store.generation()?;
+        let snapshot = Snapshot::from_model(store.load_model()?);
+        Ok(Self {
+            current: RwLock::new((generation, Arc::new(snapshot))),
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        // A poisoned lock still holds a complete snapshot: it is only ever replaced whole.
+        match self.current.read() {
+            Ok(guard) => guard.1.clone(),
+            Err(poisoned) => poisoned.into_inner().1.clone(),
+        }
+    }
+
+    /// Reloads if the store's generation moved; returns the old and new snapshots if it did.
+    pub fn refresh(
+        &self,
+        store: &dyn Store,
+    ) -> Result<Option<(Arc<Snapshot>, Arc<Snapshot>)>, StoreError> {
+        let generation = store.generation()?;
+        let known = match self.current.read() {
+            Ok(guard) => guard.0,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
+        if generation == known {
+            return Ok(None);
+        }
+        let fresh = Arc::new(Snapshot::from_model(store.load_model()?));
+        let mut guard = match self.current.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let old = std::mem::replace(&mut *guard, (generation, fresh.clone()));
+        Ok(Some((old.1, fresh)))
+    }
+}

@@ -1,0 +1,102 @@
+//! Delivery to other connections: each connection registers a bounded queue; chat fan-out
+//! pushes already-serialised bodies into it. A connection whose queue is full is cut off
+//! rather than allowed to grow the server's memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+
+/// Something to send on a connection's chat dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// An INFO carrying `body` on the dialog `call_id`.
+    Info { call_id: String, body: Bytes },
+    /// End the dialog `call_id` with a BYE.
+    Bye { call_id: String },
+}
+
+struct Outbox {
+    sender: mpsc::Sender<Outbound>,
+    cut_off: Arc<Notify>,
+}
+
+/// What a connection keeps to receive deliveries.
+pub struct Mailbox {
+    pub receiver: mpsc::Receiver<Outbound>,
+    /// Signalled when the connection fell too far behind and must close.
+    pub cut_off: Arc<Notify>,
+}
+
+#[derive(Default)]
+pub struct Outboxes {
+    by_connection: Mutex<HashMap<u64, Outbox>>,
+}
+
+impl Outboxes {
+    pub fn register(&self, connection: u64, capacity: usize) -> Mailbox {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let cut_off = Arc::new(Notify::new());
+        let outbox = Outbox {
+            sender,
+            cut_off: cut_off.clone(),
+        };
+        self.lock().insert(connection, outbox);
+        Mailbox { receiver, cut_off }
+    }
+
+    pub fn unregister(&self, connection: u64) {
+        self.lock().remove(&connection);
+    }
+
+    /// Queues a delivery; a full queue cuts the connection off. Returns whether it was queued.
+    pub fn deliver(&self, connection: u64, outbound: Outbound) -> bool {
+        let map = self.lock();
+        let Some(outbox) = map.get(&connection) else {
+            return false;
+        };
+        match outbox.sender.try_send(outbound) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    connection,
+                    "outgoing queue full: disconnecting a slow client"
+                );
+                outbox.cut_off.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Outbox>> {
+        // Entries are inserted and removed whole; a poisoned map is still consistent.
+        self.by_connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn full_queue_cuts_off() {
+        let outboxes = Outboxes::default();
+        let mut mailbox = outboxes.register(7, 2);
+        let info = || Outbound::Info {
+            call_id: "c".into(),
+            body: Bytes::from_static(b"x"),
+        };
+        assert!(outboxes.deliver(7, info()));
+        assert!(outboxes.deliver(7, info()));
+        assert!(!outboxes.deliver(7, info()));
+        // The notification is stored until the connection looks.
+        mailbox.cut_off.notified().await;
+        assert!(mailbox.receiver.recv().await.is_some());
+        outboxes.unregister(7);
+        assert!(!outboxes.deliver(7, info()));
+    }
+}

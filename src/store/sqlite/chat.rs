@@ -1,0 +1,503 @@
+//! SQLite queries for the chat model (groups, policy, settings, categories, rooms, add-ins)
+//! and for history, invitations and preferences.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::core::model::{Addin, Category, Group, PolicyScope, Principal, Room};
+use crate::store::{HistoryQuery, ModelData, StoreError, StoredMessage};
+
+fn principals(c: &Connection, sql: &str, id: i64) -> Result<Vec<Principal>, StoreError> {
+    let mut statement = c.prepare_cached(sql)?;
+    let texts = statement
+        .query_map([id], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    // Rows were written from parsed principals; one that no longer parses is skipped
+    // rather than failing the whole load.
+    Ok(texts.iter().filter_map(|t| t.parse().ok()).collect())
+}
+
+fn replace_principals(
+    c: &Connection,
+    delete: &str,
+    insert: &str,
+    id: i64,
+    kind: &str,
+    list: &[Principal],
+) -> Result<(), StoreError> {
+    c.execute(delete, params![id, kind])?;
+    let mut statement = c.prepare_cached(insert)?;
+    for principal in list {
+        statement.execute(params![id, kind, principal.to_string()])?;
+    }
+    Ok(())
+}
+
+const CATEGORY_PRINCIPALS: &str = "SELECT principal FROM category_principals WHERE category_id = ?1 AND list = ?2 ORDER BY principal";
+const ROOM_PRINCIPALS: &str =
+    "SELECT principal FROM room_principals WHERE room_id = ?1 AND role = ?2 ORDER BY principal";
+
+fn listed(c: &Connection, sql: &str, id: i64, kind: &str) -> Result<Vec<Principal>, StoreError> {
+    let mut statement = c.prepare_cached(sql)?;
+    let texts = statement
+        .query_map(params![id, kind], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(texts.iter().filter_map(|t| t.parse().ok()).collect())
+}
+
+pub fn load_model(c: &Connection) -> Result<ModelData, StoreError> {
+    let mut data = ModelData {
+        users: super::all_users(c)?,
+        ..ModelData::default()
+    };
+
+    let mut statement =
+        c.prepare_cached("SELECT id, name, description FROM groups ORDER BY name")?;
+    let groups: Vec<(i64, String, String)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, name, description) in groups {
+        let members = principals(
+            c,
+            "SELECT principal FROM group_members WHERE group_id = ?1 ORDER BY principal",
+            id,
+        )?;
+        data.groups.push(Group {
+            name,
+            description,
+            members,
+        });
+    }
+
+    let mut statement = c.prepare_cached("SELECT scope, enabled FROM policies")?;
+    data.policies = statement
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter_map(|(scope, enabled)| scope.parse().ok().map(|s| (s, enabled)))
+        .collect();
+
+    let mut statement = c.prepare_cached("SELECT name, value FROM settings")?;
+    data.settings = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+
+    let mut statement = c.prepare_cached(
+        "SELECT id, name, description, invitations, file_upload, chat_history FROM categories ORDER BY name",
+    )?;
+    let categories: Vec<Category> = statement
+        .query_map([], |r| {
+            Ok(Category {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                description: r.get(2)?,
+                allowed: Vec::new(),
+                denied: Vec::new(),
+                creators: Vec::new(),
+                invitations: r.get(3)?,
+                file_upload: r.get(4)?,
+                chat_history: r.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    for mut category in categories {
+        category.allowed = listed(c, CATEGORY_PRINCIPALS, category.id, "allowed")?;
+        category.denied = listed(c, CATEGORY_PRINCIPALS, category.id, "denied")?;
+        category.creators = listed(c, CATEGORY_PRINCIPALS, category.id, "creators")?;
+        data.categories.push(category);
+    }
+
+    let mut statement = c.prepare_cached("SELECT name, url FROM addins ORDER BY name")?;
+    data.addins = statement
+        .query_map([], |r| {
+            Ok(Addin {
+                name: r.get(0)?,
+                url: r.get(1)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+
+    let mut statement = c.prepare_cached(
+        "SELECT id, uid, name, description, category_id, privacy, kind, invitations, disabled, addin
+         FROM rooms ORDER BY name",
+    )?;
+    let rooms: Vec<Room> = statement
+        .query_map([], room_from_row)?
+        .collect::<Result<_, _>>()?;
+    for mut room in rooms {
+        room.members = listed(c, ROOM_PRINCIPALS, room.id, "member")?;
+        room.managers = listed(c, ROOM_PRINCIPALS, room.id, "manager")?;
+        room.presenters = listed(c, ROOM_PRINCIPALS, room.id, "presenter")?;
+        data.rooms.push(room);
+    }
+    Ok(data)
+}
+
+fn room_from_row(r: &Row<'_>) -> rusqlite::Result<Room> {
+    let text = |i: usize| r.get::<_, String>(i);
+    let parse_error = |i: usize, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    };
+    Ok(Room {
+        id: r.get(0)?,
+        uid: r.get(1)?,
+        name: r.get(2)?,
+        description: r.get(3)?,
+        category: r.get(4)?,
+        privacy: text(5)?.parse().map_err(|e| parse_error(5, e))?,
+        kind: text(6)?.parse().map_err(|e| parse_error(6, e))?,
+        invitations: text(7)?.parse().map_err(|e| parse_error(7, e))?,
+        disabled: r.get(8)?,
+        addin: r.get(9)?,
+        members: Vec::new(),
+        managers: Vec::new(),
+        presenters: Vec::new(),
+    })
+}
+
+/// Turns a UNIQUE violation into a readable conflict.
+fn unique(error: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
+    match &error {
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            StoreError::Duplicate(what())
+        }
+        _ => StoreError::Sqlite(error),
+    }
+}
+
+pub fn save_group(c: &Connection, group: &Group) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO groups (name, description) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET description = excluded.description",
+        params![group.name, group.description],
+    )?;
+    let id: i64 = c.query_row(
+        "SELECT id FROM groups WHERE name = ?1",
+        [&group.name],
+        |r| r.get(0),
+    )?;
+    c.execute("DELETE FROM group_members WHERE group_id = ?1", [id])?;
+    let mut statement =
+        c.prepare_cached("INSERT INTO group_members (group_id, principal) VALUES (?1, ?2)")?;
+    for member in &group.members {
+        statement.execute(params![id, member.to_string()])?;
+    }
+    Ok(())
+}
+
+pub fn remove_group(c: &Connection, name: &str) -> Result<(), StoreError> {
+    if c.execute("DELETE FROM groups WHERE name = ?1", [name])? == 0 {
+        return Err(StoreError::NotFound(format!("group {name}")));
+    }
+    Ok(())
+}
+
+pub fn set_policy(
+    c: &Connection,
+    scope: &PolicyScope,
+    enabled: Option<bool>,
+) -> Result<(), StoreError> {
+    match enabled {
+        Some(enabled) => c.execute(
+            "INSERT INTO policies (scope, enabled) VALUES (?1, ?2)
+             ON CONFLICT (scope) DO UPDATE SET enabled = excluded.enabled",
+            params![scope.to_string(), enabled],
+        )?,
+        None => c.execute("DELETE FROM policies WHERE scope = ?1", [scope.to_string()])?,
+    };
+    Ok(())
+}
+
+pub fn set_setting(c: &Connection, name: &str, value: u32) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO settings (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        params![name, value],
+    )?;
+    Ok(())
+}
+
+pub fn save_category(c: &Connection, mut category: Category) -> Result<Category, StoreError> {
+    let name = category.name.clone();
+    if category.id == 0 {
+        c.execute(
+            "INSERT INTO categories (name, description, invitations, file_upload, chat_history)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                category.name,
+                category.description,
+                category.invitations,
+                category.file_upload,
+                category.chat_history
+            ],
+        )
+        .map_err(|e| unique(e, || format!("category {name}")))?;
+        category.id = c.last_insert_rowid();
+    } else {
+        let changed = c
+            .execute(
+                "UPDATE categories SET name = ?2, description = ?3, invitations = ?4,
+                 file_upload = ?5, chat_history = ?6 WHERE id = ?1",
+                params![
+                    category.id,
+                    category.name,
+                    category.description,
+                    category.invitations,
+                    category.file_upload,
+                    category.chat_history
+                ],
+            )
+            .map_err(|e| unique(e, || format!("category {name}")))?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("category {name}")));
+        }
+    }
+    const DELETE: &str = "DELETE FROM category_principals WHERE category_id = ?1 AND list = ?2";
+    const INSERT: &str = "INSERT OR IGNORE INTO category_principals (category_id, list, principal) VALUES (?1, ?2, ?3)";
+    for (list, principals) in [
+        ("allowed", &category.allowed),
+        ("denied", &category.denied),
+        ("creators", &category.creators),
+    ] {
+        replace_principals(c, DELETE, INSERT, category.id, list, principals)?;
+    }
+    Ok(category)
+}
+
+pub fn remove_category(c: &Connection, id: i64) -> Result<(), StoreError> {
+    let rooms: i64 = c.query_row(
+        "SELECT count(*) FROM rooms WHERE category_id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    if rooms > 0 {
+        return Err(StoreError::Conflict(format!(
+            "the category still has {rooms} room(s); remove or move them first"
+        )));
+    }
+    if c.execute("DELETE FROM categories WHERE id = ?1", [id])? == 0 {
+        return Err(StoreError::NotFound(format!("category #{id}")));
+    }
+    Ok(())
+}
+
+pub fn save_addin(c: &Connection, addin: &Addin) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO addins (name, url) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET url = excluded.url",
+        params![addin.name, addin.url],
+    )?;
+    Ok(())
+}
+
+pub fn remove_addin(c: &Connection, name: &str) -> Result<(), StoreError> {
+    if c.execute("DELETE FROM addins WHERE name = ?1", [name])? == 0 {
+        return Err(StoreError::NotFound(format!("add-in {name}")));
+    }
+    Ok(())
+}
+
+pub fn save_room(c: &Connection, mut room: Room) -> Result<Room, StoreError> {
+    let name = room.name.clone();
+    let values = params![
+        room.uid,
+        room.name,
+        room.description,
+        room.category,
+        room.privacy.as_str(),
+        room.kind.as_str(),
+        room.invitations.as_str(),
+        room.disabled,
+        room.addin
+    ];
+    if room.id == 0 {
+        c.execute(
+            "INSERT INTO rooms (uid, name, description, category_id, privacy, kind, invitations, disabled, addin)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            values,
+        )
+        .map_err(|e| unique(e, || format!("room {name}")))?;
+        room.id = c.last_insert_rowid();
+    } else {
+        let changed = c
+            .execute(
+                "UPDATE rooms SET name = ?2, description = ?3, category_id = ?4, privacy = ?5,
+                 kind = ?6, invitations = ?7, disabled = ?8, addin = ?9 WHERE uid = ?1",
+                values,
+            )
+            .map_err(|e| unique(e, || format!("room {name}")))?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("room {name}")));
+        }
+    }
+    const DELETE: &str = "DELETE FROM room_principals WHERE room_id = ?1 AND role = ?2";
+    const INSERT: &str =
+        "INSERT OR IGNORE INTO room_principals (room_id, role, principal) VALUES (?1, ?2, ?3)";
+    for (role, principals) in [
+        ("member", &room.members),
+        ("manager", &room.managers),
+        ("presenter", &room.presenters),
+    ] {
+        replace_principals(c, DELETE, INSERT, room.id, role, principals)?;
+    }
+    Ok(room)
+}
+
+pub fn remove_room(c: &Connection, id: i64) -> Result<(), StoreError> {
+    if c.execute("DELETE FROM rooms WHERE id = ?1", [id])? == 0 {
+        return Err(StoreError::NotFound(format!("room #{id}")));
+    }
+    Ok(())
+}
+
+pub fn clear_room(c: &Connection, id: i64, until: Option<i64>) -> Result<usize, StoreError> {
+    Ok(c.execute(
+        "DELETE FROM messages WHERE room_id = ?1 AND ts <= ?2",
+        params![id, until.unwrap_or(i64::MAX)],
+    )?)
+}
+
+pub fn append_message(
+    c: &Connection,
+    room_id: i64,
+    author: &str,
+    ts: i64,
+    body: &str,
+    extra: &str,
+) -> Result<StoredMessage, StoreError> {
+    let mut statement = c.prepare_cached(
+        "INSERT INTO messages (room_id, author, ts, body, extra) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    statement.execute(params![room_id, author, ts, body, extra])?;
+    Ok(StoredMessage {
+        id: c.last_insert_rowid(),
+        room_id,
+        author: author.to_owned(),
+        ts,
+        body: body.to_owned(),
+        extra: extra.to_owned(),
+    })
+}
+
+fn message_from_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
+    Ok(StoredMessage {
+        id: r.get(0)?,
+        room_id: r.get(1)?,
+        author: r.get(2)?,
+        ts: r.get(3)?,
+        body: r.get(4)?,
+        extra: r.get(5)?,
+    })
+}
+
+/// Quotes each word as an FTS5 string, so user input cannot inject query syntax.
+fn fts_query(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+pub fn history(
+    c: &Connection,
+    room_id: i64,
+    query: &HistoryQuery,
+) -> Result<Vec<StoredMessage>, StoreError> {
+    const COLUMNS: &str = "id, room_id, author, ts, body, extra";
+    let mut messages: Vec<StoredMessage> = match query {
+        HistoryQuery::Last(count) => {
+            let mut s = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages WHERE room_id = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?;
+            s.query_map(params![room_id, count], message_from_row)?
+                .collect::<Result<_, _>>()?
+        }
+        HistoryQuery::Before { id, count } => {
+            let mut s = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages WHERE room_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+            ))?;
+            s.query_map(params![room_id, id, count], message_from_row)?
+                .collect::<Result<_, _>>()?
+        }
+        HistoryQuery::After { id, count } => {
+            let mut s = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages WHERE room_id = ?1 AND id > ?2 ORDER BY id ASC LIMIT ?3"
+            ))?;
+            let mut ascending: Vec<StoredMessage> = s
+                .query_map(params![room_id, id, count], message_from_row)?
+                .collect::<Result<_, _>>()?;
+            ascending.reverse();
+            ascending
+        }
+        HistoryQuery::Search { words, count } => {
+            if words.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut s = c.prepare_cached(
+                "SELECT m.id, m.room_id, m.author, m.ts, m.body, m.extra
+                 FROM messages_fts f JOIN messages m ON m.id = f.rowid
+                 WHERE messages_fts MATCH ?1 AND m.room_id = ?2
+                 ORDER BY m.id DESC LIMIT ?3",
+            )?;
+            s.query_map(params![fts_query(words), room_id, count], message_from_row)?
+                .collect::<Result<_, _>>()?
+        }
+    };
+    messages.reverse();
+    Ok(messages)
+}
+
+pub fn add_invitations(
+    c: &Connection,
+    invitations: &[(String, i64)],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut s = c.prepare_cached(
+        "INSERT INTO invitations (user, room_id, created_at) VALUES (?1, ?2, ?3)",
+    )?;
+    for (user, room) in invitations {
+        s.execute(params![user, room, now])?;
+    }
+    Ok(())
+}
+
+pub fn invitations(c: &Connection, user: &str, after: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+    let mut s = c.prepare_cached(
+        "SELECT id, room_id FROM invitations WHERE user = ?1 AND id > ?2 ORDER BY id LIMIT 500",
+    )?;
+    Ok(
+        s.query_map(params![user, after], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?,
+    )
+}
+
+pub fn preference(
+    c: &Connection,
+    user: &str,
+    label: &str,
+) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(c.query_row(
+        "SELECT seqid, content FROM preferences WHERE user = ?1 AND label = ?2",
+        params![user, label],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?)
+}
+
+pub fn set_preference(
+    c: &Connection,
+    user: &str,
+    label: &str,
+    content: &str,
+) -> Result<i64, StoreError> {
+    let seqid: i64 = c.query_row(
+        "INSERT INTO preferences (user, label, seqid, content) VALUES (?1, ?2, 1, ?3)
+         ON CONFLICT (user, label) DO UPDATE SET seqid = seqid + 1, content = excluded.content
+         RETURNING seqid",
+        params![user, label, content],
+        |r| r.get(0),
+    )?;
+    Ok(seqid)
+}
