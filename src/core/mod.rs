@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod directory;
+pub mod manage;
 pub mod model;
 pub mod policy;
 pub mod snapshot;

@@ -1,7 +1,7 @@
 //! Every permission decision of perch, in one place (persistent-chat-model.md §2.9, §3.6–3.8).
 //! Protocol adapters and the admin tool ask; nobody else decides.
 
-use super::model::{Category, Invitations, Privacy, Room, RoomType};
+use super::model::{Category, Invitations, Principal, Privacy, Room, RoomType};
 use super::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,27 @@ pub fn in_scope(snapshot: &Snapshot, aor: &str, category: &Category) -> bool {
     directory.listed(&category.allowed, aor) && !directory.listed(&category.denied, aor)
 }
 
+/// Whether a principal may be put on one of the category's rooms: a user in scope; a
+/// group the category allows, or whose every user is in scope; a domain the category allows.
+pub fn principal_in_scope(snapshot: &Snapshot, category: &Category, principal: &Principal) -> bool {
+    if category.denied.contains(principal) {
+        return false;
+    }
+    match principal {
+        Principal::User(aor) => in_scope(snapshot, aor, category),
+        Principal::Group(_) if category.allowed.contains(principal) => true,
+        Principal::Group(_) => {
+            let directory = &snapshot.directory;
+            let mut users = directory
+                .users()
+                .filter(|u| directory.names(principal, &u.aor))
+                .peekable();
+            users.peek().is_some() && users.all(|u| in_scope(snapshot, &u.aor, category))
+        }
+        Principal::Domain(_) => category.allowed.contains(principal),
+    }
+}
+
 pub fn chat_enabled(snapshot: &Snapshot, aor: &str) -> bool {
     snapshot.directory.active_user(aor).is_some() && snapshot.directory.chat_enabled(aor)
 }
@@ -128,7 +149,7 @@ pub fn invitations_effective(category: &Category, room: &Room) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::{Group, Principal};
+    use crate::core::model::Group;
     use crate::store::{ModelData, UserRecord};
 
     const CATEGORY: i64 = 1;
