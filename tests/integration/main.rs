@@ -1,5 +1,6 @@
 //! Integration tests: a real perch on 127.0.0.1:0 spoken to in raw bytes over TLS and TCP.
 
+mod chat;
 mod dialogs;
 mod registrar;
 mod support;

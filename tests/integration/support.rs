@@ -39,6 +39,14 @@ pub fn temp_dir(label: &str) -> PathBuf {
 impl TestServer {
     /// Users alice, bob (passwords `<name>-pw`) and a disabled dave.
     pub async fn start(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_seeded(adjust, |_| {}).await
+    }
+
+    /// Like `start`, with `seed` run against the store before the server loads it.
+    pub async fn start_seeded(
+        adjust: impl FnOnce(&mut Config),
+        seed: impl FnOnce(&dyn Store) + Send + 'static,
+    ) -> Self {
         let data_dir = temp_dir("server");
         let mut config = Config {
             domain: DOMAIN.into(),
@@ -49,14 +57,21 @@ impl TestServer {
         config.listen.tcp = Some("127.0.0.1:0".parse().unwrap());
         adjust(&mut config);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data_dir).unwrap());
-        let seed = store.clone();
+        let store_for_seed = store.clone();
         tokio::task::spawn_blocking(move || {
             for (user, enabled) in [("alice", true), ("bob", true), ("dave", false)] {
                 let aor = format!("{user}@{DOMAIN}");
                 let password = format!("{user}-pw");
-                perch::admin::user::add(seed.as_ref(), &aor, None, Some(&password), enabled)
-                    .unwrap();
+                perch::admin::user::add(
+                    store_for_seed.as_ref(),
+                    &aor,
+                    None,
+                    Some(&password),
+                    enabled,
+                )
+                .unwrap();
             }
+            seed(store_for_seed.as_ref());
         })
         .await
         .unwrap();
