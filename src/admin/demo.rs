@@ -5,6 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::config::Config;
+use crate::core::Snapshot;
+use crate::core::chat::now_ticks;
+use crate::core::manage::{self, CategoryChange, ListEdit, RoomChange};
+use crate::core::model::{Principal, Privacy, RoomType};
+use crate::xccos::uri::new_room_uid;
 use crate::server::RunningServer;
 use crate::store::{Store, StoreError, wait};
 use crate::transport::tls;
@@ -38,8 +43,13 @@ pub fn prepare_config(config: &mut Config, data_given: bool) {
     }
 }
 
-/// Creates the demo users that do not exist yet.
-pub fn provision(store: &dyn Store) -> Result<(), StoreError> {
+/// Creates what the demo needs and does not have yet: users, a category, rooms, history.
+pub fn provision(store: &dyn Store) -> Result<(), String> {
+    provision_users(store).map_err(|e| e.to_string())?;
+    provision_rooms(store)
+}
+
+fn provision_users(store: &dyn Store) -> Result<(), StoreError> {
     for (user, password, name) in DEMO_USERS {
         let aor = format!("{user}@{DEMO_DOMAIN}");
         if store.user(&aor)?.is_none() {
@@ -49,6 +59,63 @@ pub fn provision(store: &dyn Store) -> Result<(), StoreError> {
                 enabled: true,
                 aor,
             }))?;
+        }
+    }
+    Ok(())
+}
+
+const DEMO_CATEGORY: &str = "Demo";
+
+/// (name, privacy, type, members, presenters, description)
+const DEMO_ROOMS: &[(&str, Privacy, RoomType, &[&str], &[&str], &str)] = &[
+    ("Lobby", Privacy::Open, RoomType::Normal, &[], &[], "Open to everyone at example.test"),
+    ("Team", Privacy::Closed, RoomType::Normal, &["alice", "bob"], &[], "Closed: alice and bob only"),
+    ("Announcements", Privacy::Open, RoomType::Auditorium, &["alice"], &["alice"], "Auditorium: alice presents"),
+    ("Hideout", Privacy::Secret, RoomType::Normal, &["alice"], &[], "Secret: only alice sees it"),
+];
+
+const DEMO_HISTORY: &[(&str, &str)] = &[
+    ("alice", "Welcome to perch, the persistent chat server."),
+    ("bob", "Messages stay here after everyone has left."),
+    ("carol", "Join from Pidgin with the SIPE plugin: see the instructions perch printed."),
+];
+
+fn provision_rooms(store: &dyn Store) -> Result<(), String> {
+    let snapshot = || store.load_model().map(Snapshot::from_model).map_err(|e| e.to_string());
+    let user = |name: &str| Principal::User(format!("{name}@{DEMO_DOMAIN}"));
+    if snapshot()?.category_by_name(DEMO_CATEGORY).is_none() {
+        let change = CategoryChange {
+            name: Some(DEMO_CATEGORY.into()),
+            description: Some("Rooms of the perch demo".into()),
+            allowed: vec![ListEdit::Add(vec![Principal::Domain(DEMO_DOMAIN.into())])],
+            creators: vec![ListEdit::Add(vec![user("alice")])],
+            ..CategoryChange::default()
+        };
+        let (category, _) = manage::category(&snapshot()?, None, change).map_err(|e| e.to_string())?;
+        wait(store.save_category(category)).map_err(|e| e.to_string())?;
+    }
+    for (name, privacy, kind, members, presenters, description) in DEMO_ROOMS {
+        if snapshot()?.room_by_name(name).is_some() {
+            continue;
+        }
+        let change = RoomChange {
+            name: Some((*name).into()),
+            description: Some((*description).into()),
+            category: Some(DEMO_CATEGORY.into()),
+            privacy: Some(*privacy),
+            kind: Some(*kind),
+            members: vec![ListEdit::Add(members.iter().map(|m| user(m)).collect())],
+            presenters: vec![ListEdit::Add(presenters.iter().map(|m| user(m)).collect())],
+            managers: vec![ListEdit::Add(vec![user("alice")])],
+            ..RoomChange::default()
+        };
+        let outcome = manage::room(&snapshot()?, None, &new_room_uid(), change).map_err(|e| e.to_string())?;
+        let room = wait(store.save_room(outcome.room)).map_err(|e| e.to_string())?;
+        if *name == "Lobby" {
+            for (author, text) in DEMO_HISTORY {
+                let pending = store.append_message(room.id, &format!("{author}@{DEMO_DOMAIN}"), now_ticks(), text, "");
+                wait(pending).map_err(|e| e.to_string())?;
+            }
         }
     }
     Ok(())
@@ -73,11 +140,14 @@ pub fn instructions(config: &Config, server: &RunningServer) -> String {
          \n  SIP over TLS  {tls}   certificate {cert}\n                     SHA-256 {fingerprint}\n  SIP over TCP  {tcp}\n\
          \n  Users (Digest passwords; clients on this machine are trusted and need none):\n{users}\n\
          \n  Chat endpoint: sip:{chat}\n\
+         \n  Rooms in category Demo: Lobby (open, with history), Team (closed: alice, bob),\n\
+         \x20 Announcements (auditorium: alice presents), Hideout (secret: alice).\n\
          \n  Pidgin + SIPE: add an \"Office Communicator\" account, username alice@{domain},\n\
          \x20 server 127.0.0.1:5060 with connection type TCP (or 127.0.0.1:5061 with TLS after\n\
          \x20 accepting the certificate above), authentication scheme NTLM, any password.\n\
-         \x20 sipsak: sipsak -U -s sip:alice@{domain} -a alice-demo -u alice --transport=tls \\\n\
-         \x20   --tls-ignore-cert-failure -p 127.0.0.1:5061\n\
+         \x20 Then Buddies > Join a Chat > Room List to see the rooms, and join Lobby.\n\
+         \x20 A Digest SIP client (pjsua, Linphone): username alice, realm {domain}, password\n\
+         \x20 alice-demo, over TLS to 127.0.0.1:5061 (SHA-256 or MD5, qop=auth).\n\
          \n  Stop with Ctrl-C.\n",
         data = config.data_dir.display(),
         tls = server
