@@ -60,7 +60,7 @@ impl Element {
             out.push(' ');
             out.push_str(name);
             out.push_str("=\"");
-            escape_into(value, out);
+            escape_attribute_into(value, out);
             out.push('"');
         }
         if self.children.is_empty() && self.text.is_empty() && self.verbatim.is_empty() {
@@ -85,6 +85,8 @@ impl Element {
     }
 }
 
+/// Escapes text content. CR is written as a character reference, because a parser
+/// normalises a literal CR LF to LF and SIPE's line breaks are CR LF.
 pub fn escape_into(text: &str, out: &mut String) {
     for c in text.chars() {
         match c {
@@ -93,7 +95,20 @@ pub fn escape_into(text: &str, out: &mut String) {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            '\r' => out.push_str("&#13;"),
             c => out.push(c),
+        }
+    }
+}
+
+/// Escapes an attribute value; line breaks and tabs too, which attribute-value
+/// normalisation would otherwise turn into spaces.
+fn escape_attribute_into(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\n' => out.push_str("&#10;"),
+            '\t' => out.push_str("&#9;"),
+            c => escape_into(c.encode_utf8(&mut [0; 4]), out),
         }
     }
 }
@@ -268,12 +283,16 @@ mod tests {
 
     #[test]
     fn parses_envelope_and_round_trips() {
-        let xml = r#"<?xml version="1.0"?><xccos ver="1" envid="7" xmlns="urn:parlano:xml:ns:xccos"><cmd id="cmd:join" seqid="1"><data><chanib uri="ma-chan://d/1"/><chat>a &amp; b &#65;</chat></data></cmd></xccos>"#;
+        let xml = r#"<?xml version="1.0"?><xccos ver="1" envid="7" xmlns="urn:parlano:xml:ns:xccos"><cmd id="cmd:join" seqid="1"><data><chanib uri="ma-chan://d/1" topic="two&#10;lines"/><chat>a &amp; b &#65;&#13;&#10;c</chat></data></cmd></xccos>"#;
         let root = p(xml).unwrap();
         assert_eq!(root.name, "xccos");
         assert_eq!(root.attr("ENVID"), Some("7"));
         let data = root.child("cmd").unwrap().child("data").unwrap();
-        assert_eq!(data.child("chat").unwrap().text, "a & b A");
+        assert_eq!(data.child("chat").unwrap().text, "a & b A\r\nc");
+        assert_eq!(
+            data.child("chanib").unwrap().attr("topic"),
+            Some("two\nlines")
+        );
         let again = p(&root.to_xml()).unwrap();
         assert_eq!(again, root);
     }

@@ -18,7 +18,7 @@ fn p(text: &str) -> Principal {
     text.parse().unwrap()
 }
 
-fn snapshot(store: &dyn Store) -> Snapshot {
+pub(crate) fn snapshot(store: &dyn Store) -> Snapshot {
     Snapshot::from_model(store.load_model().unwrap())
 }
 
@@ -66,7 +66,7 @@ fn room(
 /// carol and erin join alice and bob; erin is in group `team` (allowed) but denied by name.
 /// General: Lobby (open), Closed (alice), Secret (alice), Stage (auditorium, alice presents).
 /// Ephemeral (history off): Flash (open).
-fn seed(store: &dyn Store) {
+pub(crate) fn seed(store: &dyn Store) {
     add_user(store, "carol");
     add_user(store, "erin");
     let team = manage::group(
@@ -132,7 +132,7 @@ fn seed(store: &dyn Store) {
     );
 }
 
-fn trusted(config: &mut perch::config::Config) {
+pub(crate) fn trusted(config: &mut perch::config::Config) {
     config.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
 }
 

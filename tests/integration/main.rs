@@ -1,7 +1,10 @@
 //! Integration tests: a real perch on 127.0.0.1:0 spoken to in raw bytes over TLS and TCP.
 
+mod admin;
 mod chat;
 mod dialogs;
+mod durability;
 mod registrar;
 mod support;
+mod transcripts;
 mod wire;

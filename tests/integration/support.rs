@@ -105,7 +105,7 @@ impl TestServer {
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
             .unwrap();
-        Client::new(Box::new(tls), "tls")
+        Client::over(Box::new(tls), "tls")
     }
 
     pub async fn tcp(&self) -> Client {
@@ -113,7 +113,7 @@ impl TestServer {
             .await
             .unwrap();
         tcp.set_nodelay(true).unwrap();
-        Client::new(Box::new(tcp), "tcp")
+        Client::over(Box::new(tcp), "tcp")
     }
 
     pub async fn stop(mut self) {
@@ -137,6 +137,8 @@ pub enum Received {
 }
 
 pub struct Client {
+    /// The To header (with our tag) of the client's current chat dialog, where a test keeps one.
+    pub dialog_to: String,
     stream: Box<dyn Stream>,
     buffer: BytesMut,
     pub transport: &'static str,
@@ -146,8 +148,10 @@ pub struct Client {
 }
 
 impl Client {
-    fn new(stream: Box<dyn Stream>, transport: &'static str) -> Self {
+    /// A client over an already connected stream.
+    pub fn over(stream: Box<dyn Stream>, transport: &'static str) -> Self {
         Self {
+            dialog_to: String::new(),
             stream,
             buffer: BytesMut::new(),
             transport,

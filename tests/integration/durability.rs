@@ -1,0 +1,190 @@
+//! Acknowledged posts survive SIGKILL: the real `perch` binary is killed while a client
+//! posts, restarted, killed again; afterwards every post that got its 200 is in the store
+//! and SQLite's integrity check passes.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use perch::store::{HistoryQuery, SqliteStore, Store};
+use tokio::net::TcpStream;
+
+use crate::chat::{seed, snapshot};
+use crate::support::*;
+
+const ROUNDS: usize = 3;
+
+/// Starts `perch serve` on a free loopback TCP port and returns it with that address.
+fn spawn_perch(data: &std::path::Path, config: &std::path::Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_perch"))
+        .args(["serve", "--log-json", "--config"])
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("perch starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("perch exited before listening")
+            .expect("log line");
+        if line.contains("plain TCP") {
+            let start = line.find("127.0.0.1:").expect("address in the log line");
+            let text: String = line[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
+            break text.parse().expect("socket address");
+        }
+    };
+    // Keep draining the log so perch never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+async fn chat_client(addr: SocketAddr, lobby: &str) -> Client {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut client = Client::over(Box::new(tcp), "tcp");
+    assert_eq!(status(&client.register_plain().await), 200);
+    let invite = client.request(
+        "INVITE",
+        "sip:ocschat@example.test",
+        "dur-call",
+        1,
+        "<sip:ocschat@example.test>",
+        &[("Contact", "<sip:alice@example.test>")],
+        "",
+    );
+    client.send(&invite).await;
+    let ok = client.response().await;
+    let to = ok.headers.get("To").unwrap().to_owned();
+    client.dialog_to = to.clone();
+    let value = lobby.rsplit('/').next().unwrap();
+    let join = format!(
+        r#"<xccos ver="1" envid="1" xmlns="urn:parlano:xml:ns:xccos"><cmd id="cmd:join" seqid="1"><data><chanid key="0" domain="example.test" value="{value}"/></data></cmd></xccos>"#
+    );
+    let info = client.request(
+        "INFO",
+        "sip:ocschat@example.test",
+        "dur-call",
+        2,
+        &to,
+        &[],
+        &join,
+    );
+    client.send(&info).await;
+    assert_eq!(status(&client.response().await), 200);
+    client
+}
+
+/// Posts until the connection breaks; returns the texts that were acknowledged with 200.
+async fn post_until_killed(client: &mut Client, lobby: &str, round: usize) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    let to = client.dialog_to.clone();
+    for n in 0.. {
+        let text = format!("round {round} post {n}");
+        let body = format!(
+            r#"<xccos ver="1" envid="{}" xmlns="urn:parlano:xml:ns:xccos"><grpchat id="grpchat" seqid="1" chanUri="{lobby}" author="sip:alice@example.test"><chat>{text}</chat></grpchat></xccos>"#,
+            n + 10
+        );
+        let info = client.request(
+            "INFO",
+            "sip:ocschat@example.test",
+            "dur-call",
+            n as u32 + 3,
+            &to,
+            &[],
+            &body,
+        );
+        if client.try_send(&info).await.is_err() {
+            break;
+        }
+        // Server INFOs (the echo of earlier posts) are skipped; only our 200 counts.
+        let acked = loop {
+            match client.receive().await {
+                Some(Received::Message(m)) if m.method().is_some() => continue,
+                Some(Received::Message(m)) => break status(&m) == 200,
+                _ => break false,
+            }
+        };
+        if !acked {
+            break;
+        }
+        acknowledged.push(text);
+    }
+    acknowledged
+}
+
+#[tokio::test]
+async fn acknowledged_posts_survive_sigkill() {
+    let data = temp_dir("durability");
+    let setup_dir = data.clone();
+    let room = tokio::task::spawn_blocking(move || {
+        let store = SqliteStore::open(&setup_dir).unwrap();
+        perch::admin::user::add(&store, "alice@example.test", None, None, true).unwrap();
+        perch::admin::user::add(&store, "bob@example.test", None, None, true).unwrap();
+        seed(&store);
+        let room = snapshot(&store).room_by_name("Lobby").unwrap().clone();
+        store.close();
+        room
+    })
+    .await
+    .unwrap();
+    let lobby = perch::xccos::uri::room_uri(DOMAIN, &room.uid);
+    let config = data.join("perch.toml");
+    std::fs::write(&config, "domain = \"example.test\"\ntrusted_networks = [\"127.0.0.0/8\"]\n[listen]\ntls = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n").unwrap();
+
+    let mut acknowledged = Vec::new();
+    for round in 0..ROUNDS {
+        let (mut child, addr) = spawn_perch(&data, &config);
+        let mut client = chat_client(addr, &lobby).await;
+        let poster = async { post_until_killed(&mut client, &lobby, round).await };
+        let killer = async {
+            tokio::time::sleep(Duration::from_millis(300 + 150 * round as u64)).await;
+            child.kill().expect("SIGKILL");
+        };
+        let (acked, ()) = tokio::join!(poster, killer);
+        let _ = child.wait();
+        assert!(
+            !acked.is_empty(),
+            "round {round}: nothing was acknowledged before the kill"
+        );
+        acknowledged.extend(acked);
+    }
+
+    let reopen_dir = data.clone();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&reopen_dir).unwrap())
+        .await
+        .unwrap();
+    let stored: Vec<String> = store
+        .history(room.id, &HistoryQuery::Last(1_000_000))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|t| !stored.contains(t))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged posts lost: {lost:?}",
+        lost.len(),
+        acknowledged.len()
+    );
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .unwrap();
+    let check = rusqlite::Connection::open(data.join(perch::store::sqlite::DATABASE_FILE)).unwrap();
+    let integrity: String = check
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let _ = std::fs::remove_dir_all(&data);
+}
