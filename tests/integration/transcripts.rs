@@ -12,6 +12,21 @@ use crate::support::*;
 
 const CHAT: &str = "sip:ocschat@example.test";
 
+/// Where replays leave every envelope exchanged, for the schema check in
+/// conformance/xsd/run.sh (xmllint against schemas/xccos.xsd).
+fn dump_dir(kind: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xccos-envelopes").join(kind)
+}
+
+fn dump(kind: &str, body: &[u8]) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = dump_dir(kind);
+    let _ = std::fs::create_dir_all(&dir);
+    let name = format!("{:04}.xml", N.fetch_add(1, Ordering::Relaxed));
+    let _ = std::fs::write(dir.join(name), body);
+}
+
 struct Party {
     client: Client,
     call_id: String,
@@ -69,6 +84,9 @@ impl Party {
                 .request("ACK", CHAT, &self.call_id, 1, &self.to, &[], ""),
             "INFO" | "BYE" | "UPDATE" => {
                 self.cseq += 1;
+                if !body.is_empty() {
+                    dump("accepted", body.as_bytes());
+                }
                 let content_type: &[(&str, &str)] = if body.is_empty() {
                     &[]
                 } else {
@@ -136,6 +154,7 @@ impl Party {
             h("CSeq")
         );
         self.client.send(ok.as_bytes()).await;
+        dump("emitted", &message.body);
         let expected = parse(expected_xml.as_bytes(), &Default::default())
             .map_err(|e| format!("bad expected XML: {e}"))?;
         let actual = parse(&message.body, &Default::default())
@@ -259,6 +278,9 @@ async fn every_transcript_replays() {
         .collect();
     files.sort();
     assert!(files.len() >= 2, "transcripts missing in {}", dir.display());
+    for kind in ["accepted", "emitted"] {
+        let _ = std::fs::remove_dir_all(dump_dir(kind));
+    }
     for file in files {
         if let Err(error) = replay(file).await {
             panic!("{error}");
