@@ -220,16 +220,7 @@ impl Chat {
 
     /// Answers a server request and keeps its XCCOS payload.
     async fn keep(&mut self, request: &Message) {
-        let h = |n| request.headers.get(n).unwrap();
-        let ok = format!(
-            "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
-            h("Via"),
-            h("From"),
-            h("To"),
-            h("Call-ID"),
-            h("CSeq")
-        );
-        self.client.send(ok.as_bytes()).await;
+        self.client.send(&answer(request, 200)).await;
         if !request.body.is_empty() {
             let root = parse(&request.body, &Default::default()).unwrap();
             assert_eq!(root.name, "xccos");
@@ -252,16 +243,7 @@ impl Chat {
             if m.method().map(|m| m.as_str()) == Some("BYE") {
                 self.inbox
                     .push_back(Element::new("bye").with_attr("id", "BYE"));
-                let h = |n| m.headers.get(n).unwrap();
-                let ok = format!(
-                    "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
-                    h("Via"),
-                    h("From"),
-                    h("To"),
-                    h("Call-ID"),
-                    h("CSeq")
-                );
-                self.client.send(ok.as_bytes()).await;
+                self.client.send(&answer(&m, 200)).await;
                 continue;
             }
             self.keep(&m).await;

@@ -74,16 +74,6 @@ fn info(client: &Client, call_id: &str, cseq: u32, to: &str, body: &str) -> Vec<
     )
 }
 
-/// The 200 answering a server request, shaped as SIPE shapes it.
-fn answer(request: &Message, code: u16) -> Vec<u8> {
-    let h = |n| request.headers.get(n).unwrap();
-    format!(
-        "SIP/2.0 {code} Whatever\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
-        h("Via"), h("From"), h("To"), h("Call-ID"), h("CSeq")
-    )
-    .into_bytes()
-}
-
 #[tokio::test]
 async fn provisioning_subscribe_is_piggybacked() {
     let server = TestServer::start(trusted).await;

@@ -38,7 +38,7 @@ fn challenge(reply: &Message, algorithm: Algorithm) -> (String, String, bool) {
     )
 }
 
-fn answer(
+fn digest_answer(
     algorithm: Algorithm,
     user: &str,
     password: &str,
@@ -74,7 +74,7 @@ async fn digest_register(algorithm: Algorithm) {
     assert_eq!(realm, DOMAIN);
     assert!(!stale);
 
-    let auth = answer(algorithm, "alice", "alice-pw", &realm, &nonce, 1);
+    let auth = digest_answer(algorithm, "alice", "alice-pw", &realm, &nonce, 1);
     let req = register(&mut client, 2, Some(&auth));
     client.send(&req).await;
     let ok = client.response().await;
@@ -130,7 +130,7 @@ async fn wrong_password_unknown_and_disabled_users_are_refused() {
         client.send(&req).await;
         let reply = client.response().await;
         let (realm, nonce, _) = challenge(&reply, Algorithm::Sha256);
-        let auth = answer(Algorithm::Sha256, user, password, &realm, &nonce, 1);
+        let auth = digest_answer(Algorithm::Sha256, user, password, &realm, &nonce, 1);
         let req = register(&mut client, 2, Some(&auth));
         client.send(&req).await;
         let refused = client.response().await;
@@ -153,7 +153,7 @@ async fn failed_attempts_are_throttled() {
             continue;
         }
         let (realm, nonce, _) = challenge(&reply, Algorithm::Md5);
-        let auth = answer(Algorithm::Md5, "alice", "guess", &realm, &nonce, 1);
+        let auth = digest_answer(Algorithm::Md5, "alice", "guess", &realm, &nonce, 1);
         let req = register(&mut client, attempt * 2 + 2, Some(&auth));
         client.send(&req).await;
         assert_eq!(status(&client.response().await), 403);
@@ -173,7 +173,7 @@ async fn expired_nonce_gets_stale_challenge() {
     client.send(&req).await;
     let (realm, nonce, _) = challenge(&client.response().await, Algorithm::Sha256);
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    let auth = answer(Algorithm::Sha256, "alice", "alice-pw", &realm, &nonce, 1);
+    let auth = digest_answer(Algorithm::Sha256, "alice", "alice-pw", &realm, &nonce, 1);
     let req = register(&mut client, 2, Some(&auth));
     client.send(&req).await;
     let reply = client.response().await;
@@ -267,7 +267,7 @@ async fn admin_changes_reach_a_running_server() {
         let req = register(&mut client, 1, None);
         client.send(&req).await;
         let (realm, nonce, _) = challenge(&client.response().await, Algorithm::Sha256);
-        let auth = answer(Algorithm::Sha256, "erin", "erin-pw", &realm, &nonce, 1);
+        let auth = digest_answer(Algorithm::Sha256, "erin", "erin-pw", &realm, &nonce, 1);
         let req = register(&mut client, 2, Some(&auth));
         client.send(&req).await;
         if status(&client.response().await) == 200 {

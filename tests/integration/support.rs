@@ -280,6 +280,20 @@ impl Client {
     }
 }
 
+/// The response a client gives to a server request, shaped as SIPE shapes it.
+pub fn answer(request: &Message, code: u16) -> Vec<u8> {
+    let h = |n| request.headers.get(n).unwrap_or_default();
+    format!(
+        "SIP/2.0 {code} Whatever\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        h("Via"),
+        h("From"),
+        h("To"),
+        h("Call-ID"),
+        h("CSeq")
+    )
+    .into_bytes()
+}
+
 pub fn status(message: &Message) -> u16 {
     match message.start {
         StartLine::Response { code, .. } => code,

@@ -15,7 +15,9 @@ const CHAT: &str = "sip:ocschat@example.test";
 /// Where replays leave every envelope exchanged, for the schema check in
 /// conformance/xsd/run.sh (xmllint against schemas/xccos.xsd).
 fn dump_dir(kind: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xccos-envelopes").join(kind)
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("xccos-envelopes")
+        .join(kind)
 }
 
 fn dump(kind: &str, body: &[u8]) {
@@ -144,16 +146,7 @@ impl Party {
         if message.method().map(|m| m.as_str()) != Some("INFO") {
             return Err(format!("expected a server INFO, got {message:?}"));
         }
-        let h = |n| message.headers.get(n).unwrap_or_default();
-        let ok = format!(
-            "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
-            h("Via"),
-            h("From"),
-            h("To"),
-            h("Call-ID"),
-            h("CSeq")
-        );
-        self.client.send(ok.as_bytes()).await;
+        self.client.send(&answer(&message, 200)).await;
         dump("emitted", &message.body);
         let expected = parse(expected_xml.as_bytes(), &Default::default())
             .map_err(|e| format!("bad expected XML: {e}"))?;

@@ -6,13 +6,17 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::core::model::{Addin, Category, Group, PolicyScope, Principal, Room};
 use crate::store::{HistoryQuery, ModelData, StoreError, StoredMessage};
 
-fn principals(c: &Connection, sql: &str, id: i64) -> Result<Vec<Principal>, StoreError> {
+/// Principals from a query returning one text column. Rows were written from parsed
+/// principals; one that no longer parses is skipped rather than failing the whole load.
+fn principals(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Principal>, StoreError> {
     let mut statement = c.prepare_cached(sql)?;
     let texts = statement
-        .query_map([id], |row| row.get::<_, String>(0))?
+        .query_map(params, |row| row.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
-    // Rows were written from parsed principals; one that no longer parses is skipped
-    // rather than failing the whole load.
     Ok(texts.iter().filter_map(|t| t.parse().ok()).collect())
 }
 
@@ -37,11 +41,7 @@ const ROOM_PRINCIPALS: &str =
     "SELECT principal FROM room_principals WHERE room_id = ?1 AND role = ?2 ORDER BY principal";
 
 fn listed(c: &Connection, sql: &str, id: i64, kind: &str) -> Result<Vec<Principal>, StoreError> {
-    let mut statement = c.prepare_cached(sql)?;
-    let texts = statement
-        .query_map(params![id, kind], |row| row.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(texts.iter().filter_map(|t| t.parse().ok()).collect())
+    principals(c, sql, params![id, kind])
 }
 
 pub fn load_model(c: &Connection) -> Result<ModelData, StoreError> {
@@ -59,7 +59,7 @@ pub fn load_model(c: &Connection) -> Result<ModelData, StoreError> {
         let members = principals(
             c,
             "SELECT principal FROM group_members WHERE group_id = ?1 ORDER BY principal",
-            id,
+            [id],
         )?;
         data.groups.push(Group {
             name,
