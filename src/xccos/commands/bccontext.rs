@@ -6,7 +6,7 @@ use crate::core::chat::ChatError;
 use crate::core::policy::Denial;
 use crate::store::HistoryQuery;
 use crate::xccos::envelope::{Command, ResultCode, reply};
-use crate::xccos::uri::room_uid;
+use crate::xccos::uri::{room_uid, room_uri};
 use crate::xccos::xml::Element;
 
 use super::grpchat::message_element;
@@ -61,7 +61,9 @@ pub fn handle(ctx: &Context<'_>, command: &Command) -> Element {
         query(command.data.child("bcq"), default).and_then(|q| ctx.core.history(ctx.user, uid, q));
     match result {
         Ok((room, messages)) => {
-            let mut chanib = Element::new("chanib").with_attr("uri", uri);
+            // Our own spelling of the URI, the one every chanUri carries.
+            let mut chanib =
+                Element::new("chanib").with_attr("uri", room_uri(ctx.domain, &room.uid));
             chanib.children = messages
                 .iter()
                 .map(|m| message_element("msg", ctx.domain, &room.uid, m))
