@@ -45,12 +45,13 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
-    /// Administer users (and, later, rooms) in the data directory.
+    /// Administer users, groups, policy, settings, categories, rooms and add-ins in the data
+    /// directory. A running server picks changes up within a second.
     Admin {
         #[command(flatten)]
         common: Common,
         #[command(subcommand)]
-        command: AdminCommand,
+        command: Box<AdminCommand>,
     },
 }
 
@@ -59,6 +60,24 @@ enum AdminCommand {
     /// Users: add, set, remove, list.
     #[command(subcommand)]
     User(UserCommand),
+    /// Groups of users and groups: add, member add|remove, remove, list.
+    #[command(subcommand)]
+    Group(admin::group::Command),
+    /// EnablePersistentChat for global, a group or a user: set, remove, list.
+    #[command(subcommand)]
+    Policy(admin::policy::Command),
+    /// Server chat settings: show, set.
+    #[command(subcommand)]
+    Config(admin::config::Command),
+    /// Room categories: create, set, remove, list, show.
+    #[command(subcommand)]
+    Category(admin::category::Command),
+    /// Rooms: create, set, disable, enable, remove, clear, show, list.
+    #[command(subcommand)]
+    Room(admin::room::Command),
+    /// Room add-ins: create, set, remove, list.
+    #[command(subcommand)]
+    Addin(admin::addin::Command),
 }
 
 #[derive(Subcommand)]
@@ -109,7 +128,7 @@ fn main() -> ExitCode {
             demo,
             log_json,
         } => serve(&common, demo, log_json),
-        Command::Admin { common, command } => run_admin(&common, command),
+        Command::Admin { common, command } => run_admin(&common, *command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,7 +151,10 @@ fn load_config(common: &Common) -> Result<Config, String> {
 fn init_logging(config: &Config, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json || config.log.format == LogFormat::Json {
         builder.json().init();
     } else {
@@ -201,11 +223,24 @@ fn raise_open_file_limit() {
 fn run_admin(common: &Common, command: AdminCommand) -> Result<(), String> {
     let config = load_config(common)?;
     let store = SqliteStore::open(&config.data_dir).map_err(|e| e.to_string())?;
-    let result = match command {
-        AdminCommand::User(command) => run_user(&store, command),
+    // The chat-model commands work on the model as stored when they start.
+    let model = || admin::Context::load(&store, &config.domain);
+    let lines = match command {
+        AdminCommand::User(command) => run_user(&store, command).map(|()| Vec::new()),
+        AdminCommand::Group(command) => model().and_then(|ctx| admin::group::run(&ctx, command)),
+        AdminCommand::Policy(command) => model().and_then(|ctx| admin::policy::run(&ctx, command)),
+        AdminCommand::Config(command) => model().and_then(|ctx| admin::config::run(&ctx, command)),
+        AdminCommand::Category(command) => {
+            model().and_then(|ctx| admin::category::run(&ctx, command))
+        }
+        AdminCommand::Room(command) => model().and_then(|ctx| admin::room::run(&ctx, command)),
+        AdminCommand::Addin(command) => model().and_then(|ctx| admin::addin::run(&ctx, command)),
     };
     store.close();
-    result.map_err(|e| e.to_string())
+    for line in lines.map_err(|e| e.to_string())? {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 fn run_user(store: &dyn Store, command: UserCommand) -> Result<(), AdminError> {

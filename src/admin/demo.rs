@@ -9,10 +9,10 @@ use crate::core::Snapshot;
 use crate::core::chat::now_ticks;
 use crate::core::manage::{self, CategoryChange, ListEdit, RoomChange};
 use crate::core::model::{Principal, Privacy, RoomType};
-use crate::xccos::uri::new_room_uid;
 use crate::server::RunningServer;
 use crate::store::{Store, StoreError, wait};
 use crate::transport::tls;
+use crate::xccos::uri::new_room_uid;
 
 pub const DEMO_DOMAIN: &str = "example.test";
 /// (user, password, display name)
@@ -68,20 +68,56 @@ const DEMO_CATEGORY: &str = "Demo";
 
 /// (name, privacy, type, members, presenters, description)
 const DEMO_ROOMS: &[(&str, Privacy, RoomType, &[&str], &[&str], &str)] = &[
-    ("Lobby", Privacy::Open, RoomType::Normal, &[], &[], "Open to everyone at example.test"),
-    ("Team", Privacy::Closed, RoomType::Normal, &["alice", "bob"], &[], "Closed: alice and bob only"),
-    ("Announcements", Privacy::Open, RoomType::Auditorium, &["alice"], &["alice"], "Auditorium: alice presents"),
-    ("Hideout", Privacy::Secret, RoomType::Normal, &["alice"], &[], "Secret: only alice sees it"),
+    (
+        "Lobby",
+        Privacy::Open,
+        RoomType::Normal,
+        &[],
+        &[],
+        "Open to everyone at example.test",
+    ),
+    (
+        "Team",
+        Privacy::Closed,
+        RoomType::Normal,
+        &["alice", "bob"],
+        &[],
+        "Closed: alice and bob only",
+    ),
+    (
+        "Announcements",
+        Privacy::Open,
+        RoomType::Auditorium,
+        &["alice"],
+        &["alice"],
+        "Auditorium: alice presents",
+    ),
+    (
+        "Hideout",
+        Privacy::Secret,
+        RoomType::Normal,
+        &["alice"],
+        &[],
+        "Secret: only alice sees it",
+    ),
 ];
 
 const DEMO_HISTORY: &[(&str, &str)] = &[
     ("alice", "Welcome to perch, the persistent chat server."),
     ("bob", "Messages stay here after everyone has left."),
-    ("carol", "Join from Pidgin with the SIPE plugin: see the instructions perch printed."),
+    (
+        "carol",
+        "Join from Pidgin with the SIPE plugin: see the instructions perch printed.",
+    ),
 ];
 
 fn provision_rooms(store: &dyn Store) -> Result<(), String> {
-    let snapshot = || store.load_model().map(Snapshot::from_model).map_err(|e| e.to_string());
+    let snapshot = || {
+        store
+            .load_model()
+            .map(Snapshot::from_model)
+            .map_err(|e| e.to_string())
+    };
     let user = |name: &str| Principal::User(format!("{name}@{DEMO_DOMAIN}"));
     if snapshot()?.category_by_name(DEMO_CATEGORY).is_none() {
         let change = CategoryChange {
@@ -91,7 +127,8 @@ fn provision_rooms(store: &dyn Store) -> Result<(), String> {
             creators: vec![ListEdit::Add(vec![user("alice")])],
             ..CategoryChange::default()
         };
-        let (category, _) = manage::category(&snapshot()?, None, change).map_err(|e| e.to_string())?;
+        let (category, _) =
+            manage::category(&snapshot()?, None, change).map_err(|e| e.to_string())?;
         wait(store.save_category(category)).map_err(|e| e.to_string())?;
     }
     for (name, privacy, kind, members, presenters, description) in DEMO_ROOMS {
@@ -109,11 +146,18 @@ fn provision_rooms(store: &dyn Store) -> Result<(), String> {
             managers: vec![ListEdit::Add(vec![user("alice")])],
             ..RoomChange::default()
         };
-        let outcome = manage::room(&snapshot()?, None, &new_room_uid(), change).map_err(|e| e.to_string())?;
+        let outcome =
+            manage::room(&snapshot()?, None, &new_room_uid(), change).map_err(|e| e.to_string())?;
         let room = wait(store.save_room(outcome.room)).map_err(|e| e.to_string())?;
         if *name == "Lobby" {
             for (author, text) in DEMO_HISTORY {
-                let pending = store.append_message(room.id, &format!("{author}@{DEMO_DOMAIN}"), now_ticks(), text, "");
+                let pending = store.append_message(
+                    room.id,
+                    &format!("{author}@{DEMO_DOMAIN}"),
+                    now_ticks(),
+                    text,
+                    "",
+                );
                 wait(pending).map_err(|e| e.to_string())?;
             }
         }

@@ -19,10 +19,9 @@ pub fn handle(ctx: &Context<'_>, command: &Command) -> Outcome {
     };
     match ctx.core.part(ctx.user, ctx.session, uid) {
         Ok(left) => {
-            let data =
-                Element::new("data").with_child(
-                    Element::new("chanib").with_attr("uri", room_uri(ctx.domain, &left.room.uid)),
-                );
+            let data = Element::new("data").with_child(
+                Element::new("chanib").with_attr("uri", room_uri(ctx.domain, &left.room.uid)),
+            );
             Outcome::with_notices(
                 reply(command, ResultCode::Ok, data),
                 vec![part_notice(ctx.domain, &left)],
