@@ -66,8 +66,17 @@ fn provision_users(store: &dyn Store) -> Result<(), StoreError> {
 
 const DEMO_CATEGORY: &str = "Demo";
 
-/// (name, privacy, type, members, presenters, description)
-const DEMO_ROOMS: &[(&str, Privacy, RoomType, &[&str], &[&str], &str)] = &[
+/// A demo room: name, privacy, type, members, presenters, description.
+type DemoRoom = (
+    &'static str,
+    Privacy,
+    RoomType,
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static str,
+);
+
+const DEMO_ROOMS: &[DemoRoom] = &[
     (
         "Lobby",
         Privacy::Open,

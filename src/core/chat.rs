@@ -1,6 +1,7 @@
 //! Live chat state and the operations protocol adapters call: search, join, part, post,
 //! history, invitations, associations. Every permission question goes to `policy`.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -383,26 +384,25 @@ impl ChatCore {
         let room = Self::room(&snapshot, uid)?;
         policy::check(&snapshot, aor, room, Action::ReadHistory)?;
         let depth = snapshot.settings.default_chat_history as usize;
-        if let HistoryQuery::Last(count) = query {
-            if count as usize <= depth {
-                // Held across a cold load, so a post committed meanwhile cannot slip
-                // between the load and the insert.
-                let mut cache = locked(&self.cache);
-                if !cache.contains_key(&room.id) {
-                    let loaded: VecDeque<Arc<StoredMessage>> = self
-                        .store
+        if let HistoryQuery::Last(count) = query
+            && count as usize <= depth
+        {
+            // Held across a cold load, so a post committed meanwhile cannot slip
+            // between the load and the insert.
+            let mut cache = locked(&self.cache);
+            let recent = match cache.entry(room.id) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => entry.insert(
+                    self.store
                         .history(room.id, &HistoryQuery::Last(depth as u32))?
                         .into_iter()
                         .map(Arc::new)
-                        .collect();
-                    cache.insert(room.id, loaded);
-                }
-                let recent = cache.get(&room.id).map(|r| r.iter()).into_iter().flatten();
-                let cached: Vec<Arc<StoredMessage>> = recent.cloned().collect();
-                let skip = cached.len().saturating_sub(count as usize);
-                let answer = cached.into_iter().skip(skip).collect();
-                return Ok((room.clone(), answer));
-            }
+                        .collect(),
+                ),
+            };
+            let skip = recent.len().saturating_sub(count as usize);
+            let answer = recent.iter().skip(skip).cloned().collect();
+            return Ok((room.clone(), answer));
         }
         let messages = self.store.history(room.id, &query)?;
         Ok((room.clone(), messages.into_iter().map(Arc::new).collect()))

@@ -63,7 +63,7 @@ impl Snapshot {
     /// Rooms in name order.
     pub fn rooms(&self) -> Vec<&Room> {
         let mut rooms: Vec<&Room> = self.rooms.values().collect();
-        rooms.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        rooms.sort_by_key(|a| a.name.to_lowercase());
         rooms
     }
 
@@ -80,7 +80,7 @@ impl Snapshot {
     /// Categories in name order.
     pub fn categories(&self) -> Vec<&Category> {
         let mut categories: Vec<&Category> = self.categories.values().collect();
-        categories.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        categories.sort_by_key(|a| a.name.to_lowercase());
         categories
     }
 
@@ -94,6 +94,9 @@ impl Snapshot {
         addins
     }
 }
+
+/// The snapshots before and after a reload.
+pub type Reloaded = (Arc<Snapshot>, Arc<Snapshot>);
 
 /// The current snapshot plus the store generation it was loaded at.
 pub struct SnapshotHandle {
@@ -118,10 +121,7 @@ impl SnapshotHandle {
     }
 
     /// Reloads if the store's generation moved; returns the old and new snapshots if it did.
-    pub fn refresh(
-        &self,
-        store: &dyn Store,
-    ) -> Result<Option<(Arc<Snapshot>, Arc<Snapshot>)>, StoreError> {
+    pub fn refresh(&self, store: &dyn Store) -> Result<Option<Reloaded>, StoreError> {
         let generation = store.generation()?;
         let known = match self.current.read() {
             Ok(guard) => guard.0,
