@@ -40,7 +40,7 @@ echo "== conformance summary"
 for s in "${SUITES[@]}"; do
     printf '  %-8s %s in %ss\n' "$s" "${STATUS[$s]}" "${TOOK[$s]}"
 done
-for f in sipe-connect-tcp.txt sipe-connect-tls.txt sipsak-register.txt xsd.txt; do
+for f in sipe-connect-tcp.txt sipe-connect-tls.txt sipe-basic-tls.txt sipsak-register.txt xsd.txt; do
     [ -f "$RESULTS/$f" ] || continue
     printf '  %-22s %s PASS, %s FAIL, %s SKIP\n' "$f" \
         "$(grep -c '^PASS ' "$RESULTS/$f" || true)" "$(grep -c '^FAIL ' "$RESULTS/$f" || true)" \

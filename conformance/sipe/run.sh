@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Real Pidgin-SIPE clients (finch + prpl-sipe, driven over D-Bus by shared/tools/sipe/harness.py)
-# against perch: scenario "connect" with alice and bob, over plain TCP and then over TLS.
+# against perch: scenario "connect" with alice and bob over plain TCP and over TLS, then
+# scenario "basic" over TLS: room list (a secret room not listed), a closed room refusing a
+# non-member, join, history, roster, post, receive, echo, part.
 #
 #   bash conformance/sipe/run.sh
 #
@@ -27,7 +29,7 @@ if [ ! -f "$SIPE_DIR/harness.py" ]; then
     exit 2
 fi
 
-rm -f "$RESULTS"/sipe-connect-*.txt "$RESULTS"/sipe-*-finch-debug.log "$RESULTS/perch-sipe.log"
+rm -f "$RESULTS"/sipe-connect-*.txt "$RESULTS"/sipe-basic-*.txt "$RESULTS"/sipe-*-finch-debug.log "$RESULTS/perch-sipe.log"
 
 log "setup: $SIPE_DIR/setup.sh"
 sh "$SIPE_DIR/setup.sh" >&2
@@ -47,36 +49,61 @@ trusted_networks = ["127.0.0.0/8"]
 tls = "127.0.0.1:0"
 tcp = "127.0.0.1:0"
 EOF
-for u in "${USERS[@]}"; do
+for u in "${USERS[@]}" carol@example.test; do
     "$PERCH" admin --data "$DATA" user add "$u" --no-password >&2
 done
+# Rooms: Lobby (open, with history), Team (closed: bob only), Hideout (secret: bob only).
+admin() { "$PERCH" admin --data "$DATA" "$@" >&2; }
+admin category create Chat --description "SIPE conformance"
+admin category set Chat --add-allowed domain:example.test
+admin room create Lobby --category Chat --privacy open --description "Open to all"
+admin room create Team --category Chat --privacy closed --add-members sip:bob@example.test
+admin room create Hideout --category Chat --privacy secret --add-members sip:bob@example.test
+room_uri() { "$PERCH" admin --data "$DATA" room show "$1" | sed -n 's/^uri: //p'; }
+LOBBY_URI="$(room_uri Lobby)"
+TEAM_URI="$(room_uri Team)"
+HISTORY=("Welcome to the lobby" "History is kept in SQLite" "Say hello")
 
 start_perch "$CONFIG" "$DATA" "$RESULTS/perch-sipe.log"
+/usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/seed_history.py" "$PERCH_TCP_ADDR" carol@example.test \
+    "$LOBBY_URI" "${HISTORY[@]}" >&2
 
 required_steps() {
     local u
     for u in "${USERS[@]}"; do
         printf '%s\n' "start[$u]" "connect[$u]" "xccos-session[$u]" "disconnect[$u]"
     done
+    if [ "$1" = basic ]; then
+        printf '%s\n' roomlist "not-listed[Hideout]" "join-denied[$TEAM_URI]" roster post \
+            "receive[${USERS[1]}]" "echo[${USERS[0]}]"
+        for u in "${USERS[@]}"; do
+            printf '%s\n' "join[$u]" "history[$u]" "part[$u]"
+        done
+    fi
 }
 
 FAILED_REQUIRED=()
 SUMMARY=()
 
 run_transport() {
-    local transport="$1" addr="$2" out="$RESULTS/sipe-connect-$1.txt" hw="$WORK/harness-$1"
-    local args=(--server "$addr" --transport "$transport" --scenario connect --workdir "$hw")
+    local scenario="$1" transport="$2" addr="$3"
+    local out="$RESULTS/sipe-$scenario-$transport.txt" hw="$WORK/harness-$scenario-$transport"
+    local args=(--server "$addr" --transport "$transport" --scenario "$scenario" --workdir "$hw")
     local u t rc=0 step c
     for u in "${USERS[@]}"; do args+=(--user "$u:x"); done
     if [ "$transport" = tls ]; then args+=(--tls-peer-cert "$DATA/dev-cert.pem"); fi
+    if [ "$scenario" = basic ]; then
+        args+=(--room "$LOBBY_URI" --expect-history "${#HISTORY[@]}" --expect-not-listed Hideout
+               --expect-join-denied "$TEAM_URI" --message "Hello from SIPE & perch")
+    fi
 
-    log "SIPE connect over $transport to $addr"
+    log "SIPE $scenario over $transport to $addr"
     t=$(date +%s)
     timeout -k 10 "$HARNESS_TIMEOUT" /usr/bin/python3 "$SIPE_DIR/harness.py" "${args[@]}" \
         </dev/null >"$out.tmp" 2>"$WORK/harness-$transport.stderr" || rc=$?
     local took; took=$(since "$t")
     {
-        echo "# perch conformance: Pidgin-SIPE scenario 'connect' over $transport ($addr)"
+        echo "# perch conformance: Pidgin-SIPE scenario '$scenario' over $transport ($addr)"
         echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), harness exit $rc, ${took}s"
         grep -E '^(PASS|FAIL|RESULT) ' "$out.tmp" || echo "(no PASS/FAIL lines; harness stderr follows)"
         grep -E '^(PASS|FAIL|RESULT) ' -q "$out.tmp" || sed 's/^/# /' "$WORK/harness-$transport.stderr"
@@ -92,22 +119,23 @@ run_transport() {
     done
 
     local ok=0 bad=0 passed
-    passed=$(grep -E '^PASS ' "$out" | sed 's/^PASS //; s/:.*//' || true)
+    passed=$(grep -E '^PASS ' "$out" | sed 's/^PASS //; s/\]: .*/]/; s/: .*//' || true)
     while read -r step; do
         if grep -qxF "$step" <<<"$passed"; then
             ok=$((ok + 1))
         else
             bad=$((bad + 1))
-            FAILED_REQUIRED+=("$transport: $step")
+            FAILED_REQUIRED+=("$scenario/$transport: $step")
         fi
-    done < <(required_steps)
+    done < <(required_steps "$scenario")
     local other
-    other=$(grep -E '^FAIL ' "$out" | sed 's/^FAIL //; s/:.*//' | grep -vxF -f <(required_steps) | tr '\n' ' ' || true)
-    SUMMARY+=("sipe-connect-$transport: $ok/$((ok + bad)) required steps passed in ${took}s${other:+; other failing steps (not required): $other}")
+    other=$(grep -E '^FAIL ' "$out" | sed 's/^FAIL //; s/\]: .*/]/; s/: .*//' | grep -vxF -f <(required_steps "$scenario") | tr '\n' ' ' || true)
+    SUMMARY+=("sipe-$scenario-$transport: $ok/$((ok + bad)) required steps passed in ${took}s${other:+; other failing steps (not required): $other}")
 }
 
-run_transport tcp "$PERCH_TCP_ADDR"
-run_transport tls "$PERCH_TLS_ADDR"
+run_transport connect tcp "$PERCH_TCP_ADDR"
+run_transport connect tls "$PERCH_TLS_ADDR"
+run_transport basic tls "$PERCH_TLS_ADDR"
 
 stop_perch
 if grep -Eq ' (ERROR|WARN) ' "$RESULTS/perch-sipe.log"; then
@@ -117,7 +145,7 @@ fi
 
 echo "== SIPE conformance (${SECONDS}s)"
 for s in "${SUMMARY[@]}"; do echo "  $s"; done
-cat "$RESULTS/sipe-connect-tcp.txt" "$RESULTS/sipe-connect-tls.txt" | grep -E '^(PASS|FAIL) ' | sed 's/^/  /'
+cat "$RESULTS"/sipe-connect-tcp.txt "$RESULTS"/sipe-connect-tls.txt "$RESULTS"/sipe-basic-tls.txt | grep -E '^(PASS|FAIL) ' | sed 's/^/  /'
 if [ "${#FAILED_REQUIRED[@]}" -gt 0 ]; then
     echo "  required steps that did not pass:"
     for s in "${FAILED_REQUIRED[@]}"; do echo "    $s"; done
