@@ -31,12 +31,12 @@ fn apply_edits(list: &mut Vec<Principal>, edits: &[ListEdit]) {
         match edit {
             ListEdit::Add(add) => {
                 for p in add {
-                    if !list.contains(p) {
+                    if !list.iter().any(|q| q.same_as(p)) {
                         list.push(p.clone());
                     }
                 }
             }
-            ListEdit::Remove(remove) => list.retain(|p| !remove.contains(p)),
+            ListEdit::Remove(remove) => list.retain(|p| !remove.iter().any(|r| r.same_as(p))),
             ListEdit::Clear => list.clear(),
         }
     }
@@ -588,6 +588,13 @@ mod tests {
         assert!(cyc.unwrap_err().to_string().contains("cycle"));
         assert!(group(&s, "g", None, &[ListEdit::Add(vec![p("domain:x.test")])]).is_err());
         assert!(group(&s, "g", None, &[ListEdit::Add(vec![p("sip:ghost@x.test")])]).is_err());
+        let removed = group(&s, "team", None, &[ListEdit::Remove(vec![p("sip:bob@x.test")])]).unwrap();
+        assert!(removed.members.is_empty());
+        let mut list = vec![p("group:Ops")];
+        apply_edits(&mut list, &[ListEdit::Add(vec![p("group:OPS")])]);
+        assert_eq!(list.len(), 1);
+        apply_edits(&mut list, &[ListEdit::Remove(vec![p("group:ops")])]);
+        assert!(list.is_empty());
         assert!(addin("Stocks", "https://example.test/app").is_ok());
         for bad in ["ftp://x", "javascript:alert(1)", "https://", "http://a b"] {
             assert!(addin("a", bad).is_err(), "{bad}");

@@ -12,6 +12,16 @@ pub enum Principal {
     Domain(String),
 }
 
+impl Principal {
+    /// Equality as the directory sees it: group names ignore case.
+    pub fn same_as(&self, other: &Principal) -> bool {
+        match (self, other) {
+            (Principal::Group(a), Principal::Group(b)) => a.eq_ignore_ascii_case(b),
+            _ => self == other,
+        }
+    }
+}
+
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
