@@ -2,7 +2,7 @@
 #
 # Sets: ROOT (repo root), CONF (conformance/), RESULTS (conformance/results/), PERCH (binary).
 # Provides: log, build_perch, start_perch CONFIG DATA LOGFILE, stop_perch, apt_install PKG...
-# A script that sources this must call `trap conformance_cleanup EXIT` (start_perch does it).
+# Sourcing this installs the traps that run conformance_cleanup however a suite ends.
 
 CONF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$CONF/.." && pwd)"
@@ -96,3 +96,9 @@ conformance_cleanup() {
         [ -n "$d" ] && rm -rf "$d"
     done
 }
+
+# Every suite cleans up however it ends.
+trap conformance_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP

@@ -14,10 +14,6 @@ set -euo pipefail
 
 # shellcheck source=../lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-trap conformance_cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
 
 T0=$(date +%s)
 SIPE_DIR="${SIPE_HARNESS_DIR:-$ROOT/../shared/tools/sipe}"

@@ -588,7 +588,13 @@ mod tests {
         assert!(cyc.unwrap_err().to_string().contains("cycle"));
         assert!(group(&s, "g", None, &[ListEdit::Add(vec![p("domain:x.test")])]).is_err());
         assert!(group(&s, "g", None, &[ListEdit::Add(vec![p("sip:ghost@x.test")])]).is_err());
-        let removed = group(&s, "team", None, &[ListEdit::Remove(vec![p("sip:bob@x.test")])]).unwrap();
+        let removed = group(
+            &s,
+            "team",
+            None,
+            &[ListEdit::Remove(vec![p("sip:bob@x.test")])],
+        )
+        .unwrap();
         assert!(removed.members.is_empty());
         let mut list = vec![p("group:Ops")];
         apply_edits(&mut list, &[ListEdit::Add(vec![p("group:OPS")])]);

@@ -181,7 +181,10 @@ fn split_host_port(hostport: &str) -> Option<(&str, Option<u16>)> {
 /// Parses `user@domain` or `sip:user@domain` into the canonical address-of-record.
 pub fn parse_aor(text: &str) -> Option<String> {
     let text = text.trim();
-    let uri = if text.get(..4).is_some_and(|scheme| scheme.eq_ignore_ascii_case("sip:")) {
+    let uri = if text
+        .get(..4)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sip:"))
+    {
         text.to_owned()
     } else {
         format!("sip:{text}")
@@ -240,7 +243,17 @@ mod tests {
             Some("alice@example.test")
         );
         assert_eq!(parse_aor("sip:bob@x.y").as_deref(), Some("bob@x.y"));
-        for bad in ["alice", "@x", "a b@x", "a@x:5060", "a@x;p=1", "a@", "sip:", "ñañañ@x", "sipñ"] {
+        for bad in [
+            "alice",
+            "@x",
+            "a b@x",
+            "a@x:5060",
+            "a@x;p=1",
+            "a@",
+            "sip:",
+            "ñañañ@x",
+            "sipñ",
+        ] {
             assert_eq!(parse_aor(bad), None, "{bad}");
         }
     }

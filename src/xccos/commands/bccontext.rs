@@ -6,11 +6,11 @@ use crate::core::chat::ChatError;
 use crate::core::policy::Denial;
 use crate::store::HistoryQuery;
 use crate::xccos::envelope::{Command, ResultCode, reply};
-use crate::xccos::uri::{room_uid, room_uri};
+use crate::xccos::uri::room_uri;
 use crate::xccos::xml::Element;
 
 use super::grpchat::message_element;
-use super::{Context, failure};
+use super::{Context, chanib_room, failure};
 
 const MAX_COUNT: u32 = 500;
 
@@ -48,12 +48,7 @@ fn query(bcq: Option<&Element>, default: u32) -> Result<HistoryQuery, ChatError>
 }
 
 pub fn handle(ctx: &Context<'_>, command: &Command) -> Element {
-    let uri = command
-        .data
-        .child("chanib")
-        .and_then(|c| c.attr("uri"))
-        .unwrap_or_default();
-    let Some(uid) = room_uid(uri, ctx.domain) else {
+    let Some(uid) = chanib_room(ctx, command) else {
         return failure(command, &ChatError::Denied(Denial::NotFound));
     };
     let default = u32::from(ctx.core.snapshot().settings.default_chat_history);

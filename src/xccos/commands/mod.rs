@@ -60,6 +60,12 @@ impl Outcome {
     }
 }
 
+/// The room a command names in `data/chanib/@uri`, if it is one of this server's URIs.
+pub fn chanib_room<'a>(ctx: &Context<'_>, command: &'a Command) -> Option<&'a str> {
+    let uri = command.data.child("chanib")?.attr("uri")?;
+    super::uri::room_uid(uri, ctx.domain)
+}
+
 /// The one mapping from chat-core failures to XCCOS result codes.
 pub fn result_code(error: &ChatError) -> ResultCode {
     match error {

@@ -3,18 +3,13 @@
 use crate::core::chat::{ChatError, Left};
 use crate::core::policy::Denial;
 use crate::xccos::envelope::{Command, ResultCode, reply};
-use crate::xccos::uri::{room_uid, room_uri, user_uri};
+use crate::xccos::uri::{room_uri, user_uri};
 use crate::xccos::xml::Element;
 
-use super::{Context, Notice, Outcome, failure};
+use super::{Context, Notice, Outcome, chanib_room, failure};
 
 pub fn handle(ctx: &Context<'_>, command: &Command) -> Outcome {
-    let uri = command
-        .data
-        .child("chanib")
-        .and_then(|c| c.attr("uri"))
-        .unwrap_or_default();
-    let Some(uid) = room_uid(uri, ctx.domain) else {
+    let Some(uid) = chanib_room(ctx, command) else {
         return Outcome::reply(failure(command, &ChatError::Denied(Denial::NotFound)));
     };
     match ctx.core.part(ctx.user, ctx.session, uid) {
