@@ -55,6 +55,15 @@ pub struct Limits {
     pub idle_timeout_secs: u64,
     /// Server-originated messages queued for one connection before it is cut off.
     pub outgoing_queue: usize,
+    /// A message that has started arriving must be complete within this many seconds
+    /// (defeats header-by-header slowloris).
+    pub message_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    /// Sustained requests per second one connection may send; more are answered 503.
+    pub requests_per_second: u32,
+    /// Requests a connection may send in a burst above the sustained rate.
+    pub request_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +146,11 @@ impl Default for Limits {
             tls_handshake_timeout_secs: 10,
             idle_timeout_secs: 660,
             outgoing_queue: 1024,
+            message_timeout_secs: 30,
+            max_connections: 50_000,
+            max_connections_per_address: 256,
+            requests_per_second: 50,
+            request_burst: 200,
         }
     }
 }
@@ -277,8 +291,18 @@ impl Config {
         if self.limits.max_headers == 0 || self.limits.max_header_bytes < 256 {
             return Err("keys `limits.max_headers` / `limits.max_header_bytes`: too small to carry a SIP request".into());
         }
-        if self.limits.outgoing_queue == 0 {
-            return Err("key `limits.outgoing_queue`: must be at least 1".into());
+        let l = &self.limits;
+        for (key, value) in [
+            ("outgoing_queue", l.outgoing_queue),
+            ("max_connections", l.max_connections),
+            ("max_connections_per_address", l.max_connections_per_address),
+            ("requests_per_second", l.requests_per_second as usize),
+            ("request_burst", l.request_burst as usize),
+            ("message_timeout_secs", l.message_timeout_secs as usize),
+        ] {
+            if value == 0 {
+                return Err(format!("key `limits.{key}`: must be at least 1"));
+            }
         }
         Ok(())
     }

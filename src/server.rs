@@ -16,6 +16,7 @@ use crate::core::chat::ChatCore;
 use crate::session::{Outboxes, Shared, Transport};
 use crate::sip::FrameLimits;
 use crate::store::{SqliteStore, Store, StoreError};
+use crate::transport::limits::ConnectionLimits;
 use crate::transport::tls::{self, CertificatePaths, TlsError};
 use crate::transport::{TransportSettings, accept_loop};
 use crate::xccos::XccosEndpoint;
@@ -92,8 +93,14 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServ
         },
         handshake_timeout: Duration::from_secs(config.limits.tls_handshake_timeout_secs),
         idle_timeout: Duration::from_secs(config.limits.idle_timeout_secs),
+        message_timeout: Duration::from_secs(config.limits.message_timeout_secs),
         outgoing_queue: config.limits.outgoing_queue,
     };
+    // Shared by both listeners: the caps count every connection.
+    let limits = ConnectionLimits::new(
+        config.limits.max_connections,
+        config.limits.max_connections_per_address,
+    );
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut server = RunningServer {
@@ -127,6 +134,7 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServ
             Some(TlsAcceptor::from(tls_config)),
             shared.clone(),
             settings,
+            limits.clone(),
             shutdown_rx.clone(),
         ));
     }
@@ -140,6 +148,7 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServ
             None,
             shared.clone(),
             settings,
+            limits.clone(),
             shutdown_rx.clone(),
         ));
     }

@@ -13,6 +13,7 @@ use crate::sip::{Frame, FrameError, Message, Method, NameAddr, SipUri, StartLine
 
 use super::dialog::Dialog;
 use super::outbox::Outbound;
+use super::rate::TokenBucket;
 use super::registrar::{self, Change, Registration};
 use super::transaction::{ClientKey, ClientTransactions, ServerKey, ServerTransactions};
 use super::{ConnectionInfo, DialogContext, EndpointReply, Later, Shared, SipError, random_token};
@@ -57,11 +58,14 @@ pub struct Session {
     client_transactions: ClientTransactions,
     waiting: HashMap<u64, Waiting>,
     next_deferred: u64,
+    rate: TokenBucket,
     outputs: Vec<Output>,
 }
 
 impl Session {
     pub fn new(info: ConnectionInfo, shared: Arc<Shared>) -> Self {
+        let settings = &shared.settings;
+        let rate = TokenBucket::new(settings.requests_per_second, settings.request_burst);
         Self {
             info,
             shared,
@@ -71,6 +75,7 @@ impl Session {
             client_transactions: ClientTransactions::default(),
             waiting: HashMap::new(),
             next_deferred: 0,
+            rate,
             outputs: Vec::new(),
         }
     }
@@ -142,6 +147,13 @@ impl Session {
         }
         if self.waiting.values().any(|w| w.key == key) {
             return; // a retransmission of a request still being worked on
+        }
+        if !self.rate.allow(now) {
+            // Not stored as the transaction's answer: a retry after the pause is served.
+            let mut busy = error_response(&request.headers, &SipError::Overloaded);
+            busy.headers.push("Retry-After", "1");
+            self.outputs.push(Output::Send(busy.encode()));
+            return;
         }
         let mut after = Vec::new();
         let reply = match self.dispatch(&request, now, &mut after) {

@@ -25,9 +25,11 @@ pub enum SipError {
     Forbidden(String),
     #[error("no such dialog or transaction")]
     NoSuchDialog,
-    // perch's own fault.
+    // perch's own fault, or its load.
     #[error("{0}")]
     Internal(String),
+    #[error("too many requests; retry later")]
+    Overloaded,
 }
 
 impl SipError {
@@ -43,6 +45,7 @@ impl SipError {
             SipError::Forbidden(_) => 403,
             SipError::NoSuchDialog => 481,
             SipError::Internal(_) => 500,
+            SipError::Overloaded => 503,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod dialog;
 pub mod digest;
 pub mod error;
 pub mod outbox;
+mod rate;
 pub mod registrar;
 mod transaction;
 
@@ -96,6 +97,8 @@ pub struct SessionSettings {
     pub keep_alive_secs: u32,
     pub session_expires: u32,
     pub transaction_timeout: Duration,
+    pub requests_per_second: u32,
+    pub request_burst: u32,
 }
 
 impl SessionSettings {
@@ -110,6 +113,8 @@ impl SessionSettings {
             keep_alive_secs: config.registrar.keep_alive_secs,
             session_expires: config.session.session_expires_secs,
             transaction_timeout: Duration::from_secs(config.session.transaction_timeout_secs),
+            requests_per_second: config.limits.requests_per_second,
+            request_burst: config.limits.request_burst,
         }
     }
 }

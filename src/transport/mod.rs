@@ -2,6 +2,7 @@
 //! bytes, frames them, hands frames to its [`Session`] and writes what the session says.
 //! Timeouts (TLS handshake, idle) live here; SIP does not.
 
+pub mod limits;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -17,6 +18,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::session::{ConnectionInfo, Output, Session, Shared, Transport};
+
+use self::limits::ConnectionLimits;
 use crate::sip::framer::{self, FrameLimits};
 
 /// Transport settings taken from the configuration.
@@ -25,6 +28,7 @@ pub struct TransportSettings {
     pub frame_limits: FrameLimits,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
+    pub message_timeout: Duration,
     pub outgoing_queue: usize,
 }
 
@@ -40,6 +44,7 @@ pub async fn accept_loop(
     acceptor: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     settings: TransportSettings,
+    limits: Arc<ConnectionLimits>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
@@ -55,6 +60,14 @@ pub async fn accept_loop(
                         continue;
                     }
                 };
+                // Over a cap the socket is dropped at once: no TLS handshake, no buffers.
+                let slot = match limits.acquire(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        tracing::debug!(%peer, ?refusal, "connection refused: limit reached");
+                        continue;
+                    }
+                };
                 let local = stream.local_addr().unwrap_or_else(|_| unspecified());
                 let _ = stream.set_nodelay(true);
                 let info = ConnectionInfo {
@@ -63,14 +76,11 @@ pub async fn accept_loop(
                     local,
                     transport,
                 };
-                connections.spawn(handle_connection(
-                    stream,
-                    info,
-                    acceptor.clone(),
-                    shared.clone(),
-                    settings,
-                    shutdown.clone(),
-                ));
+                let (acceptor, shared, shutdown) = (acceptor.clone(), shared.clone(), shutdown.clone());
+                connections.spawn(async move {
+                    handle_connection(stream, info, acceptor, shared, settings, shutdown).await;
+                    drop(slot);
+                });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = shutdown.changed() => break,
@@ -124,6 +134,8 @@ pub async fn run_connection<S>(
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // When the bytes of a not yet complete message started to wait in the buffer.
+    let mut partial_since: Option<Instant> = None;
     'connection: loop {
         let mut closing = false;
         tokio::select! {
@@ -136,7 +148,10 @@ pub async fn run_connection<S>(
                 last_heard = now;
                 loop {
                     match framer::decode(&mut buffer, &settings.frame_limits) {
-                        Ok(Some(frame)) => session.handle_frame(frame, now),
+                        Ok(Some(frame)) => {
+                            partial_since = None;
+                            session.handle_frame(frame, now);
+                        }
                         Ok(None) => break,
                         Err(error) => {
                             session.handle_frame_error(&error);
@@ -145,12 +160,21 @@ pub async fn run_connection<S>(
                         }
                     }
                 }
+                if buffer.is_empty() {
+                    partial_since = None;
+                } else {
+                    partial_since.get_or_insert(now);
+                }
             }
             _ = ticker.tick() => {
                 let now = Instant::now();
                 session.tick(now);
                 if now.duration_since(last_heard) >= settings.idle_timeout {
                     tracing::debug!(connection = info.id, "idle timeout");
+                    closing = true;
+                }
+                if partial_since.is_some_and(|since| now.duration_since(since) >= settings.message_timeout) {
+                    tracing::info!(connection = info.id, peer = %info.peer, "closing: a message took too long to arrive");
                     closing = true;
                 }
             }

@@ -4,6 +4,7 @@ mod admin;
 mod chat;
 mod dialogs;
 mod durability;
+mod limits;
 mod registrar;
 mod support;
 mod transcripts;
