@@ -11,7 +11,7 @@ use crate::core::policy::Denial;
 use crate::session::{ChatEndpoint, DialogContext, EndpointReply, Outbound, Outboxes, SipError};
 
 use super::commands::{self, Context, Notice, Reply};
-use super::envelope::{Incoming, ResultCode, envelope, parse_incoming, reply};
+use super::envelope::{Command, Incoming, ResultCode, envelope, parse_incoming, reply};
 use super::xml::{Element, XmlLimits};
 
 /// What the endpoint needs to serialise and deliver; shared with deferred work.
@@ -79,6 +79,43 @@ impl XccosEndpoint {
             let notice = commands::part::part_notice(&self.domain, &eviction.left);
             self.delivery.send_notices(vec![notice]);
         }
+    }
+
+    /// Runs a command that reads the store on a blocking thread, so a history search never
+    /// holds up the connections sharing this runtime thread.
+    fn on_blocking_thread(
+        &self,
+        dialog: &DialogContext<'_>,
+        session: SessionKey,
+        command: Command,
+    ) -> EndpointReply {
+        let core = self.core.clone();
+        let delivery = self.delivery.clone();
+        let (user, domain, chat_uri) = (
+            dialog.user.to_owned(),
+            self.domain.clone(),
+            self.chat_uri.clone(),
+        );
+        EndpointReply::Later(Box::pin(async move {
+            let outcome = tokio::task::spawn_blocking(move || {
+                let ctx = Context {
+                    core: &core,
+                    user: &user,
+                    session: &session,
+                    domain: &domain,
+                    chat_uri: &chat_uri,
+                };
+                commands::dispatch(&ctx, &command)
+            })
+            .await
+            .map_err(|e| SipError::Internal(format!("command task failed: {e}")))?;
+            delivery.send_notices(outcome.notices);
+            let element = match outcome.reply {
+                Reply::Now(element) => element,
+                Reply::Later(work) => work.await,
+            };
+            Ok(vec![delivery.wrap(element)])
+        }))
     }
 
     /// A post: accepted by the core now, acknowledged and delivered once durable.
@@ -162,6 +199,9 @@ impl ChatEndpoint for XccosEndpoint {
             };
         }
         match incoming {
+            Incoming::Command(command) if commands::reads_store(&command) => {
+                Ok(self.on_blocking_thread(dialog, session, command))
+            }
             Incoming::Command(command) => {
                 let outcome = commands::dispatch(&ctx, &command);
                 self.delivery.send_notices(outcome.notices);

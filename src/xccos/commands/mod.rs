@@ -82,6 +82,11 @@ pub fn failure(command: &Command, error: &ChatError) -> Element {
     reply(command, result_code(error), Element::new("data"))
 }
 
+/// Commands whose answer may need a disk read (history, invitations, preferences).
+pub fn reads_store(command: &Command) -> bool {
+    matches!(command.name.as_str(), "bccontext" | "getinv" | "getpref")
+}
+
 pub fn dispatch(ctx: &Context<'_>, command: &Command) -> Outcome {
     match command.name.as_str() {
         "requri" => Outcome::reply(requri::handle(command, ctx.chat_uri)),
