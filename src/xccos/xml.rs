@@ -118,6 +118,8 @@ pub struct XmlLimits {
     pub max_depth: usize,
     pub max_elements: usize,
     pub max_attributes: usize,
+    /// Longest attribute value, and longest text of one element.
+    pub max_value_bytes: usize,
 }
 
 impl Default for XmlLimits {
@@ -126,6 +128,8 @@ impl Default for XmlLimits {
             max_depth: 16,
             max_elements: 4096,
             max_attributes: 32,
+            // A story (the longest message kind) is 64,000 bytes by default.
+            max_value_bytes: 64 * 1024,
         }
     }
 }
@@ -146,6 +150,8 @@ pub enum XmlError {
     TooManyElements(usize),
     #[error("more than {0} attributes on one element")]
     TooManyAttributes(usize),
+    #[error("an attribute or text longer than {0} bytes")]
+    ValueTooLong(usize),
     #[error("no root element")]
     Empty,
 }
@@ -183,8 +189,8 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                     .ok_or_else(|| XmlError::Syntax("unbalanced end tag".into()))?;
                 close(&mut stack, &mut root, element);
             }
-            Event::Text(t) => push_text(&mut stack, &t.xml10_content())?,
-            Event::CData(c) => push_text(&mut stack, &c.xml10_content())?,
+            Event::Text(t) => push_text(&mut stack, &t.xml10_content(), limits)?,
+            Event::CData(c) => push_text(&mut stack, &c.xml10_content(), limits)?,
             Event::GeneralRef(r) => {
                 let resolved = match r.resolve_char_ref() {
                     Ok(Some(c)) => c.to_string(),
@@ -193,7 +199,7 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                         .to_owned(),
                     Err(e) => return Err(XmlError::Syntax(e.to_string())),
                 };
-                push_text(&mut stack, &resolved)?;
+                push_text(&mut stack, &resolved, limits)?;
             }
             Event::DocType(_) => return Err(XmlError::Doctype),
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
@@ -228,9 +234,12 @@ fn predefined_entity(name: &str) -> Option<&'static str> {
     })
 }
 
-fn push_text(stack: &mut [Element], text: &str) -> Result<(), XmlError> {
+fn push_text(stack: &mut [Element], text: &str, limits: &XmlLimits) -> Result<(), XmlError> {
     match stack.last_mut() {
         Some(element) => {
+            if element.text.len() + text.len() > limits.max_value_bytes {
+                return Err(XmlError::ValueTooLong(limits.max_value_bytes));
+            }
             element.text.push_str(text);
             Ok(())
         }
@@ -256,6 +265,9 @@ fn element_from(start: &BytesStart<'_>, limits: &XmlLimits) -> Result<Element, X
         let attribute = attribute.map_err(|e| XmlError::Syntax(e.to_string()))?;
         if element.attributes.len() >= limits.max_attributes {
             return Err(XmlError::TooManyAttributes(limits.max_attributes));
+        }
+        if attribute.value.len() > limits.max_value_bytes {
+            return Err(XmlError::ValueTooLong(limits.max_value_bytes));
         }
         let name = attribute.key.local_name().as_ref().to_owned();
         let value = attribute
@@ -318,6 +330,9 @@ mod tests {
             p(&format!("<a{attrs}/>")),
             Err(XmlError::TooManyAttributes(32))
         );
+        let long = "x".repeat(70_000);
+        assert_eq!(p(&format!("<a v=\"{long}\"/>")), Err(XmlError::ValueTooLong(65_536)));
+        assert_eq!(p(&format!("<a>{long}</a>")), Err(XmlError::ValueTooLong(65_536)));
         assert!(p("<a><b></a>").is_err());
         assert!(p("<a><b>").is_err());
         assert_eq!(p(""), Err(XmlError::Empty));

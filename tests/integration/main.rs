@@ -4,6 +4,7 @@ mod admin;
 mod chat;
 mod dialogs;
 mod durability;
+mod hostile;
 mod limits;
 mod registrar;
 mod support;
