@@ -64,6 +64,8 @@ pub struct Limits {
     pub requests_per_second: u32,
     /// Requests a connection may send in a burst above the sustained rate.
     pub request_burst: u32,
+    /// Rooms one `cmd:bjoin` may name; the rest are refused entry by entry.
+    pub max_rooms_per_bjoin: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +153,7 @@ impl Default for Limits {
             max_connections_per_address: 256,
             requests_per_second: 50,
             request_burst: 200,
+            max_rooms_per_bjoin: 200,
         }
     }
 }
@@ -299,6 +302,7 @@ impl Config {
             ("requests_per_second", l.requests_per_second as usize),
             ("request_burst", l.request_burst as usize),
             ("message_timeout_secs", l.message_timeout_secs as usize),
+            ("max_rooms_per_bjoin", l.max_rooms_per_bjoin),
         ] {
             if value == 0 {
                 return Err(format!("key `limits.{key}`: must be at least 1"));

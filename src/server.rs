@@ -73,12 +73,7 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServ
     let model = Arc::new(SnapshotHandle::load(store.as_ref())?);
     let core = Arc::new(ChatCore::new(model.clone(), store.clone()));
     let outboxes = Arc::new(Outboxes::default());
-    let endpoint = Arc::new(XccosEndpoint::new(
-        core.clone(),
-        outboxes.clone(),
-        &config.domain,
-        &config.chat_aor(),
-    ));
+    let endpoint = Arc::new(XccosEndpoint::new(core.clone(), outboxes.clone(), config));
     let shared = Arc::new(Shared::new(
         config,
         model.clone(),

@@ -54,16 +54,18 @@ pub struct XccosEndpoint {
     core: Arc<ChatCore>,
     domain: String,
     chat_uri: String,
+    max_bjoin: usize,
     limits: XmlLimits,
     delivery: Arc<Delivery>,
 }
 
 impl XccosEndpoint {
-    pub fn new(core: Arc<ChatCore>, outboxes: Arc<Outboxes>, domain: &str, chat_aor: &str) -> Self {
+    pub fn new(core: Arc<ChatCore>, outboxes: Arc<Outboxes>, config: &crate::config::Config) -> Self {
         Self {
             core,
-            domain: domain.to_owned(),
-            chat_uri: format!("sip:{chat_aor}"),
+            domain: config.domain.clone(),
+            chat_uri: format!("sip:{}", config.chat_aor()),
+            max_bjoin: config.limits.max_rooms_per_bjoin,
             limits: XmlLimits::default(),
             delivery: Arc::new(Delivery {
                 outboxes,
@@ -96,6 +98,7 @@ impl XccosEndpoint {
             self.domain.clone(),
             self.chat_uri.clone(),
         );
+        let max_bjoin = self.max_bjoin;
         EndpointReply::Later(Box::pin(async move {
             let outcome = tokio::task::spawn_blocking(move || {
                 let ctx = Context {
@@ -104,6 +107,7 @@ impl XccosEndpoint {
                     session: &session,
                     domain: &domain,
                     chat_uri: &chat_uri,
+                    max_bjoin,
                 };
                 commands::dispatch(&ctx, &command)
             })
@@ -181,6 +185,7 @@ impl ChatEndpoint for XccosEndpoint {
             session: &session,
             domain: &self.domain,
             chat_uri: &self.chat_uri,
+            max_bjoin: self.max_bjoin,
         };
         if !self.core.enabled(dialog.user) {
             // As Lync does: refuse the first command, then end the chat dialog.

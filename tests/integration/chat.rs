@@ -871,3 +871,40 @@ async fn roster_updates_stop_above_the_participant_limit() {
     assert!(alice.none_of("ntc:join").await);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn bjoin_is_capped() {
+    let server = TestServer::start_seeded(
+        |config| {
+            trusted(config);
+            config.limits.max_rooms_per_bjoin = 1;
+        },
+        seed,
+    )
+    .await;
+    let store = server.store.clone();
+    let value = |name: &str| {
+        room_uri(store.as_ref(), name)
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let mut bob = Chat::connect(&server, "bob").await;
+    let data = format!(
+        r#"<chanid key="0" domain="example.test" value="{}"/><chanid key="1" domain="example.test" value="{}"/>"#,
+        value("Lobby"),
+        value("Stage")
+    );
+    let reply = bob.command("bjoin", &data).await;
+    assert_eq!(names(&reply), ["Lobby"]);
+    let failed: Vec<_> = reply
+        .child("data")
+        .unwrap()
+        .children
+        .iter()
+        .filter(|c| c.name == "fib")
+        .collect();
+    assert_eq!(failed[0].attr("value"), Some(value("Stage").as_str()));
+    server.stop().await;
+}

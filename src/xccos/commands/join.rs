@@ -117,8 +117,13 @@ pub fn join(ctx: &Context<'_>, command: &Command) -> Outcome {
 pub fn bjoin(ctx: &Context<'_>, command: &Command) -> Outcome {
     let mut joined = Vec::new();
     let mut failed = Vec::new();
-    for chanid in command.data.children.iter().filter(|c| c.name == "chanid") {
+    let chanids = command.data.children.iter().filter(|c| c.name == "chanid");
+    for (index, chanid) in chanids.enumerate() {
         let value = chanid.attr("value").unwrap_or_default().to_owned();
+        if index >= ctx.max_bjoin {
+            failed.push(value);
+            continue;
+        }
         match chanid_uid(ctx, chanid).map(|uid| ctx.core.join(ctx.user, ctx.session, uid)) {
             Some(Ok(entry)) => joined.push(entry),
             Some(Err(error)) => {

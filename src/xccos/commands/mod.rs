@@ -25,6 +25,8 @@ pub struct Context<'a> {
     pub session: &'a SessionKey,
     pub domain: &'a str,
     pub chat_uri: &'a str,
+    /// Rooms one bjoin may name.
+    pub max_bjoin: usize,
 }
 
 /// A notice for other sessions: serialised once and delivered to each of them.
