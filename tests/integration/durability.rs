@@ -13,7 +13,14 @@ use tokio::net::TcpStream;
 use crate::chat::{seed, snapshot};
 use crate::support::*;
 
-const ROUNDS: usize = 3;
+/// Kill/restart rounds; `DURABILITY_ROUNDS=50 cargo test --test integration durability`
+/// runs the long version.
+fn rounds() -> usize {
+    std::env::var("DURABILITY_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
 
 /// Starts `perch serve` on a free loopback TCP port and returns it with that address.
 fn spawn_perch(data: &std::path::Path, config: &std::path::Path) -> (Child, SocketAddr) {
@@ -141,12 +148,12 @@ async fn acknowledged_posts_survive_sigkill() {
     std::fs::write(&config, "domain = \"example.test\"\ntrusted_networks = [\"127.0.0.0/8\"]\n[listen]\ntls = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n").unwrap();
 
     let mut acknowledged = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..rounds() {
         let (mut child, addr) = spawn_perch(&data, &config);
         let mut client = chat_client(addr, &lobby).await;
         let poster = async { post_until_killed(&mut client, &lobby, round).await };
         let killer = async {
-            tokio::time::sleep(Duration::from_millis(300 + 150 * round as u64)).await;
+            tokio::time::sleep(Duration::from_millis(300 + 150 * (round % 5) as u64)).await;
             child.kill().expect("SIGKILL");
         };
         let (acked, ()) = tokio::join!(poster, killer);
