@@ -188,6 +188,11 @@ async fn acknowledged_posts_survive_sigkill() {
     tokio::task::spawn_blocking(move || store.close())
         .await
         .unwrap();
+    println!(
+        "durability: {} SIGKILLs, {} acknowledged posts, none lost",
+        rounds(),
+        acknowledged.len()
+    );
     let check = rusqlite::Connection::open(data.join(perch::store::sqlite::DATABASE_FILE)).unwrap();
     let integrity: String = check
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
