@@ -6,6 +6,8 @@ use std::fmt::{self, Write as _};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::header::{NameAddr, SipUri, is_uri_text, via_is_well_formed};
+
 /// Request methods. Extension methods are kept by name and answered by the session layer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -163,6 +165,10 @@ pub enum ParseError {
     MissingHeader(&'static str),
     #[error("malformed {0} header")]
     BadHeader(&'static str),
+    #[error("malformed Request-URI")]
+    BadRequestUri,
+    #[error("more than one {0} header")]
+    DuplicateHeader(&'static str),
 }
 
 /// Canonical spelling for well-known headers, including every compact form of RFC 3261
@@ -255,12 +261,38 @@ impl Message {
         Ok(message)
     }
 
-    /// The headers every request and response needs for us to answer or match it.
+    /// The headers every request and response needs for us to answer or match it, present
+    /// once where they may be present only once (RFC 4475 §3.3.8), and well-formed where
+    /// perch reads or echoes them (RFC 4475 §3.1.2.1, §3.1.2.6, §3.1.2.13 to §3.1.2.15).
     fn check_essentials(&self) -> Result<(), ParseError> {
         for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
             if self.headers.get(name).is_none_or(str::is_empty) {
                 return Err(ParseError::MissingHeader(name));
             }
+        }
+        for name in ["From", "To", "Call-ID", "CSeq", "Max-Forwards"] {
+            if self.headers.get_all(name).nth(1).is_some() {
+                return Err(ParseError::DuplicateHeader(name));
+            }
+        }
+        for name in ["From", "To"] {
+            if self.headers.get(name).and_then(NameAddr::parse).is_none() {
+                return Err(ParseError::BadHeader(name));
+            }
+        }
+        if !self.headers.get_all("Via").all(via_is_well_formed) {
+            return Err(ParseError::BadHeader("Via"));
+        }
+        let contact_ok = |entry: &str| {
+            let entry = entry.trim_matches([' ', '\t']);
+            entry == "*" || NameAddr::parse(entry).is_some()
+        };
+        if !self
+            .headers
+            .get_all("Contact")
+            .all(|value| split_list(value).all(contact_ok))
+        {
+            return Err(ParseError::BadHeader("Contact"));
         }
         let cseq = self.cseq()?;
         if let StartLine::Request { method, .. } = &self.start
@@ -348,10 +380,28 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     if uri.is_empty() || !uri.contains(':') {
         return Err(ParseError::BadStartLine);
     }
+    if !request_uri_is_well_formed(uri) {
+        return Err(ParseError::BadRequestUri);
+    }
     Ok(StartLine::Request {
         method: Method::parse(method)?,
         uri: uri.to_owned(),
     })
+}
+
+/// A Request-URI perch will act on: an absolute URI without white space, quotes or angle
+/// brackets (RFC 4475 §3.1.2.7), and for `sip:`/`sips:` one that parses and carries no
+/// headers (RFC 3261 §19.1.1, RFC 4475 §3.1.2.11). Other schemes pass: answering them is
+/// the session's business (RFC 4475 §3.3.2).
+fn request_uri_is_well_formed(uri: &str) -> bool {
+    if !is_uri_text(uri) {
+        return false;
+    }
+    let scheme = uri.split_once(':').map_or("", |(scheme, _)| scheme);
+    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        return SipUri::parse(uri).is_some_and(|parsed| parsed.headers.is_none());
+    }
+    true
 }
 
 /// Splits a header value on commas that are outside quotes and angle brackets.
@@ -513,6 +563,90 @@ mod tests {
             Message::parse(b"INFO sip:x SIP/2.0\r\n\xff: 1", Bytes::new()),
             Err(ParseError::NotUtf8)
         );
+    }
+
+    #[test]
+    fn rejects_what_rfc_4475_calls_invalid() {
+        let request = |start: &str, extra: &str| {
+            let method = start.split(' ').next().unwrap();
+            parse(&format!("{start}\r\n{BASE}CSeq: 1 {method}\r\n{extra}"))
+        };
+        // §3.1.2.7 ltgtruri, §3.1.2.11 escruri, and an empty sip: URI.
+        for start in [
+            "INVITE <sip:user@example.com> SIP/2.0",
+            "INVITE sip:user@example.com?Route=%3Csip:example.com%3E SIP/2.0",
+            "OPTIONS sip: SIP/2.0",
+            "OPTIONS sip:@example.com SIP/2.0",
+            "OPTIONS 1sip:x SIP/2.0",
+        ] {
+            assert_eq!(
+                request(start, ""),
+                Err(ParseError::BadRequestUri),
+                "{start}"
+            );
+        }
+        // §3.3.8 multi01.
+        assert_eq!(
+            request("INFO sip:x SIP/2.0", "To: <sip:other@example.net>\r\n"),
+            Err(ParseError::DuplicateHeader("To"))
+        );
+        assert_eq!(
+            request(
+                "INFO sip:x SIP/2.0",
+                "Max-Forwards: 70\r\nMax-Forwards: 5\r\n"
+            ),
+            Err(ParseError::DuplicateHeader("Max-Forwards"))
+        );
+        // §3.1.2.1 badinv01 (Via and Contact), §3.1.2.13 regbadct, §3.1.2.6 quotbal.
+        assert_eq!(
+            request(
+                "INFO sip:x SIP/2.0",
+                "Via: SIP/2.0/UDP 192.0.2.15;;,;,,\r\n"
+            ),
+            Err(ParseError::BadHeader("Via"))
+        );
+        for contact in [
+            r#""Joe" <sip:joe@example.org>;;;;"#,
+            "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            "<sip:a@b>,",
+        ] {
+            assert_eq!(
+                request("REGISTER sip:x SIP/2.0", &format!("Contact: {contact}\r\n")),
+                Err(ParseError::BadHeader("Contact")),
+                "{contact}"
+            );
+        }
+        assert_eq!(
+            parse(
+                "INFO sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h\r\nFrom: <sip:a@b>;tag=1\r\nTo: \"Mr. J. User <sip:j.user@example.com>\r\ni: c\r\nCSeq: 1 INFO\r\n"
+            ),
+            Err(ParseError::BadHeader("To"))
+        );
+    }
+
+    #[test]
+    fn accepts_what_rfc_4475_calls_valid() {
+        let request = |start: &str, extra: &str| {
+            let method = start.split(' ').next().unwrap();
+            parse(&format!("{start}\r\n{BASE}CSeq: 1 {method}\r\n{extra}"))
+        };
+        // §3.3.2 unkscm, §3.3.3 novelsc: other schemes are the session's to answer.
+        for start in [
+            "OPTIONS nobodyKnowsThisScheme:totallyopaquecontent SIP/2.0",
+            "OPTIONS soap.beep://192.0.2.103:3002 SIP/2.0",
+            "OPTIONS sip:user;par=u%40example.net@example.com SIP/2.0",
+        ] {
+            assert!(request(start, "").is_ok(), "{start}");
+        }
+        for contact in [
+            "*",
+            "<sip:a@b>, \"B, C\" <sip:c@d>;q=0.5",
+            "sip:+19725552222@gw1.example.net;unknownparam",
+            "<sip:user@example.com?Route=%3Csip:sip.example.com%3E>",
+        ] {
+            let msg = request("REGISTER sip:x SIP/2.0", &format!("m: {contact}\r\n"));
+            assert!(msg.is_ok(), "{contact}");
+        }
     }
 
     #[test]
