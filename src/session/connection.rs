@@ -233,6 +233,7 @@ impl Session {
         after: &mut Vec<(String, Bytes)>,
     ) -> Result<Handled, SipError> {
         let method = request.method().cloned().unwrap_or(Method::Ack);
+        check_request_line(request)?;
         match method {
             Method::Register => return self.register(request, now).map(Handled::Reply),
             Method::Options => return Ok(Handled::Reply(self.options(request))),
@@ -618,12 +619,54 @@ impl Session {
     }
 }
 
+/// Extensions a client may require of perch (RFC 3261 §8.2.2.3).
+const UNDERSTOOD_EXTENSIONS: &[&str] = &[
+    "timer",
+    "ms-benotify",
+    "ms-sender",
+    "ms-piggyback-first-notify",
+];
+
+/// Checks what every request must satisfy before its method is looked at: a sip/sips
+/// Request-URI (416 otherwise) and only extensions perch understands in Require (420).
+fn check_request_line(request: &Message) -> Result<(), SipError> {
+    if let StartLine::Request { uri, method } = &request.start {
+        let scheme = uri.split_once(':').map_or("", |(scheme, _)| scheme);
+        if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+            return Err(SipError::UnsupportedUriScheme(uri.clone()));
+        }
+        // CANCEL and ACK must not be refused for their Require (RFC 3261 §8.2.2.3).
+        if *method == Method::Cancel {
+            return Ok(());
+        }
+    }
+    let unknown: Vec<String> = request
+        .headers
+        .tokens("Require")
+        .filter(|option| {
+            !UNDERSTOOD_EXTENSIONS
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(option))
+        })
+        .map(str::to_owned)
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(SipError::BadExtension(unknown))
+    }
+}
+
 /// The one mapping from [`SipError`] to a response: status from the error, the reason in a
 /// Warning header (RFC 3261 §20.43).
 fn error_response(request_headers: &crate::sip::Headers, error: &SipError) -> Message {
     let mut reply = response(request_headers, error.status(), Some(&random_token()));
-    if let SipError::IntervalTooBrief { min_expires } = error {
-        reply.headers.push("Min-Expires", min_expires.to_string());
+    match error {
+        SipError::IntervalTooBrief { min_expires } => {
+            reply.headers.push("Min-Expires", min_expires.to_string());
+        }
+        SipError::BadExtension(options) => reply.headers.push("Unsupported", options.join(",")),
+        _ => {}
     }
     let text = error.to_string().replace(['"', '\\', '\r', '\n'], "'");
     reply

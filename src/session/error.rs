@@ -13,11 +13,17 @@ pub enum SipError {
     MessageTooLarge(String),
     #[error("registration interval too brief")]
     IntervalTooBrief { min_expires: u32 },
+    #[error("only SIP/2.0 is spoken here")]
+    VersionNotSupported,
     // Something perch does not do.
     #[error("method {0} is not implemented")]
     NotImplemented(String),
     #[error("event package {0:?} is not supported")]
     BadEvent(String),
+    #[error("URI scheme of {0:?} is not supported")]
+    UnsupportedUriScheme(String),
+    #[error("required extensions not supported: {}", .0.join(", "))]
+    BadExtension(Vec<String>),
     #[error("{0}")]
     NotFound(String),
     // The sender may not do this.
@@ -39,6 +45,9 @@ impl SipError {
             SipError::BodyTooLarge(_) => 413,
             SipError::MessageTooLarge(_) => 513,
             SipError::IntervalTooBrief { .. } => 423,
+            SipError::VersionNotSupported => 505,
+            SipError::UnsupportedUriScheme(_) => 416,
+            SipError::BadExtension(_) => 420,
             SipError::NotImplemented(_) => 501,
             SipError::BadEvent(_) => 489,
             SipError::NotFound(_) => 404,
@@ -52,7 +61,10 @@ impl SipError {
 
 impl From<crate::sip::ParseError> for SipError {
     fn from(error: crate::sip::ParseError) -> Self {
-        SipError::Malformed(error.to_string())
+        match error {
+            crate::sip::ParseError::BadVersion => SipError::VersionNotSupported,
+            other => SipError::Malformed(other.to_string()),
+        }
     }
 }
 

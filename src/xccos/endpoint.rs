@@ -60,7 +60,11 @@ pub struct XccosEndpoint {
 }
 
 impl XccosEndpoint {
-    pub fn new(core: Arc<ChatCore>, outboxes: Arc<Outboxes>, config: &crate::config::Config) -> Self {
+    pub fn new(
+        core: Arc<ChatCore>,
+        outboxes: Arc<Outboxes>,
+        config: &crate::config::Config,
+    ) -> Self {
         Self {
             core,
             domain: config.domain.clone(),

@@ -331,8 +331,14 @@ mod tests {
             Err(XmlError::TooManyAttributes(32))
         );
         let long = "x".repeat(70_000);
-        assert_eq!(p(&format!("<a v=\"{long}\"/>")), Err(XmlError::ValueTooLong(65_536)));
-        assert_eq!(p(&format!("<a>{long}</a>")), Err(XmlError::ValueTooLong(65_536)));
+        assert_eq!(
+            p(&format!("<a v=\"{long}\"/>")),
+            Err(XmlError::ValueTooLong(65_536))
+        );
+        assert_eq!(
+            p(&format!("<a>{long}</a>")),
+            Err(XmlError::ValueTooLong(65_536))
+        );
         assert!(p("<a><b></a>").is_err());
         assert!(p("<a><b>").is_err());
         assert_eq!(p(""), Err(XmlError::Empty));

@@ -577,11 +577,7 @@ fn wire_expectation(name: &str, bytes: &[u8]) -> WireExpectation {
         responses: 0,
         pongs: 0,
         stays_open: true,
-        refusals: if name == "badvers" {
-            &[400, 505]
-        } else {
-            &[400]
-        },
+        refusals: if name == "badvers" { &[505] } else { &[400] },
     };
     for unit in read_stream(bytes) {
         match unit {
@@ -680,6 +676,15 @@ async fn wire_case(addr: std::net::SocketAddr, input: Input) -> String {
         assert!(statuses.len() <= 1, "{summary}");
     } else {
         assert_eq!(statuses.len(), expectation.responses, "{summary}");
+    }
+    // Where the RFC names the answer for a message that parses (§3.3).
+    let named = match name {
+        "unkscm" | "novelsc" => Some(416),
+        "bext01" => Some(420),
+        _ => None,
+    };
+    if let Some(want) = named {
+        assert_eq!(statuses.first(), Some(&want), "{summary}");
     }
     if matches!(expect, ParseError | FramingError) && !statuses.is_empty() {
         let refusal = statuses[0];
