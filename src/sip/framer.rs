@@ -91,6 +91,13 @@ pub fn decode(buf: &mut BytesMut, limits: &FrameLimits) -> Result<Option<Frame>,
         }
         return Ok(None);
     };
+    if head_len > limits.max_header_bytes {
+        // The window lets the blank line itself sit past the limit, not header bytes.
+        return Err(FrameError::HeaderBlockTooLarge {
+            limit: limits.max_header_bytes,
+            head: Bytes::copy_from_slice(&buf[..limits.max_header_bytes]),
+        });
+    }
     let head_slice = &buf[..head_len];
     let lines = count_header_lines(head_slice);
     if lines > limits.max_headers {
@@ -313,6 +320,25 @@ mod tests {
         let err = decode(&mut buf, &limits).unwrap_err();
         assert!(matches!(err, FrameError::HeaderBlockTooLarge { .. }));
         assert_eq!(err.head().len(), 64);
+    }
+
+    #[test]
+    fn header_block_of_exactly_the_limit() {
+        // Found by fuzzing: a block two bytes over the limit slipped through the window.
+        let limits = FrameLimits {
+            max_header_bytes: 12,
+            ..FrameLimits::default()
+        };
+        let mut over = BytesMut::from(&b"\t\0\x01\0\0\0ABCDEF\r\n\r\n"[..]);
+        assert!(matches!(
+            decode(&mut over, &limits),
+            Err(FrameError::HeaderBlockTooLarge { .. })
+        ));
+        let mut fits = BytesMut::from(&b"ABCDEFGHIJ\r\n\r\n"[..]);
+        assert!(matches!(
+            decode(&mut fits, &limits),
+            Ok(Some(Frame::Message { .. }))
+        ));
     }
 
     #[test]

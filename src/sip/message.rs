@@ -240,9 +240,16 @@ impl Message {
                 continue;
             }
             if line.starts_with([' ', '\t']) {
+                // A folded line continues the previous value after one space, so that
+                // serialising on one line and parsing again gives the same value.
                 let last = headers.0.last_mut().ok_or(ParseError::BadHeaderLine)?;
-                last.value.push(' ');
-                last.value.push_str(line.trim());
+                let continuation = line.trim();
+                if !continuation.is_empty() {
+                    if !last.value.is_empty() {
+                        last.value.push(' ');
+                    }
+                    last.value.push_str(continuation);
+                }
                 continue;
             }
             let (name, value) = line.split_once(':').ok_or(ParseError::BadHeaderLine)?;
@@ -501,6 +508,19 @@ mod tests {
         );
         assert_eq!(&msg.body[..], b"xyz");
         assert_eq!(msg.cseq().unwrap().number, 7);
+    }
+
+    #[test]
+    fn folding_round_trips() {
+        // Found by fuzzing: a value that starts on a continuation line, and a blank one.
+        for (fold, value) in [("\r\n c", "c"), ("\r\n  \r\n", ""), (" a\r\n\tb", "a b")] {
+            let text =
+                format!("OPTIONS sip:x@y SIP/2.0\r\n{BASE}CSeq: 1 OPTIONS\r\nSubject:{fold}\r\n");
+            let msg = parse(&text).unwrap();
+            assert_eq!(msg.headers.get("Subject"), Some(value));
+            let again = parse(std::str::from_utf8(&msg.encode()).unwrap()).unwrap();
+            assert_eq!(again.headers.get("Subject"), Some(value));
+        }
     }
 
     #[test]

@@ -259,8 +259,26 @@ fn close(stack: &mut [Element], root: &mut Option<Element>, mut element: Element
     }
 }
 
+/// An XML name perch accepts after dropping one `prefix:`: ASCII letters, digits, `_`, `-`,
+/// `.`, not starting with a digit, `-` or `.`. XCCOS uses nothing else, and a name that
+/// could not be written back unchanged is refused rather than mangled.
+fn local_name(name: &str) -> Result<String, XmlError> {
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(XmlError::Syntax(format!("unsupported name {name:?}")))
+    }
+}
+
 fn element_from(start: &BytesStart<'_>, limits: &XmlLimits) -> Result<Element, XmlError> {
-    let mut element = Element::new(start.local_name().as_ref());
+    let mut element = Element::new(&local_name(start.local_name().as_ref())?);
     for attribute in start.attributes() {
         let attribute = attribute.map_err(|e| XmlError::Syntax(e.to_string()))?;
         if element.attributes.len() >= limits.max_attributes {
@@ -269,7 +287,14 @@ fn element_from(start: &BytesStart<'_>, limits: &XmlLimits) -> Result<Element, X
         if attribute.value.len() > limits.max_value_bytes {
             return Err(XmlError::ValueTooLong(limits.max_value_bytes));
         }
-        let name = attribute.key.local_name().as_ref().to_owned();
+        let name = local_name(attribute.key.local_name().as_ref())?;
+        if element
+            .attributes
+            .iter()
+            .any(|(existing, _)| *existing == name)
+        {
+            return Err(XmlError::Syntax(format!("attribute {name:?} given twice")));
+        }
         let value = attribute
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(|e| match e {
@@ -340,6 +365,15 @@ mod tests {
             Err(XmlError::ValueTooLong(65_536))
         );
         assert!(p("<a><b></a>").is_err());
+        // Found by fuzzing: names that could not be written back unchanged.
+        for odd in [
+            r#"<p:/>"#,
+            r#"<a p:q:b="1"/>"#,
+            r#"<a b="1" p:b="2"/>"#,
+            r#"<a"p:b" c="1"/>"#,
+        ] {
+            assert!(matches!(p(odd), Err(XmlError::Syntax(_))), "{odd}");
+        }
         assert!(p("<a><b>").is_err());
         assert_eq!(p(""), Err(XmlError::Empty));
         assert!(p("<a/><b/>").is_err());
