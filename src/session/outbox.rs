@@ -52,18 +52,20 @@ impl Outboxes {
 
     /// Queues a delivery; a full queue cuts the connection off. Returns whether it was queued.
     pub fn deliver(&self, connection: u64, outbound: Outbound) -> bool {
-        let map = self.lock();
+        let mut map = self.lock();
         let Some(outbox) = map.get(&connection) else {
             return false;
         };
         match outbox.sender.try_send(outbound) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                // Cut off once: later deliveries find no outbox and are dropped quietly.
                 tracing::warn!(
                     connection,
                     "outgoing queue full: disconnecting a slow client"
                 );
                 outbox.cut_off.notify_one();
+                map.remove(&connection);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -92,6 +94,8 @@ mod tests {
         };
         assert!(outboxes.deliver(7, info()));
         assert!(outboxes.deliver(7, info()));
+        assert!(!outboxes.deliver(7, info()));
+        // Cut off: nothing more is queued for it, and no more warnings.
         assert!(!outboxes.deliver(7, info()));
         // The notification is stored until the connection looks.
         mailbox.cut_off.notified().await;

@@ -178,7 +178,14 @@ pub async fn run_connection<S>(
                     closing = true;
                 }
             }
-            Some(outbound) = mailbox.receiver.recv() => session.deliver(outbound, Instant::now()),
+            Some(outbound) = mailbox.receiver.recv() => {
+                // Take everything already queued, so it goes out in one write and flush.
+                let now = Instant::now();
+                session.deliver(outbound, now);
+                while let Ok(more) = mailbox.receiver.try_recv() {
+                    session.deliver(more, now);
+                }
+            }
             _ = mailbox.cut_off.notified() => closing = true,
             _ = shutdown.changed() => closing = true,
         }

@@ -246,7 +246,12 @@ async fn requests_need_the_registered_identity() {
 
 #[tokio::test]
 async fn admin_changes_reach_a_running_server() {
-    let server = TestServer::start(|_| {}).await;
+    // Attempts before the reload fail; the throttle must not turn them into a lock-out.
+    let server = TestServer::start(|c| {
+        c.auth.max_failures_per_user = 1000;
+        c.auth.max_failures_per_address = 1000;
+    })
+    .await;
     let store = server.store.clone();
     tokio::task::spawn_blocking(move || {
         perch::admin::user::add(

@@ -1,0 +1,556 @@
+//! A load client that behaves like SIPE: REGISTER from a trusted network, the chat dialog
+//! (INVITE, 200, ACK), `bjoin` of its rooms, posts, and a 200 to every INFO the server
+//! sends. It counts what it sees into the run's [`Metrics`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use perch::sip::Method;
+use tokio::sync::watch;
+
+use crate::run::{Phase, RunContext};
+use crate::stats::{Latency, Metrics, Samples, now_ns};
+use crate::wire::{Event, SipConn, WireError};
+use crate::xccos::{self, Incoming};
+
+/// perch's default cap on rooms in one bjoin (`limits.max_rooms_per_bjoin`).
+const BJOIN_CHUNK: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("{what} answered {code}")]
+    Status { what: &'static str, code: u16 },
+    #[error("{what} answered XCCOS {code}")]
+    Xccos { what: &'static str, code: String },
+    #[error("no answer to {0} in time")]
+    Timeout(&'static str),
+    #[error("the server ended the chat dialog")]
+    DialogEnded,
+}
+
+impl ClientError {
+    /// The error kind as reports count it.
+    pub fn kind(&self) -> String {
+        match self {
+            ClientError::Wire(e) => e.kind().to_owned(),
+            ClientError::Status { what, code } => format!("status {code} ({what})"),
+            ClientError::Xccos { what, code } => format!("xccos {code} ({what})"),
+            ClientError::Timeout(what) => format!("timeout: {what}"),
+            ClientError::DialogEnded => "dialog ended by server".to_owned(),
+        }
+    }
+}
+
+struct Dialog {
+    call_id: String,
+    /// The To header of the 200 to our INVITE (with the server's tag).
+    to: String,
+}
+
+/// A reply awaited for a command we sent.
+#[derive(Debug, Clone)]
+struct Reply {
+    code: Option<String>,
+    joined: usize,
+    failed: usize,
+}
+
+/// The answer to a request we sent: its status and, for INVITE, the To header.
+#[derive(Debug, Default)]
+struct Answer {
+    code: Option<u16>,
+    to: Option<String>,
+}
+
+pub struct Client {
+    conn: SipConn,
+    ctx: Arc<RunContext>,
+    pub index: usize,
+    pub aor: String,
+    /// Rooms entered by bjoin so far.
+    pub entered: usize,
+    tag: String,
+    calls: u32,
+    /// One CSeq counter for every request: it increases within each Call-ID as SIP requires,
+    /// and keys our outstanding requests without ambiguity.
+    cseq: u32,
+    envid: u64,
+    posts_sent: u64,
+    dialog: Option<Dialog>,
+    counted: bool,
+    /// Outstanding posts: CSeq → send time.
+    posts: HashMap<u32, u64>,
+    answers: HashMap<u32, Answer>,
+    replies: HashMap<u64, Option<Reply>>,
+    events: Vec<Event>,
+    samples: Samples,
+}
+
+impl Client {
+    /// Connects and registers; the login latency runs from the connect to the 200.
+    pub async fn login(
+        ctx: Arc<RunContext>,
+        index: usize,
+        aor: String,
+    ) -> Result<Client, ClientError> {
+        let started = now_ns();
+        let (stream, local) = ctx
+            .connector
+            .connect(ctx.connector.source_for(index))
+            .await?;
+        let tls = ctx.connector.transport() == "tls";
+        let mut client = Client {
+            conn: SipConn::new(stream, local, tls),
+            ctx,
+            index,
+            aor,
+            entered: 0,
+            tag: format!("pl{index}"),
+            calls: 0,
+            cseq: 0,
+            envid: 0,
+            posts_sent: 0,
+            dialog: None,
+            counted: false,
+            posts: HashMap::new(),
+            answers: HashMap::new(),
+            replies: HashMap::new(),
+            events: Vec::new(),
+            samples: Samples::default(),
+        };
+        client.register().await?;
+        let done = now_ns();
+        let metrics = client.ctx.metrics.clone();
+        Metrics::add(&metrics.registered, 1);
+        Metrics::mark(
+            &metrics.login_first_ns,
+            &metrics.login_last_ns,
+            started,
+            done,
+        );
+        client
+            .samples
+            .record(&metrics, Latency::Login, started, done);
+        Ok(client)
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.ctx.metrics
+    }
+
+    fn new_call_id(&mut self) -> String {
+        self.calls += 1;
+        format!("pl{}c{}{}", self.index, self.calls, std::process::id())
+    }
+
+    /// Queues a request in SIPE's shape (no Via branch inside dialogs) and returns its CSeq.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_request(
+        &mut self,
+        method: &str,
+        uri: &str,
+        call_id: &str,
+        cseq: u32,
+        to: &str,
+        extra: &[(&str, &str)],
+        body: &str,
+    ) {
+        let mut text = format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{} {}\r\nFrom: <sip:{}>;tag={};epid=pl{}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n",
+            self.conn.via_transport, self.conn.local, self.aor, self.tag, self.index
+        );
+        for (name, value) in extra {
+            text.push_str(name);
+            text.push_str(": ");
+            text.push_str(value);
+            text.push_str("\r\n");
+        }
+        text.push_str("Content-Length: ");
+        text.push_str(&body.len().to_string());
+        text.push_str("\r\n\r\n");
+        text.push_str(body);
+        self.conn.queue(text.as_bytes());
+    }
+
+    fn next_cseq(&mut self) -> u32 {
+        self.cseq += 1;
+        self.cseq
+    }
+
+    /// Sends a request and waits for its final answer.
+    async fn request(
+        &mut self,
+        what: &'static str,
+        build: impl FnOnce(&mut Self, u32),
+    ) -> Result<Answer, ClientError> {
+        let cseq = self.next_cseq();
+        build(self, cseq);
+        self.answers.insert(cseq, Answer::default());
+        let deadline = Instant::now() + self.ctx.timeout;
+        let waited = self
+            .wait_for(deadline, what, |c| {
+                c.answers.get(&cseq).is_none_or(|a| a.code.is_some())
+            })
+            .await;
+        let answer = self.answers.remove(&cseq).unwrap_or_default();
+        waited?;
+        match answer.code {
+            Some(200) => Ok(answer),
+            Some(code) => Err(ClientError::Status { what, code }),
+            None => Err(ClientError::Timeout(what)),
+        }
+    }
+
+    async fn register(&mut self) -> Result<(), ClientError> {
+        let call_id = self.new_call_id();
+        let domain = self.ctx.domain.clone();
+        let to = format!("<sip:{}>", self.aor);
+        let contact = format!(
+            "<sip:{};transport={}>",
+            self.conn.local,
+            self.ctx.connector.transport()
+        );
+        self.request("REGISTER", |c, cseq| {
+            c.queue_request(
+                "REGISTER",
+                &format!("sip:{domain}"),
+                &call_id,
+                cseq,
+                &to,
+                &[("Contact", &contact)],
+                "",
+            );
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// INVITE the chat endpoint, then ACK its 200: the dialog every command travels on.
+    pub async fn open_dialog(&mut self) -> Result<(), ClientError> {
+        let call_id = self.new_call_id();
+        let chat = self.ctx.chat_uri.clone();
+        let contact = format!("<sip:{};gruu>", self.aor);
+        let answer = self
+            .request("INVITE", |c, cseq| {
+                c.queue_request(
+                    "INVITE",
+                    &chat,
+                    &call_id,
+                    cseq,
+                    &format!("<{chat}>"),
+                    &[("Contact", &contact), ("Content-Type", "application/sdp")],
+                    "v=0\r\n",
+                );
+            })
+            .await?;
+        let to = answer.to.unwrap_or_else(|| format!("<{chat}>"));
+        // The ACK carries the INVITE's CSeq number.
+        let cseq = self.cseq;
+        self.queue_request("ACK", &chat, &call_id, cseq, &to, &[], "");
+        self.conn.flush().await?;
+        self.dialog = Some(Dialog { call_id, to });
+        if !self.counted {
+            // A session is a connection with a chat dialog, however often it reopens one.
+            self.counted = true;
+            Metrics::add(&self.metrics().sessions, 1);
+        }
+        Ok(())
+    }
+
+    /// Ends the chat dialog with a BYE (perch then takes us out of every room).
+    pub async fn close_dialog(&mut self) -> Result<(), ClientError> {
+        let Some(dialog) = self.dialog.take() else {
+            return Ok(());
+        };
+        let chat = self.ctx.chat_uri.clone();
+        self.request("BYE", |c, cseq| {
+            c.queue_request("BYE", &chat, &dialog.call_id, cseq, &dialog.to, &[], "");
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Queues an INFO on the chat dialog; returns its CSeq.
+    fn queue_info(&mut self, body: &str) -> Result<u32, ClientError> {
+        let (call_id, to) = match &self.dialog {
+            Some(d) => (d.call_id.clone(), d.to.clone()),
+            None => return Err(ClientError::DialogEnded),
+        };
+        let cseq = self.next_cseq();
+        let chat = self.ctx.chat_uri.clone();
+        self.queue_request(
+            "INFO",
+            &chat,
+            &call_id,
+            cseq,
+            &to,
+            &[("Content-Type", "text/plain")],
+            body,
+        );
+        Ok(cseq)
+    }
+
+    /// bjoin of `uids`, at most 200 rooms per command as perch allows; returns how many
+    /// rooms were entered.
+    pub async fn bjoin(&mut self, uids: &[String]) -> Result<usize, ClientError> {
+        let mut entered = 0;
+        for chunk in uids.chunks(BJOIN_CHUNK) {
+            self.envid += 1;
+            let envid = self.envid;
+            let body = xccos::bjoin(envid, &self.ctx.domain, chunk);
+            let started = now_ns();
+            let reply = self.command(envid, &body, "bjoin").await?;
+            let done = now_ns();
+            let metrics = self.ctx.metrics.clone();
+            Metrics::mark(&metrics.join_first_ns, &metrics.join_last_ns, started, done);
+            self.samples.record(&metrics, Latency::Join, started, done);
+            match reply.code.as_deref() {
+                Some("200") => {}
+                other => {
+                    return Err(ClientError::Xccos {
+                        what: "bjoin",
+                        code: other.unwrap_or("none").to_owned(),
+                    });
+                }
+            }
+            Metrics::add(&metrics.joins, reply.joined as u64);
+            if metrics.in_window(done) {
+                Metrics::add(&metrics.joins_in_window, reply.joined as u64);
+            }
+            Metrics::add(&metrics.join_failures, reply.failed as u64);
+            metrics.errors_n("join refused (fib)", reply.failed as u64);
+            entered += reply.joined;
+        }
+        self.entered += entered;
+        Ok(entered)
+    }
+
+    /// Sends a command INFO and waits for its SIP 200 and its XCCOS reply.
+    async fn command(
+        &mut self,
+        envid: u64,
+        body: &str,
+        what: &'static str,
+    ) -> Result<Reply, ClientError> {
+        let cseq = self.queue_info(body)?;
+        self.answers.insert(cseq, Answer::default());
+        self.replies.insert(envid, None);
+        let deadline = Instant::now() + self.ctx.timeout;
+        let waited = self
+            .wait_for(deadline, what, |c| {
+                let answer = c.answers.get(&cseq).and_then(|a| a.code);
+                let replied = c.replies.get(&envid).is_none_or(Option::is_some);
+                matches!(answer, Some(code) if code != 200) || (answer.is_some() && replied)
+            })
+            .await;
+        let code = self.answers.remove(&cseq).and_then(|a| a.code);
+        let reply = self.replies.remove(&envid).flatten();
+        waited?;
+        match (code, reply) {
+            (Some(200), Some(reply)) => Ok(reply),
+            (Some(code), _) if code != 200 => Err(ClientError::Status { what, code }),
+            _ => Err(ClientError::Timeout(what)),
+        }
+    }
+
+    /// Queues a post to `room_uid`, its send time in its text.
+    pub fn post(&mut self, room_uid: &str) -> Result<(), ClientError> {
+        self.posts_sent += 1;
+        self.envid += 1;
+        let sent = now_ns();
+        let text = xccos::post_text(sent, self.index, self.posts_sent, self.ctx.post_size);
+        let uri = xccos::room_uri(&self.ctx.domain, room_uid);
+        let body = xccos::grpchat(self.envid, &uri, &self.aor, &text);
+        let cseq = self.queue_info(&body)?;
+        self.posts.insert(cseq, sent);
+        let metrics = self.metrics();
+        Metrics::add(&metrics.posts_sent, 1);
+        if metrics.in_window(sent) {
+            Metrics::add(&metrics.posts_in_window, 1);
+        }
+        Ok(())
+    }
+
+    pub fn posts_in_flight(&self) -> usize {
+        self.posts.len()
+    }
+
+    /// Gives up on posts unanswered for longer than the request timeout.
+    pub fn expire_posts(&mut self) {
+        let limit = u64::try_from(self.ctx.timeout.as_nanos()).unwrap_or(u64::MAX);
+        let now = now_ns();
+        let before = self.posts.len();
+        self.posts
+            .retain(|_, sent| now.saturating_sub(*sent) <= limit);
+        let expired = (before - self.posts.len()) as u64;
+        if expired > 0 {
+            let metrics = self.metrics();
+            Metrics::add(&metrics.posts_failed, expired);
+            metrics.errors_n("timeout: post ack", expired);
+        }
+    }
+
+    /// Waits until `done` holds, answering and counting whatever arrives meanwhile.
+    async fn wait_for(
+        &mut self,
+        deadline: Instant,
+        what: &'static str,
+        done: impl Fn(&Self) -> bool,
+    ) -> Result<(), ClientError> {
+        let deadline = deadline.min(self.ctx.hard_deadline);
+        loop {
+            if done(self) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::Timeout(what));
+            }
+            self.pump(deadline, None).await?;
+        }
+    }
+
+    /// Sends what is queued, then waits until bytes arrive, `until` passes, or the run's
+    /// phase changes; handles whatever arrived.
+    pub async fn pump(
+        &mut self,
+        until: Instant,
+        phase: Option<&mut watch::Receiver<Phase>>,
+    ) -> Result<(), ClientError> {
+        self.conn.flush().await?;
+        let until = until.min(self.ctx.hard_deadline);
+        let phase_changed = async {
+            match phase {
+                // A closed channel means the coordinator is gone: the run is over.
+                Some(rx) => {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            read = self.conn.read_some() => {
+                read?;
+                self.process()?;
+            }
+            _ = tokio::time::sleep_until(until.into()) => {}
+            _ = phase_changed => {}
+        }
+        if self.conn.has_pending_writes() {
+            self.conn.flush().await?;
+        }
+        Ok(())
+    }
+
+    fn process(&mut self) -> Result<(), ClientError> {
+        let mut events = std::mem::take(&mut self.events);
+        let drained = self.conn.drain(&mut events);
+        for event in events.drain(..) {
+            self.handle(event);
+        }
+        self.events = events;
+        // A BYE from the server was counted in `handle`; the next request on the dialog
+        // fails with `DialogEnded`, and posts still unanswered count as timeouts.
+        drained?;
+        Ok(())
+    }
+
+    fn handle(&mut self, event: Event) {
+        let metrics = self.ctx.metrics.clone();
+        match event {
+            Event::Response {
+                cseq,
+                method,
+                code,
+                to,
+            } => {
+                if code < 200 {
+                    return;
+                }
+                if method == Method::Info
+                    && let Some(sent) = self.posts.remove(&cseq)
+                {
+                    let now = now_ns();
+                    if code == 200 {
+                        Metrics::add(&metrics.posts_acked, 1);
+                        if metrics.in_window(now) {
+                            Metrics::add(&metrics.acks_in_window, 1);
+                        }
+                        self.samples.record(&metrics, Latency::Ack, sent, now);
+                    } else {
+                        Metrics::add(&metrics.posts_failed, 1);
+                        metrics.error(&format!("status {code} (post)"));
+                    }
+                    return;
+                }
+                if let Some(answer) = self.answers.get_mut(&cseq) {
+                    answer.code = Some(code);
+                    answer.to = to;
+                }
+            }
+            Event::Request {
+                method: Method::Info,
+                body,
+            } => match xccos::classify(&body) {
+                Incoming::Delivery { sent_ns } => {
+                    let now = now_ns();
+                    Metrics::add(&metrics.deliveries, 1);
+                    if metrics.in_window(now) {
+                        Metrics::add(&metrics.deliveries_in_window, 1);
+                    }
+                    self.samples
+                        .record(&metrics, Latency::Delivery, sent_ns, now);
+                }
+                Incoming::Reply {
+                    envid,
+                    code,
+                    joined,
+                    failed,
+                } => {
+                    if let Some(slot) = self.replies.get_mut(&envid) {
+                        *slot = Some(Reply {
+                            code,
+                            joined,
+                            failed,
+                        });
+                    }
+                }
+                Incoming::ForeignDelivery | Incoming::Notice | Incoming::Other => {}
+            },
+            Event::Request {
+                method: Method::Bye,
+                ..
+            } => {
+                self.dialog = None;
+                metrics.error("dialog ended by server");
+            }
+            Event::Request { .. } => {}
+        }
+    }
+
+    /// The end of the run: unanswered posts are failures; samples go to the histograms.
+    pub fn finish(&mut self) {
+        let open = self.posts.len() as u64;
+        if open > 0 {
+            let metrics = self.ctx.metrics.clone();
+            Metrics::add(&metrics.posts_failed, open);
+            metrics.errors_n("timeout: post ack", open);
+            self.posts.clear();
+        }
+        let metrics = self.ctx.metrics.clone();
+        self.samples.flush(&metrics);
+    }
+
+    /// How long to wait between posts for a given per-client rate.
+    pub fn interval(rate_per_s: f64) -> Duration {
+        if rate_per_s <= 0.0 {
+            Duration::from_secs(3600)
+        } else {
+            Duration::from_secs_f64(1.0 / rate_per_s)
+        }
+    }
+}

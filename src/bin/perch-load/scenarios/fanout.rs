@@ -1,0 +1,169 @@
+//! `fanout`: N clients in one room; the first --posters post at --rate posts/s in all.
+//! Every delivery's latency is measured from the send time carried in the post's text;
+//! after the window the run waits (--drain) until every acknowledged post reached every
+//! client in the room, and counts what did not arrive as missing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::cli::Common;
+use crate::client::Client;
+use crate::error::LoadError;
+use crate::plan::Plan;
+use crate::run::{self, Endpoint, Phase, RunContext, Spec, Timing};
+use crate::stats::Metrics;
+
+use super::ScenarioResult;
+
+#[derive(Debug, Clone)]
+pub struct FanoutOptions {
+    pub room: Option<String>,
+    pub posters: usize,
+    pub rate: f64,
+    pub size: usize,
+    pub in_flight: usize,
+}
+
+/// Posts due while this far behind schedule are dropped from the schedule, not burst out.
+const MAX_LAG: Duration = Duration::from_secs(1);
+
+pub async fn run(
+    ctx: &Arc<RunContext>,
+    plan: &Plan,
+    common: &Common,
+    options: &FanoutOptions,
+    endpoint: &Endpoint,
+    timing: &Timing,
+) -> Result<ScenarioResult, LoadError> {
+    let room = plan
+        .fanout_room(options.room.as_deref(), common.connections)
+        .ok_or_else(|| LoadError::Plan("no room to fan out in (provision rooms first)".into()))?;
+    let clients = common.connections.min(room.members.len());
+    if clients == 0 {
+        return Err(LoadError::Plan(format!(
+            "room {} has no members",
+            room.name
+        )));
+    }
+    if clients < common.connections && !common.quiet {
+        eprintln!(
+            "perch-load: room {} has {} members: {clients} clients instead of {}",
+            room.name,
+            room.members.len(),
+            common.connections
+        );
+    }
+    let posters = options.posters.clamp(1, clients);
+    let specs = room.members[..clients]
+        .iter()
+        .enumerate()
+        .map(|(i, &u)| Spec {
+            index: i,
+            aor: plan.users[u].clone(),
+            rooms: vec![room.uid.clone()],
+            join_in_setup: true,
+        })
+        .collect();
+    let interval = Client::interval(options.rate / posters as f64);
+    let (uid, in_flight) = (room.uid.clone(), options.in_flight.max(1));
+    let (phase, _) = watch::channel(Phase::Setup);
+    let body_ctx = ctx.clone();
+    let tasks = run::spawn_clients(
+        ctx,
+        specs,
+        timing,
+        &phase,
+        move |mut client, spec, mut phase| {
+            let (ctx, uid) = (body_ctx.clone(), uid.clone());
+            async move {
+                if client.entered > 0 {
+                    Metrics::add(&ctx.metrics.occupants, 1);
+                }
+                if spec.index < posters {
+                    // Posters start evenly spread over one interval.
+                    let offset = interval.mul_f64(spec.index as f64 / posters as f64);
+                    let result = post_at_rate(
+                        &mut client,
+                        &ctx,
+                        &mut phase,
+                        &uid,
+                        interval,
+                        offset,
+                        in_flight,
+                    )
+                    .await;
+                    if let Err(error) = result {
+                        ctx.metrics.error(&error.kind());
+                        client.finish();
+                        return;
+                    }
+                }
+                run::idle_until_done(&mut client, &ctx, &mut phase).await;
+            }
+        },
+    );
+    let timeline = run::coordinate(ctx, endpoint, timing, clients, phase, tasks, |m| {
+        let g = Metrics::get;
+        g(&m.posts_acked) + g(&m.posts_failed) >= g(&m.posts_sent)
+            && g(&m.deliveries) >= g(&m.posts_acked) * g(&m.occupants)
+    })
+    .await;
+    let metrics = &ctx.metrics;
+    let expected = Metrics::get(&metrics.posts_acked) * Metrics::get(&metrics.occupants);
+    metrics.errors_n(
+        "missing deliveries",
+        expected.saturating_sub(Metrics::get(&metrics.deliveries)),
+    );
+    let mut settings = BTreeMap::new();
+    settings.insert("room".into(), room.name.clone());
+    settings.insert("room_members".into(), room.members.len().to_string());
+    settings.insert("posters".into(), posters.to_string());
+    settings.insert("rate".into(), options.rate.to_string());
+    settings.insert("size".into(), options.size.to_string());
+    settings.insert("in_flight".into(), in_flight.to_string());
+    Ok(ScenarioResult {
+        timeline,
+        expected_deliveries: Some(expected),
+        settings,
+        requested: common.connections,
+    })
+}
+
+/// Posts on a fixed schedule (open loop) while the window is open.
+async fn post_at_rate(
+    client: &mut Client,
+    ctx: &RunContext,
+    phase: &mut watch::Receiver<Phase>,
+    uid: &str,
+    interval: Duration,
+    offset: Duration,
+    in_flight: usize,
+) -> Result<(), crate::client::ClientError> {
+    let mut next = Instant::now() + offset;
+    while *phase.borrow() == Phase::Run && Instant::now() < ctx.hard_deadline {
+        let now = Instant::now();
+        if now >= next {
+            if client.posts_in_flight() < in_flight {
+                client.post(uid)?;
+            } else {
+                ctx.metrics.error("post skipped: in-flight cap");
+            }
+            next += interval;
+            if now.saturating_duration_since(next) > MAX_LAG {
+                let behind = now.saturating_duration_since(next).as_secs_f64();
+                ctx.metrics.errors_n(
+                    "post skipped: behind schedule",
+                    (behind / interval.as_secs_f64()) as u64,
+                );
+                next = now + interval;
+            }
+            continue;
+        }
+        client.expire_posts();
+        client.pump(next, Some(phase)).await?;
+    }
+    Ok(())
+}

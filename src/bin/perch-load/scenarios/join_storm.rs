@@ -1,0 +1,98 @@
+//! `join-storm`: clients sign in and open their chat dialog first; when the window opens
+//! they all bjoin every room they belong to (up to --rooms-per-user) at once, then BYE,
+//! INVITE again and bjoin again, for --rounds or until the window closes: joins/s.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::cli::Common;
+use crate::client::{Client, ClientError};
+use crate::error::LoadError;
+use crate::plan::Plan;
+use crate::run::{self, Endpoint, Phase, RunContext, Spec, Timing};
+
+use super::{ScenarioResult, note_reuse};
+
+#[derive(Debug, Clone)]
+pub struct JoinStormOptions {
+    /// 0 = as many rounds as the window holds.
+    pub rounds: usize,
+}
+
+pub async fn run(
+    ctx: &Arc<RunContext>,
+    plan: &Plan,
+    common: &Common,
+    options: &JoinStormOptions,
+    endpoint: &Endpoint,
+    timing: &Timing,
+) -> Result<ScenarioResult, LoadError> {
+    let joiners = plan.users_with_rooms();
+    if joiners.is_empty() {
+        return Err(LoadError::Plan(
+            "no user is a member of a room (provision rooms first)".into(),
+        ));
+    }
+    let n = common.connections;
+    note_reuse(common, n, joiners.len(), "users with rooms");
+    let specs = (0..n)
+        .map(|i| {
+            let u = joiners[i % joiners.len()];
+            Spec {
+                index: i,
+                aor: plan.users[u].clone(),
+                rooms: plan.room_uids(u, common.rooms_per_user.max(1)),
+                join_in_setup: false,
+            }
+        })
+        .collect();
+    let rounds = options.rounds;
+    let (phase, _) = watch::channel(Phase::Setup);
+    let body_ctx = ctx.clone();
+    let tasks = run::spawn_clients(
+        ctx,
+        specs,
+        timing,
+        &phase,
+        move |mut client, spec, mut phase| {
+            let ctx = body_ctx.clone();
+            async move {
+                if let Err(error) = storm(&mut client, &phase, &spec.rooms, rounds).await {
+                    ctx.metrics.error(&error.kind());
+                    client.finish();
+                    return;
+                }
+                run::idle_until_done(&mut client, &ctx, &mut phase).await;
+            }
+        },
+    );
+    let timeline = run::coordinate(ctx, endpoint, timing, n, phase, tasks, |_| true).await;
+    let mut settings = BTreeMap::new();
+    settings.insert("rounds".into(), rounds.to_string());
+    Ok(ScenarioResult {
+        timeline,
+        expected_deliveries: None,
+        settings,
+        requested: n,
+    })
+}
+
+async fn storm(
+    client: &mut Client,
+    phase: &watch::Receiver<Phase>,
+    rooms: &[String],
+    rounds: usize,
+) -> Result<(), ClientError> {
+    let mut round = 0;
+    while *phase.borrow() == Phase::Run && (rounds == 0 || round < rounds) {
+        if round > 0 {
+            client.close_dialog().await?;
+            client.open_dialog().await?;
+        }
+        client.bjoin(rooms).await?;
+        round += 1;
+    }
+    Ok(())
+}

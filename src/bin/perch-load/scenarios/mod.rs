@@ -1,0 +1,274 @@
+//! The scenarios, one file each, and what they share: reading the plan, running against
+//! perch and then (with --compare-null) against a null responder, the SQLite baseline,
+//! and the report.
+
+mod connections;
+mod fanout;
+mod ingest;
+mod join_storm;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use time::format_description::well_known::Rfc3339;
+
+use crate::cli::Common;
+use crate::error::LoadError;
+use crate::null_responder::NullChild;
+use crate::plan::Plan;
+use crate::report::{self, Output, Report, ReportInput};
+use crate::run::{Endpoint, RunContext, Timeline, Timing};
+use crate::sqlite_baseline::{self, SqliteOptions};
+use crate::stats::Metrics;
+use crate::target::{self, Connector};
+
+pub use fanout::FanoutOptions;
+pub use ingest::IngestOptions;
+pub use join_storm::JoinStormOptions;
+
+#[derive(Debug, Clone)]
+pub enum Scenario {
+    Connections,
+    Fanout(FanoutOptions),
+    Ingest(IngestOptions),
+    JoinStorm(JoinStormOptions),
+}
+
+impl Scenario {
+    fn name(&self) -> &'static str {
+        match self {
+            Scenario::Connections => "connections",
+            Scenario::Fanout(_) => "fanout",
+            Scenario::Ingest(_) => "ingest",
+            Scenario::JoinStorm(_) => "join-storm",
+        }
+    }
+
+    fn post_size(&self) -> usize {
+        match self {
+            Scenario::Fanout(o) => o.size,
+            Scenario::Ingest(o) => o.size,
+            _ => 100,
+        }
+    }
+}
+
+/// What a scenario hands back for the report.
+pub struct ScenarioResult {
+    pub timeline: Timeline,
+    pub expected_deliveries: Option<u64>,
+    pub settings: BTreeMap<String, String>,
+    pub requested: usize,
+}
+
+/// The longest a run may take in all: setup, window, drain, and the time to stop clients.
+pub fn run_budget(common: &Common) -> Duration {
+    Duration::from_secs(
+        common.setup_timeout + common.duration + common.drain + 2 * common.timeout + 15,
+    )
+}
+
+fn plan(scenario: &Scenario, common: &Common) -> Result<Plan, LoadError> {
+    match &common.data {
+        Some(data) => {
+            let plan = Plan::from_store(data, &common.domain)?;
+            Ok(match common.room_size {
+                Some(size) => plan.only_rooms_of(size),
+                None => plan,
+            })
+        }
+        None => Ok(Plan::synthetic(
+            &common.domain,
+            common.connections,
+            common.rooms_per_user.max(1),
+            matches!(scenario, Scenario::Fanout(_)),
+        )),
+    }
+}
+
+fn primary_endpoint(common: &Common) -> Result<Endpoint, LoadError> {
+    let addr = match &common.target {
+        Some(text) => target::parse_loopback(text)?,
+        None => target::default_target(common.tls),
+    };
+    let cert = match (&common.cert, &common.data) {
+        _ if !common.tls => None,
+        (Some(cert), _) => Some(cert.clone()),
+        (None, Some(data)) => Some(data.join(perch::transport::tls::DEV_CERT_FILE)),
+        (None, None) => {
+            return Err(LoadError::Plan(
+                "--tls needs the certificate to pin: --cert PATH or --data DIR".into(),
+            ));
+        }
+    };
+    Ok(Endpoint {
+        server: if common.label == "null-responder" {
+            "null-responder"
+        } else {
+            "perch"
+        },
+        addr,
+        cert,
+        pid: common.server_pid,
+    })
+}
+
+/// Runs the scenario against the target, then against the baselines asked for.
+pub async fn execute(scenario: Scenario, common: Common) -> Result<Output, LoadError> {
+    let endpoint = primary_endpoint(&common)?;
+    let (for_plan, common_for_plan) = (scenario.clone(), common.clone());
+    let plan = tokio::task::spawn_blocking(move || plan(&for_plan, &common_for_plan))
+        .await
+        .map_err(|e| LoadError::Task(e.to_string()))??;
+    let plan = Arc::new(plan);
+    let mut report = run_once(&scenario, &common, &endpoint, &plan).await?;
+    if common.label != "perch" {
+        report.server = common.label.clone();
+    }
+    let null_baseline = if common.compare_null {
+        let child = NullChild::spawn(common.tls, common.null_fanout, run_budget(&common)).await?;
+        let null = Endpoint {
+            server: "null-responder",
+            addr: child.addr,
+            cert: child.cert.clone(),
+            pid: child.pid,
+        };
+        let outcome = run_once(&scenario, &common, &null, &plan).await;
+        child.stop().await;
+        Some(outcome?)
+    } else {
+        None
+    };
+    let sqlite_baseline = match &scenario {
+        Scenario::Ingest(options) => match &options.compare_sqlite {
+            Some(dir) => {
+                let sqlite = SqliteOptions {
+                    data: dir.clone(),
+                    duration: Duration::from_secs(common.duration),
+                    batch: options.sqlite_batch.unwrap_or(common.connections).max(1),
+                    row_bytes: options.size,
+                    perch_schema: options.sqlite_perch_schema,
+                    savepoint_per_row: options.sqlite_savepoint_per_row,
+                    max_rows: u64::MAX,
+                };
+                if !common.quiet {
+                    eprintln!(
+                        "perch-load: SQLite baseline in {} for {} s, batches of {}",
+                        dir.display(),
+                        common.duration,
+                        sqlite.batch
+                    );
+                }
+                let result = tokio::task::spawn_blocking(move || sqlite_baseline::run(&sqlite))
+                    .await
+                    .map_err(|e| LoadError::Task(e.to_string()))??;
+                Some(result)
+            }
+            None => None,
+        },
+        _ => None,
+    };
+    let ratios = report::ratios(&report, null_baseline.as_ref(), sqlite_baseline.as_ref());
+    Ok(Output {
+        report,
+        null_baseline,
+        sqlite_baseline,
+        ratios,
+    })
+}
+
+async fn run_once(
+    scenario: &Scenario,
+    common: &Common,
+    endpoint: &Endpoint,
+    plan: &Arc<Plan>,
+) -> Result<Report, LoadError> {
+    let timeout = Duration::from_secs(common.timeout.max(1));
+    let connector = Connector::new(
+        endpoint.addr,
+        endpoint.cert.as_deref(),
+        common.per_source,
+        timeout,
+    )?;
+    let transport = connector.transport();
+    let ctx = Arc::new(RunContext {
+        metrics: Arc::new(Metrics::new()),
+        connector,
+        domain: common.domain.to_ascii_lowercase(),
+        chat_uri: common
+            .chat_uri
+            .clone()
+            .unwrap_or_else(|| format!("sip:ocschat@{}", common.domain.to_ascii_lowercase())),
+        timeout,
+        hard_deadline: Instant::now() + run_budget(common),
+        post_size: scenario.post_size(),
+    });
+    let timing = Timing {
+        duration: Duration::from_secs(common.duration),
+        setup_timeout: Duration::from_secs(common.setup_timeout),
+        drain: Duration::from_secs(common.drain),
+        connect_concurrency: common.connect_concurrency,
+        quiet: common.quiet,
+    };
+    if !common.quiet {
+        eprintln!(
+            "perch-load: {} against {} at {} ({transport}), {} connections, {} s",
+            scenario.name(),
+            endpoint.server,
+            endpoint.addr,
+            common.connections,
+            common.duration
+        );
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let started_at = now
+        .replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&Rfc3339)
+        .unwrap_or_default();
+    let budget = run_budget(common) + Duration::from_secs(10);
+    let run = async {
+        match scenario {
+            Scenario::Connections => connections::run(&ctx, plan, common, endpoint, &timing).await,
+            Scenario::Fanout(o) => fanout::run(&ctx, plan, common, o, endpoint, &timing).await,
+            Scenario::Ingest(o) => ingest::run(&ctx, plan, common, o, endpoint, &timing).await,
+            Scenario::JoinStorm(o) => {
+                join_storm::run(&ctx, plan, common, o, endpoint, &timing).await
+            }
+        }
+    };
+    let result = tokio::time::timeout(budget, run)
+        .await
+        .map_err(|_| LoadError::Deadline)??;
+    let mut settings = result.settings;
+    settings.insert("connections".into(), common.connections.to_string());
+    settings.insert("duration_s".into(), common.duration.to_string());
+    settings.insert("rooms_per_user".into(), common.rooms_per_user.to_string());
+    if let Some(size) = common.room_size {
+        settings.insert("room_size".into(), size.to_string());
+    }
+    Ok(report::build(
+        ReportInput {
+            scenario: scenario.name(),
+            server: endpoint.server,
+            target: endpoint.addr.to_string(),
+            transport,
+            started_at,
+            settings,
+            connections_requested: result.requested,
+            expected_deliveries: result.expected_deliveries,
+        },
+        &ctx.metrics,
+        &result.timeline,
+    ))
+}
+
+/// Clients beyond the plan's users reuse users from the start; say so.
+fn note_reuse(common: &Common, wanted: usize, available: usize, what: &str) {
+    if wanted > available && !common.quiet {
+        eprintln!(
+            "perch-load: only {available} {what}; {wanted} connections reuse them (provision more users for distinct identities)"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! The XCCOS a load client writes (bjoin, grpchat) and a cheap reading of what it gets
+//! back. Bodies are recognised by substring, not parsed: a client receives every post of
+//! its rooms, and a full XML parse per delivery would make the load generator, not the
+//! server, the bottleneck on a small machine.
+
+use std::fmt::Write as _;
+
+const NS: &str = "urn:parlano:xml:ns:xccos";
+
+/// Marker that starts the text of every post this tool sends: `plt=<send ns>`.
+const SEND_TIME: &str = "plt=";
+
+pub fn bjoin(envid: u64, domain: &str, uids: &[String]) -> String {
+    let mut body = format!(
+        r#"<xccos ver="1" envid="{envid}" xmlns="{NS}"><cmd id="cmd:bjoin" seqid="1"><data>"#
+    );
+    for (key, uid) in uids.iter().enumerate() {
+        let _ = write!(
+            body,
+            r#"<chanid key="{key}" domain="{domain}" value="{uid}"/>"#
+        );
+    }
+    body.push_str("</data></cmd></xccos>");
+    body
+}
+
+pub fn room_uri(domain: &str, uid: &str) -> String {
+    perch::xccos::uri::room_uri(domain, uid)
+}
+
+pub fn grpchat(envid: u64, room_uri: &str, author: &str, text: &str) -> String {
+    format!(
+        r#"<xccos ver="1" envid="{envid}" xmlns="{NS}"><grpchat id="grpchat" seqid="1" chanUri="{room_uri}" author="sip:{author}"><chat>{text}</chat></grpchat></xccos>"#
+    )
+}
+
+/// A post's text: its send time, who sent it, a sequence number, padded with `x` to
+/// `size` bytes. Only ASCII letters, digits, `=` and spaces: nothing to escape.
+pub fn post_text(sent_ns: u64, client: usize, seq: u64, size: usize) -> String {
+    let mut text = format!("{SEND_TIME}{sent_ns} c={client} n={seq} ");
+    if text.len() < size {
+        text.extend(std::iter::repeat_n('x', size - text.len()));
+    }
+    text
+}
+
+/// What a server INFO carried, as far as the load client cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A post sent by this tool, with its send time.
+    Delivery {
+        sent_ns: u64,
+    },
+    /// Somebody else's post.
+    ForeignDelivery,
+    /// The answer to one of our commands: perch's `rpl:*` (or the null responder's echo of
+    /// the command itself).
+    Reply {
+        envid: u64,
+        code: Option<String>,
+        /// Rooms entered (`chanib` in an rpl:bjoin, `chanid` in an echo).
+        joined: usize,
+        /// Rooms refused (`fib`).
+        failed: usize,
+    },
+    Notice,
+    Other,
+}
+
+pub fn classify(body: &[u8]) -> Incoming {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Incoming::Other;
+    };
+    if text.contains("<grpchat") {
+        return match number_after(text, SEND_TIME) {
+            Some(sent_ns) => Incoming::Delivery { sent_ns },
+            None => Incoming::ForeignDelivery,
+        };
+    }
+    if let Some(rpl) = text.find("<rpl ") {
+        let rest = &text[rpl..];
+        let envid = rest
+            .find("<commandid")
+            .and_then(|at| number_after(&rest[at..], "envid=\""))
+            .unwrap_or(0);
+        let code = rest
+            .find("<resp ")
+            .and_then(|at| attribute(&rest[at..], "code"))
+            .map(str::to_owned);
+        return Incoming::Reply {
+            envid,
+            code,
+            joined: rest.matches("<chanib ").count(),
+            failed: rest.matches("<fib ").count(),
+        };
+    }
+    if text.contains("<cmd ") {
+        return Incoming::Reply {
+            envid: number_after(text, "envid=\"").unwrap_or(0),
+            code: Some("200".into()),
+            joined: text.matches("<chanid ").count(),
+            failed: 0,
+        };
+    }
+    if text.contains("<ntc ") {
+        return Incoming::Notice;
+    }
+    Incoming::Other
+}
+
+/// Whether an INFO body is a post (for the null responder).
+pub fn is_post(body: &[u8]) -> bool {
+    memfind(body, b"<grpchat").is_some()
+}
+
+/// The room id of a post's `chanUri` (the part after the last `/`).
+pub fn post_room(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let uri = attribute(text, "chanUri")?;
+    Some(uri.rsplit('/').next().unwrap_or(uri).to_owned())
+}
+
+/// The room ids a join or bjoin names (`chanid/@value`).
+pub fn joined_rooms(body: &[u8]) -> Vec<String> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Vec::new();
+    };
+    if !(text.contains("cmd:bjoin") || text.contains("cmd:join")) {
+        return Vec::new();
+    }
+    text.split("<chanid ")
+        .skip(1)
+        .filter_map(|chanid| attribute(chanid, "value"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn memfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The value of the first `name="..."` in `text`.
+fn attribute<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let mut from = 0;
+    while let Some(at) = text[from..].find(name) {
+        let start = from + at;
+        let rest = &text[start + name.len()..];
+        // A whole attribute name: preceded by a space, followed by ="
+        let whole = start > 0 && text.as_bytes()[start - 1] == b' ';
+        if whole && let Some(value) = rest.strip_prefix("=\"") {
+            return value.split('"').next();
+        }
+        from = start + name.len();
+    }
+    None
+}
+
+/// The decimal number right after the first `marker`.
+fn number_after(text: &str, marker: &str) -> Option<u64> {
+    let at = text.find(marker)? + marker.len();
+    let digits: &str = &text[at..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn posts_carry_their_send_time() {
+        let text = post_text(123_456_789, 4, 17, 80);
+        assert_eq!(text.len(), 80);
+        let body = grpchat(9, "ma-chan://example.test/abc", "a@example.test", &text);
+        assert!(is_post(body.as_bytes()));
+        assert_eq!(post_room(body.as_bytes()).as_deref(), Some("abc"));
+        // As perch delivers it: attributes added, text unchanged.
+        let delivered = format!(
+            r#"<xccos ver="1" envid="77" xmlns="{NS}"><grpchat id="grpchat" seqid="1" chanUri="ma-chan://example.test/abc" author="sip:a@example.test" ts="2026-11-24T10:00:00.0000000Z" msgid="5"><chat>{text}</chat></grpchat></xccos>"#
+        );
+        assert_eq!(
+            classify(delivered.as_bytes()),
+            Incoming::Delivery {
+                sent_ns: 123_456_789
+            }
+        );
+        let foreign = delivered.replace("plt=", "hello ");
+        assert_eq!(classify(foreign.as_bytes()), Incoming::ForeignDelivery);
+    }
+
+    #[test]
+    fn replies_and_echoes() {
+        let rpl = r#"<xccos ver="1" envid="900" xmlns="urn:parlano:xml:ns:xccos"><rpl id="rpl:bjoin" seqid="1"><commandid seqid="1" envid="41"/><resp code="200">SUCCESS_OK</resp><data><uib id="0" uri="sip:a@x"/><chanib name="A" uri="u1"/><chanib name="B" uri="u2"/><fib key="OPERATION_FAILED" domain="x" value="nope"/></data></rpl></xccos>"#;
+        assert_eq!(
+            classify(rpl.as_bytes()),
+            Incoming::Reply {
+                envid: 41,
+                code: Some("200".into()),
+                joined: 2,
+                failed: 1
+            }
+        );
+        let body = bjoin(42, "x", &["r1".into(), "r2".into(), "r3".into()]);
+        assert_eq!(
+            classify(body.as_bytes()),
+            Incoming::Reply {
+                envid: 42,
+                code: Some("200".into()),
+                joined: 3,
+                failed: 0
+            }
+        );
+        assert_eq!(joined_rooms(body.as_bytes()), ["r1", "r2", "r3"]);
+        let ntc = r#"<xccos ver="1" envid="3" xmlns="urn:parlano:xml:ns:xccos"><ntc id="ntc:join" seqid="1"><data/></ntc></xccos>"#;
+        assert_eq!(classify(ntc.as_bytes()), Incoming::Notice);
+        assert_eq!(classify(b"\xff\xfe"), Incoming::Other);
+    }
+
+    #[test]
+    fn attributes_are_whole_names() {
+        assert_eq!(attribute(r#"<a xcode="1" code="2"/>"#, "code"), Some("2"));
+        assert_eq!(attribute(r#"<a code=1/>"#, "code"), None);
+    }
+}

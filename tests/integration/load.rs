@@ -1,0 +1,172 @@
+//! `perch-load` against a real server: the fanout scenario for two seconds over TCP, and
+//! the bulk provisioning path. The child is killed if it outlives its budget.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use perch::core::manage::{self, CategoryChange, ListEdit, RoomChange};
+use perch::core::model::{Principal, Privacy, RoomType};
+use perch::store::{SqliteStore, Store, wait};
+
+use crate::chat::{snapshot, trusted};
+use crate::support::*;
+
+const LOAD: &str = env!("CARGO_BIN_EXE_perch-load");
+
+/// Five users in one closed room of a category open to the domain.
+fn seed(store: &dyn Store) {
+    let members: Vec<Principal> = (0..5)
+        .map(|i| {
+            let aor = format!("load{i}@{DOMAIN}");
+            perch::admin::user::add(store, &aor, None, None, true).unwrap();
+            Principal::User(aor)
+        })
+        .collect();
+    let change = CategoryChange {
+        name: Some("Load".into()),
+        allowed: vec![ListEdit::Add(vec![Principal::Domain(DOMAIN.into())])],
+        ..CategoryChange::default()
+    };
+    let (category, _) = manage::category(&snapshot(store), None, change).unwrap();
+    wait(store.save_category(category)).unwrap();
+    let room = RoomChange {
+        name: Some("Fan".into()),
+        category: Some("Load".into()),
+        privacy: Some(Privacy::Closed),
+        kind: Some(RoomType::Normal),
+        members: vec![ListEdit::Add(members)],
+        ..RoomChange::default()
+    };
+    let uid = perch::xccos::uri::new_room_uid();
+    let outcome = manage::room(&snapshot(store), None, &uid, room).unwrap();
+    wait(store.save_room(outcome.room)).unwrap();
+}
+
+/// Runs perch-load with `args`; its output once it exits, or a failure after `budget`.
+async fn perch_load(args: &[&str], budget: Duration) -> std::process::Output {
+    let child = tokio::process::Command::new(LOAD)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(budget, child.wait_with_output())
+        .await
+        .expect("perch-load did not finish in time")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fanout_smoke_over_tcp() {
+    let server = TestServer::start_seeded(trusted, seed).await;
+    let target = server.running().tcp_addr().unwrap().to_string();
+    let data = server.data_dir.display().to_string();
+    let pid = std::process::id().to_string();
+    let args = [
+        "fanout",
+        "--target",
+        &target,
+        "--data",
+        &data,
+        "--connections",
+        "5",
+        "--duration",
+        "2",
+        "--rate",
+        "20",
+        "--drain",
+        "3",
+        "--timeout",
+        "5",
+        "--setup-timeout",
+        "10",
+        "--server-pid",
+        &pid,
+        "--json",
+        "--quiet",
+    ];
+    let output = perch_load(&args, Duration::from_secs(60)).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "perch-load failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    assert_eq!(report["scenario"], "fanout");
+    assert_eq!(report["sessions"], 5, "{report:#}");
+    let deliveries = report["deliveries"].as_u64().unwrap();
+    assert!(deliveries > 0, "{report:#}");
+    assert_eq!(report["errors"]["total"], 0, "{report:#}");
+    // Every acknowledged post reached all five clients (the author's echo included).
+    assert_eq!(
+        report["expected_deliveries"].as_u64().unwrap(),
+        deliveries,
+        "{report:#}"
+    );
+    assert!(report["latency"]["delivery"]["p99_ms"].as_f64().unwrap() > 0.0);
+    assert!(report["server_usage"]["rss_end_kib"].as_u64().unwrap() > 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn provision_writes_users_and_rooms() {
+    let dir = temp_dir("provision");
+    let data = dir.display().to_string();
+    let args = [
+        "provision",
+        "--data",
+        &data,
+        "--users",
+        "12",
+        "--rooms-of",
+        "4:3",
+        "--rooms-of",
+        "12:1",
+        "--json",
+    ];
+    let output = perch_load(&args, Duration::from_secs(60)).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["users_added"], 12);
+    assert_eq!(summary["rooms_added"], 4);
+    assert_eq!(summary["memberships"], 24);
+    let model = tokio::task::spawn_blocking(move || {
+        let store = SqliteStore::open(&dir).unwrap();
+        let model = store.load_model().unwrap();
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+        model
+    })
+    .await
+    .unwrap();
+    assert_eq!(model.users.len(), 12);
+    assert!(
+        model
+            .users
+            .iter()
+            .all(|u| u.enabled && u.credentials.is_none())
+    );
+    let mut sizes: Vec<usize> = model.rooms.iter().map(|r| r.members.len()).collect();
+    sizes.sort();
+    assert_eq!(sizes, [4, 4, 4, 12]);
+}
+
+#[tokio::test]
+async fn refuses_addresses_off_loopback() {
+    let output = perch_load(
+        &["fanout", "--target", "192.0.2.1:5060", "--duration", "1"],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a loopback address"), "{stderr}");
+}
