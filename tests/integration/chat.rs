@@ -311,6 +311,16 @@ impl Chat {
     }
 }
 
+/// alice and bob, each joined to `room`; returns the room's URI with them.
+async fn alice_and_bob_in(server: &TestServer, room: &str) -> (String, Chat, Chat) {
+    let uri = room_uri(server.store.as_ref(), room);
+    let mut alice = Chat::connect(server, "alice").await;
+    let mut bob = Chat::connect(server, "bob").await;
+    alice.join(&uri).await;
+    bob.join(&uri).await;
+    (uri, alice, bob)
+}
+
 fn code(reply: &Element) -> &str {
     reply
         .child("resp")
@@ -456,11 +466,7 @@ async fn joining_follows_privacy_and_secret_rooms_leak_nothing() {
 #[tokio::test]
 async fn posts_are_durable_and_fanned_out_to_everyone_including_the_sender() {
     let server = start().await;
-    let lobby = room_uri(server.store.as_ref(), "Lobby");
-    let mut alice = Chat::connect(&server, "alice").await;
-    let mut bob = Chat::connect(&server, "bob").await;
-    alice.join(&lobby).await;
-    bob.join(&lobby).await;
+    let (lobby, mut alice, mut bob) = alice_and_bob_in(&server, "Lobby").await;
     // alice sees bob arrive.
     let notice = alice.expect("ntc:join").await;
     let uib = notice.child("data").unwrap().child("uib").unwrap();
@@ -576,11 +582,7 @@ async fn auditorium_and_size_limits() {
 #[tokio::test]
 async fn history_off_category_delivers_but_does_not_store() {
     let server = start().await;
-    let flash = room_uri(server.store.as_ref(), "Flash");
-    let mut alice = Chat::connect(&server, "alice").await;
-    let mut bob = Chat::connect(&server, "bob").await;
-    alice.join(&flash).await;
-    bob.join(&flash).await;
+    let (flash, mut alice, mut bob) = alice_and_bob_in(&server, "Flash").await;
     assert_eq!(alice.post(&flash, "ephemeral").await, 200);
     assert_eq!(
         bob.expect("grpchat").await.child("chat").unwrap().text,
@@ -609,11 +611,7 @@ async fn history_off_category_delivers_but_does_not_store() {
 #[tokio::test]
 async fn part_bye_and_notices() {
     let server = start().await;
-    let lobby = room_uri(server.store.as_ref(), "Lobby");
-    let mut alice = Chat::connect(&server, "alice").await;
-    let mut bob = Chat::connect(&server, "bob").await;
-    alice.join(&lobby).await;
-    bob.join(&lobby).await;
+    let (lobby, mut alice, mut bob) = alice_and_bob_in(&server, "Lobby").await;
     alice.expect("ntc:join").await;
     let parted = bob
         .command("part", &format!(r#"<chanib uri="{lobby}"/>"#))
