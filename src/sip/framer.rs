@@ -8,7 +8,8 @@ use bytes::{Buf, Bytes, BytesMut};
 /// without limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameLimits {
-    /// Start line plus headers, including the blank line.
+    /// Start line plus headers, up to and including the last header's line break (the
+    /// blank line that follows is not counted).
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_body_bytes: usize,
@@ -82,7 +83,10 @@ pub fn decode(buf: &mut BytesMut, limits: &FrameLimits) -> Result<Option<Frame>,
     }
 
     let Some((head_len, blank_len)) = find_header_end(buf, limits.max_header_bytes) else {
-        if buf.len() > limits.max_header_bytes {
+        // A head of exactly the limit may still be waiting for the LF after its blank
+        // line's CR; anything longer without a blank line is over the limit.
+        let undecided_cr = buf.len() == limits.max_header_bytes + 1 && buf.last() == Some(&b'\r');
+        if buf.len() > limits.max_header_bytes && !undecided_cr {
             let head = Bytes::copy_from_slice(&buf[..limits.max_header_bytes]);
             return Err(FrameError::HeaderBlockTooLarge {
                 limit: limits.max_header_bytes,
