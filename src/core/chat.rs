@@ -12,10 +12,11 @@ use super::policy::{self, Action, Denial, Roles};
 use super::snapshot::{Snapshot, SnapshotHandle};
 
 /// One chat dialog of one connection: the unit that joins rooms and receives messages.
+/// Cheap to clone: a post to a large room copies one per recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionKey {
     pub connection: u64,
-    pub call_id: String,
+    pub call_id: Arc<str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,32 +37,76 @@ impl From<Denial> for ChatError {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Occupant {
-    session: SessionKey,
-    user: String,
+/// Who is in one room.
+#[derive(Debug, Default)]
+struct Presence {
+    /// Every session present, with its user.
+    sessions: HashMap<SessionKey, Arc<str>>,
+    /// Sessions per distinct user: the participants a roster lists.
+    users: HashMap<Arc<str>, usize>,
+}
+
+impl Presence {
+    fn participants(&self) -> usize {
+        self.users.len()
+    }
 }
 
 #[derive(Debug, Default)]
 struct Live {
-    rooms: HashMap<i64, Vec<Occupant>>,
+    rooms: HashMap<i64, Presence>,
     by_session: HashMap<SessionKey, HashSet<i64>>,
 }
 
 impl Live {
-    fn occupants(&self, room: i64) -> &[Occupant] {
-        self.rooms.get(&room).map_or(&[], Vec::as_slice)
+    fn participants(&self, room: i64) -> usize {
+        self.rooms.get(&room).map_or(0, Presence::participants)
+    }
+
+    fn sessions(&self, room: i64) -> Vec<SessionKey> {
+        self.rooms
+            .get(&room)
+            .map(|p| p.sessions.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds a session to a room; says whether it was not there yet, and who is there now.
+    fn add(&mut self, room: i64, session: &SessionKey, user: &str) -> (bool, &Presence) {
+        let presence = self.rooms.entry(room).or_default();
+        let added = !presence.sessions.contains_key(session);
+        if added {
+            let user: Arc<str> = presence
+                .users
+                .get_key_value(user)
+                .map_or_else(|| Arc::from(user), |(known, _)| known.clone());
+            *presence.users.entry(user.clone()).or_default() += 1;
+            presence.sessions.insert(session.clone(), user);
+            self.by_session
+                .entry(session.clone())
+                .or_default()
+                .insert(room);
+        }
+        (added, presence)
     }
 
     /// Removes a session from a room; returns whether it was there.
     fn remove(&mut self, room: i64, session: &SessionKey) -> bool {
-        let Some(list) = self.rooms.get_mut(&room) else {
+        let Some(presence) = self.rooms.get_mut(&room) else {
             return false;
         };
-        let before = list.len();
-        list.retain(|o| &o.session != session);
-        let removed = list.len() != before;
-        if list.is_empty() {
+        let removed = match presence.sessions.remove(session) {
+            Some(user) => {
+                if let Entry::Occupied(mut count) = presence.users.entry(user) {
+                    *count.get_mut() -= 1;
+                    if *count.get() == 0 {
+                        count.remove();
+                    }
+                }
+                true
+            }
+            None => false,
+        };
+        if presence.sessions.is_empty() {
             self.rooms.remove(&room);
         }
         if let Some(rooms) = self.by_session.get_mut(session) {
@@ -77,7 +122,7 @@ impl Live {
 /// A room as a search result.
 #[derive(Debug, Clone)]
 pub struct RoomSummary {
-    pub room: Room,
+    pub room: Arc<Room>,
     pub category: Category,
     pub occupants: usize,
 }
@@ -91,9 +136,10 @@ pub struct Participant {
 
 #[derive(Debug, Clone)]
 pub struct Joined {
-    pub room: Room,
+    pub room: Arc<Room>,
     pub roles: Roles,
-    /// Distinct users present, the joiner included.
+    /// Distinct users present, the joiner included, in name order; above
+    /// ParticipantUpdateLimit only the joiner (Lync stops sending rosters there).
     pub participants: Vec<Participant>,
     /// Other sessions to tell about the join (none above ParticipantUpdateLimit).
     pub notify: Vec<SessionKey>,
@@ -101,7 +147,7 @@ pub struct Joined {
 
 #[derive(Debug, Clone)]
 pub struct Left {
-    pub room: Room,
+    pub room: Arc<Room>,
     pub user: String,
     pub notify: Vec<SessionKey>,
 }
@@ -109,7 +155,7 @@ pub struct Left {
 /// A post that passed every check and is on its way to the store (or not, when the
 /// category keeps no history).
 pub struct AcceptedPost {
-    pub room: Room,
+    pub room: Arc<Room>,
     pub persisted: Option<Pending<StoredMessage>>,
     pub author: String,
     pub ts: i64,
@@ -164,7 +210,7 @@ impl ChatCore {
         &self.store
     }
 
-    fn room<'a>(snapshot: &'a Snapshot, uid: &str) -> Result<&'a Room, ChatError> {
+    fn room<'a>(snapshot: &'a Snapshot, uid: &str) -> Result<&'a Arc<Room>, ChatError> {
         snapshot
             .room_by_uid(uid)
             .ok_or(ChatError::Denied(Denial::NotFound))
@@ -202,8 +248,8 @@ impl ChatCore {
             .filter_map(|room| {
                 Some(RoomSummary {
                     category: snapshot.category(room.category)?.clone(),
-                    occupants: distinct_users(live.occupants(room.id)),
-                    room: room.clone(),
+                    occupants: live.participants(room.id),
+                    room: snapshot.room(room.id)?.clone(),
                 })
             })
             .collect())
@@ -213,42 +259,41 @@ impl ChatCore {
         let snapshot = self.snapshot();
         let room = Self::room(&snapshot, uid)?;
         policy::check(&snapshot, aor, room, Action::Join)?;
+        let roles = policy::roles(&snapshot, aor, room);
+        let limit = snapshot.settings.participant_update_limit as usize;
         let mut live = locked(&self.live);
-        let occupants = live.rooms.entry(room.id).or_default();
-        let already = occupants.iter().any(|o| &o.session == session);
-        if !already {
-            occupants.push(Occupant {
-                session: session.clone(),
+        let (added, presence) = live.add(room.id, session, aor);
+        let roster = presence.participants() <= limit;
+        let notify = if added && roster {
+            presence
+                .sessions
+                .keys()
+                .filter(|other| *other != session)
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut participants: Vec<Participant> = if roster {
+            presence
+                .users
+                .keys()
+                .map(|user| Participant {
+                    user: user.to_string(),
+                    roles: policy::roles(&snapshot, user, room),
+                })
+                .collect()
+        } else {
+            vec![Participant {
                 user: aor.to_owned(),
-            });
-            live.by_session
-                .entry(session.clone())
-                .or_default()
-                .insert(room.id);
-        }
-        let occupants = live.occupants(room.id);
-        let notify =
-            if already || occupants.len() > snapshot.settings.participant_update_limit as usize {
-                Vec::new()
-            } else {
-                occupants
-                    .iter()
-                    .filter(|o| &o.session != session)
-                    .map(|o| o.session.clone())
-                    .collect()
-            };
-        let mut seen = HashSet::new();
-        let participants = occupants
-            .iter()
-            .filter(|o| seen.insert(o.user.clone()))
-            .map(|o| Participant {
-                user: o.user.clone(),
-                roles: policy::roles(&snapshot, &o.user, room),
-            })
-            .collect();
+                roles,
+            }]
+        };
+        drop(live);
+        participants.sort_by(|a, b| a.user.cmp(&b.user));
         Ok(Joined {
             room: room.clone(),
-            roles: policy::roles(&snapshot, aor, room),
+            roles,
             participants,
             notify,
         })
@@ -258,9 +303,7 @@ impl ChatCore {
     /// resynchronising); the reply is the same.
     pub fn part(&self, aor: &str, session: &SessionKey, uid: &str) -> Result<Left, ChatError> {
         let snapshot = self.snapshot();
-        let room = snapshot
-            .room_by_uid(uid)
-            .ok_or(ChatError::Denied(Denial::NotFound))?;
+        let room = Self::room(&snapshot, uid)?;
         let mut live = locked(&self.live);
         let was_there = live.remove(room.id, session);
         let notify = if was_there {
@@ -275,12 +318,12 @@ impl ChatCore {
         })
     }
 
+    /// Who hears that someone left: nobody once the room was above ParticipantUpdateLimit.
     fn notify_list(live: &Live, snapshot: &Snapshot, room: i64) -> Vec<SessionKey> {
-        let occupants = live.occupants(room);
-        if occupants.len() >= snapshot.settings.participant_update_limit as usize {
+        if live.participants(room) >= snapshot.settings.participant_update_limit as usize {
             return Vec::new();
         }
-        occupants.iter().map(|o| o.session.clone()).collect()
+        live.sessions(room)
     }
 
     /// The dialog ended: leave every room it joined.
@@ -308,11 +351,7 @@ impl ChatCore {
 
     /// Sessions currently in a room (for delivering a post).
     pub fn recipients(&self, room: i64) -> Vec<SessionKey> {
-        locked(&self.live)
-            .occupants(room)
-            .iter()
-            .map(|o| o.session.clone())
-            .collect()
+        locked(&self.live).sessions(room)
     }
 
     /// Checks a post and submits it to the store when the category keeps history. The
@@ -379,7 +418,7 @@ impl ChatCore {
         aor: &str,
         uid: &str,
         query: HistoryQuery,
-    ) -> Result<(Room, Vec<Arc<StoredMessage>>), ChatError> {
+    ) -> Result<(Arc<Room>, Vec<Arc<StoredMessage>>), ChatError> {
         let snapshot = self.snapshot();
         let room = Self::room(&snapshot, uid)?;
         policy::check(&snapshot, aor, room, Action::ReadHistory)?;
@@ -409,7 +448,7 @@ impl ChatCore {
     }
 
     /// Invitations after `after` for rooms the user may still see.
-    pub fn invitations(&self, aor: &str, after: i64) -> Result<Vec<(i64, Room)>, ChatError> {
+    pub fn invitations(&self, aor: &str, after: i64) -> Result<Vec<(i64, Arc<Room>)>, ChatError> {
         let snapshot = self.snapshot();
         Ok(self
             .store
@@ -446,41 +485,38 @@ impl ChatCore {
         locked(&self.cache).clear();
         let mut live = locked(&self.live);
         let mut evicted = Vec::new();
-        let present: Vec<(i64, Occupant)> = live
+        let present: Vec<(i64, SessionKey, Arc<str>)> = live
             .rooms
             .iter()
-            .flat_map(|(room, list)| list.iter().map(move |o| (*room, o.clone())))
+            .flat_map(|(room, presence)| {
+                presence
+                    .sessions
+                    .iter()
+                    .map(move |(session, user)| (*room, session.clone(), user.clone()))
+            })
             .collect();
-        for (room_id, occupant) in present {
-            let allowed = snapshot.room(room_id).is_some_and(|room| {
-                policy::check(&snapshot, &occupant.user, room, Action::Join).is_ok()
-            });
+        for (room_id, session, user) in present {
+            let allowed = snapshot
+                .room(room_id)
+                .is_some_and(|room| policy::check(&snapshot, &user, room, Action::Join).is_ok());
             if allowed {
                 continue;
             }
-            live.remove(room_id, &occupant.session);
+            live.remove(room_id, &session);
             let Some(room) = snapshot.room(room_id) else {
                 continue;
             };
             let mut notify = Self::notify_list(&live, &snapshot, room_id);
-            notify.push(occupant.session.clone());
+            notify.push(session.clone());
             evicted.push(Eviction {
-                session: occupant.session.clone(),
+                session,
                 left: Left {
                     room: room.clone(),
-                    user: occupant.user.clone(),
+                    user: user.to_string(),
                     notify,
                 },
             });
         }
         evicted
     }
-}
-
-fn distinct_users(occupants: &[Occupant]) -> usize {
-    occupants
-        .iter()
-        .map(|o| o.user.as_str())
-        .collect::<HashSet<_>>()
-        .len()
 }

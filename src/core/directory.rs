@@ -26,6 +26,33 @@ impl From<UserRecord> for User {
     }
 }
 
+/// A principal list prepared for membership tests. Room lists can name thousands of users
+/// and are asked about for every occupant, so users are hashed; groups and domains (a list
+/// names few) are scanned.
+#[derive(Debug, Default)]
+pub struct PrincipalSet {
+    users: HashSet<String>,
+    /// Lower-cased, as `memberships` keeps them.
+    groups: Vec<String>,
+    domains: Vec<String>,
+}
+
+impl PrincipalSet {
+    pub fn new(list: &[Principal]) -> Self {
+        let mut set = Self::default();
+        for principal in list {
+            match principal {
+                Principal::User(aor) => {
+                    set.users.insert(aor.clone());
+                }
+                Principal::Group(name) => set.groups.push(name.to_lowercase()),
+                Principal::Domain(domain) => set.domains.push(domain.clone()),
+            }
+        }
+        set
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Directory {
     users: HashMap<String, User>,
@@ -134,6 +161,23 @@ impl Directory {
         list.iter().any(|p| self.names(p, aor))
     }
 
+    /// `listed` for a prepared list: constant time in the number of users it names.
+    pub fn in_set(&self, set: &PrincipalSet, aor: &str) -> bool {
+        if set.users.contains(aor) {
+            return true;
+        }
+        let in_domain = || {
+            aor.rsplit_once('@')
+                .is_some_and(|(_, domain)| set.domains.iter().any(|d| d == domain))
+        };
+        let in_group = || {
+            self.memberships
+                .get(aor)
+                .is_some_and(|groups| set.groups.iter().any(|g| groups.contains(g)))
+        };
+        (!set.domains.is_empty() && in_domain()) || (!set.groups.is_empty() && in_group())
+    }
+
     /// Whether the principal exists: a known user, a known group, any domain.
     pub fn exists(&self, principal: &Principal) -> bool {
         match principal {
@@ -233,6 +277,31 @@ mod tests {
         assert!(!d.names(&"domain:x".parse().unwrap(), "c@y"));
         assert!(d.would_cycle("inner", &"group:outer".parse().unwrap()));
         assert!(!d.would_cycle("outer", &"group:inner".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_prepared_set_answers_as_the_list_does() {
+        let d = Directory::new(
+            [user("a@x"), user("b@x"), user("c@y"), user("d@z")],
+            [
+                group("inner", &["sip:a@x"]),
+                group("outer", &["group:Inner"]),
+            ],
+            [],
+        );
+        let lists: [&[&str]; 4] = [
+            &[],
+            &["sip:b@x"],
+            &["group:OUTER", "domain:y"],
+            &["sip:d@z", "domain:x"],
+        ];
+        for list in lists {
+            let list: Vec<Principal> = list.iter().map(|p| p.parse().unwrap()).collect();
+            let set = PrincipalSet::new(&list);
+            for aor in ["a@x", "b@x", "c@y", "d@z", "e@x", "nobody"] {
+                assert_eq!(d.in_set(&set, aor), d.listed(&list, aor), "{list:?} {aor}");
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! Protocol adapters and the admin tool ask; nobody else decides.
 
 use super::model::{Category, Invitations, Principal, Privacy, Room, RoomType};
-use super::snapshot::Snapshot;
+use super::snapshot::{CategoryLists, RoomLists, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -49,12 +49,21 @@ pub struct Roles {
 }
 
 pub fn roles(snapshot: &Snapshot, aor: &str, room: &Room) -> Roles {
+    // A room that is not the snapshot's own (one being edited) has its lists prepared here.
+    let prepared;
+    let lists = match snapshot.room_lists(room) {
+        Some(lists) => lists,
+        None => {
+            prepared = RoomLists::new(room);
+            &prepared
+        }
+    };
     let directory = &snapshot.directory;
-    let manager = directory.listed(&room.managers, aor);
-    let presenter = directory.listed(&room.presenters, aor);
+    let manager = directory.in_set(&lists.managers, aor);
+    let presenter = directory.in_set(&lists.presenters, aor);
     Roles {
         // Managers and presenters are members for seeing and entering the room.
-        member: manager || presenter || directory.listed(&room.members, aor),
+        member: manager || presenter || directory.in_set(&lists.members, aor),
         manager,
         presenter,
     }
@@ -62,8 +71,16 @@ pub fn roles(snapshot: &Snapshot, aor: &str, room: &Room) -> Roles {
 
 /// In the category's scope: allowed and not denied (deny beats allow).
 pub fn in_scope(snapshot: &Snapshot, aor: &str, category: &Category) -> bool {
+    let prepared;
+    let lists = match snapshot.category_lists(category) {
+        Some(lists) => lists,
+        None => {
+            prepared = CategoryLists::new(category);
+            &prepared
+        }
+    };
     let directory = &snapshot.directory;
-    directory.listed(&category.allowed, aor) && !directory.listed(&category.denied, aor)
+    directory.in_set(&lists.allowed, aor) && !directory.in_set(&lists.denied, aor)
 }
 
 /// Whether a principal may be put on one of the category's rooms: a user in scope; a
@@ -323,7 +340,7 @@ mod tests {
         let category = s.category(CATEGORY).unwrap();
         assert!(may_create_in(&s, "manager@x.test", category));
         assert!(!may_create_in(&s, "member@x.test", category));
-        let mut room = s.room(1).unwrap().clone();
+        let mut room = Room::clone(s.room(1).unwrap());
         assert!(invitations_effective(category, &room));
         room.invitations = Invitations::Off;
         assert!(!invitations_effective(category, &room));

@@ -7,15 +7,50 @@ use std::sync::{Arc, RwLock};
 
 use crate::store::{ModelData, Store, StoreError};
 
-use super::directory::{Directory, User};
+use super::directory::{Directory, PrincipalSet, User};
 use super::model::{Addin, Category, ChatSettings, Room};
+
+/// A room's role lists, prepared for the lookups every join and post makes.
+#[derive(Debug, Default)]
+pub struct RoomLists {
+    pub members: PrincipalSet,
+    pub managers: PrincipalSet,
+    pub presenters: PrincipalSet,
+}
+
+impl RoomLists {
+    pub fn new(room: &Room) -> Self {
+        Self {
+            members: PrincipalSet::new(&room.members),
+            managers: PrincipalSet::new(&room.managers),
+            presenters: PrincipalSet::new(&room.presenters),
+        }
+    }
+}
+
+/// A category's scope lists, prepared likewise (checked on every join and post).
+#[derive(Debug, Default)]
+pub struct CategoryLists {
+    pub allowed: PrincipalSet,
+    pub denied: PrincipalSet,
+}
+
+impl CategoryLists {
+    pub fn new(category: &Category) -> Self {
+        Self {
+            allowed: PrincipalSet::new(&category.allowed),
+            denied: PrincipalSet::new(&category.denied),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub directory: Directory,
     pub settings: ChatSettings,
-    categories: HashMap<i64, Category>,
-    rooms: HashMap<i64, Room>,
+    categories: HashMap<i64, (Category, CategoryLists)>,
+    /// Rooms are shared with the replies and notices that name them.
+    rooms: HashMap<i64, (Arc<Room>, RoomLists)>,
     rooms_by_uid: HashMap<String, i64>,
     addins: HashMap<String, Addin>,
 }
@@ -35,9 +70,23 @@ impl Snapshot {
                 data.policies,
             ),
             settings,
-            categories: data.categories.into_iter().map(|c| (c.id, c)).collect(),
+            categories: data
+                .categories
+                .into_iter()
+                .map(|c| {
+                    let lists = CategoryLists::new(&c);
+                    (c.id, (c, lists))
+                })
+                .collect(),
             rooms_by_uid: data.rooms.iter().map(|r| (r.uid.clone(), r.id)).collect(),
-            rooms: data.rooms.into_iter().map(|r| (r.id, r)).collect(),
+            rooms: data
+                .rooms
+                .into_iter()
+                .map(|r| {
+                    let lists = RoomLists::new(&r);
+                    (r.id, (Arc::new(r), lists))
+                })
+                .collect(),
             addins: data
                 .addins
                 .into_iter()
@@ -46,40 +95,58 @@ impl Snapshot {
         }
     }
 
-    pub fn room(&self, id: i64) -> Option<&Room> {
-        self.rooms.get(&id)
+    pub fn room(&self, id: i64) -> Option<&Arc<Room>> {
+        self.rooms.get(&id).map(|(room, _)| room)
     }
 
-    pub fn room_by_uid(&self, uid: &str) -> Option<&Room> {
-        self.rooms_by_uid.get(uid).and_then(|id| self.rooms.get(id))
+    pub fn room_by_uid(&self, uid: &str) -> Option<&Arc<Room>> {
+        self.rooms_by_uid.get(uid).and_then(|id| self.room(*id))
     }
 
     pub fn room_by_name(&self, name: &str) -> Option<&Room> {
         self.rooms
             .values()
+            .map(|(room, _)| room.as_ref())
             .find(|r| r.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The prepared lists of `room` if it is this snapshot's own (not a copy being edited).
+    pub fn room_lists(&self, room: &Room) -> Option<&RoomLists> {
+        let (stored, lists) = self.rooms.get(&room.id)?;
+        std::ptr::eq(stored.as_ref(), room).then_some(lists)
     }
 
     /// Rooms in name order.
     pub fn rooms(&self) -> Vec<&Room> {
-        let mut rooms: Vec<&Room> = self.rooms.values().collect();
+        let mut rooms: Vec<&Room> = self.rooms.values().map(|(room, _)| room.as_ref()).collect();
         rooms.sort_by_key(|a| a.name.to_lowercase());
         rooms
     }
 
     pub fn category(&self, id: i64) -> Option<&Category> {
-        self.categories.get(&id)
+        self.categories.get(&id).map(|(category, _)| category)
+    }
+
+    /// The prepared lists of `category` if it is this snapshot's own.
+    pub fn category_lists(&self, category: &Category) -> Option<&CategoryLists> {
+        let (stored, lists) = self.categories.get(&category.id)?;
+        std::ptr::eq(stored, category).then_some(lists)
     }
 
     pub fn category_by_name(&self, name: &str) -> Option<&Category> {
         self.categories
             .values()
+            .map(|(category, _)| category)
             .find(|c| c.name.eq_ignore_ascii_case(name))
     }
 
     /// Categories in name order.
     pub fn categories(&self) -> Vec<&Category> {
-        let mut categories: Vec<&Category> = self.categories.values().collect();
+        let mut categories: Vec<&Category> = self
+            .categories
+            .values()
+            .map(|(category, _)| category)
+            .collect();
         categories.sort_by_key(|a| a.name.to_lowercase());
         categories
     }

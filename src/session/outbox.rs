@@ -12,9 +12,9 @@ use tokio::sync::{Notify, mpsc};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
     /// An INFO carrying `body` on the dialog `call_id`.
-    Info { call_id: String, body: Bytes },
+    Info { call_id: Arc<str>, body: Bytes },
     /// End the dialog `call_id` with a BYE.
-    Bye { call_id: String },
+    Bye { call_id: Arc<str> },
 }
 
 struct Outbox {
@@ -52,7 +52,18 @@ impl Outboxes {
 
     /// Queues a delivery; a full queue cuts the connection off. Returns whether it was queued.
     pub fn deliver(&self, connection: u64, outbound: Outbound) -> bool {
+        Self::deliver_locked(&mut self.lock(), connection, outbound)
+    }
+
+    /// Queues many deliveries under one lock (a post to a large room).
+    pub fn deliver_all(&self, deliveries: impl IntoIterator<Item = (u64, Outbound)>) {
         let mut map = self.lock();
+        for (connection, outbound) in deliveries {
+            Self::deliver_locked(&mut map, connection, outbound);
+        }
+    }
+
+    fn deliver_locked(map: &mut HashMap<u64, Outbox>, connection: u64, outbound: Outbound) -> bool {
         let Some(outbox) = map.get(&connection) else {
             return false;
         };

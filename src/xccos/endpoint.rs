@@ -32,15 +32,13 @@ impl Delivery {
             return;
         }
         let body = self.wrap(child);
-        for session in to {
-            self.outboxes.deliver(
-                session.connection,
-                Outbound::Info {
-                    call_id: session.call_id.clone(),
-                    body: body.clone(),
-                },
-            );
-        }
+        self.outboxes.deliver_all(to.iter().map(|session| {
+            let info = Outbound::Info {
+                call_id: session.call_id.clone(),
+                body: body.clone(),
+            };
+            (session.connection, info)
+        }));
     }
 
     fn send_notices(&self, notices: Vec<Notice>) {
@@ -181,7 +179,7 @@ impl ChatEndpoint for XccosEndpoint {
             .map_err(|e| SipError::Malformed(format!("XCCOS: {e}")))?;
         let session = SessionKey {
             connection: dialog.connection,
-            call_id: dialog.call_id.to_owned(),
+            call_id: Arc::from(dialog.call_id),
         };
         let ctx = Context {
             core: &self.core,
@@ -196,7 +194,7 @@ impl ChatEndpoint for XccosEndpoint {
             self.delivery.outboxes.deliver(
                 dialog.connection,
                 Outbound::Bye {
-                    call_id: dialog.call_id.to_owned(),
+                    call_id: Arc::from(dialog.call_id),
                 },
             );
             return match incoming {
@@ -237,7 +235,7 @@ impl ChatEndpoint for XccosEndpoint {
     fn dialog_ended(&self, dialog: &DialogContext<'_>) {
         let session = SessionKey {
             connection: dialog.connection,
-            call_id: dialog.call_id.to_owned(),
+            call_id: Arc::from(dialog.call_id),
         };
         let notices = self
             .core

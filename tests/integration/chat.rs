@@ -864,8 +864,16 @@ async fn roster_updates_stop_above_the_participant_limit() {
     let lobby = room_uri(server.store.as_ref(), "Lobby");
     let mut alice = Chat::connect(&server, "alice").await;
     let mut bob = Chat::connect(&server, "bob").await;
-    alice.join(&lobby).await;
-    bob.join(&lobby).await;
+    let roster = |reply: &Element| -> Vec<String> {
+        let data = reply.child("data").unwrap();
+        let uibs = data.children.iter().filter(|c| c.name == "uib");
+        uibs.map(|u| u.attr("uri").unwrap().to_owned()).collect()
+    };
+    let first = alice.join(&lobby).await;
+    assert_eq!(roster(&first), ["sip:alice@example.test"]);
+    // Two participants are above the limit of one: bob hears of nobody, nobody of bob.
+    let second = bob.join(&lobby).await;
+    assert_eq!(roster(&second), ["sip:bob@example.test"]);
     assert!(alice.none_of("ntc:join").await);
     server.stop().await;
 }
