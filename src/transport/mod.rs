@@ -5,6 +5,7 @@
 pub mod limits;
 pub mod tls;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::session::{ConnectionInfo, Output, Session, Shared, Transport};
+use crate::session::{ConnectionInfo, Deferred, Output, Session, Shared, Transport};
 
 use self::limits::ConnectionLimits;
 use crate::sip::framer::{self, FrameLimits};
@@ -33,6 +34,10 @@ pub struct TransportSettings {
 }
 
 const TICK: Duration = Duration::from_secs(1);
+
+/// Requests of one connection whose answers may wait at once (posts awaiting their commit).
+/// Reading pauses at the cap, which pushes back on a client that outruns the store.
+const MAX_DEFERRED: usize = 64;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -136,10 +141,13 @@ pub async fn run_connection<S>(
     let mut last_heard = Instant::now();
     // When the bytes of a not yet complete message started to wait in the buffer.
     let mut partial_since: Option<Instant> = None;
+    // Answered in arrival order; only the oldest is polled, as the others are only
+    // waiting for commits the store makes in the same order.
+    let mut deferred: VecDeque<Deferred> = VecDeque::new();
     'connection: loop {
         let mut closing = false;
         tokio::select! {
-            read = stream.read_buf(&mut buffer) => {
+            read = stream.read_buf(&mut buffer), if deferred.len() < MAX_DEFERRED => {
                 match read {
                     Ok(0) | Err(_) => break 'connection,
                     Ok(_) => {}
@@ -186,6 +194,12 @@ pub async fn run_connection<S>(
                     session.deliver(more, now);
                 }
             }
+            // The guard keeps `deferred[0]` in bounds: the block only runs when polled.
+            outcome = async { (&mut deferred[0].work).await }, if !deferred.is_empty() => {
+                if let Some(done) = deferred.pop_front() {
+                    session.finish_deferred(done.id, outcome, Instant::now());
+                }
+            }
             _ = mailbox.cut_off.notified() => closing = true,
             _ = shutdown.changed() => closing = true,
         }
@@ -204,12 +218,9 @@ pub async fn run_connection<S>(
                         }
                     }
                     Output::Close => closing = true,
-                    // Waiting here keeps this connection's requests in order; other
-                    // connections carry on, and their commits share the store's batches.
-                    Output::Await(deferred) => {
-                        let outcome = deferred.work.await;
-                        session.finish_deferred(deferred.id, outcome, Instant::now());
-                    }
+                    // The connection reads on meanwhile, so a client's posts share the
+                    // store's commit batches with each other, not only with other clients'.
+                    Output::Await(work) => deferred.push_back(work),
                 }
             }
         }

@@ -491,6 +491,52 @@ async fn posts_are_durable_and_fanned_out_to_everyone_including_the_sender() {
 }
 
 #[tokio::test]
+async fn pipelined_posts_are_answered_in_order_and_kept_in_order() {
+    let server = start().await;
+    let lobby = room_uri(server.store.as_ref(), "Lobby");
+    let mut alice = Chat::connect(&server, "alice").await;
+    alice.join(&lobby).await;
+    // Twenty posts in one write: the connection keeps reading while they commit.
+    let mut batch = Vec::new();
+    let first_cseq = alice.cseq + 1;
+    for i in 0..20 {
+        alice.cseq += 1;
+        alice.envid += 1;
+        let body = format!(
+            r#"<xccos ver="1" envid="{}" xmlns="urn:parlano:xml:ns:xccos"><grpchat id="grpchat" seqid="1" chanUri="{lobby}" author="sip:alice@example.test" ts="2024-05-01T10:00:00Z"><chat>pipelined {i}</chat></grpchat></xccos>"#,
+            alice.envid
+        );
+        batch.extend(alice.client.request(
+            "INFO",
+            CHAT,
+            &alice.call_id,
+            alice.cseq,
+            &alice.to,
+            &[("Content-Type", "text/plain")],
+            &body,
+        ));
+    }
+    alice.client.send(&batch).await;
+    let mut answered = Vec::new();
+    while answered.len() < 20 {
+        let m = alice.client.message().await;
+        match m.start {
+            StartLine::Response { code, .. } => {
+                assert_eq!(code, 200);
+                let cseq = m.headers.get("CSeq").unwrap();
+                answered.push(cseq.split(' ').next().unwrap().parse::<u32>().unwrap());
+            }
+            StartLine::Request { .. } => alice.keep(&m).await,
+        }
+    }
+    assert_eq!(answered, (first_cseq..first_cseq + 20).collect::<Vec<_>>());
+    let history = alice.history(&lobby, r#"<last cnt="30"/>"#).await;
+    let expected: Vec<String> = (0..20).map(|i| format!("pipelined {i}")).collect();
+    assert_eq!(texts(&history), expected);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn history_paging_and_search() {
     let server = start().await;
     let lobby = room_uri(server.store.as_ref(), "Lobby");
