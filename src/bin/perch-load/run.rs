@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::procfs::{self, ProcSample};
 use crate::stats::{Metrics, now_ns};
 use crate::target::Connector;
@@ -111,10 +111,7 @@ pub struct Timeline {
 }
 
 /// Logs in, opens the chat dialog and joins the spec's rooms.
-async fn establish(
-    ctx: Arc<RunContext>,
-    spec: &Spec,
-) -> Result<Client, crate::client::ClientError> {
+async fn establish(ctx: Arc<RunContext>, spec: &Spec) -> Result<Client, ClientError> {
     let mut client = Client::login(ctx, spec.index, spec.aor.clone()).await?;
     client.open_dialog().await?;
     if spec.join_in_setup && !spec.rooms.is_empty() {
@@ -187,6 +184,22 @@ pub async fn idle_until_done(
         }
     }
     client.finish();
+}
+
+/// After a client's active part: a failure is counted and ends the client; otherwise it
+/// stays connected, answering, until the run is done.
+pub async fn idle_after(
+    client: &mut Client,
+    ctx: &RunContext,
+    phase: &mut watch::Receiver<Phase>,
+    outcome: Result<(), ClientError>,
+) {
+    if let Err(error) = outcome {
+        ctx.metrics.error(&error.kind());
+        client.finish();
+        return;
+    }
+    idle_until_done(client, ctx, phase).await;
 }
 
 fn progress(quiet: bool, label: &str, metrics: &Metrics) {

@@ -10,9 +10,9 @@ use tokio::sync::watch;
 use crate::cli::Common;
 use crate::error::LoadError;
 use crate::plan::Plan;
-use crate::run::{self, Endpoint, Phase, RunContext, Spec, Timing};
+use crate::run::{self, Endpoint, Phase, RunContext, Timing};
 
-use super::{ScenarioResult, note_reuse};
+use super::{ScenarioResult, client_specs};
 
 pub async fn run(
     ctx: &Arc<RunContext>,
@@ -21,24 +21,9 @@ pub async fn run(
     endpoint: &Endpoint,
     timing: &Timing,
 ) -> Result<ScenarioResult, LoadError> {
-    if plan.users.is_empty() {
-        return Err(LoadError::Plan(
-            "no enabled users of the domain to sign in as".into(),
-        ));
-    }
-    let n = common.connections;
-    note_reuse(common, n, plan.users.len(), "users");
-    let specs = (0..n)
-        .map(|i| {
-            let u = i % plan.users.len();
-            Spec {
-                index: i,
-                aor: plan.users[u].clone(),
-                rooms: plan.room_uids(u, common.rooms_per_user),
-                join_in_setup: true,
-            }
-        })
-        .collect();
+    let everyone: Vec<usize> = (0..plan.users.len()).collect();
+    let specs = client_specs(plan, common, &everyone, "enabled users of the domain", true)?;
+    let n = specs.len();
     let (phase, _) = watch::channel(Phase::Setup);
     let body_ctx = ctx.clone();
     let tasks = run::spawn_clients(

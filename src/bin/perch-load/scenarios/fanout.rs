@@ -95,11 +95,8 @@ pub async fn run(
                         in_flight,
                     )
                     .await;
-                    if let Err(error) = result {
-                        ctx.metrics.error(&error.kind());
-                        client.finish();
-                        return;
-                    }
+                    run::idle_after(&mut client, &ctx, &mut phase, result).await;
+                    return;
                 }
                 run::idle_until_done(&mut client, &ctx, &mut phase).await;
             }

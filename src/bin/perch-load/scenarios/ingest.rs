@@ -13,10 +13,10 @@ use crate::cli::Common;
 use crate::client::{Client, ClientError};
 use crate::error::LoadError;
 use crate::plan::Plan;
-use crate::run::{self, Endpoint, Phase, RunContext, Spec, Timing};
+use crate::run::{self, Endpoint, Phase, RunContext, Timing};
 use crate::stats::Metrics;
 
-use super::{ScenarioResult, note_reuse};
+use super::{ScenarioResult, client_specs};
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -37,25 +37,8 @@ pub async fn run(
     timing: &Timing,
 ) -> Result<ScenarioResult, LoadError> {
     let posters = plan.users_with_rooms();
-    if posters.is_empty() {
-        return Err(LoadError::Plan(
-            "no user is a member of a room (provision rooms first)".into(),
-        ));
-    }
-    let n = common.connections;
-    note_reuse(common, n, posters.len(), "users with rooms");
-    let rooms_per_user = common.rooms_per_user.max(1);
-    let specs = (0..n)
-        .map(|i| {
-            let u = posters[i % posters.len()];
-            Spec {
-                index: i,
-                aor: plan.users[u].clone(),
-                rooms: plan.room_uids(u, rooms_per_user),
-                join_in_setup: true,
-            }
-        })
-        .collect();
+    let specs = client_specs(plan, common, &posters, "users with rooms", true)?;
+    let n = specs.len();
     let in_flight = options.in_flight.max(1);
     let (phase, _) = watch::channel(Phase::Setup);
     let body_ctx = ctx.clone();
@@ -67,14 +50,9 @@ pub async fn run(
         move |mut client, spec, mut phase| {
             let ctx = body_ctx.clone();
             async move {
-                if let Err(error) =
-                    post_flat_out(&mut client, &ctx, &mut phase, &spec.rooms, in_flight).await
-                {
-                    ctx.metrics.error(&error.kind());
-                    client.finish();
-                    return;
-                }
-                run::idle_until_done(&mut client, &ctx, &mut phase).await;
+                let outcome =
+                    post_flat_out(&mut client, &ctx, &mut phase, &spec.rooms, in_flight).await;
+                run::idle_after(&mut client, &ctx, &mut phase, outcome).await;
             }
         },
     );

@@ -11,9 +11,9 @@ use crate::cli::Common;
 use crate::client::{Client, ClientError};
 use crate::error::LoadError;
 use crate::plan::Plan;
-use crate::run::{self, Endpoint, Phase, RunContext, Spec, Timing};
+use crate::run::{self, Endpoint, Phase, RunContext, Timing};
 
-use super::{ScenarioResult, note_reuse};
+use super::{ScenarioResult, client_specs};
 
 #[derive(Debug, Clone)]
 pub struct JoinStormOptions {
@@ -30,24 +30,8 @@ pub async fn run(
     timing: &Timing,
 ) -> Result<ScenarioResult, LoadError> {
     let joiners = plan.users_with_rooms();
-    if joiners.is_empty() {
-        return Err(LoadError::Plan(
-            "no user is a member of a room (provision rooms first)".into(),
-        ));
-    }
-    let n = common.connections;
-    note_reuse(common, n, joiners.len(), "users with rooms");
-    let specs = (0..n)
-        .map(|i| {
-            let u = joiners[i % joiners.len()];
-            Spec {
-                index: i,
-                aor: plan.users[u].clone(),
-                rooms: plan.room_uids(u, common.rooms_per_user.max(1)),
-                join_in_setup: false,
-            }
-        })
-        .collect();
+    let specs = client_specs(plan, common, &joiners, "users with rooms", false)?;
+    let n = specs.len();
     let rounds = options.rounds;
     let (phase, _) = watch::channel(Phase::Setup);
     let body_ctx = ctx.clone();
@@ -59,12 +43,8 @@ pub async fn run(
         move |mut client, spec, mut phase| {
             let ctx = body_ctx.clone();
             async move {
-                if let Err(error) = storm(&mut client, &phase, &spec.rooms, rounds).await {
-                    ctx.metrics.error(&error.kind());
-                    client.finish();
-                    return;
-                }
-                run::idle_until_done(&mut client, &ctx, &mut phase).await;
+                let outcome = storm(&mut client, &phase, &spec.rooms, rounds).await;
+                run::idle_after(&mut client, &ctx, &mut phase, outcome).await;
             }
         },
     );

@@ -18,7 +18,7 @@ use crate::error::LoadError;
 use crate::null_responder::NullChild;
 use crate::plan::Plan;
 use crate::report::{self, Output, Report, ReportInput};
-use crate::run::{Endpoint, RunContext, Timeline, Timing};
+use crate::run::{Endpoint, RunContext, Spec, Timeline, Timing};
 use crate::sqlite_baseline::{self, SqliteOptions};
 use crate::stats::Metrics;
 use crate::target::{self, Connector};
@@ -264,11 +264,37 @@ async fn run_once(
     ))
 }
 
-/// Clients beyond the plan's users reuse users from the start; say so.
-fn note_reuse(common: &Common, wanted: usize, available: usize, what: &str) {
-    if wanted > available && !common.quiet {
+/// One client per connection: client i signs in as `users[i % users.len()]` (indexes into
+/// the plan's users) and joins up to `rooms_per_user` of that user's rooms. Clients beyond
+/// the users reuse them from the start, which is said on stderr.
+fn client_specs(
+    plan: &Plan,
+    common: &Common,
+    users: &[usize],
+    what: &str,
+    join_in_setup: bool,
+) -> Result<Vec<Spec>, LoadError> {
+    if users.is_empty() {
+        return Err(LoadError::Plan(format!(
+            "no {what} to sign in as (provision users and rooms first)"
+        )));
+    }
+    let wanted = common.connections;
+    if wanted > users.len() && !common.quiet {
         eprintln!(
-            "perch-load: only {available} {what}; {wanted} connections reuse them (provision more users for distinct identities)"
+            "perch-load: only {} {what}; {wanted} connections reuse them (provision more users for distinct identities)",
+            users.len()
         );
     }
+    Ok((0..wanted)
+        .map(|index| {
+            let u = users[index % users.len()];
+            Spec {
+                index,
+                aor: plan.users[u].clone(),
+                rooms: plan.room_uids(u, common.rooms_per_user),
+                join_in_setup,
+            }
+        })
+        .collect())
 }
