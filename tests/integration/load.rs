@@ -112,6 +112,84 @@ async fn fanout_smoke_over_tcp() {
     server.stop().await;
 }
 
+/// The model's room mix with Digest sign-in: the server trusts no address, the users share
+/// a password, and every acknowledged post reaches every client in its room.
+#[tokio::test]
+async fn lync_model_with_digest_over_tcp() {
+    // No join notices in rooms of 30: a debug build on a busy machine can fall behind 29
+    // notices × 20 rooms per client and be cut off, which is not what this test is about.
+    let server = TestServer::start_seeded(
+        |_| {},
+        |store| wait(store.set_setting("ParticipantUpdateLimit", 10)).unwrap(),
+    )
+    .await;
+    let target = server.running().tcp_addr().unwrap().to_string();
+    let data = server.data_dir.display().to_string();
+    // 160 users: rooms of 30 (20 per user), of 150 (2 per user) and of 160 (the large
+    // rooms, everyone): 24 rooms each.
+    let provision = [
+        "provision",
+        "--data",
+        &data,
+        "--users",
+        "160",
+        "--lync-model",
+        "--password",
+        "pw",
+        "--json",
+    ];
+    let output = perch_load(&provision, Duration::from_secs(60)).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "provision failed: {stderr}");
+    // The running server reloads its model when the store's generation moves.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let args = [
+        "lync-model",
+        "--target",
+        &target,
+        "--data",
+        &data,
+        "--password",
+        "pw",
+        "--connections",
+        "160",
+        "--factor",
+        "4500",
+        "--duration",
+        "2",
+        "--drain",
+        "5",
+        "--timeout",
+        "10",
+        "--setup-timeout",
+        "60",
+        "--json",
+        "--quiet",
+    ];
+    let output = perch_load(&args, Duration::from_secs(120)).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "perch-load failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["scenario"], "lync-model");
+    assert_eq!(report["sessions"], 160, "{report:#}");
+    assert_eq!(report["joins"], 160 * 24, "{report:#}");
+    assert_eq!(report["errors"]["total"], 0, "{report:#}");
+    let deliveries = report["deliveries"].as_u64().unwrap();
+    assert!(deliveries > 0, "{report:#}");
+    assert_eq!(
+        report["expected_deliveries"].as_u64().unwrap(),
+        deliveries,
+        "{report:#}"
+    );
+    assert!(
+        report["latency"]["last_delivery"]["p99_ms"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn provision_writes_users_and_rooms() {
     let dir = temp_dir("provision");

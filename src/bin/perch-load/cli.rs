@@ -34,6 +34,10 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Clients bjoin all their rooms at once, in rounds: joins/s.
     JoinStorm(JoinStormArgs),
+    /// Lync's capacity model, scaled: every client joins its rooms of 30, 150 and up to
+    /// 16,000 members (provision --lync-model) and posts at the model's rates per room size
+    /// × clients ÷ 80,000 × --factor: post→delivery latency, 0 errors expected.
+    LyncModel(LyncModelArgs),
     /// The limits perch is compared with.
     #[command(subcommand)]
     Baseline(BaselineCommand),
@@ -61,6 +65,14 @@ pub struct ProvisionArgs {
     /// open, closed (members only) or secret.
     #[arg(long, default_value = "closed")]
     pub privacy: Privacy,
+    /// Every user's password (Digest; only its hashes are stored). Without it users have
+    /// none and perch must trust the load generator's addresses.
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Add the room mix of Lync's capacity model for --users (rooms of 30, 150 and up to
+    /// 16,000 members; each user in 20, 2 and 2 of them: 24 rooms to join).
+    #[arg(long)]
+    pub lync_model: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -88,6 +100,10 @@ pub struct Common {
     /// The chat endpoint clients INVITE [default: sip:ocschat@DOMAIN].
     #[arg(long)]
     pub chat_uri: Option<String>,
+    /// Every user's password: REGISTER answers perch's Digest challenge (provision
+    /// --password sets it). Without it perch must trust the clients' addresses.
+    #[arg(long)]
+    pub password: Option<String>,
     /// Length of the measurement window, seconds.
     #[arg(long, default_value_t = 20)]
     pub duration: u64,
@@ -198,6 +214,21 @@ pub struct JoinStormArgs {
     /// holds. One round is one storm: everyone joins at once.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LyncModelArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Multiplies the model's post rates (the target: ×100).
+    #[arg(long, default_value_t = 100.0)]
+    pub factor: f64,
+    /// Bytes of text per post.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Posts a client may have unacknowledged; a post due beyond that is skipped and counted.
+    #[arg(long, default_value_t = 16)]
+    pub in_flight: usize,
 }
 
 #[derive(Subcommand)]

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use perch::session::digest::{self, Algorithm, ClientDigest};
 use perch::sip::Method;
 use tokio::sync::watch;
 
@@ -58,11 +59,13 @@ struct Reply {
     failed: usize,
 }
 
-/// The answer to a request we sent: its status and, for INVITE, the To header.
+/// The answer to a request we sent: its status and, for INVITE, the To header; for a 401,
+/// the challenge.
 #[derive(Debug, Default)]
 struct Answer {
     code: Option<u16>,
     to: Option<String>,
+    challenge: Option<String>,
 }
 
 pub struct Client {
@@ -81,8 +84,8 @@ pub struct Client {
     posts_sent: u64,
     dialog: Option<Dialog>,
     counted: bool,
-    /// Outstanding posts: CSeq → send time.
-    posts: HashMap<u32, u64>,
+    /// Outstanding posts: CSeq → send time and the deliveries the post will owe.
+    posts: HashMap<u32, (u64, u64)>,
     answers: HashMap<u32, Answer>,
     replies: HashMap<u64, Option<Reply>>,
     events: Vec<Event>,
@@ -180,8 +183,22 @@ impl Client {
         self.cseq
     }
 
-    /// Sends a request and waits for its final answer.
+    /// Sends a request and waits for its final answer, which must be a 200.
     async fn request(
+        &mut self,
+        what: &'static str,
+        build: impl FnOnce(&mut Self, u32),
+    ) -> Result<Answer, ClientError> {
+        let answer = self.exchange(what, build).await?;
+        match answer.code {
+            Some(200) => Ok(answer),
+            Some(code) => Err(ClientError::Status { what, code }),
+            None => Err(ClientError::Timeout(what)),
+        }
+    }
+
+    /// Sends a request and waits for its final answer, whatever it is.
+    async fn exchange(
         &mut self,
         what: &'static str,
         build: impl FnOnce(&mut Self, u32),
@@ -197,35 +214,77 @@ impl Client {
             .await;
         let answer = self.answers.remove(&cseq).unwrap_or_default();
         waited?;
-        match answer.code {
-            Some(200) => Ok(answer),
-            Some(code) => Err(ClientError::Status { what, code }),
-            None => Err(ClientError::Timeout(what)),
-        }
+        Ok(answer)
     }
 
+    /// REGISTER; with a password, a 401 is answered with Digest as SIPE does (the
+    /// challenge perch offers first, SHA-256), without one the server must trust us.
     async fn register(&mut self) -> Result<(), ClientError> {
         let call_id = self.new_call_id();
-        let domain = self.ctx.domain.clone();
+        let uri = format!("sip:{}", self.ctx.domain);
         let to = format!("<sip:{}>", self.aor);
         let contact = format!(
             "<sip:{};transport={}>",
             self.conn.local,
             self.ctx.connector.transport()
         );
-        self.request("REGISTER", |c, cseq| {
-            c.queue_request(
-                "REGISTER",
-                &format!("sip:{domain}"),
-                &call_id,
-                cseq,
-                &to,
-                &[("Contact", &contact)],
-                "",
-            );
-        })
-        .await
-        .map(|_| ())
+        let mut authorization: Option<String> = None;
+        loop {
+            let answer = self
+                .exchange("REGISTER", |c, cseq| {
+                    let mut headers = vec![("Contact", contact.as_str())];
+                    if let Some(value) = &authorization {
+                        headers.push(("Authorization", value.as_str()));
+                    }
+                    c.queue_request("REGISTER", &uri, &call_id, cseq, &to, &headers, "");
+                })
+                .await?;
+            match (answer.code, answer.challenge, &self.ctx.password) {
+                (Some(200), _, _) => return Ok(()),
+                (Some(401), Some(challenge), Some(password)) if authorization.is_none() => {
+                    let value =
+                        self.digest(&challenge, password, &uri)
+                            .ok_or(ClientError::Status {
+                                what: "REGISTER (challenge unreadable)",
+                                code: 401,
+                            })?;
+                    authorization = Some(value);
+                }
+                (Some(code), _, _) => {
+                    return Err(ClientError::Status {
+                        what: "REGISTER",
+                        code,
+                    });
+                }
+                (None, _, _) => return Err(ClientError::Timeout("REGISTER")),
+            }
+        }
+    }
+
+    /// The `Authorization` value answering a `WWW-Authenticate: Digest ...` challenge.
+    fn digest(&self, challenge: &str, password: &str, uri: &str) -> Option<String> {
+        let params = digest::parse_challenge(challenge)?;
+        let algorithm = params
+            .value("algorithm")
+            .map_or(Some(Algorithm::Md5), |name| {
+                Algorithm::OFFERED
+                    .into_iter()
+                    .find(|a| a.name().eq_ignore_ascii_case(name))
+            })?;
+        let (username, _) = self.aor.split_once('@')?;
+        let cnonce = format!("pl{}c{}", self.index, self.calls);
+        let answer = ClientDigest {
+            algorithm,
+            username,
+            realm: params.value("realm")?,
+            password,
+            method: "REGISTER",
+            uri,
+            nonce: params.value("nonce")?,
+            nc: 1,
+            cnonce: &cnonce,
+        };
+        Some(answer.authorization())
     }
 
     /// INVITE the chat endpoint, then ACK its 200: the dialog every command travels on.
@@ -356,8 +415,9 @@ impl Client {
         }
     }
 
-    /// Queues a post to `room_uid`, its send time in its text.
-    pub fn post(&mut self, room_uid: &str) -> Result<(), ClientError> {
+    /// Queues a post to `room_uid`, its send time in its text. `audience`: the clients that
+    /// should receive it (the author's echo included) once it is acknowledged.
+    pub fn post(&mut self, room_uid: &str, audience: u64) -> Result<(), ClientError> {
         self.posts_sent += 1;
         self.envid += 1;
         let sent = now_ns();
@@ -365,7 +425,7 @@ impl Client {
         let uri = xccos::room_uri(&self.ctx.domain, room_uid);
         let body = xccos::grpchat(self.envid, &uri, &self.aor, &text);
         let cseq = self.queue_info(&body)?;
-        self.posts.insert(cseq, sent);
+        self.posts.insert(cseq, (sent, audience));
         let metrics = self.metrics();
         Metrics::add(&metrics.posts_sent, 1);
         if metrics.in_window(sent) {
@@ -384,7 +444,7 @@ impl Client {
         let now = now_ns();
         let before = self.posts.len();
         self.posts
-            .retain(|_, sent| now.saturating_sub(*sent) <= limit);
+            .retain(|_, (sent, _)| now.saturating_sub(*sent) <= limit);
         let expired = (before - self.posts.len()) as u64;
         if expired > 0 {
             let metrics = self.metrics();
@@ -467,16 +527,18 @@ impl Client {
                 method,
                 code,
                 to,
+                challenge,
             } => {
                 if code < 200 {
                     return;
                 }
                 if method == Method::Info
-                    && let Some(sent) = self.posts.remove(&cseq)
+                    && let Some((sent, audience)) = self.posts.remove(&cseq)
                 {
                     let now = now_ns();
                     if code == 200 {
                         Metrics::add(&metrics.posts_acked, 1);
+                        Metrics::add(&metrics.expected_deliveries, audience);
                         if metrics.in_window(now) {
                             Metrics::add(&metrics.acks_in_window, 1);
                         }
@@ -490,6 +552,7 @@ impl Client {
                 if let Some(answer) = self.answers.get_mut(&cseq) {
                     answer.code = Some(code);
                     answer.to = to;
+                    answer.challenge = challenge;
                 }
             }
             Event::Request {
@@ -502,8 +565,7 @@ impl Client {
                     if metrics.in_window(now) {
                         Metrics::add(&metrics.deliveries_in_window, 1);
                     }
-                    self.samples
-                        .record(&metrics, Latency::Delivery, sent_ns, now);
+                    self.samples.delivered(&metrics, sent_ns, now);
                 }
                 Incoming::Reply {
                     envid,

@@ -30,7 +30,7 @@ use error::LoadError;
 use null_responder::NullOptions;
 use provision::ProvisionOptions;
 use report::Output;
-use scenarios::{FanoutOptions, IngestOptions, JoinStormOptions, Scenario};
+use scenarios::{FanoutOptions, IngestOptions, JoinStormOptions, LyncModelOptions, Scenario};
 use sqlite_baseline::SqliteOptions;
 
 fn main() -> ExitCode {
@@ -67,8 +67,15 @@ fn dispatch(command: Command) -> Result<ExitCode, LoadError> {
                 users: args.users,
                 prefix: args.prefix,
                 category: args.category,
-                rooms_of: args.rooms_of,
+                rooms_of: if args.lync_model {
+                    let mut classes = args.rooms_of;
+                    classes.extend(provision::lync_model_rooms(args.users));
+                    classes
+                } else {
+                    args.rooms_of
+                },
                 privacy: args.privacy,
+                password: args.password,
                 quiet: args.json,
             })?;
             if args.json {
@@ -114,6 +121,14 @@ fn dispatch(command: Command) -> Result<ExitCode, LoadError> {
         Command::JoinStorm(args) => scenario(
             Scenario::JoinStorm(JoinStormOptions {
                 rounds: args.rounds,
+            }),
+            args.common,
+        ),
+        Command::LyncModel(args) => scenario(
+            Scenario::LyncModel(LyncModelOptions {
+                factor: args.factor,
+                size: args.size,
+                in_flight: args.in_flight,
             }),
             args.common,
         ),

@@ -1,7 +1,8 @@
-//! The fast bulk path: users without passwords (the server must trust loopback), one
-//! category open to the domain, and rooms of given sizes with their members, written
-//! straight into a data directory through the `Store` trait. Writes are submitted in bulk
-//! and awaited afterwards, so the store's writer commits them in large batches.
+//! The fast bulk path: users (sharing one password, or with none, and then the server must
+//! trust loopback), one category open to the domain, and rooms of given sizes with their
+//! members, written straight into a data directory through the `Store` trait. Writes are
+//! submitted in bulk and awaited afterwards, so the store's writer commits them in large
+//! batches.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -10,6 +11,7 @@ use std::time::Instant;
 use perch::core::Snapshot;
 use perch::core::manage::{self, CategoryChange, ListEdit, ManageError};
 use perch::core::model::{Invitations, Principal, Privacy, Room, RoomType};
+use perch::session::digest;
 use perch::store::{Pending, SqliteStore, Store, StoreError, UserRecord, wait};
 use serde::Serialize;
 
@@ -60,6 +62,7 @@ pub struct ProvisionOptions {
     pub category: String,
     pub rooms_of: Vec<RoomClass>,
     pub privacy: Privacy,
+    pub password: Option<String>,
     pub quiet: bool,
 }
 
@@ -74,6 +77,26 @@ pub struct ProvisionSummary {
     pub memberships: usize,
     pub memberships_per_s: f64,
     pub secs: f64,
+}
+
+/// Lync's capacity model (persistent-chat-model.md §5.2, §5.4): rooms of 30, 150 and
+/// 16,000 users; each user a member of 12, 2 and 2 of them and joined to 24 rooms. The 8
+/// joined rooms the model does not place by size are small rooms here: 20, 2 and 2. With
+/// fewer users than a size, that class's rooms hold everyone.
+pub const LYNC_MODEL: [(usize, usize); 3] = [(30, 20), (150, 2), (16_000, 2)];
+
+/// The room classes that give `users` users the model's memberships.
+pub fn lync_model_rooms(users: usize) -> Vec<RoomClass> {
+    LYNC_MODEL
+        .iter()
+        .map(|&(size, per_user)| {
+            let size = size.min(users.max(1));
+            RoomClass {
+                size,
+                count: (users * per_user).div_ceil(size).max(1),
+            }
+        })
+        .collect()
 }
 
 pub fn user_aor(prefix: &str, index: usize, domain: &str) -> String {
@@ -131,14 +154,19 @@ fn provision(
     started: Instant,
 ) -> Result<ProvisionSummary, ProvisionError> {
     let domain = options.domain.to_ascii_lowercase();
-    // Users: no password (the server must trust loopback), enabled.
+    // Users, enabled; without a password the server must trust loopback.
     let pending: Vec<_> = (0..options.users)
         .map(|i| {
+            let aor = user_aor(&options.prefix, i, &domain);
+            let credentials = options
+                .password
+                .as_deref()
+                .map(|password| digest::credentials(&aor, password));
             store.add_user(UserRecord {
-                aor: user_aor(&options.prefix, i, &domain),
+                aor,
                 display_name: format!("Load {i}"),
                 enabled: true,
-                credentials: None,
+                credentials,
             })
         })
         .collect();
@@ -235,6 +263,24 @@ mod tests {
     }
 
     #[test]
+    fn the_lync_model_gives_each_user_24_rooms() {
+        let classes = lync_model_rooms(20_000);
+        let sizes: Vec<(usize, usize)> = classes.iter().map(|c| (c.size, c.count)).collect();
+        assert_eq!(sizes, [(30, 13_334), (150, 267), (16_000, 3)]);
+        let memberships: usize = classes.iter().map(|c| c.size * c.count).sum();
+        assert!((24 * 20_000..24 * 20_000 + 16_000 + 200).contains(&memberships));
+        // Fewer users than a large room: the large rooms hold everyone.
+        let small = lync_model_rooms(1_000);
+        assert_eq!(
+            small[2],
+            RoomClass {
+                size: 1_000,
+                count: 2
+            }
+        );
+    }
+
+    #[test]
     fn members_wrap_around() {
         let class = RoomClass { size: 3, count: 3 };
         let names = |j| -> Vec<String> {
@@ -268,6 +314,7 @@ mod tests {
                 RoomClass { size: 10, count: 1 },
             ],
             privacy: Privacy::Closed,
+            password: Some("secret".into()),
             quiet: true,
         };
         let first = run(&options).unwrap();
@@ -281,6 +328,13 @@ mod tests {
         assert_eq!(plan.users.len(), 10);
         assert_eq!(plan.rooms.len(), 3);
         assert_eq!(plan.room_uids(0, 24).len(), 2);
+        let store = SqliteStore::open(&dir).unwrap();
+        let user = store.load_model().unwrap().users.remove(0);
+        store.close();
+        assert_eq!(
+            user.credentials,
+            Some(digest::credentials("load000000@example.test", "secret"))
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

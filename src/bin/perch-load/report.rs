@@ -14,6 +14,8 @@ use crate::stats::{Latency, LatencySummary, Metrics};
 pub struct Latencies {
     /// Post sent → delivered to each client in the room (the author's echo included).
     pub delivery: Option<LatencySummary>,
+    /// Post sent → its last delivery to any client: when the whole room had it.
+    pub last_delivery: Option<LatencySummary>,
     /// Post sent → SIP 200 (after the commit, for perch).
     pub ack: Option<LatencySummary>,
     /// bjoin sent → rpl:bjoin.
@@ -136,6 +138,7 @@ pub fn build(input: ReportInput<'_>, metrics: &Metrics, timeline: &Timeline) -> 
         deliveries_per_s: per_s(g(&metrics.deliveries_in_window), window),
         latency: Latencies {
             delivery: metrics.summary(Latency::Delivery),
+            last_delivery: metrics.last_delivery_summary(),
             ack: metrics.summary(Latency::Ack),
             join: metrics.summary(Latency::Join),
             login: metrics.summary(Latency::Login),
@@ -180,6 +183,8 @@ pub fn ratios(
         );
         let p99 = |r: &Report| r.latency.delivery.as_ref().map(|l| l.p99_ms);
         put("delivery_p99 / null", p99(perch), p99(null));
+        let last_p99 = |r: &Report| r.latency.last_delivery.as_ref().map(|l| l.p99_ms);
+        put("last_delivery_p99 / null", last_p99(perch), last_p99(null));
         put(
             "rss_per_session / null",
             perch.server_rss_per_session_kib,
@@ -284,6 +289,10 @@ fn rows(r: &Report) -> Vec<(&'static str, String)> {
             ),
         ),
         ("delivery p50/p99/p99.9/max", latency(&r.latency.delivery)),
+        (
+            "last delivery p50/p99/p99.9/max",
+            latency(&r.latency.last_delivery),
+        ),
         ("ack p50/p99/p99.9/max", latency(&r.latency.ack)),
         ("join p50/p99/p99.9/max", latency(&r.latency.join)),
         ("login p50/p99/p99.9/max", latency(&r.latency.login)),

@@ -29,6 +29,8 @@ pub struct RunContext {
     /// Nothing waits past this.
     pub hard_deadline: Instant,
     pub post_size: usize,
+    /// Every user's password, for Digest; none: the server trusts loopback.
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

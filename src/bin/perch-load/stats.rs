@@ -2,7 +2,7 @@
 //! histograms of latencies. Clients batch latency samples locally and add them under the
 //! lock a few hundred at a time, so thousands of connections do not fight over it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
@@ -91,6 +91,8 @@ pub struct Metrics {
     pub deliveries_in_window: AtomicU64,
     /// Clients present in the fan-out room.
     pub occupants: AtomicU64,
+    /// Deliveries owed for the acknowledged posts: each adds its room's expected audience.
+    pub expected_deliveries: AtomicU64,
     pub login_first_ns: AtomicU64,
     pub login_last_ns: AtomicU64,
     pub join_first_ns: AtomicU64,
@@ -100,6 +102,8 @@ pub struct Metrics {
     errors: Mutex<BTreeMap<String, u64>>,
     error_total: AtomicU64,
     histograms: Mutex<BTreeMap<Latency, Histogram<u64>>>,
+    /// Per post (keyed by the send time its text carries): its latest delivery.
+    last_delivery: Mutex<HashMap<u64, u64>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -131,6 +135,7 @@ impl Metrics {
             deliveries: zero(),
             deliveries_in_window: zero(),
             occupants: zero(),
+            expected_deliveries: zero(),
             login_first_ns: AtomicU64::new(u64::MAX),
             login_last_ns: zero(),
             join_first_ns: AtomicU64::new(u64::MAX),
@@ -140,6 +145,7 @@ impl Metrics {
             errors: Mutex::new(BTreeMap::new()),
             error_total: zero(),
             histograms: Mutex::new(LATENCIES.iter().map(|l| (*l, histogram())).collect()),
+            last_delivery: Mutex::new(HashMap::new()),
         }
     }
 
@@ -215,11 +221,30 @@ impl Metrics {
     pub fn summary(&self, latency: Latency) -> Option<LatencySummary> {
         lock(&self.histograms).get(&latency).and_then(summarize)
     }
+
+    fn merge_last_deliveries(&self, local: &HashMap<u64, u64>) {
+        let mut last = lock(&self.last_delivery);
+        for (&sent, &at) in local {
+            let latest = last.entry(sent).or_insert(at);
+            *latest = (*latest).max(at);
+        }
+    }
+
+    /// Post sent → its last delivery to any client: how long the whole room waited.
+    pub fn last_delivery_summary(&self) -> Option<LatencySummary> {
+        let mut h = histogram();
+        for (&sent, &at) in lock(&self.last_delivery).iter() {
+            h.saturating_record((at.saturating_sub(sent) / 1000).clamp(1, HIGHEST_US));
+        }
+        summarize(&h)
+    }
 }
 
 /// A client's latency samples, added to the shared histograms in batches.
 pub struct Samples {
     pending: [(Latency, Vec<u64>); 4],
+    /// Per post seen: when it reached this client.
+    last_delivery: HashMap<u64, u64>,
 }
 
 const BATCH: usize = 256;
@@ -228,11 +253,20 @@ impl Default for Samples {
     fn default() -> Self {
         Self {
             pending: LATENCIES.map(|l| (l, Vec::new())),
+            last_delivery: HashMap::new(),
         }
     }
 }
 
 impl Samples {
+    /// A post's delivery to this client: a latency sample, and a candidate for the post's
+    /// last delivery.
+    pub fn delivered(&mut self, metrics: &Metrics, sent: u64, at: u64) {
+        self.record(metrics, Latency::Delivery, sent, at);
+        let latest = self.last_delivery.entry(sent).or_insert(at);
+        *latest = (*latest).max(at);
+    }
+
     /// Records `from`→`to` (both from [`now_ns`]).
     pub fn record(&mut self, metrics: &Metrics, latency: Latency, from: u64, to: u64) {
         let us = to.saturating_sub(from) / 1000;
@@ -246,6 +280,8 @@ impl Samples {
     }
 
     pub fn flush(&mut self, metrics: &Metrics) {
+        metrics.merge_last_deliveries(&self.last_delivery);
+        self.last_delivery.clear();
         for (latency, list) in &mut self.pending {
             metrics.record(*latency, list);
             list.clear();
@@ -270,6 +306,24 @@ mod tests {
         assert!((s.p50_ms - 500.0).abs() < 1.0, "{s:?}");
         assert!((s.max_ms - 1000.0).abs() < 1.0, "{s:?}");
         assert!(metrics.summary(Latency::Ack).is_none());
+    }
+
+    #[test]
+    fn the_last_delivery_of_each_post_counts() {
+        let metrics = Metrics::new();
+        let (mut a, mut b) = (Samples::default(), Samples::default());
+        // Post sent at 0 reaches a at 2 ms and b at 9 ms; post sent at 1 ms reaches both at 5 ms.
+        a.delivered(&metrics, 0, 2_000_000);
+        b.delivered(&metrics, 0, 9_000_000);
+        a.delivered(&metrics, 1_000_000, 5_000_000);
+        b.delivered(&metrics, 1_000_000, 5_000_000);
+        a.flush(&metrics);
+        b.flush(&metrics);
+        let last = metrics.last_delivery_summary().unwrap();
+        assert_eq!(last.count, 2);
+        assert!((last.max_ms - 9.0).abs() < 0.01, "{last:?}");
+        assert!((last.p50_ms - 4.0).abs() < 0.01, "{last:?}");
+        assert_eq!(metrics.summary(Latency::Delivery).unwrap().count, 4);
     }
 
     #[test]

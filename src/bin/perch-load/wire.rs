@@ -65,6 +65,8 @@ pub enum Event {
         code: u16,
         /// The To header, kept for INVITE responses (the dialog's remote tag).
         to: Option<String>,
+        /// The first `WWW-Authenticate` of a 401 (perch offers its strongest first).
+        challenge: Option<String>,
     },
     /// A request from the server (already answered 200 unless it was an ACK).
     Request { method: Method, body: Bytes },
@@ -150,11 +152,15 @@ impl SipConn {
                     let to = (cseq.method == Method::Invite)
                         .then(|| message.headers.get("To").map(str::to_owned))
                         .flatten();
+                    let challenge = (code == 401)
+                        .then(|| message.headers.get("WWW-Authenticate").map(str::to_owned))
+                        .flatten();
                     out.push(Event::Response {
                         cseq: cseq.number,
                         method: cseq.method,
                         code,
                         to,
+                        challenge,
                     });
                 }
                 StartLine::Request { method, .. } => {

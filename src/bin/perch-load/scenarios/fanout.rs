@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -16,7 +15,7 @@ use crate::plan::Plan;
 use crate::run::{self, Endpoint, Phase, RunContext, Spec, Timing};
 use crate::stats::Metrics;
 
-use super::ScenarioResult;
+use super::{ScenarioResult, Schedule, post_on_schedule};
 
 #[derive(Debug, Clone)]
 pub struct FanoutOptions {
@@ -26,9 +25,6 @@ pub struct FanoutOptions {
     pub size: usize,
     pub in_flight: usize,
 }
-
-/// Posts due while this far behind schedule are dropped from the schedule, not burst out.
-const MAX_LAG: Duration = Duration::from_secs(1);
 
 pub async fn run(
     ctx: &Arc<RunContext>,
@@ -85,16 +81,16 @@ pub async fn run(
                 if spec.index < posters {
                     // Posters start evenly spread over one interval.
                     let offset = interval.mul_f64(spec.index as f64 / posters as f64);
-                    let result = post_at_rate(
-                        &mut client,
-                        &ctx,
-                        &mut phase,
-                        &uid,
+                    let schedule = Schedule {
                         interval,
                         offset,
                         in_flight,
-                    )
-                    .await;
+                    };
+                    let occupants = ctx.metrics.clone();
+                    // Everyone who entered the room (all did before the window opened).
+                    let next = || (uid.clone(), Metrics::get(&occupants.occupants));
+                    let result =
+                        post_on_schedule(&mut client, &ctx, &mut phase, schedule, next).await;
                     run::idle_after(&mut client, &ctx, &mut phase, result).await;
                     return;
                 }
@@ -105,15 +101,10 @@ pub async fn run(
     let timeline = run::coordinate(ctx, endpoint, timing, clients, phase, tasks, |m| {
         let g = Metrics::get;
         g(&m.posts_acked) + g(&m.posts_failed) >= g(&m.posts_sent)
-            && g(&m.deliveries) >= g(&m.posts_acked) * g(&m.occupants)
+            && g(&m.deliveries) >= g(&m.expected_deliveries)
     })
     .await;
-    let metrics = &ctx.metrics;
-    let expected = Metrics::get(&metrics.posts_acked) * Metrics::get(&metrics.occupants);
-    metrics.errors_n(
-        "missing deliveries",
-        expected.saturating_sub(Metrics::get(&metrics.deliveries)),
-    );
+    let expected = super::count_missing_deliveries(&ctx.metrics);
     let mut settings = BTreeMap::new();
     settings.insert("room".into(), room.name.clone());
     settings.insert("room_members".into(), room.members.len().to_string());
@@ -127,40 +118,4 @@ pub async fn run(
         settings,
         requested: common.connections,
     })
-}
-
-/// Posts on a fixed schedule (open loop) while the window is open.
-async fn post_at_rate(
-    client: &mut Client,
-    ctx: &RunContext,
-    phase: &mut watch::Receiver<Phase>,
-    uid: &str,
-    interval: Duration,
-    offset: Duration,
-    in_flight: usize,
-) -> Result<(), crate::client::ClientError> {
-    let mut next = Instant::now() + offset;
-    while *phase.borrow() == Phase::Run && Instant::now() < ctx.hard_deadline {
-        let now = Instant::now();
-        if now >= next {
-            if client.posts_in_flight() < in_flight {
-                client.post(uid)?;
-            } else {
-                ctx.metrics.error("post skipped: in-flight cap");
-            }
-            next += interval;
-            if now.saturating_duration_since(next) > MAX_LAG {
-                let behind = now.saturating_duration_since(next).as_secs_f64();
-                ctx.metrics.errors_n(
-                    "post skipped: behind schedule",
-                    (behind / interval.as_secs_f64()) as u64,
-                );
-                next = now + interval;
-            }
-            continue;
-        }
-        client.expire_posts();
-        client.pump(next, Some(phase)).await?;
-    }
-    Ok(())
 }

@@ -6,6 +6,7 @@ mod connections;
 mod fanout;
 mod ingest;
 mod join_storm;
+mod lync_model;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,12 +14,15 @@ use std::time::{Duration, Instant};
 
 use time::format_description::well_known::Rfc3339;
 
+use tokio::sync::watch;
+
 use crate::cli::Common;
+use crate::client::{Client, ClientError};
 use crate::error::LoadError;
 use crate::null_responder::NullChild;
 use crate::plan::Plan;
 use crate::report::{self, Output, Report, ReportInput};
-use crate::run::{Endpoint, RunContext, Spec, Timeline, Timing};
+use crate::run::{Endpoint, Phase, RunContext, Spec, Timeline, Timing};
 use crate::sqlite_baseline::{self, SqliteOptions};
 use crate::stats::Metrics;
 use crate::target::{self, Connector};
@@ -26,6 +30,7 @@ use crate::target::{self, Connector};
 pub use fanout::FanoutOptions;
 pub use ingest::IngestOptions;
 pub use join_storm::JoinStormOptions;
+pub use lync_model::LyncModelOptions;
 
 #[derive(Debug, Clone)]
 pub enum Scenario {
@@ -33,6 +38,7 @@ pub enum Scenario {
     Fanout(FanoutOptions),
     Ingest(IngestOptions),
     JoinStorm(JoinStormOptions),
+    LyncModel(LyncModelOptions),
 }
 
 impl Scenario {
@@ -42,6 +48,7 @@ impl Scenario {
             Scenario::Fanout(_) => "fanout",
             Scenario::Ingest(_) => "ingest",
             Scenario::JoinStorm(_) => "join-storm",
+            Scenario::LyncModel(_) => "lync-model",
         }
     }
 
@@ -49,6 +56,7 @@ impl Scenario {
         match self {
             Scenario::Fanout(o) => o.size,
             Scenario::Ingest(o) => o.size,
+            Scenario::LyncModel(o) => o.size,
             _ => 100,
         }
     }
@@ -203,6 +211,7 @@ async fn run_once(
         timeout,
         hard_deadline: Instant::now() + run_budget(common),
         post_size: scenario.post_size(),
+        password: common.password.clone(),
     });
     let timing = Timing {
         duration: Duration::from_secs(common.duration),
@@ -233,6 +242,9 @@ async fn run_once(
             Scenario::Connections => connections::run(&ctx, plan, common, endpoint, &timing).await,
             Scenario::Fanout(o) => fanout::run(&ctx, plan, common, o, endpoint, &timing).await,
             Scenario::Ingest(o) => ingest::run(&ctx, plan, common, o, endpoint, &timing).await,
+            Scenario::LyncModel(o) => {
+                lync_model::run(&ctx, plan, common, o, endpoint, &timing).await
+            }
             Scenario::JoinStorm(o) => {
                 join_storm::run(&ctx, plan, common, o, endpoint, &timing).await
             }
@@ -262,6 +274,70 @@ async fn run_once(
         &ctx.metrics,
         &result.timeline,
     ))
+}
+
+/// When a client posts: every `interval`, starting `offset` into the window, with at most
+/// `in_flight` posts unacknowledged.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    interval: Duration,
+    offset: Duration,
+    in_flight: usize,
+}
+
+/// Posts due while this far behind schedule are dropped from the schedule, not burst out.
+const MAX_LAG: Duration = Duration::from_secs(1);
+
+/// Posts on a fixed schedule (open loop) while the window is open; `next` names each
+/// post's room and the deliveries it will owe.
+async fn post_on_schedule(
+    client: &mut Client,
+    ctx: &RunContext,
+    phase: &mut watch::Receiver<Phase>,
+    schedule: Schedule,
+    mut next: impl FnMut() -> (String, u64),
+) -> Result<(), ClientError> {
+    let Schedule {
+        interval,
+        offset,
+        in_flight,
+    } = schedule;
+    let mut due = Instant::now() + offset;
+    while *phase.borrow() == Phase::Run && Instant::now() < ctx.hard_deadline {
+        let now = Instant::now();
+        if now >= due {
+            if client.posts_in_flight() < in_flight {
+                let (uid, audience) = next();
+                client.post(&uid, audience)?;
+            } else {
+                ctx.metrics.error("post skipped: in-flight cap");
+            }
+            due += interval;
+            if now.saturating_duration_since(due) > MAX_LAG {
+                let behind = now.saturating_duration_since(due).as_secs_f64();
+                ctx.metrics.errors_n(
+                    "post skipped: behind schedule",
+                    (behind / interval.as_secs_f64()) as u64,
+                );
+                due = now + interval;
+            }
+            continue;
+        }
+        client.expire_posts();
+        client.pump(due, Some(phase)).await?;
+    }
+    Ok(())
+}
+
+/// After the drain: every acknowledged post must have reached its whole audience; what did
+/// not is counted as an error. Returns the deliveries expected.
+fn count_missing_deliveries(metrics: &Metrics) -> u64 {
+    let expected = Metrics::get(&metrics.expected_deliveries);
+    metrics.errors_n(
+        "missing deliveries",
+        expected.saturating_sub(Metrics::get(&metrics.deliveries)),
+    );
+    expected
 }
 
 /// One client per connection: client i signs in as `users[i % users.len()]` (indexes into
