@@ -108,20 +108,32 @@ pub fn chat_enabled(snapshot: &Snapshot, aor: &str) -> bool {
     snapshot.directory.active_user(aor).is_some() && snapshot.directory.chat_enabled(aor)
 }
 
+/// The user's roles in `room` if they may know the room exists: inside its category's
+/// scope (roles only count there: a denied member is no member) and, for a secret room, a
+/// member. `None` means the room must answer every request exactly as a missing one.
+fn known_roles(snapshot: &Snapshot, aor: &str, room: &Room) -> Option<Roles> {
+    let category = snapshot.category(room.category)?;
+    if !in_scope(snapshot, aor, category) {
+        return None;
+    }
+    let roles = roles(snapshot, aor, room);
+    (room.privacy != Privacy::Secret || roles.member).then_some(roles)
+}
+
+/// Whether `aor` may know that `room` exists at all (disabled or not). For requests that
+/// need no permission, such as leaving a room, but must not tell a hidden room from a
+/// missing one.
+pub fn may_know(snapshot: &Snapshot, aor: &str, room: &Room) -> bool {
+    known_roles(snapshot, aor, room).is_some()
+}
+
 /// May `aor` do `action` in `room`?
 pub fn check(snapshot: &Snapshot, aor: &str, room: &Room, action: Action) -> Result<(), Denial> {
     if !chat_enabled(snapshot, aor) {
         return Err(Denial::NotEnabled);
     }
-    let category = snapshot.category(room.category).ok_or(Denial::NotFound)?;
-    let roles = roles(snapshot, aor, room);
-    let scoped = in_scope(snapshot, aor, category);
-    // Roles only count inside the category's scope: a denied member is no member.
-    let member = scoped && roles.member;
-    let visible = scoped && (room.privacy != Privacy::Secret || member);
-    if !visible {
-        return Err(Denial::NotFound);
-    }
+    let roles = known_roles(snapshot, aor, room).ok_or(Denial::NotFound)?;
+    let member = roles.member;
     if room.disabled {
         // A disabled room is hidden and refuses everything but management.
         return match action {
@@ -332,6 +344,26 @@ mod tests {
             assert_eq!(check(&s, "manager@x.test", room, Manage), Ok(()));
             assert_eq!(check(&s, "outsider@other.test", room, Join), Err(NotFound));
         }
+    }
+
+    #[test]
+    fn only_those_who_may_see_a_room_know_it_exists_even_when_disabled() {
+        for privacy in [Privacy::Open, Privacy::Closed, Privacy::Secret] {
+            let enabled = snapshot(privacy, RoomType::Normal, false);
+            let disabled = snapshot(privacy, RoomType::Normal, true);
+            for (user, _) in expect(privacy, RoomType::Normal) {
+                let room = enabled.room(1).unwrap();
+                let sees = check(&enabled, user, room, See) != Err(NotFound);
+                assert_eq!(may_know(&enabled, user, room), sees, "{user} {privacy}");
+                let room = disabled.room(1).unwrap();
+                assert_eq!(may_know(&disabled, user, room), sees, "{user} {privacy}");
+            }
+        }
+        let secret = snapshot(Privacy::Secret, RoomType::Normal, false);
+        let room = secret.room(1).unwrap();
+        assert!(!may_know(&secret, "scoped@x.test", room));
+        assert!(!may_know(&secret, "denied@x.test", room));
+        assert!(may_know(&secret, "manager@x.test", room));
     }
 
     #[test]

@@ -12,9 +12,9 @@ use perch::xccos::xml::{Element, parse};
 
 use crate::support::*;
 
-const CHAT: &str = "sip:ocschat@example.test";
+pub(crate) const CHAT: &str = "sip:ocschat@example.test";
 
-fn p(text: &str) -> Principal {
+pub(crate) fn p(text: &str) -> Principal {
     text.parse().unwrap()
 }
 
@@ -35,7 +35,7 @@ fn save_category(store: &dyn Store, name: &str, change: CategoryChange) {
     wait(store.save_category(category)).unwrap();
 }
 
-fn save_room(store: &dyn Store, existing: Option<&str>, change: RoomChange) {
+pub(crate) fn save_room(store: &dyn Store, existing: Option<&str>, change: RoomChange) {
     let uid = perch::xccos::uri::new_room_uid();
     let outcome = manage::room(&snapshot(store), existing, &uid, change).unwrap();
     let room = wait(store.save_room(outcome.room)).unwrap();
@@ -140,7 +140,7 @@ async fn start() -> TestServer {
     TestServer::start_seeded(trusted, seed).await
 }
 
-fn room_uri(store: &dyn Store, name: &str) -> String {
+pub(crate) fn room_uri(store: &dyn Store, name: &str) -> String {
     let s = snapshot(store);
     let room = s.room_by_name(name).unwrap();
     perch::xccos::uri::room_uri(DOMAIN, &room.uid)
@@ -148,17 +148,17 @@ fn room_uri(store: &dyn Store, name: &str) -> String {
 
 /// A signed-in chat client with its dialog; server INFOs that arrive while waiting for
 /// something else are answered and kept in `inbox`.
-struct Chat {
-    client: Client,
-    call_id: String,
-    to: String,
-    cseq: u32,
-    envid: u32,
-    inbox: VecDeque<Element>,
+pub(crate) struct Chat {
+    pub(crate) client: Client,
+    pub(crate) call_id: String,
+    pub(crate) to: String,
+    pub(crate) cseq: u32,
+    pub(crate) envid: u32,
+    pub(crate) inbox: VecDeque<Element>,
 }
 
 impl Chat {
-    async fn connect(server: &TestServer, user: &str) -> Chat {
+    pub(crate) async fn connect(server: &TestServer, user: &str) -> Chat {
         let mut client = server.tls().await;
         client.user = user.into();
         client.tag = format!("{}77", user.len());
@@ -198,6 +198,11 @@ impl Chat {
 
     /// Sends an INFO with `body` and returns the SIP status of its response.
     async fn info(&mut self, body: &str) -> u16 {
+        status(&self.info_response(body).await)
+    }
+
+    /// Sends an INFO with `body` and returns its response.
+    pub(crate) async fn info_response(&mut self, body: &str) -> Message {
         self.cseq += 1;
         let req = self.client.request(
             "INFO",
@@ -212,14 +217,14 @@ impl Chat {
         loop {
             let m = self.client.message().await;
             match m.start {
-                StartLine::Response { code, .. } => return code,
+                StartLine::Response { .. } => return m,
                 StartLine::Request { .. } => self.keep(&m).await,
             }
         }
     }
 
     /// Answers a server request and keeps its XCCOS payload.
-    async fn keep(&mut self, request: &Message) {
+    pub(crate) async fn keep(&mut self, request: &Message) {
         self.client.send(&answer(request, 200)).await;
         if !request.body.is_empty() {
             let root = parse(&request.body, &Default::default()).unwrap();
@@ -230,7 +235,7 @@ impl Chat {
     }
 
     /// The next XCCOS element (rpl, ntc or grpchat) with this `id`, waiting if needed.
-    async fn expect(&mut self, id: &str) -> Element {
+    pub(crate) async fn expect(&mut self, id: &str) -> Element {
         loop {
             if let Some(pos) = self.inbox.iter().position(|e| e.attr("id") == Some(id)) {
                 return self.inbox.remove(pos).unwrap();
@@ -257,7 +262,7 @@ impl Chat {
         probe.is_err()
     }
 
-    async fn command(&mut self, name: &str, data: &str) -> Element {
+    pub(crate) async fn command(&mut self, name: &str, data: &str) -> Element {
         self.envid += 1;
         let body = format!(
             r#"<xccos ver="1" envid="{}" xmlns="urn:parlano:xml:ns:xccos"><cmd id="cmd:{name}" seqid="1"><data>{data}</data></cmd></xccos>"#,
@@ -273,7 +278,7 @@ impl Chat {
         reply
     }
 
-    async fn join(&mut self, uri: &str) -> Element {
+    pub(crate) async fn join(&mut self, uri: &str) -> Element {
         let value = uri.rsplit('/').next().unwrap();
         self.command(
             "join",
@@ -283,17 +288,22 @@ impl Chat {
     }
 
     /// Posts and returns the SIP status of the INFO.
-    async fn post(&mut self, uri: &str, text: &str) -> u16 {
-        self.envid += 1;
-        let body = format!(
-            r#"<xccos ver="1" envid="{}" xmlns="urn:parlano:xml:ns:xccos"><grpchat id="grpchat" seqid="1" chanUri="{uri}" author="{}" ts="2024-05-01T10:00:00Z"><chat>{text}</chat></grpchat></xccos>"#,
-            self.envid,
-            self.user_uri()
-        );
+    pub(crate) async fn post(&mut self, uri: &str, text: &str) -> u16 {
+        let body = self.post_body(uri, text);
         self.info(&body).await
     }
 
-    async fn history(&mut self, uri: &str, bcq: &str) -> Vec<Element> {
+    /// The INFO body of a post of `text` to `uri`, in a new envelope.
+    pub(crate) fn post_body(&mut self, uri: &str, text: &str) -> String {
+        self.envid += 1;
+        format!(
+            r#"<xccos ver="1" envid="{}" xmlns="urn:parlano:xml:ns:xccos"><grpchat id="grpchat" seqid="1" chanUri="{uri}" author="{}" ts="2024-05-01T10:00:00Z"><chat>{text}</chat></grpchat></xccos>"#,
+            self.envid,
+            self.user_uri()
+        )
+    }
+
+    pub(crate) async fn history(&mut self, uri: &str, bcq: &str) -> Vec<Element> {
         let reply = self
             .command(
                 "bccontext",
@@ -321,14 +331,14 @@ async fn alice_and_bob_in(server: &TestServer, room: &str) -> (String, Chat, Cha
     (uri, alice, bob)
 }
 
-fn code(reply: &Element) -> &str {
+pub(crate) fn code(reply: &Element) -> &str {
     reply
         .child("resp")
         .and_then(|r| r.attr("code"))
         .unwrap_or("none")
 }
 
-fn names(reply: &Element) -> Vec<String> {
+pub(crate) fn names(reply: &Element) -> Vec<String> {
     reply
         .child("data")
         .unwrap()
@@ -339,7 +349,7 @@ fn names(reply: &Element) -> Vec<String> {
         .collect()
 }
 
-fn texts(messages: &[Element]) -> Vec<String> {
+pub(crate) fn texts(messages: &[Element]) -> Vec<String> {
     messages
         .iter()
         .map(|m| m.child("chat").unwrap().text.clone())
@@ -347,7 +357,7 @@ fn texts(messages: &[Element]) -> Vec<String> {
 }
 
 /// A reply without its per-envelope parts, to compare two answers.
-fn shape(reply: &Element) -> String {
+pub(crate) fn shape(reply: &Element) -> String {
     let mut reply = reply.clone();
     reply.children.retain(|c| c.name != "commandid");
     reply.to_xml()

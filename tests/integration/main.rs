@@ -9,6 +9,7 @@ mod hostile;
 mod limits;
 mod load;
 mod registrar;
+mod secrecy;
 mod support;
 mod torture;
 mod transcripts;

@@ -1,7 +1,7 @@
 //! `cmd:part`: leave a room. SIPE forgets the room only on a 200 carrying `chanib/@uri`.
 
 use crate::core::chat::{ChatError, Left};
-use crate::core::policy::Denial;
+use crate::core::policy::{self, Denial};
 use crate::xccos::envelope::{Command, ResultCode, reply};
 use crate::xccos::uri::{room_uri, user_uri};
 use crate::xccos::xml::Element;
@@ -13,6 +13,14 @@ pub fn handle(ctx: &Context<'_>, command: &Command) -> Outcome {
         return Outcome::reply(failure(command, &ChatError::Denied(Denial::NotFound)));
     };
     match ctx.core.part(ctx.user, ctx.session, uid) {
+        // The core lets anyone leave any room; one the user may not know about must
+        // answer as a missing one does (the session is out of it either way).
+        Ok(left) if !policy::may_know(&ctx.core.snapshot(), ctx.user, &left.room) => {
+            Outcome::with_notices(
+                failure(command, &ChatError::Denied(Denial::NotFound)),
+                vec![part_notice(ctx.domain, &left)],
+            )
+        }
         Ok(left) => {
             let data = Element::new("data").with_child(
                 Element::new("chanib").with_attr("uri", room_uri(ctx.domain, &left.room.uid)),
