@@ -146,6 +146,10 @@ where
                 // The semaphore is never closed; treat it like a failed setup anyway.
                 Err(_) => return,
             };
+            // Counted before the window opens, so every post knows its room's audience.
+            if established.as_ref().is_ok_and(|c| c.entered > 0) {
+                Metrics::add(&ctx.metrics.occupants, 1);
+            }
             Metrics::add(&ctx.metrics.setup_finished, 1);
             let mut client = match established {
                 Ok(client) => client,

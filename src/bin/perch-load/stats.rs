@@ -89,7 +89,7 @@ pub struct Metrics {
     pub posts_failed: AtomicU64,
     pub deliveries: AtomicU64,
     pub deliveries_in_window: AtomicU64,
-    /// Clients present in the fan-out room.
+    /// Clients that entered at least one room during setup (for fanout: the room's audience).
     pub occupants: AtomicU64,
     /// Deliveries owed for the acknowledged posts: each adds its room's expected audience.
     pub expected_deliveries: AtomicU64,

@@ -75,9 +75,6 @@ pub async fn run(
         move |mut client, spec, mut phase| {
             let (ctx, uid) = (body_ctx.clone(), uid.clone());
             async move {
-                if client.entered > 0 {
-                    Metrics::add(&ctx.metrics.occupants, 1);
-                }
                 if spec.index < posters {
                     // Posters start evenly spread over one interval.
                     let offset = interval.mul_f64(spec.index as f64 / posters as f64);
