@@ -346,6 +346,28 @@ mod tests {
     }
 
     #[test]
+    fn head_of_exactly_the_limit_split_before_the_last_lf() {
+        // Found by fuzzing: a read ending on the blank line's CR was refused as too large.
+        let limits = FrameLimits {
+            max_header_bytes: 10,
+            ..FrameLimits::default()
+        };
+        let mut buf = BytesMut::from(&b"ABCDEFGH\r\n\r"[..]);
+        assert_eq!(decode(&mut buf, &limits), Ok(None));
+        buf.extend_from_slice(b"\n");
+        let Ok(Some(Frame::Message { head, body })) = decode(&mut buf, &limits) else {
+            panic!("not framed")
+        };
+        assert_eq!((&head[..], &body[..]), (&b"ABCDEFGH\r\n"[..], &b""[..]));
+        // One byte more is over the limit however the bytes arrive.
+        let mut buf = BytesMut::from(&b"ABCDEFGHI\r\n\r"[..]);
+        assert!(matches!(
+            decode(&mut buf, &limits),
+            Err(FrameError::HeaderBlockTooLarge { .. })
+        ));
+    }
+
+    #[test]
     fn header_count_limit() {
         let limits = FrameLimits {
             max_headers: 2,
@@ -380,6 +402,33 @@ mod tests {
                 decode(&mut buf, &FrameLimits::default()),
                 Err(FrameError::BadContentLength { .. })
             ));
+        }
+    }
+
+    proptest::proptest! {
+        /// Two reads split anywhere give the frame one read gives, and nothing before it.
+        #[test]
+        fn split_reads_frame_alike(
+            message in crate::sip::message::strategy::message(),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let encoded = message.encode();
+            let whole = decode_all(&encoded);
+            proptest::prop_assert_eq!(whole.len(), 1);
+            let cut = cut.index(encoded.len() + 1);
+            let limits = FrameLimits::default();
+            let mut buf = BytesMut::from(&encoded[..cut]);
+            let mut frames = Vec::new();
+            while let Some(frame) = decode(&mut buf, &limits).unwrap() {
+                frames.push(frame);
+            }
+            proptest::prop_assert!(frames.is_empty() || cut == encoded.len());
+            buf.extend_from_slice(&encoded[cut..]);
+            while let Some(frame) = decode(&mut buf, &limits).unwrap() {
+                frames.push(frame);
+            }
+            proptest::prop_assert_eq!(frames, whole);
+            proptest::prop_assert!(buf.is_empty());
         }
     }
 }

@@ -222,6 +222,10 @@ fn canonical_name(name: &str) -> String {
         .map_or_else(|| name.to_owned(), |(full, _)| (*full).to_owned())
 }
 
+/// White space around a header value or continuation (RFC 3261 §7.3.1), and a CR left by a
+/// `CR CR LF` line end. Not `str::trim`: other Unicode white space belongs to the value.
+const LWS: [char; 3] = [' ', '\t', '\r'];
+
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
@@ -243,7 +247,7 @@ impl Message {
                 // A folded line continues the previous value after one space, so that
                 // serialising on one line and parsing again gives the same value.
                 let last = headers.0.last_mut().ok_or(ParseError::BadHeaderLine)?;
-                let continuation = line.trim();
+                let continuation = line.trim_matches(LWS);
                 if !continuation.is_empty() {
                     if !last.value.is_empty() {
                         last.value.push(' ');
@@ -257,7 +261,7 @@ impl Message {
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 return Err(ParseError::BadHeaderLine);
             }
-            headers.push(canonical_name(name), value.trim());
+            headers.push(canonical_name(name), value.trim_matches(LWS));
         }
         let message = Message {
             start,
@@ -524,6 +528,20 @@ mod tests {
     }
 
     #[test]
+    fn values_keep_other_white_space() {
+        // Found by proptest: `str::trim` took a trailing VT (and NBSP, U+3000, …) off values.
+        let text = format!(
+            "OPTIONS sip:x@y SIP/2.0\r\n{BASE}CSeq: 1 OPTIONS\r\nX-A: a\u{b}\r\nSubject: \u{a0}b\u{3000}\r\n  \u{c}c \r\n"
+        );
+        let msg = parse(&text).unwrap();
+        assert_eq!(msg.headers.get("X-A"), Some("a\u{b}"));
+        assert_eq!(msg.headers.get("Subject"), Some("\u{a0}b\u{3000} \u{c}c"));
+        let again = parse(std::str::from_utf8(&msg.encode()).unwrap()).unwrap();
+        assert_eq!(again.headers.get("X-A"), Some("a\u{b}"));
+        assert_eq!(again.headers.get("Subject"), msg.headers.get("Subject"));
+    }
+
+    #[test]
     fn extension_methods_round_trip() {
         for name in ["BENOTIFY", "NEGOTIATE", "PUBLISH", "FROBNICATE"] {
             let msg = parse(&format!(
@@ -684,5 +702,205 @@ mod tests {
         let headers = salvage_response_headers(head.as_bytes()).unwrap();
         assert_eq!(headers.get("Call-ID"), Some("abc"));
         assert!(salvage_response_headers(b"SIP/2.0 200 OK\r\n").is_none());
+    }
+}
+
+/// proptest strategies for structurally valid messages, shared with the framer's tests.
+#[cfg(test)]
+pub(crate) mod strategy {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Headers `Message::parse` checks, counts or computes; generated apart from the rest.
+    const CHECKED: &[&str] = &[
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Max-Forwards",
+        "Contact",
+        "Content-Length",
+    ];
+
+    const TOKEN: &str = "[A-Za-z0-9.!%*_+`'~-]";
+
+    fn token(max: usize) -> impl Strategy<Value = String> {
+        proptest::string::string_regex(&format!("{TOKEN}{{1,{max}}}")).expect("token regex")
+    }
+
+    fn host() -> impl Strategy<Value = String> {
+        "[a-z0-9][a-z0-9.-]{0,14}"
+    }
+
+    fn method() -> impl Strategy<Value = Method> {
+        let known = proptest::sample::select(
+            METHOD_NAMES
+                .iter()
+                .map(|(_, name)| (*name).to_owned())
+                .collect::<Vec<_>>(),
+        );
+        prop_oneof![known, token(12)]
+            .prop_map(|name| Method::parse(&name).expect("a token is a method"))
+    }
+
+    /// `sip:`/`sips:` URIs without headers, and opaque URIs of other schemes.
+    fn request_uri() -> impl Strategy<Value = String> {
+        let sip = (
+            prop_oneof!["sip", "sips", "SIP"],
+            proptest::option::of("[A-Za-z0-9_.!~*'()&=+$,;?/%-]{1,12}@"),
+            host(),
+            proptest::option::of(any::<u16>()),
+            "(;[a-z]{1,6}(=[a-z0-9]{1,6})?){0,3}",
+        )
+            .prop_map(|(scheme, user, host, port, params)| {
+                let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+                format!("{scheme}:{}{host}{port}{params}", user.unwrap_or_default())
+            });
+        let other = (
+            "[A-Za-z][A-Za-z0-9+.-]{0,8}",
+            "[^\\x00-\\x20\\x7f<>\"]{1,20}",
+        )
+            .prop_filter("not a SIP scheme", |(scheme, _)| {
+                !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips")
+            })
+            .prop_map(|(scheme, rest)| format!("{scheme}:{rest}"));
+        prop_oneof![3 => sip, 1 => other]
+    }
+
+    fn name_addr(tag: bool) -> impl Strategy<Value = String> {
+        let display = prop_oneof![
+            Just(String::new()),
+            "[A-Za-z0-9.!%*_+`'~-]{1,8}( [A-Za-z0-9-]{1,8}){0,2} ",
+            "\"[^\"\\\\\r\n]{0,12}\" ",
+        ];
+        let tag = if tag {
+            token(10).prop_map(|t| format!(";tag={t}")).boxed()
+        } else {
+            Just(String::new()).boxed()
+        };
+        (display, "[a-z0-9._-]{1,10}", host(), tag)
+            .prop_map(|(display, user, host, tag)| format!("{display}<sip:{user}@{host}>{tag}"))
+    }
+
+    /// A value without CR or LF and without SP or HTAB at either end.
+    fn value() -> impl Strategy<Value = String> {
+        "[^\r\n]{0,40}".prop_map(|v| v.trim_matches([' ', '\t']).to_owned())
+    }
+
+    /// Any header but the checked ones, in canonical spelling as the parser stores it.
+    fn other_header() -> impl Strategy<Value = Header> {
+        (token(16), value())
+            .prop_map(|(name, value)| Header {
+                name: canonical_name(&name),
+                value,
+            })
+            .prop_filter("a checked header", |h| !CHECKED.contains(&h.name.as_str()))
+    }
+
+    fn start_line() -> impl Strategy<Value = StartLine> {
+        prop_oneof![
+            (method(), request_uri()).prop_map(|(method, uri)| StartLine::Request { method, uri }),
+            (100u16..=699, "[^\r\n]{0,20}")
+                .prop_map(|(code, reason)| StartLine::Response { code, reason }),
+        ]
+    }
+
+    /// Request or response with the essential headers, other headers and a body, all in a
+    /// random order but for Content-Length, which comes last as `encode` writes it.
+    pub(crate) fn message() -> impl Strategy<Value = Message> {
+        (start_line(), method()).prop_flat_map(|(start, response_method)| {
+            let cseq_method = match &start {
+                StartLine::Request { method, .. } => method.clone(),
+                StartLine::Response { .. } => response_method,
+            };
+            let via = (
+                prop_oneof!["TCP", "TLS", "UDP"],
+                host(),
+                proptest::option::of(any::<u16>()),
+                token(12),
+            )
+                .prop_map(|(transport, host, port, branch)| {
+                    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+                    format!("SIP/2.0/{transport} {host}{port};branch=z9hG4bK{branch}")
+                });
+            let essentials = (
+                prop::collection::vec(via, 1..3),
+                name_addr(true),
+                name_addr(false),
+                "[A-Za-z0-9.!%*_+`'~()<>:\\\\\"/\\[\\]?{}-]{1,16}(@[a-z0-9.]{1,10})?",
+                any::<u32>(),
+                proptest::option::of(name_addr(false)),
+                proptest::option::of(0u8..=70),
+            );
+            (
+                Just(start),
+                Just(cseq_method),
+                essentials,
+                prop::collection::vec(other_header(), 0..12),
+                prop::collection::vec(any::<u8>(), 0..300),
+            )
+                .prop_flat_map(|(start, cseq_method, essentials, others, body)| {
+                    let (vias, from, to, call_id, number, contact, max_forwards) = essentials;
+                    let mut headers: Vec<Header> = others;
+                    let mut add = |name: &str, value: String| {
+                        headers.push(Header {
+                            name: name.to_owned(),
+                            value,
+                        });
+                    };
+                    for via in vias {
+                        add("Via", via);
+                    }
+                    add("From", from);
+                    add("To", to);
+                    add("Call-ID", call_id);
+                    add("CSeq", format!("{number} {cseq_method}"));
+                    if let Some(contact) = contact {
+                        add("Contact", contact);
+                    }
+                    if let Some(hops) = max_forwards {
+                        add("Max-Forwards", hops.to_string());
+                    }
+                    (Just(start), Just(headers).prop_shuffle(), Just(body))
+                })
+                .prop_map(|(start, mut headers, body)| {
+                    headers.push(Header {
+                        name: "Content-Length".to_owned(),
+                        value: body.len().to_string(),
+                    });
+                    Message {
+                        start,
+                        headers: Headers(headers),
+                        body: Bytes::from(body),
+                    }
+                })
+        })
+    }
+}
+
+#[cfg(test)]
+mod round_trip {
+    use bytes::BytesMut;
+    use proptest::prelude::*;
+
+    use super::strategy::message;
+    use super::*;
+    use crate::sip::framer::{self, Frame, FrameLimits};
+
+    proptest! {
+        /// encode → frame → parse gives the message back, Content-Length included.
+        #[test]
+        fn encode_frame_parse(message in message()) {
+            let encoded = message.encode();
+            let mut buf = BytesMut::from(&encoded[..]);
+            let frame = framer::decode(&mut buf, &FrameLimits::default());
+            let Ok(Some(Frame::Message { head, body })) = frame else {
+                return Err(TestCaseError::fail(format!("{frame:?} from {encoded:?}")));
+            };
+            prop_assert!(buf.is_empty(), "{} bytes left over", buf.len());
+            prop_assert_eq!(Message::parse(&head, body), Ok(message));
+        }
     }
 }

@@ -250,13 +250,19 @@ fn push_text(stack: &mut [Element], text: &str, limits: &XmlLimits) -> Result<()
 
 fn close(stack: &mut [Element], root: &mut Option<Element>, mut element: Element) {
     // Indentation between child elements is not content.
-    if !element.children.is_empty() && element.text.trim().is_empty() {
+    if !element.children.is_empty() && element.text.chars().all(is_xml_space) {
         element.text.clear();
     }
     match stack.last_mut() {
         Some(parent) => parent.children.push(element),
         None => *root = Some(element),
     }
+}
+
+/// XML white space (the `S` production). Not `char::is_whitespace`: NBSP, NEL and the
+/// like are content.
+fn is_xml_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
 /// An XML name perch accepts after dropping one `prefix:`: ASCII letters, digits, `_`, `-`,
@@ -375,11 +381,90 @@ mod tests {
             assert!(matches!(p(odd), Err(XmlError::Syntax(_))), "{odd}");
         }
         assert!(p("<a><b>").is_err());
+        // Found by proptest: text of only NBSP (or NEL, U+3000) beside children was
+        // dropped as if it were indentation.
+        let nbsp = p("<a>\u{a0}<b/></a>").unwrap();
+        assert_eq!(nbsp.text, "\u{a0}");
+        assert_eq!(p(&nbsp.to_xml()).unwrap(), nbsp);
+        assert_eq!(p("<a>\r\n\t <b/>\n</a>").unwrap().text, "");
         assert_eq!(p(""), Err(XmlError::Empty));
         assert!(p("<a/><b/>").is_err());
         assert_eq!(
             parse(b"<a>\xff</a>", &XmlLimits::default()),
             Err(XmlError::NotUtf8)
         );
+    }
+
+    mod round_trip {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// The names `parse` keeps: ASCII NCNames.
+        fn name() -> impl Strategy<Value = String> {
+            "[A-Za-z_][A-Za-z0-9_.-]{0,8}"
+        }
+
+        /// Any XML 1.0 character, markup and white space more often than the rest.
+        fn xml_char() -> impl Strategy<Value = char> {
+            prop_oneof![
+                3 => proptest::sample::select(vec!['<', '>', '&', '"', '\'', '\r', '\n', '\t', ' ', ';', '#', '\u{85}', '\u{a0}', '\u{2028}', '\u{3000}']),
+                3 => proptest::char::range(' ', '~'),
+                1 => proptest::char::range('\u{80}', '\u{D7FF}'),
+                1 => proptest::char::range('\u{E000}', '\u{FFFD}'),
+                1 => proptest::char::range('\u{10000}', '\u{10FFFF}'),
+            ]
+        }
+
+        fn xml_text() -> impl Strategy<Value = String> {
+            prop::collection::vec(xml_char(), 0..24).prop_map(String::from_iter)
+        }
+
+        /// Distinct names, as `parse` requires.
+        fn attributes() -> impl Strategy<Value = Vec<(String, String)>> {
+            prop::collection::btree_map(name(), xml_text(), 0..5)
+                .prop_map(|map| map.into_iter().collect())
+        }
+
+        fn element() -> impl Strategy<Value = Element> {
+            let leaf =
+                (name(), attributes(), xml_text()).prop_map(|(name, attributes, text)| Element {
+                    name,
+                    attributes,
+                    text,
+                    ..Element::default()
+                });
+            leaf.prop_recursive(4, 32, 4, move |inner| {
+                (
+                    name(),
+                    attributes(),
+                    xml_text(),
+                    prop::collection::vec(inner, 1..4),
+                )
+                    .prop_map(|(name, attributes, text, children)| {
+                        let text = if text.chars().all(is_xml_space) {
+                            String::new()
+                        } else {
+                            text
+                        };
+                        Element {
+                            name,
+                            attributes,
+                            children,
+                            text,
+                            ..Element::default()
+                        }
+                    })
+            })
+        }
+
+        proptest! {
+            /// to_xml → parse gives the tree back.
+            #[test]
+            fn to_xml_then_parse(tree in element()) {
+                let text = tree.to_xml();
+                prop_assert_eq!(parse(text.as_bytes(), &XmlLimits::default()), Ok(tree), "{}", text);
+            }
+        }
     }
 }
