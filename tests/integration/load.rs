@@ -190,6 +190,50 @@ async fn lync_model_with_digest_over_tcp() {
     server.stop().await;
 }
 
+/// Hostile connections held open (idle, half-open, slowloris) while a legitimate client
+/// signs in and joins, three times: each probe succeeds and no hostile connection was
+/// dropped meanwhile. How long the probes took is a figure for bench/README.md, not a test.
+#[tokio::test]
+async fn siege_leaves_room_for_a_legitimate_client() {
+    let server = TestServer::start_seeded(trusted, seed).await;
+    let target = server.running().tcp_addr().unwrap().to_string();
+    let data = server.data_dir.display().to_string();
+    let args = [
+        "siege",
+        "--target",
+        &target,
+        "--data",
+        &data,
+        "--connections",
+        "300",
+        "--per-source",
+        "100",
+        "--probes",
+        "3",
+        "--duration",
+        "2",
+        "--timeout",
+        "5",
+        "--setup-timeout",
+        "20",
+        "--json",
+        "--quiet",
+    ];
+    let output = perch_load(&args, Duration::from_secs(90)).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "perch-load failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["scenario"], "siege");
+    assert_eq!(report["errors"]["total"], 0, "{report:#}");
+    assert_eq!(report["settings"]["probes_ok"], "3", "{report:#}");
+    assert_eq!(
+        report["settings"]["held_at_probes_min"], "300",
+        "{report:#}"
+    );
+    assert_eq!(report["joins"], 3, "{report:#}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn provision_writes_users_and_rooms() {
     let dir = temp_dir("provision");

@@ -8,6 +8,7 @@ use perch::core::model::Privacy;
 
 use crate::null_responder::FanoutMode;
 use crate::provision::RoomClass;
+use crate::scenarios::Attack;
 
 const ABOUT: &str = "Load generator and benchmarks for perch: real SIP (TCP or TLS), XCCOS, \
 measured against baselines. Loopback only: every target must be in 127.0.0.0/8 or be ::1; \
@@ -38,6 +39,9 @@ pub enum Command {
     /// 16,000 members (provision --lync-model) and posts at the model's rates per room size
     /// × clients ÷ 80,000 × --factor: post→delivery latency, 0 errors expected.
     LyncModel(LyncModelArgs),
+    /// --connections hostile connections (idle, half-open, slowloris) held open while a
+    /// legitimate client signs in and joins a room --probes times: how long that takes.
+    Siege(SiegeArgs),
     /// The limits perch is compared with.
     #[command(subcommand)]
     Baseline(BaselineCommand),
@@ -214,6 +218,19 @@ pub struct JoinStormArgs {
     /// holds. One round is one storm: everyone joins at once.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SiegeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// What the hostile connections do.
+    #[arg(long, value_enum, default_value = "mix")]
+    pub attack: Attack,
+    /// Sign-ins (REGISTER, chat dialog, join of one room) by the legitimate client, spread
+    /// over the window.
+    #[arg(long, default_value_t = 20)]
+    pub probes: usize,
 }
 
 #[derive(Args, Debug, Clone)]

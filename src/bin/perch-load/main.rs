@@ -30,7 +30,9 @@ use error::LoadError;
 use null_responder::NullOptions;
 use provision::ProvisionOptions;
 use report::Output;
-use scenarios::{FanoutOptions, IngestOptions, JoinStormOptions, LyncModelOptions, Scenario};
+use scenarios::{
+    FanoutOptions, IngestOptions, JoinStormOptions, LyncModelOptions, Scenario, SiegeOptions,
+};
 use sqlite_baseline::SqliteOptions;
 
 fn main() -> ExitCode {
@@ -121,6 +123,13 @@ fn dispatch(command: Command) -> Result<ExitCode, LoadError> {
         Command::JoinStorm(args) => scenario(
             Scenario::JoinStorm(JoinStormOptions {
                 rounds: args.rounds,
+            }),
+            args.common,
+        ),
+        Command::Siege(args) => scenario(
+            Scenario::Siege(SiegeOptions {
+                attack: args.attack,
+                probes: args.probes,
             }),
             args.common,
         ),

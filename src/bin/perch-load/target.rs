@@ -99,10 +99,7 @@ impl Connector {
         &self,
         source: Option<IpAddr>,
     ) -> Result<(Box<dyn Stream>, SocketAddr), WireError> {
-        let tcp = tokio::time::timeout(self.connect_timeout, self.tcp(source))
-            .await
-            .map_err(|_| WireError::ConnectTimeout)?
-            .map_err(WireError::Connect)?;
+        let tcp = self.connect_raw(source).await?;
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().map_err(WireError::Connect)?;
         let Some(tls) = &self.tls else {
@@ -119,6 +116,14 @@ impl Connector {
             .map_err(|_| WireError::ConnectTimeout)?
             .map_err(WireError::Tls)?;
         Ok((Box::new(stream), local))
+    }
+
+    /// A TCP connection to the target with nothing on it yet, not even TLS.
+    pub async fn connect_raw(&self, source: Option<IpAddr>) -> Result<TcpStream, WireError> {
+        tokio::time::timeout(self.connect_timeout, self.tcp(source))
+            .await
+            .map_err(|_| WireError::ConnectTimeout)?
+            .map_err(WireError::Connect)
     }
 
     async fn tcp(&self, source: Option<IpAddr>) -> std::io::Result<TcpStream> {

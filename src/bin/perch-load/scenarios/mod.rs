@@ -7,6 +7,7 @@ mod fanout;
 mod ingest;
 mod join_storm;
 mod lync_model;
+mod siege;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use fanout::FanoutOptions;
 pub use ingest::IngestOptions;
 pub use join_storm::JoinStormOptions;
 pub use lync_model::LyncModelOptions;
+pub use siege::{Attack, SiegeOptions};
 
 #[derive(Debug, Clone)]
 pub enum Scenario {
@@ -39,6 +41,7 @@ pub enum Scenario {
     Ingest(IngestOptions),
     JoinStorm(JoinStormOptions),
     LyncModel(LyncModelOptions),
+    Siege(SiegeOptions),
 }
 
 impl Scenario {
@@ -49,6 +52,7 @@ impl Scenario {
             Scenario::Ingest(_) => "ingest",
             Scenario::JoinStorm(_) => "join-storm",
             Scenario::LyncModel(_) => "lync-model",
+            Scenario::Siege(_) => "siege",
         }
     }
 
@@ -242,6 +246,7 @@ async fn run_once(
             Scenario::Connections => connections::run(&ctx, plan, common, endpoint, &timing).await,
             Scenario::Fanout(o) => fanout::run(&ctx, plan, common, o, endpoint, &timing).await,
             Scenario::Ingest(o) => ingest::run(&ctx, plan, common, o, endpoint, &timing).await,
+            Scenario::Siege(o) => siege::run(&ctx, plan, common, o, endpoint, &timing).await,
             Scenario::LyncModel(o) => {
                 lync_model::run(&ctx, plan, common, o, endpoint, &timing).await
             }
