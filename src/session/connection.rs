@@ -558,6 +558,20 @@ impl Session {
     }
 
     /// Periodic housekeeping: registration expiry, transaction timeouts.
+    /// When [`Session::tick`] next has something to do: a stored response to drop, a
+    /// request of ours to give up on, the registration to end.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        let timeout = self.shared.settings.transaction_timeout;
+        [
+            self.server_transactions.next_expiry(),
+            self.client_transactions.next_timeout(timeout),
+            self.registration.as_ref().map(|r| r.expires_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
     pub fn tick(&mut self, now: Instant) {
         self.server_transactions.expire(now);
         let timeout = self.shared.settings.transaction_timeout;

@@ -52,6 +52,11 @@ impl ServerTransactions {
         })
     }
 
+    /// When the oldest stored response may be dropped.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.order.front().map(|(at, _)| *at + SERVER_LINGER)
+    }
+
     pub fn expire(&mut self, now: Instant) {
         while let Some((at, _)) = self.order.front() {
             if now.duration_since(*at) < SERVER_LINGER {
@@ -80,12 +85,27 @@ pub struct Outstanding {
 #[derive(Debug, Default)]
 pub struct ClientTransactions {
     outstanding: HashMap<ClientKey, Outstanding>,
+    /// Send times in order, so the oldest is found without a scan; entries whose
+    /// transaction has ended are dropped when they reach the front.
+    order: VecDeque<(Instant, ClientKey)>,
 }
 
 impl ClientTransactions {
     pub fn sent(&mut self, key: ClientKey, method: Method, now: Instant) {
+        self.order.push_back((now, key.clone()));
         self.outstanding
             .insert(key, Outstanding { method, sent: now });
+    }
+
+    /// When the oldest open transaction times out.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Instant> {
+        while let Some((sent, key)) = self.order.front() {
+            if self.outstanding.get(key).is_some_and(|o| o.sent == *sent) {
+                return Some(*sent + timeout);
+            }
+            self.order.pop_front();
+        }
+        None
     }
 
     /// A final response ends the transaction; provisional ones leave it open.
@@ -98,16 +118,21 @@ impl ClientTransactions {
 
     /// Removes and returns the transactions that have waited longer than `timeout`.
     pub fn timed_out(&mut self, now: Instant, timeout: Duration) -> Vec<(ClientKey, Outstanding)> {
-        let expired: Vec<ClientKey> = self
-            .outstanding
-            .iter()
-            .filter(|(_, o)| now.duration_since(o.sent) >= timeout)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut expired = Vec::new();
+        while let Some((sent, _)) = self.order.front() {
+            if now.duration_since(*sent) < timeout {
+                break;
+            }
+            let Some((sent, key)) = self.order.pop_front() else {
+                break;
+            };
+            if self.outstanding.get(&key).is_some_and(|o| o.sent == sent)
+                && let Some(outstanding) = self.outstanding.remove(&key)
+            {
+                expired.push((key, outstanding));
+            }
+        }
         expired
-            .into_iter()
-            .filter_map(|k| self.outstanding.remove(&k).map(|o| (k, o)))
-            .collect()
     }
 
     pub fn forget_call(&mut self, call_id: &str) {
@@ -159,5 +184,32 @@ mod tests {
             txns.timed_out(t0 + Duration::from_secs(99), Duration::ZERO)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn the_next_timeout_is_the_oldest_open_transaction() {
+        let mut txns = ClientTransactions::default();
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let timeout = Duration::from_secs(32);
+        let k = |n| ClientKey {
+            call_id: format!("c{n}"),
+            cseq: 1,
+        };
+        assert_eq!(txns.next_timeout(timeout), None);
+        for n in 0..3 {
+            txns.sent(k(n), Method::Info, t0 + second * n);
+        }
+        txns.response(&k(0), 200);
+        assert_eq!(txns.next_timeout(timeout), Some(t0 + second + timeout));
+        txns.forget_call("c1");
+        assert_eq!(txns.next_timeout(timeout), Some(t0 + second * 2 + timeout));
+        // The same key sent again later: only the later send is open.
+        txns.sent(k(2), Method::Info, t0 + second * 5);
+        let late = txns.timed_out(t0 + second * 2 + timeout, timeout);
+        assert!(late.is_empty());
+        assert_eq!(txns.next_timeout(timeout), Some(t0 + second * 5 + timeout));
+        assert_eq!(txns.timed_out(t0 + second * 5 + timeout, timeout).len(), 1);
+        assert_eq!(txns.next_timeout(timeout), None);
     }
 }

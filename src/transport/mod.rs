@@ -33,8 +33,6 @@ pub struct TransportSettings {
     pub outgoing_queue: usize,
 }
 
-const TICK: Duration = Duration::from_secs(1);
-
 /// Requests of one connection whose answers may wait at once (posts awaiting their commit).
 /// Reading pauses at the cap, which pushes back on a client that outruns the store.
 const MAX_DEFERRED: usize = 64;
@@ -121,6 +119,26 @@ async fn handle_connection(
     }
 }
 
+/// The earliest of the idle timeout, the deadline of a message still arriving and the
+/// session's own timers.
+fn next_wake(
+    session: &mut Session,
+    settings: &TransportSettings,
+    last_heard: Instant,
+    partial_since: Option<Instant>,
+) -> Instant {
+    let idle = last_heard + settings.idle_timeout;
+    [
+        Some(idle),
+        partial_since.map(|since| since + settings.message_timeout),
+        session.next_deadline(),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(idle)
+}
+
 /// Drives one connection: read, frame, let the session act, write, repeat.
 pub async fn run_connection<S>(
     mut stream: S,
@@ -136,8 +154,10 @@ pub async fn run_connection<S>(
     let outboxes = shared.outboxes.clone();
     let mut session = Session::new(info, shared);
     let mut buffer = BytesMut::with_capacity(4096);
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer per connection, set to the earliest thing due (idle timeout, a message's
+    // deadline, the session's timers), so idle connections cost no wake-ups.
+    let wake = tokio::time::sleep_until((Instant::now() + settings.idle_timeout).into());
+    tokio::pin!(wake);
     let mut last_heard = Instant::now();
     // When the bytes of a not yet complete message started to wait in the buffer.
     let mut partial_since: Option<Instant> = None;
@@ -146,6 +166,12 @@ pub async fn run_connection<S>(
     let mut deferred: VecDeque<Deferred> = VecDeque::new();
     'connection: loop {
         let mut closing = false;
+        // Only ever brought forward here: when a later deadline (a read moved the idle
+        // timeout) is what the timer fires for, the tick below sets it afresh.
+        let due = next_wake(&mut session, &settings, last_heard, partial_since);
+        if due < wake.deadline().into_std() {
+            wake.as_mut().reset(due.into());
+        }
         tokio::select! {
             read = stream.read_buf(&mut buffer), if deferred.len() < MAX_DEFERRED => {
                 match read {
@@ -174,7 +200,7 @@ pub async fn run_connection<S>(
                     partial_since.get_or_insert(now);
                 }
             }
-            _ = ticker.tick() => {
+            () = &mut wake => {
                 let now = Instant::now();
                 session.tick(now);
                 if now.duration_since(last_heard) >= settings.idle_timeout {
@@ -185,6 +211,8 @@ pub async fn run_connection<S>(
                     tracing::info!(connection = info.id, peer = %info.peer, "closing: a message took too long to arrive");
                     closing = true;
                 }
+                let due = next_wake(&mut session, &settings, last_heard, partial_since);
+                wake.as_mut().reset(due.into());
             }
             Some(outbound) = mailbox.receiver.recv() => {
                 // Take everything already queued, so it goes out in one write and flush.
