@@ -66,6 +66,12 @@ pub struct Limits {
     pub request_burst: u32,
     /// Rooms one `cmd:bjoin` may name; the rest are refused entry by entry.
     pub max_rooms_per_bjoin: usize,
+    /// Nesting depth, elements, attributes per element, and bytes of one attribute value
+    /// or text in an XCCOS body; beyond them the INFO is answered 400.
+    pub xml_max_depth: usize,
+    pub xml_max_elements: usize,
+    pub xml_max_attributes: usize,
+    pub xml_max_value_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,6 +160,11 @@ impl Default for Limits {
             requests_per_second: 50,
             request_burst: 200,
             max_rooms_per_bjoin: 200,
+            xml_max_depth: 16,
+            xml_max_elements: 4096,
+            xml_max_attributes: 32,
+            // A story (the longest post) is StorySizeLimit, 64,000 bytes by default.
+            xml_max_value_bytes: 64 * 1024,
         }
     }
 }
@@ -303,6 +314,10 @@ impl Config {
             ("request_burst", l.request_burst as usize),
             ("message_timeout_secs", l.message_timeout_secs as usize),
             ("max_rooms_per_bjoin", l.max_rooms_per_bjoin),
+            ("xml_max_depth", l.xml_max_depth),
+            ("xml_max_elements", l.xml_max_elements),
+            ("xml_max_attributes", l.xml_max_attributes),
+            ("xml_max_value_bytes", l.xml_max_value_bytes),
         ] {
             if value == 0 {
                 return Err(format!("key `limits.{key}`: must be at least 1"));

@@ -376,12 +376,16 @@ impl ChatCore {
                 "join the room before posting to it".into(),
             ));
         }
-        let limit = snapshot.settings.message_size_limit;
-        if body.len() > limit as usize {
-            return Err(ChatError::TooLarge {
-                size: body.len(),
-                limit,
-            });
+        // The text is a message; with the other parts of the post (a story's title and
+        // content, add-in data) it is a story.
+        let settings = &snapshot.settings;
+        for (size, limit) in [
+            (body.len(), settings.message_size_limit),
+            (body.len() + extra.len(), settings.story_size_limit),
+        ] {
+            if size > limit as usize {
+                return Err(ChatError::TooLarge { size, limit });
+            }
         }
         let category = snapshot
             .category(room.category)

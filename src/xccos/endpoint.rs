@@ -68,7 +68,12 @@ impl XccosEndpoint {
             domain: config.domain.clone(),
             chat_uri: format!("sip:{}", config.chat_aor()),
             max_bjoin: config.limits.max_rooms_per_bjoin,
-            limits: XmlLimits::default(),
+            limits: XmlLimits {
+                max_depth: config.limits.xml_max_depth,
+                max_elements: config.limits.xml_max_elements,
+                max_attributes: config.limits.xml_max_attributes,
+                max_value_bytes: config.limits.xml_max_value_bytes,
+            },
             delivery: Arc::new(Delivery {
                 outboxes,
                 next_envid: AtomicU64::new(1),

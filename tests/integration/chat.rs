@@ -632,6 +632,21 @@ async fn auditorium_and_size_limits() {
     assert_eq!(bob.post(&lobby, "not joined").await, 400);
     bob.join(&lobby).await;
     assert_eq!(bob.post(&lobby, &"x".repeat(9000)).await, 413);
+    // A story: a short text with other parts, within StorySizeLimit (64,000) in all, then
+    // beyond it.
+    let story = |parts: &[usize], chat: &mut Chat| {
+        let extra: String = parts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("<part{i}>{}</part{i}>", "y".repeat(*n)))
+            .collect();
+        chat.post_body(&lobby, "title")
+            .replace("</chat>", &format!("</chat>{extra}"))
+    };
+    let within = story(&[30_000, 30_000], &mut bob);
+    assert_eq!(bob.info(&within).await, 200);
+    let beyond = story(&[40_000, 40_000], &mut bob);
+    assert_eq!(bob.info(&beyond).await, 413);
     server.stop().await;
 }
 
