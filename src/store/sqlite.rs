@@ -290,7 +290,7 @@ impl Store for SqliteStore {
     ) -> Pending<StoredMessage> {
         let (author, body, extra) = (author.to_owned(), body.to_owned(), extra.to_owned());
         self.writer
-            .submit(move |c| chat::append_message(c, room_id, &author, ts, &body, &extra))
+            .submit_statement(move |c| chat::append_message(c, room_id, &author, ts, &body, &extra))
     }
 
     fn history(
@@ -399,6 +399,73 @@ mod tests {
             wait(p).unwrap();
         }
         assert_eq!(store.users().unwrap().len(), 200);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Posts are written without a savepoint each: a failing one (here a room that does not
+    /// exist) must still leave the others of its batch, and the search index, intact.
+    #[test]
+    fn a_failed_post_leaves_its_batch_intact() {
+        use crate::core::model::{Category, Invitations, Privacy, Room, RoomType};
+        let dir = tempdir();
+        let store = SqliteStore::open(&dir).unwrap();
+        let category = wait(store.save_category(Category {
+            id: 0,
+            name: "C".into(),
+            description: String::new(),
+            allowed: Vec::new(),
+            denied: Vec::new(),
+            creators: Vec::new(),
+            invitations: false,
+            file_upload: false,
+            chat_history: true,
+        }))
+        .unwrap();
+        let room = wait(store.save_room(Room {
+            id: 0,
+            uid: "r".into(),
+            name: "R".into(),
+            description: String::new(),
+            category: category.id,
+            privacy: Privacy::Open,
+            kind: RoomType::Normal,
+            invitations: Invitations::Inherit,
+            disabled: false,
+            addin: None,
+            members: Vec::new(),
+            managers: Vec::new(),
+            presenters: Vec::new(),
+        }))
+        .unwrap();
+        // Submitted together, so the writer runs them in one transaction.
+        let pending: Vec<_> = (0..20)
+            .map(|i| {
+                let target = if i == 7 { room.id + 1000 } else { room.id };
+                store.append_message(target, "a@x", i, &format!("word{i} common"), "")
+            })
+            .collect();
+        let outcomes: Vec<_> = pending.into_iter().map(wait).collect();
+        assert!(outcomes[7].is_err());
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 19);
+        let search = |words: &[&str]| {
+            let query = HistoryQuery::Search {
+                words: words.iter().map(|w| w.to_string()).collect(),
+                count: 100,
+            };
+            store.history(room.id, &query).unwrap().len()
+        };
+        assert_eq!(search(&["common"]), 19);
+        assert_eq!(search(&["word8"]), 1);
+        assert_eq!(search(&["word7"]), 0);
+        store.close();
+        // FTS5's own check fails on an index that disagrees with its content table.
+        let c = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        c.execute(
+            "INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')",
+            [],
+        )
+        .unwrap();
+        drop(c);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

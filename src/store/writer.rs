@@ -46,9 +46,27 @@ impl Writer {
         &self,
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Pending<T> {
+        self.enqueue(move |tx| run_in_savepoint(tx, work))
+    }
+
+    /// Like `submit`, for work that runs exactly one SQL statement: SQLite undoes a failed
+    /// statement (triggers included) on its own and keeps the rest of the transaction, so
+    /// no savepoint is needed. That matters for posts: FTS5 writes its pending index to
+    /// disk at every savepoint release, one tiny segment per post.
+    pub fn submit_statement<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Pending<T> {
+        self.enqueue(move |tx| work(tx))
+    }
+
+    fn enqueue<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Pending<T> {
         let (reply, pending) = oneshot::channel();
         let job: Job = Box::new(move |tx| {
-            let outcome = run_in_savepoint(tx, work);
+            let outcome = work(tx);
             Box::new(move |commit| {
                 let result = match (commit, outcome) {
                     (Ok(()), outcome) => outcome,
