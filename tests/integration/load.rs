@@ -281,6 +281,126 @@ async fn provision_writes_users_and_rooms() {
     assert_eq!(sizes, [4, 4, 4, 12]);
 }
 
+/// A provisioned store prefilled with 5,000 messages (bulk, straight into SQLite, perch not
+/// running), then perch on it and the history scenario for two seconds: every kind of
+/// query answered and each answer holding exactly what the store holds.
+#[tokio::test]
+async fn history_on_a_prefilled_store() {
+    let dir = temp_dir("history");
+    let data = dir.display().to_string();
+    let provision = [
+        "provision",
+        "--data",
+        &data,
+        "--users",
+        "20",
+        "--rooms-of",
+        "20:1",
+        "--rooms-of",
+        "5:4",
+        "--json",
+    ];
+    let output = perch_load(&provision, Duration::from_secs(60)).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let prefill = [
+        "prefill",
+        "--data",
+        &data,
+        "--messages",
+        "5000",
+        "--hot-share",
+        "0.6",
+        "--markers",
+        "10,100,1000",
+        "--batch",
+        "1000",
+        "--verify",
+        "--json",
+        "--quiet",
+    ];
+    let output = perch_load(&prefill, Duration::from_secs(120)).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let filled: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(filled["store_messages"], 5000, "{filled:#}");
+    assert_eq!(filled["rooms"].as_array().unwrap().len(), 5, "{filled:#}");
+    assert!(
+        filled["rooms"][0]["messages"].as_u64().unwrap() > 2500,
+        "{filled:#}"
+    );
+    assert!(
+        filled["markers"][0]["messages"].as_u64().unwrap() > 300,
+        "{filled:#}"
+    );
+
+    let mut config = perch::config::Config {
+        domain: DOMAIN.into(),
+        data_dir: dir.clone(),
+        ..perch::config::Config::default()
+    };
+    config.listen.tcp = Some("127.0.0.1:0".parse().unwrap());
+    config.listen.tls = None;
+    trusted(&mut config);
+    // Closed-loop clients ask far more often than a person does.
+    config.limits.requests_per_second = 100_000;
+    config.limits.request_burst = 100_000;
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(SqliteStore::open(&dir).unwrap());
+    let running = perch::server::start(&config, store.clone()).await.unwrap();
+    let target = running.tcp_addr().unwrap().to_string();
+    let server = TestServer {
+        server: Some(running),
+        store,
+        data_dir: dir,
+    };
+    // perch holds the store now: prefill refuses, naming the reason.
+    let output = perch_load(&prefill, Duration::from_secs(60)).await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("stop perch"), "{stderr}");
+
+    let args = [
+        "history",
+        "--target",
+        &target,
+        "--data",
+        &data,
+        "--connections",
+        "8",
+        "--duration",
+        "2",
+        "--terms",
+        "pmk10,pmk100,pmk1000",
+        "--drain",
+        "3",
+        "--timeout",
+        "5",
+        "--setup-timeout",
+        "10",
+        "--json",
+        "--quiet",
+    ];
+    let output = perch_load(&args, Duration::from_secs(60)).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "perch-load failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["scenario"], "history");
+    assert_eq!(report["sessions"], 8, "{report:#}");
+    assert_eq!(report["errors"]["total"], 0, "{report:#}");
+    assert_eq!(report["settings"]["store_messages"], "5000", "{report:#}");
+    for kind in ["history_cache", "history_disk", "search"] {
+        let count = report["latency"][kind]["count"].as_u64().unwrap_or(0);
+        assert!(count > 0, "no {kind} samples: {report:#}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn refuses_addresses_off_loopback() {
     let output = perch_load(

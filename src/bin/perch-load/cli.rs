@@ -7,8 +7,10 @@ use clap::{Args, Parser, Subcommand};
 use perch::core::model::Privacy;
 
 use crate::null_responder::FanoutMode;
+use crate::prefill::PrefillArgs;
 use crate::provision::RoomClass;
 use crate::scenarios::Attack;
+use crate::scenarios::HistoryArgs;
 
 const ABOUT: &str = "Load generator and benchmarks for perch: real SIP (TCP or TLS), XCCOS, \
 measured against baselines. Loopback only: every target must be in 127.0.0.0/8 or be ::1; \
@@ -26,6 +28,10 @@ pub enum Command {
     /// Write users (no password), a category open to the domain and rooms of given sizes
     /// with members straight into a data directory (fast bulk path through the store).
     Provision(ProvisionArgs),
+    /// Write N messages of varied text (and marker words of known frequency) into the
+    /// rooms of a provisioned data directory, straight into SQLite: fast history for the
+    /// `history` scenario. perch must not be running on the directory.
+    Prefill(PrefillArgs),
     /// Idle registered sessions (REGISTER, chat dialog, bjoin): logins/s and the server's
     /// memory per session.
     Connections(ConnectionsArgs),
@@ -39,6 +45,11 @@ pub enum Command {
     /// 16,000 members (provision --lync-model) and posts at the model's rates per room size
     /// × clients ÷ 80,000 × --factor: post→delivery latency, 0 errors expected.
     LyncModel(LyncModelArgs),
+    /// Clients in their rooms read history (cmd:bccontext), one query outstanding each:
+    /// `last` from perch's cache, `before msgid` pages from the store, full-text searches
+    /// for terms with known hit counts (prefill's marker words); every answer checked
+    /// against the store. Latency per kind.
+    History(HistoryArgs),
     /// --connections hostile connections (idle, half-open, slowloris) held open while a
     /// legitimate client signs in and joins a room --probes times: how long that takes.
     Siege(SiegeArgs),

@@ -57,6 +57,8 @@ struct Reply {
     code: Option<String>,
     joined: usize,
     failed: usize,
+    /// The messages of an `rpl:bccontext`.
+    history: Option<xccos::HistoryPage>,
 }
 
 /// The answer to a request we sent: its status and, for INVITE, the To header; for a 401,
@@ -387,6 +389,27 @@ impl Client {
         Ok(entered)
     }
 
+    /// A `cmd:bccontext` for `room_uid`, waiting for its `rpl:bccontext`: the page of
+    /// history it carried (`None` from a server that echoes commands, like the null
+    /// responder). A code other than 200 is an error.
+    pub async fn bccontext(
+        &mut self,
+        room_uid: &str,
+        query: &xccos::Bcq,
+    ) -> Result<Option<xccos::HistoryPage>, ClientError> {
+        self.envid += 1;
+        let envid = self.envid;
+        let body = xccos::bccontext(envid, &self.ctx.domain, room_uid, query);
+        let reply = self.command(envid, &body, "bccontext").await?;
+        match reply.code.as_deref() {
+            Some("200") => Ok(reply.history),
+            other => Err(ClientError::Xccos {
+                what: "bccontext",
+                code: other.unwrap_or("none").to_owned(),
+            }),
+        }
+    }
+
     /// Sends a command INFO and waits for its SIP 200 and its XCCOS reply.
     async fn command(
         &mut self,
@@ -578,6 +601,7 @@ impl Client {
                             code,
                             joined,
                             failed,
+                            history: xccos::history_page(&body),
                         });
                     }
                 }

@@ -3,6 +3,7 @@
 use perch::store::StoreError;
 
 use crate::null_responder::NullError;
+use crate::prefill::PrefillError;
 use crate::provision::ProvisionError;
 use crate::sqlite_baseline::SqliteBaselineError;
 use crate::target::TargetError;
@@ -17,6 +18,8 @@ pub enum LoadError {
     Provision(#[from] ProvisionError),
     #[error(transparent)]
     Null(#[from] NullError),
+    #[error("prefill: {0}")]
+    Prefill(#[from] PrefillError),
     #[error(transparent)]
     Sqlite(#[from] SqliteBaselineError),
     #[error("{0}")]

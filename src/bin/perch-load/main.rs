@@ -9,6 +9,7 @@ mod client;
 mod error;
 mod null_responder;
 mod plan;
+mod prefill;
 mod procfs;
 mod provision;
 mod report;
@@ -98,7 +99,9 @@ fn dispatch(command: Command) -> Result<ExitCode, LoadError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Prefill(args) => prefill::command(args),
         Command::Connections(args) => scenario(Scenario::Connections, args.common),
+        Command::History(args) => scenario(Scenario::History(args.options()?), args.common),
         Command::Fanout(args) => scenario(
             Scenario::Fanout(FanoutOptions {
                 room: args.room,

@@ -22,6 +22,12 @@ pub struct Latencies {
     pub join: Option<LatencySummary>,
     /// Connect started → REGISTER 200.
     pub login: Option<LatencySummary>,
+    /// cmd:bccontext `last N` within DefaultChatHistory (perch's cache) → rpl:bccontext.
+    pub history_cache: Option<LatencySummary>,
+    /// cmd:bccontext `before msgid` (perch's store) → rpl:bccontext.
+    pub history_disk: Option<LatencySummary>,
+    /// cmd:bccontext `search` (perch's full-text index) → rpl:bccontext.
+    pub search: Option<LatencySummary>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,6 +148,9 @@ pub fn build(input: ReportInput<'_>, metrics: &Metrics, timeline: &Timeline) -> 
             ack: metrics.summary(Latency::Ack),
             join: metrics.summary(Latency::Join),
             login: metrics.summary(Latency::Login),
+            history_cache: metrics.summary(Latency::HistoryCache),
+            history_disk: metrics.summary(Latency::HistoryDisk),
+            search: metrics.summary(Latency::Search),
         },
         errors: Errors {
             total: metrics.error_total(),
@@ -254,7 +263,7 @@ fn rows(r: &Report) -> Vec<(&'static str, String)> {
             .collect();
         format!("{} ({})", r.errors.total, kinds.join(", "))
     };
-    vec![
+    let mut rows = vec![
         (
             "sessions",
             format!("{} of {}", r.sessions, r.connections_requested),
@@ -312,7 +321,43 @@ fn rows(r: &Report) -> Vec<(&'static str, String)> {
                 load(r.load_average_end)
             ),
         ),
-    ]
+    ];
+    let at = rows
+        .iter()
+        .position(|(name, _)| *name == "errors")
+        .unwrap_or(rows.len());
+    rows.splice(at..at, history_rows(r));
+    rows
+}
+
+/// History queries by kind, for the scenarios that send them (none for the others).
+fn history_rows(r: &Report) -> Vec<(&'static str, String)> {
+    let kinds = [
+        ("cache p50/p99/p99.9/max", &r.latency.history_cache),
+        ("disk p50/p99/p99.9/max", &r.latency.history_disk),
+        ("search p50/p99/p99.9/max", &r.latency.search),
+    ];
+    let answered: Vec<u64> = kinds
+        .iter()
+        .map(|(_, l)| l.as_ref().map_or(0, |l| l.count))
+        .collect();
+    let total: u64 = answered.iter().sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    let mut rows = vec![(
+        "history queries/s",
+        format!(
+            "{} ({} answered: {} cache, {} disk, {} search)",
+            num(per_s(total, r.window_secs)),
+            total,
+            answered[0],
+            answered[1],
+            answered[2]
+        ),
+    )];
+    rows.extend(kinds.iter().map(|(name, l)| (*name, latency(l))));
+    rows
 }
 
 fn section(out: &mut String, r: &Report) {

@@ -39,13 +39,22 @@ pub enum Latency {
     Join,
     /// Connect started → REGISTER answered 200.
     Login,
+    /// `cmd:bccontext` `last N` (N ≤ DefaultChatHistory: perch's cache) → its reply.
+    HistoryCache,
+    /// `cmd:bccontext` `before msgid` (read from the store) → its reply.
+    HistoryDisk,
+    /// `cmd:bccontext` `search` (the store's full-text index) → its reply.
+    Search,
 }
 
-const LATENCIES: [Latency; 4] = [
+const LATENCIES: [Latency; 7] = [
     Latency::Delivery,
     Latency::Ack,
     Latency::Join,
     Latency::Login,
+    Latency::HistoryCache,
+    Latency::HistoryDisk,
+    Latency::Search,
 ];
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -242,7 +251,7 @@ impl Metrics {
 
 /// A client's latency samples, added to the shared histograms in batches.
 pub struct Samples {
-    pending: [(Latency, Vec<u64>); 4],
+    pending: [(Latency, Vec<u64>); LATENCIES.len()],
     /// Per post seen: when it reached this client.
     last_delivery: HashMap<u64, u64>,
 }

@@ -44,6 +44,63 @@ pub fn post_text(sent_ns: u64, client: usize, seq: u64, size: usize) -> String {
     text
 }
 
+/// A history query: the child of `<bcq>` in a `cmd:bccontext`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bcq {
+    /// The room's last `cnt` messages.
+    Last { cnt: u32 },
+    /// The `cnt` messages before message `msgid`.
+    Before { msgid: i64, cnt: u32 },
+    /// The newest `cnt` messages containing all the words of `text`.
+    Search { text: String, cnt: u32 },
+}
+
+/// `cmd:bccontext` for room `uid`, as SIPE sends it after a join, with any query form.
+pub fn bccontext(envid: u64, domain: &str, uid: &str, query: &Bcq) -> String {
+    let uri = room_uri(domain, uid);
+    let form = match query {
+        Bcq::Last { cnt } => format!(r#"<last cnt="{cnt}"/>"#),
+        Bcq::Before { msgid, cnt } => format!(r#"<before msgid="{msgid}" cnt="{cnt}"/>"#),
+        Bcq::Search { text, cnt } => format!(r#"<search cnt="{cnt}">{}</search>"#, escape(text)),
+    };
+    format!(
+        r#"<xccos ver="1" envid="{envid}" xmlns="{NS}"><cmd id="cmd:bccontext" seqid="1"><data><chanib uri="{uri}"/><bcq>{form}</bcq></data></cmd></xccos>"#
+    )
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// What an `rpl:bccontext` carried: its messages (`msg` in the first `chanib`), oldest
+/// first, and the ids of the first and last.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub messages: usize,
+    pub oldest_msgid: Option<i64>,
+    pub newest_msgid: Option<i64>,
+}
+
+/// The messages of an `rpl:bccontext`, or `None` for any other body. Message text is
+/// escaped in XML, so `<msg ` can only start an element.
+pub fn history_page(body: &[u8]) -> Option<HistoryPage> {
+    let text = std::str::from_utf8(body).ok()?;
+    if !text.contains("rpl:bccontext") {
+        return None;
+    }
+    let msgid = |at: Option<usize>| {
+        at.and_then(|at| attribute(&text[at..], "msgid"))
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    Some(HistoryPage {
+        messages: text.matches("<msg ").count(),
+        oldest_msgid: msgid(text.find("<msg ")),
+        newest_msgid: msgid(text.rfind("<msg ")),
+    })
+}
+
 /// What a server INFO carried, as far as the load client cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
@@ -216,6 +273,60 @@ mod tests {
         let ntc = r#"<xccos ver="1" envid="3" xmlns="urn:parlano:xml:ns:xccos"><ntc id="ntc:join" seqid="1"><data/></ntc></xccos>"#;
         assert_eq!(classify(ntc.as_bytes()), Incoming::Notice);
         assert_eq!(classify(b"\xff\xfe"), Incoming::Other);
+    }
+
+    #[test]
+    fn history_queries_and_pages() {
+        let last = bccontext(5, "example.test", "abc", &Bcq::Last { cnt: 30 });
+        assert!(last.contains(r#"<cmd id="cmd:bccontext" seqid="1"><data><chanib uri="ma-chan://example.test/abc"/><bcq><last cnt="30"/></bcq>"#), "{last}");
+        assert!(last.contains(r#"envid="5""#));
+        let before = bccontext(
+            6,
+            "x",
+            "r",
+            &Bcq::Before {
+                msgid: 77,
+                cnt: 100,
+            },
+        );
+        assert!(
+            before.contains(r#"<bcq><before msgid="77" cnt="100"/></bcq>"#),
+            "{before}"
+        );
+        let search = bccontext(
+            7,
+            "x",
+            "r",
+            &Bcq::Search {
+                text: "a<b pmk100".into(),
+                cnt: 30,
+            },
+        );
+        assert!(
+            search.contains(r#"<bcq><search cnt="30">a&lt;b pmk100</search></bcq>"#),
+            "{search}"
+        );
+        // As perch answers (grpchat::message_element inside the chanib), oldest first.
+        let rpl = r#"<xccos ver="1" envid="9" xmlns="urn:parlano:xml:ns:xccos"><rpl id="rpl:bccontext" seqid="1"><commandid seqid="1" envid="5"/><resp code="200">SUCCESS_OK</resp><data><chanib uri="ma-chan://x/r"><msg id="grpchat" seqid="1" chanUri="ma-chan://x/r" author="sip:a@x" ts="2026-11-24T10:00:00.0000000Z" msgid="41"><chat>one &lt;msg msgid="3"</chat></msg><msg id="grpchat" seqid="1" chanUri="ma-chan://x/r" author="sip:a@x" ts="2026-11-24T10:00:01.0000000Z" msgid="57"><chat>two</chat></msg></chanib></data></rpl></xccos>"#;
+        assert_eq!(
+            history_page(rpl.as_bytes()),
+            Some(HistoryPage {
+                messages: 2,
+                oldest_msgid: Some(41),
+                newest_msgid: Some(57)
+            })
+        );
+        assert!(matches!(
+            classify(rpl.as_bytes()),
+            Incoming::Reply { envid: 5, .. }
+        ));
+        let empty = rpl.replace(
+            &rpl[rpl.find("<msg ").unwrap()..rpl.find("</chanib>").unwrap()],
+            "",
+        );
+        assert_eq!(history_page(empty.as_bytes()), Some(HistoryPage::default()));
+        // The null responder's echo of the command is no page.
+        assert_eq!(history_page(last.as_bytes()), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod connections;
 mod fanout;
+mod history;
 mod ingest;
 mod join_storm;
 mod lync_model;
@@ -29,6 +30,7 @@ use crate::stats::Metrics;
 use crate::target::{self, Connector};
 
 pub use fanout::FanoutOptions;
+pub use history::{HistoryArgs, HistoryOptions};
 pub use ingest::IngestOptions;
 pub use join_storm::JoinStormOptions;
 pub use lync_model::LyncModelOptions;
@@ -41,6 +43,7 @@ pub enum Scenario {
     Ingest(IngestOptions),
     JoinStorm(JoinStormOptions),
     LyncModel(LyncModelOptions),
+    History(HistoryOptions),
     Siege(SiegeOptions),
 }
 
@@ -52,6 +55,7 @@ impl Scenario {
             Scenario::Ingest(_) => "ingest",
             Scenario::JoinStorm(_) => "join-storm",
             Scenario::LyncModel(_) => "lync-model",
+            Scenario::History(_) => "history",
             Scenario::Siege(_) => "siege",
         }
     }
@@ -246,6 +250,7 @@ async fn run_once(
             Scenario::Connections => connections::run(&ctx, plan, common, endpoint, &timing).await,
             Scenario::Fanout(o) => fanout::run(&ctx, plan, common, o, endpoint, &timing).await,
             Scenario::Ingest(o) => ingest::run(&ctx, plan, common, o, endpoint, &timing).await,
+            Scenario::History(o) => history::run(&ctx, plan, common, o, endpoint, &timing).await,
             Scenario::Siege(o) => siege::run(&ctx, plan, common, o, endpoint, &timing).await,
             Scenario::LyncModel(o) => {
                 lync_model::run(&ctx, plan, common, o, endpoint, &timing).await

@@ -1,0 +1,1296 @@
+//! `perch-load prefill`: bulk history. Writes N messages straight into perch's SQLite
+//! database in a data directory, spread over its rooms, with text drawn from a vocabulary
+//! of a few thousand words (Zipf-distributed, so search terms have realistic selectivity)
+//! and rare marker words at frequencies chosen on the command line (their exact counts,
+//! per room, are reported, so the `history` scenario can search for terms with known hit
+//! counts).
+//!
+//! It is fast because it bypasses perch: one connection holding the database exclusively
+//! (perch must not be running, and cannot start meanwhile), a rollback journal without
+//! fsync while loading, large transactions with one prepared statement, and the FTS5 index
+//! built once at the end (`rebuild`) instead of row by row through the insert trigger,
+//! which is dropped during the load and recreated from perch's own migration text. The last
+//! transaction (index, trigger) is committed with `synchronous=FULL`, then the database is
+//! put back in WAL mode. An interrupted prefill leaves the trigger dropped; the next
+//! `prefill` (even with `--messages 0`) notices, rebuilds the index and recreates it.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, ValueEnum};
+use perch::store::sqlite::DATABASE_FILE;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::error::LoadError;
+use crate::procfs;
+
+/// perch's migration that defines the messages table, its FTS5 index and triggers: the
+/// trigger dropped during a load is recreated from this text, never retyped.
+const CHAT_MIGRATION: &str = include_str!("../../store/migrations/0002_chat.sql");
+/// The schema version that migration brings the database to.
+const CHAT_SCHEMA_VERSION: i64 = 2;
+const INSERT_TRIGGER: &str = "messages_fts_insert";
+
+#[derive(Args, Debug, Clone)]
+pub struct PrefillArgs {
+    /// perch data directory with a provisioned store (users and rooms); perch must not be
+    /// running on it.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Messages to add (0: only repair or check the store).
+    #[arg(long)]
+    pub messages: u64,
+    /// Only rooms with exactly this many user members.
+    #[arg(long, conflicts_with = "room")]
+    pub rooms_of_size: Option<usize>,
+    /// Only this room (by name; repeat for more) [default: every enabled room].
+    #[arg(long)]
+    pub room: Vec<String>,
+    /// Share of the messages that go to one hot room (the selected room with the most
+    /// members); the rest go round-robin to the others. 0: round-robin over all.
+    #[arg(long, default_value_t = 0.0)]
+    pub hot_share: f64,
+    /// Mean bytes of text per message (each is between half and one and a half times it).
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = 50_000)]
+    pub batch: usize,
+    /// Words in the vocabulary (the most common English words first, then made-up ones),
+    /// drawn with Zipf's law.
+    #[arg(long, default_value_t = 4000)]
+    pub vocabulary: usize,
+    /// Marker words: for each N, the word `pmkN` is put in a message with probability 1/N.
+    /// Their exact counts (per room too) are reported.
+    #[arg(long, value_delimiter = ',', default_value = "100,10000,1000000")]
+    pub markers: Vec<u64>,
+    /// Messages are dated over this many days up to now, oldest first.
+    #[arg(long, default_value_t = 365)]
+    pub span_days: u64,
+    /// Seed of the text, authors and markers (the same seed writes the same messages).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How the full-text index is built: after the load for the new rows (deferred) or for
+    /// all rows (rebuild), perch's insert trigger dropped meanwhile and then recreated; or
+    /// by that trigger as each row goes in (triggers).
+    #[arg(long, value_enum, default_value_t = FtsMode::Rebuild)]
+    pub fts: FtsMode,
+    /// Afterwards run `PRAGMA integrity_check` and the FTS5 `integrity-check` against the
+    /// messages table (minutes on millions of messages).
+    #[arg(long)]
+    pub verify: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FtsMode {
+    /// Index the new rows after the load, in chunks (the trigger dropped meanwhile).
+    Deferred,
+    /// FTS5's `rebuild` of the whole index after the load (the trigger dropped meanwhile).
+    Rebuild,
+    /// perch's trigger indexes each row as it goes in.
+    Triggers,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrefillError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no perch store in {0} (run `perch-load provision --data {0}` first)")]
+    NoStore(String),
+    #[error("{0}: stop perch (or whatever holds it) before prefilling")]
+    InUse(String),
+    #[error("unexpected schema: {0}")]
+    Schema(String),
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+}
+
+/// One room's share of the load.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomFill {
+    pub name: String,
+    pub uid: String,
+    pub members: usize,
+    pub messages: u64,
+    /// Marker word → messages of this room that carry it.
+    pub markers: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MarkerFill {
+    pub word: String,
+    /// Probability 1/every per message.
+    pub every: u64,
+    pub messages: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrefillReport {
+    pub database: String,
+    pub messages: u64,
+    /// Messages in the store afterwards (all rooms).
+    pub store_messages: u64,
+    pub first_id: Option<i64>,
+    pub last_id: Option<i64>,
+    pub mean_body_bytes: f64,
+    pub vocabulary: usize,
+    pub batch: usize,
+    pub fts: FtsMode,
+    pub rooms: Vec<RoomFill>,
+    pub markers: Vec<MarkerFill>,
+    /// Generating and inserting the rows (with the indexes on the messages table).
+    pub insert_secs: f64,
+    pub insert_rows_per_s: f64,
+    /// Building the FTS5 index and recreating the trigger (rebuild mode).
+    pub fts_secs: f64,
+    pub verify_secs: Option<f64>,
+    pub total_secs: f64,
+    /// Messages ÷ (insert + index): what a prefill costs per row, checks excluded.
+    pub rows_per_s: f64,
+    pub database_bytes: u64,
+    pub load_average_start: Option<[f64; 3]>,
+    pub load_average_end: Option<[f64; 3]>,
+}
+
+/// `perch-load prefill`: runs, then prints the report.
+pub fn command(args: PrefillArgs) -> Result<ExitCode, LoadError> {
+    let report = run(&args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_args(args: &PrefillArgs) -> Result<(), PrefillError> {
+    let invalid = |text: &str| Err(PrefillError::Invalid(text.to_owned()));
+    if args.batch == 0 {
+        return invalid("--batch must be at least 1");
+    }
+    if !(1..=65_536).contains(&args.size) {
+        return invalid("--size must be between 1 and 65536 bytes");
+    }
+    if !(0.0..=1.0).contains(&args.hot_share) {
+        return invalid("--hot-share must be between 0 and 1");
+    }
+    if !(10..=1_000_000).contains(&args.vocabulary) {
+        return invalid("--vocabulary must be between 10 and 1000000 words");
+    }
+    if args.markers.contains(&0) {
+        return invalid("--markers: every N must be at least 1");
+    }
+    if args.span_days == 0 || args.span_days > 36_500 {
+        return invalid("--span-days must be between 1 and 36500");
+    }
+    Ok(())
+}
+
+pub fn run(args: &PrefillArgs) -> Result<PrefillReport, PrefillError> {
+    check_args(args)?;
+    let started = Instant::now();
+    let load_average_start = procfs::load_average();
+    let path = args.data.join(DATABASE_FILE);
+    if !path.is_file() {
+        return Err(PrefillError::NoStore(args.data.display().to_string()));
+    }
+    // A leftover WAL proves nothing (perch's read-only connections close last and cannot
+    // remove it): who has the files open, and the SQLite lock, decide.
+    refuse_if_open(&path)?;
+    let mut connection = Connection::open(&path)?;
+    lock_exclusively(&connection, &path)?;
+    let migration_trigger = trigger_from_migration()?;
+    check_schema(&connection)?;
+    let trigger_missing = stored_trigger(&connection)?.is_none();
+    if let Some(stored) = stored_trigger(&connection)?
+        && normalize(&stored) != normalize(migration_trigger)
+    {
+        return Err(PrefillError::Schema(format!(
+            "trigger {INSERT_TRIGGER} differs from perch's migration 0002: {stored}"
+        )));
+    }
+    if trigger_missing && !args.quiet {
+        eprintln!(
+            "perch-load prefill: trigger {INSERT_TRIGGER} is missing (an interrupted prefill?): the full-text index will be rebuilt and the trigger recreated"
+        );
+    }
+    // A rollback journal (appends journal little) without fsync while loading: a crash
+    // loses at most the batch in progress. perch puts the store back in WAL mode when it
+    // opens it, and this run does too at the end.
+    connection.pragma_update(None, "journal_mode", "DELETE")?;
+    connection.pragma_update(None, "synchronous", "OFF")?;
+    connection.pragma_update(None, "cache_size", -262_144)?;
+    connection.pragma_update(None, "temp_store", "MEMORY")?;
+
+    let rooms = select_rooms(&connection, args)?;
+    // Without the trigger (an interrupted run) nobody knows which rows are indexed.
+    let mode = if trigger_missing {
+        FtsMode::Rebuild
+    } else {
+        args.fts
+    };
+    let max_id_before: i64 =
+        connection.query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| {
+            r.get(0)
+        })?;
+    let drop_trigger = mode != FtsMode::Triggers && !trigger_missing && args.messages > 0;
+    if drop_trigger {
+        connection.execute_batch(&format!("DROP TRIGGER {INSERT_TRIGGER}"))?;
+    }
+    let loaded = match load(&mut connection, args, &rooms) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            // Leave a usable store behind: index what went in and put the trigger back.
+            if drop_trigger || trigger_missing {
+                if !args.quiet {
+                    eprintln!(
+                        "perch-load prefill: failed ({error}); restoring the full-text index"
+                    );
+                }
+                let _ = index_after_load(
+                    &mut connection,
+                    mode,
+                    max_id_before,
+                    args,
+                    migration_trigger,
+                );
+            }
+            return Err(error);
+        }
+    };
+    let index_started = Instant::now();
+    if drop_trigger || trigger_missing {
+        index_after_load(
+            &mut connection,
+            mode,
+            max_id_before,
+            args,
+            migration_trigger,
+        )?;
+    } else {
+        // The trigger indexed each row; make what went in durable.
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
+    }
+    let fts_secs = index_started.elapsed().as_secs_f64();
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    let verify_secs = if args.verify {
+        let verify_started = Instant::now();
+        verify(&connection, args.quiet)?;
+        Some(verify_started.elapsed().as_secs_f64())
+    } else {
+        None
+    };
+    let store_messages: i64 =
+        connection.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;
+    drop(connection);
+    let insert_secs = loaded.secs.max(f64::MIN_POSITIVE);
+    let database_bytes = ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(with_suffix(&path, suffix)).ok())
+        .map(|m| m.len())
+        .sum();
+    Ok(PrefillReport {
+        database: path.display().to_string(),
+        messages: loaded.rows,
+        store_messages: u64::try_from(store_messages).unwrap_or(0),
+        first_id: loaded.first_id,
+        last_id: loaded.last_id,
+        mean_body_bytes: if loaded.rows == 0 {
+            0.0
+        } else {
+            loaded.body_bytes as f64 / loaded.rows as f64
+        },
+        vocabulary: args.vocabulary,
+        batch: args.batch,
+        fts: args.fts,
+        rows_per_s: loaded.rows as f64 / (insert_secs + fts_secs),
+        insert_rows_per_s: loaded.rows as f64 / insert_secs,
+        rooms: rooms
+            .iter()
+            .zip(&loaded.per_room)
+            .map(|(room, counts)| RoomFill {
+                name: room.name.clone(),
+                uid: room.uid.clone(),
+                members: room.authors.len(),
+                messages: counts.messages,
+                markers: args
+                    .markers
+                    .iter()
+                    .zip(&counts.markers)
+                    .map(|(every, n)| (marker_word(*every), *n))
+                    .collect(),
+            })
+            .collect(),
+        markers: args
+            .markers
+            .iter()
+            .enumerate()
+            .map(|(k, every)| MarkerFill {
+                word: marker_word(*every),
+                every: *every,
+                messages: loaded.per_room.iter().map(|c| c.markers[k]).sum(),
+            })
+            .collect(),
+        insert_secs: loaded.secs,
+        fts_secs,
+        verify_secs,
+        total_secs: started.elapsed().as_secs_f64(),
+        database_bytes,
+        load_average_start,
+        load_average_end: procfs::load_average(),
+    })
+}
+
+/// The marker word for a probability of 1/`every`: letters and digits only, one FTS token.
+pub fn marker_word(every: u64) -> String {
+    format!("pmk{every}")
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Refuses when a process has the database (or its WAL or shared-memory file) open, as a
+/// running perch does: found by reading /proc/*/fd, so the message names the process.
+fn refuse_if_open(path: &Path) -> Result<(), PrefillError> {
+    let Ok(database) = path.canonicalize() else {
+        return Ok(());
+    };
+    let watched: Vec<PathBuf> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| with_suffix(&database, suffix))
+        .collect();
+    let me = std::process::id();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Ok(());
+    };
+    let mut holders = Vec::new();
+    for entry in processes.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // Processes we may not inspect are skipped; the SQLite lock below still covers them.
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .any(|target| watched.contains(&target));
+        if holds {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            holders.push(format!("{pid} ({})", comm.trim()));
+        }
+    }
+    if holders.is_empty() {
+        return Ok(());
+    }
+    Err(PrefillError::InUse(format!(
+        "{} is open in process {}",
+        path.display(),
+        holders.join(", ")
+    )))
+}
+
+/// Takes the database for this connection alone until it closes: every connection in WAL
+/// mode (a running perch's) holds a shared lock, so this fails while one is open, and a
+/// perch started meanwhile cannot open the store.
+fn lock_exclusively(connection: &Connection, path: &Path) -> Result<(), PrefillError> {
+    connection.busy_timeout(Duration::ZERO)?;
+    connection.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    match connection.execute_batch("BEGIN EXCLUSIVE; COMMIT;") {
+        Ok(()) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            Err(PrefillError::InUse(format!(
+                "{} is locked by another connection (is perch running on it?)",
+                path.display()
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The `CREATE TRIGGER messages_fts_insert ... END;` statement of perch's migration.
+fn trigger_from_migration() -> Result<&'static str, PrefillError> {
+    let missing = || {
+        PrefillError::Schema(format!(
+            "migration 0002 has no trigger {INSERT_TRIGGER} this tool can find"
+        ))
+    };
+    let start = CHAT_MIGRATION
+        .find(&format!("CREATE TRIGGER {INSERT_TRIGGER} "))
+        .ok_or_else(missing)?;
+    let rest = &CHAT_MIGRATION[start..];
+    let end = rest.find("END;").ok_or_else(missing)? + "END;".len();
+    Ok(&rest[..end])
+}
+
+fn stored_trigger(connection: &Connection) -> Result<Option<String>, PrefillError> {
+    Ok(connection
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
+            [INSERT_TRIGGER],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// SQL text compared without its layout or final semicolon.
+fn normalize(sql: &str) -> String {
+    sql.trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn check_schema(connection: &Connection) -> Result<(), PrefillError> {
+    let version: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version != CHAT_SCHEMA_VERSION {
+        return Err(PrefillError::Schema(format!(
+            "schema version {version}, this perch-load writes version {CHAT_SCHEMA_VERSION}"
+        )));
+    }
+    let fts: i64 = connection.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE name IN ('messages', 'messages_fts')",
+        [],
+        |r| r.get(0),
+    )?;
+    if fts != 2 {
+        return Err(PrefillError::Schema(
+            "the messages table or its FTS5 index is missing".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A room to write into: its id, and the users who may be authors (its user members).
+#[derive(Debug, Clone)]
+struct TargetRoom {
+    id: i64,
+    uid: String,
+    name: String,
+    authors: Vec<String>,
+}
+
+fn select_rooms(
+    connection: &Connection,
+    args: &PrefillArgs,
+) -> Result<Vec<TargetRoom>, PrefillError> {
+    let mut statement =
+        connection.prepare("SELECT id, uid, name FROM rooms WHERE disabled = 0 ORDER BY name")?;
+    let all: Vec<(i64, String, String)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut members = connection.prepare(
+        "SELECT principal FROM room_principals WHERE room_id = ?1 AND role = 'member' AND principal LIKE 'sip:%' ORDER BY principal",
+    )?;
+    let mut rooms = Vec::new();
+    for (id, uid, name) in all {
+        if !args.room.is_empty() && !args.room.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+            continue;
+        }
+        let authors: Vec<String> = members
+            .query_map([id], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(|p| p.trim_start_matches("sip:").to_owned())
+            .collect();
+        if args.rooms_of_size.is_some_and(|size| size != authors.len()) {
+            continue;
+        }
+        rooms.push(TargetRoom {
+            id,
+            uid,
+            name,
+            authors,
+        });
+    }
+    if let Some(missing) = args
+        .room
+        .iter()
+        .find(|n| !rooms.iter().any(|r| r.name.eq_ignore_ascii_case(n)))
+    {
+        return Err(PrefillError::Invalid(format!(
+            "no enabled room named {missing:?}"
+        )));
+    }
+    if rooms.is_empty() && args.messages > 0 {
+        return Err(PrefillError::Invalid(match args.rooms_of_size {
+            Some(size) => format!("no enabled room has exactly {size} user members"),
+            None => "the store has no enabled room (provision rooms first)".into(),
+        }));
+    }
+    // The hot room (with --hot-share) comes first: the one with the most members.
+    if let Some(hot) = rooms
+        .iter()
+        .enumerate()
+        .max_by(|(i, a), (j, b)| a.authors.len().cmp(&b.authors.len()).then(j.cmp(i)))
+        .map(|(i, _)| i)
+    {
+        let room = rooms.remove(hot);
+        rooms.insert(0, room);
+    }
+    Ok(rooms)
+}
+
+#[derive(Debug, Clone, Default)]
+struct RoomCounts {
+    messages: u64,
+    markers: Vec<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Loaded {
+    rows: u64,
+    body_bytes: u64,
+    first_id: Option<i64>,
+    last_id: Option<i64>,
+    per_room: Vec<RoomCounts>,
+    secs: f64,
+}
+
+/// Generates and inserts the rows, one transaction per batch.
+fn load(
+    connection: &mut Connection,
+    args: &PrefillArgs,
+    rooms: &[TargetRoom],
+) -> Result<Loaded, PrefillError> {
+    let started = Instant::now();
+    let mut loaded = Loaded {
+        per_room: vec![
+            RoomCounts {
+                messages: 0,
+                markers: vec![0; args.markers.len()],
+            };
+            rooms.len()
+        ],
+        ..Loaded::default()
+    };
+    if args.messages == 0 {
+        return Ok(loaded);
+    }
+    let mut generator = TextGenerator::new(args.vocabulary, args.size, args.seed);
+    let mut choose = RoomChooser::new(rooms.len(), args.hot_share, args.seed);
+    let mut random = SplitMix64::new(args.seed ^ 0x5eed_a117);
+    let markers: Vec<(String, u64)> = args
+        .markers
+        .iter()
+        .map(|&every| (marker_word(every), every))
+        .collect();
+    let span = i64::try_from(args.span_days)
+        .unwrap_or(36_500)
+        .saturating_mul(86_400 * 10_000_000);
+    let now = now_ticks();
+    let first_ts = now - span;
+    let step = span as f64 / args.messages as f64;
+    let mut progress = Progress::new("rows", args.messages, args.quiet);
+    let mut body = String::with_capacity(args.size * 2);
+    let mut carried: Vec<&str> = Vec::with_capacity(markers.len());
+    let mut done = 0u64;
+    while done < args.messages {
+        let batch_end = (done + args.batch as u64).min(args.messages);
+        let tx = connection.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO messages (room_id, author, ts, body) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for i in done..batch_end {
+                let r = choose.next();
+                let room = &rooms[r];
+                let counts = &mut loaded.per_room[r];
+                carried.clear();
+                for (k, (word, every)) in markers.iter().enumerate() {
+                    if random.below(*every) == 0 {
+                        carried.push(word);
+                        counts.markers[k] += 1;
+                    }
+                }
+                generator.message(&mut body, &carried);
+                let author = if room.authors.is_empty() {
+                    "prefill@example.test"
+                } else {
+                    &room.authors[random.below(room.authors.len() as u64) as usize]
+                };
+                let ts = first_ts + (i as f64 * step) as i64;
+                insert.execute(params![room.id, author, ts, body])?;
+                counts.messages += 1;
+                loaded.body_bytes += body.len() as u64;
+                if i == 0 {
+                    loaded.first_id = Some(tx.last_insert_rowid());
+                }
+                if (i + 1) % 4096 == 0 {
+                    progress.update(i + 1);
+                }
+            }
+        }
+        loaded.last_id = Some(tx.last_insert_rowid());
+        tx.commit()?;
+        done = batch_end;
+        progress.update(done);
+    }
+    progress.finish();
+    loaded.rows = done;
+    loaded.secs = started.elapsed().as_secs_f64();
+    Ok(loaded)
+}
+
+/// Indexes the rows the load wrote without the trigger — all rows with `rebuild` (FTS5's
+/// own command, one statement), the rows after `after_id` in chunks of --batch with
+/// `deferred` — then recreates the insert trigger from the migration, in a last
+/// transaction committed with fsync.
+fn index_after_load(
+    connection: &mut Connection,
+    mode: FtsMode,
+    after_id: i64,
+    args: &PrefillArgs,
+    trigger: &str,
+) -> Result<(), PrefillError> {
+    if mode == FtsMode::Deferred {
+        let last: i64 =
+            connection.query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| {
+                r.get(0)
+            })?;
+        let total = u64::try_from(last - after_id).unwrap_or(0);
+        let mut progress = Progress::new("rows indexed", total, args.quiet);
+        let chunk = i64::try_from(args.batch).unwrap_or(i64::MAX).max(1);
+        let mut from = after_id + 1;
+        while from <= last {
+            let to = from.saturating_add(chunk - 1).min(last);
+            let tx = connection.transaction()?;
+            tx.execute(
+                "INSERT INTO messages_fts (rowid, body) SELECT id, body FROM messages WHERE id BETWEEN ?1 AND ?2",
+                params![from, to],
+            )?;
+            tx.commit()?;
+            progress.update(u64::try_from(to - after_id).unwrap_or(0));
+            from = to + 1;
+        }
+        progress.finish();
+    }
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    let tx = connection.transaction()?;
+    if mode == FtsMode::Rebuild {
+        if !args.quiet {
+            eprintln!("perch-load prefill: rebuilding the full-text index...");
+        }
+        tx.execute_batch("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")?;
+    }
+    if stored_trigger(&tx)?.is_none() {
+        tx.execute_batch(trigger)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn verify(connection: &Connection, quiet: bool) -> Result<(), PrefillError> {
+    if !quiet {
+        eprintln!("perch-load prefill: PRAGMA integrity_check...");
+    }
+    let mut statement = connection.prepare("PRAGMA integrity_check")?;
+    let problems: Vec<String> = statement
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    if problems != ["ok"] {
+        return Err(PrefillError::Integrity(problems.join("; ")));
+    }
+    if !quiet {
+        eprintln!("perch-load prefill: FTS5 integrity-check against the messages table...");
+    }
+    // rank = 1: also compare the index with the external content (the messages table).
+    connection
+        .execute(
+            "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)",
+            [],
+        )
+        .map_err(|e| PrefillError::Integrity(format!("FTS5 integrity-check: {e}")))?;
+    Ok(())
+}
+
+/// Current time in 100 ns ticks since the Unix epoch, as perch stores `ts`.
+fn now_ticks() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX))
+}
+
+/// SplitMix64: small, fast, and good enough to pick words, rooms and authors.
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [0, n) (n ≥ 1), by multiply-shift: bias below 2^-64 × n.
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+/// Which room each message goes to: the hot room (index 0) with probability `hot_share`,
+/// the others in turn.
+#[derive(Debug, Clone)]
+struct RoomChooser {
+    rooms: usize,
+    hot_share: f64,
+    turn: usize,
+    random: SplitMix64,
+}
+
+impl RoomChooser {
+    fn new(rooms: usize, hot_share: f64, seed: u64) -> Self {
+        Self {
+            rooms,
+            hot_share,
+            turn: 0,
+            random: SplitMix64::new(seed ^ 0x0000_00a0_0d5e),
+        }
+    }
+
+    fn next(&mut self) -> usize {
+        if self.rooms <= 1 {
+            return 0;
+        }
+        if self.hot_share > 0.0 {
+            if self.random.unit() < self.hot_share {
+                return 0;
+            }
+            let room = 1 + self.turn % (self.rooms - 1);
+            self.turn += 1;
+            return room;
+        }
+        let room = self.turn % self.rooms;
+        self.turn += 1;
+        room
+    }
+}
+
+/// Very common English words, most common first: the head of the vocabulary.
+const COMMON: &[&str] = &[
+    "the", "to", "and", "a", "of", "i", "it", "you", "is", "that", "in", "we", "for", "this", "on",
+    "be", "with", "have", "are", "not", "can", "will", "do", "so", "but", "if", "at", "me", "my",
+    "our", "they", "what", "just", "from", "up", "all", "about", "there", "get", "as", "by", "or",
+    "an", "was", "one", "no", "now", "out", "ok", "yes", "thanks", "please", "need", "know",
+    "think", "see", "look", "make", "time", "today", "work", "new", "good", "build", "test",
+    "release", "meeting", "server", "team", "update", "issue", "check", "change", "fix", "review",
+    "call", "week", "tomorrow", "done", "next", "plan", "data", "client", "report", "question",
+    "status", "customer", "deploy", "branch", "merge",
+];
+
+const ONSETS: &[&str] = &[
+    "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br",
+    "ch", "cl", "dr", "fl", "gr", "pl", "pr", "sh", "st", "th", "tr",
+];
+const VOWELS: &[&str] = &["a", "e", "i", "o", "u", "ai", "ea", "ou"];
+const CODAS: &[&str] = &["", "", "", "n", "r", "s", "t", "l", "m", "nd", "st", "ck"];
+
+/// Text from a Zipf-distributed vocabulary: the common words above, then made-up words
+/// (onset-vowel-coda syllables, longer as they get rarer), all distinct, none of them a
+/// marker word.
+struct TextGenerator {
+    words: Vec<String>,
+    /// Cumulative Zipf weights (s = 1), one per word.
+    cumulative: Vec<f64>,
+    size: usize,
+    random: SplitMix64,
+}
+
+impl TextGenerator {
+    fn new(vocabulary: usize, size: usize, seed: u64) -> Self {
+        let mut random = SplitMix64::new(seed ^ 0x00f0_cab0);
+        let mut words: Vec<String> = COMMON
+            .iter()
+            .take(vocabulary)
+            .map(|w| (*w).to_owned())
+            .collect();
+        let mut seen: std::collections::HashSet<String> = words.iter().cloned().collect();
+        let pick = |list: &[&'static str], random: &mut SplitMix64| {
+            list[random.below(list.len() as u64) as usize]
+        };
+        while words.len() < vocabulary {
+            let rank = words.len();
+            let syllables = 1
+                + usize::from(rank >= 300)
+                + usize::from(rank >= 1500)
+                + usize::from(rank >= 5000)
+                + usize::from(random.below(3) == 0);
+            let mut word = String::new();
+            for _ in 0..syllables {
+                word.push_str(pick(ONSETS, &mut random));
+                word.push_str(pick(VOWELS, &mut random));
+            }
+            word.push_str(pick(CODAS, &mut random));
+            if !word.starts_with("pmk") && seen.insert(word.clone()) {
+                words.push(word);
+            }
+        }
+        let mut total = 0.0;
+        let cumulative = (1..=words.len())
+            .map(|rank| {
+                total += 1.0 / rank as f64;
+                total
+            })
+            .collect();
+        Self {
+            words,
+            cumulative,
+            size,
+            random,
+        }
+    }
+
+    fn word(&mut self) -> usize {
+        let total = self.cumulative.last().copied().unwrap_or(1.0);
+        let x = self.random.unit() * total;
+        self.cumulative
+            .partition_point(|&c| c <= x)
+            .min(self.words.len() - 1)
+    }
+
+    /// One message into `out`: sentences of 3 to 14 words, about `size` bytes in all, with
+    /// each marker word at a random place.
+    fn message(&mut self, out: &mut String, markers: &[&str]) {
+        out.clear();
+        let low = (self.size / 2).max(1) as u64;
+        let target = (low + self.random.below(self.size as u64 + 1)) as usize;
+        let mut sentence_left = 0;
+        let mut words = 0usize;
+        let mut marker_at: [usize; 8] = [usize::MAX; 8];
+        let estimate = (target / 6).max(1) as u64;
+        for (slot, _) in marker_at.iter_mut().zip(markers) {
+            *slot = self.random.below(estimate) as usize;
+        }
+        while out.len() < target || words == 0 {
+            if sentence_left == 0 {
+                if !out.is_empty() {
+                    out.push_str(if self.random.below(5) == 0 {
+                        "? "
+                    } else {
+                        ". "
+                    });
+                }
+                sentence_left = 3 + self.random.below(12);
+            }
+            if !out.is_empty() && !out.ends_with(' ') {
+                out.push(' ');
+            }
+            let capital = out.is_empty() || out.ends_with(". ") || out.ends_with("? ");
+            let start = out.len();
+            let word = self.word();
+            out.push_str(&self.words[word]);
+            if capital && let Some(first) = out.get_mut(start..start + 1) {
+                first.make_ascii_uppercase();
+            }
+            for (k, marker) in markers.iter().enumerate() {
+                if marker_at.get(k) == Some(&words) {
+                    out.push(' ');
+                    out.push_str(marker);
+                }
+            }
+            words += 1;
+            sentence_left -= 1;
+        }
+        // Markers whose place fell beyond the text (more than 8 markers, or a short one).
+        for (k, marker) in markers.iter().enumerate() {
+            if marker_at.get(k).is_none_or(|&at| at >= words) {
+                out.push(' ');
+                out.push_str(marker);
+            }
+        }
+        out.push('.');
+    }
+}
+
+/// Progress on stderr: one line redrawn with \r on a terminal (percentage, rows, rows/s,
+/// ETA), otherwise a line every 10 %.
+struct Progress {
+    what: &'static str,
+    total: u64,
+    started: Instant,
+    quiet: bool,
+    terminal: bool,
+    last_draw: Option<Instant>,
+    next_tenth: u64,
+}
+
+impl Progress {
+    fn new(what: &'static str, total: u64, quiet: bool) -> Self {
+        Self {
+            what,
+            total: total.max(1),
+            started: Instant::now(),
+            quiet,
+            terminal: std::io::stderr().is_terminal(),
+            last_draw: None,
+            next_tenth: 1,
+        }
+    }
+
+    fn line(&self, done: u64) -> String {
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+        let eta = if rate > 0.0 && done < self.total {
+            format_secs((self.total - done) as f64 / rate)
+        } else {
+            "-".into()
+        };
+        format!(
+            "perch-load prefill: {:5.1} % {done}/{} {}, {rate:.0} {}/s, ETA {eta}",
+            done as f64 * 100.0 / self.total as f64,
+            self.total,
+            self.what,
+            self.what
+        )
+    }
+
+    fn update(&mut self, done: u64) {
+        if self.quiet {
+            return;
+        }
+        if self.terminal {
+            let now = Instant::now();
+            if self
+                .last_draw
+                .is_some_and(|t| now.duration_since(t) < Duration::from_millis(200))
+            {
+                return;
+            }
+            self.last_draw = Some(now);
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r{}\x1b[K", self.line(done));
+            let _ = err.flush();
+        } else {
+            while self.next_tenth <= 10 && done * 10 >= self.next_tenth * self.total {
+                eprintln!("{}", self.line(done));
+                self.next_tenth += 1;
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.quiet && self.terminal && self.last_draw.is_some() {
+            eprintln!();
+        }
+    }
+}
+
+/// `1h02m03s`, `4m05s`, `6s`.
+fn format_secs(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, s) => format!("{h}h{m:02}m{s:02}s"),
+    }
+}
+
+fn table(r: &PrefillReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} messages into {} rooms of {} in {:.1} s: {:.0} rows/s (inserts {:.0} rows/s over {:.1} s, full-text index {:.1} s{}), mean body {:.0} bytes, vocabulary {} words",
+        r.messages,
+        r.rooms.len(),
+        r.database,
+        r.total_secs,
+        r.rows_per_s,
+        r.insert_rows_per_s,
+        r.insert_secs,
+        r.fts_secs,
+        r.verify_secs
+            .map_or(String::new(), |s| format!(", checks passed in {s:.1} s")),
+        r.mean_body_bytes,
+        r.vocabulary
+    );
+    let _ = writeln!(
+        out,
+        "store: {} messages, ids {}..{} written now, {:.1} MiB on disk",
+        r.store_messages,
+        r.first_id.map_or("-".into(), |i| i.to_string()),
+        r.last_id.map_or("-".into(), |i| i.to_string()),
+        r.database_bytes as f64 / (1024.0 * 1024.0)
+    );
+    let markers: Vec<String> = r
+        .markers
+        .iter()
+        .map(|m| format!("{} (1/{}): {}", m.word, m.every, m.messages))
+        .collect();
+    let _ = writeln!(out, "markers: {}", markers.join(", "));
+    let _ = writeln!(
+        out,
+        "{:<24} {:>8} {:>10}  markers",
+        "room", "members", "messages"
+    );
+    for room in &r.rooms {
+        let markers: Vec<String> = room
+            .markers
+            .iter()
+            .map(|(w, n)| format!("{w}={n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<24} {:>8} {:>10}  {}",
+            room.name,
+            room.members,
+            room.messages,
+            markers.join(" ")
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use perch::core::model::Privacy;
+    use perch::store::Store;
+
+    use crate::provision::{self, ProvisionOptions, RoomClass};
+
+    fn temp_dir(label: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("perch-load-prefill-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn provisioned(label: &str) -> PathBuf {
+        let dir = temp_dir(label);
+        provision::run(&ProvisionOptions {
+            data: dir.clone(),
+            domain: "example.test".into(),
+            users: 6,
+            prefix: "load".into(),
+            category: "LoadTest".into(),
+            rooms_of: vec![
+                RoomClass { size: 6, count: 1 },
+                RoomClass { size: 2, count: 3 },
+            ],
+            privacy: Privacy::Closed,
+            password: None,
+            quiet: true,
+        })
+        .unwrap();
+        dir
+    }
+
+    fn args(data: &Path, messages: u64) -> PrefillArgs {
+        PrefillArgs {
+            data: data.to_path_buf(),
+            messages,
+            rooms_of_size: None,
+            room: Vec::new(),
+            hot_share: 0.0,
+            size: 80,
+            batch: 700,
+            vocabulary: 500,
+            markers: vec![10, 1000],
+            span_days: 30,
+            seed: 7,
+            fts: FtsMode::Rebuild,
+            verify: true,
+            json: false,
+            quiet: true,
+        }
+    }
+
+    fn count(dir: &Path, sql: &str) -> i64 {
+        let c = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn prefills_round_robin_with_an_index_that_passes_its_checks() {
+        let dir = provisioned("rr");
+        let report = run(&args(&dir, 3000)).unwrap();
+        assert_eq!(report.messages, 3000);
+        assert_eq!(report.store_messages, 3000);
+        assert_eq!(report.rooms.len(), 4);
+        assert!(report.rooms.iter().all(|r| r.messages == 750), "{report:?}");
+        // The hot room candidate (most members) comes first even without --hot-share.
+        assert_eq!(report.rooms[0].members, 6);
+        let tenth = &report.markers[0];
+        assert_eq!(tenth.word, "pmk10");
+        assert!((200..400).contains(&tenth.messages), "{tenth:?}");
+        // The index finds exactly the messages counted, per room too.
+        let hits = count(
+            &dir,
+            "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'pmk10'",
+        );
+        assert_eq!(hits as u64, tenth.messages);
+        let first_room: i64 = count(
+            &dir,
+            &format!(
+                "SELECT count(*) FROM messages_fts f JOIN messages m ON m.id = f.rowid JOIN rooms r ON r.id = m.room_id WHERE messages_fts MATCH 'pmk10' AND r.uid = '{}'",
+                report.rooms[0].uid
+            ),
+        );
+        assert_eq!(first_room as u64, report.rooms[0].markers["pmk10"]);
+        // The trigger is back, exactly as the migration has it, and indexes new rows.
+        let c = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        let stored = stored_trigger(&c).unwrap().unwrap();
+        assert_eq!(
+            normalize(&stored),
+            normalize(trigger_from_migration().unwrap())
+        );
+        let mode: String = c
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(c);
+        // A second load appends, with the triggers kept this time, and still checks out.
+        let mut again = args(&dir, 500);
+        again.fts = FtsMode::Triggers;
+        again.hot_share = 1.0;
+        let second = run(&again).unwrap();
+        assert_eq!(second.store_messages, 3500);
+        assert_eq!(second.rooms[0].messages, 500);
+        assert_eq!(second.first_id, Some(3001));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_interrupted_load_is_repaired_by_the_next_one() {
+        let dir = provisioned("repair");
+        run(&args(&dir, 1000)).unwrap();
+        {
+            let c = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+            c.execute_batch(&format!("DROP TRIGGER {INSERT_TRIGGER}"))
+                .unwrap();
+            c.execute(
+                "INSERT INTO messages (room_id, author, ts, body) SELECT room_id, author, ts, 'unindexed pmk10' FROM messages LIMIT 1",
+                [],
+            )
+            .unwrap();
+        }
+        let report = run(&args(&dir, 0)).unwrap();
+        assert_eq!(report.messages, 0);
+        assert_eq!(report.store_messages, 1001);
+        assert_eq!(
+            count(
+                &dir,
+                "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'unindexed'"
+            ),
+            1
+        );
+        let c = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        assert!(stored_trigger(&c).unwrap().is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn refuses_while_the_store_is_open_elsewhere_and_bad_input() {
+        let dir = provisioned("busy");
+        let store = perch::store::SqliteStore::open(&dir).unwrap();
+        // This process holds it, so /proc does not name it: the SQLite lock does.
+        let error = run(&args(&dir, 10)).unwrap_err();
+        assert!(matches!(error, PrefillError::InUse(_)), "{error}");
+        assert!(error.to_string().contains("stop perch"), "{error}");
+        store.close();
+        drop(store);
+        let mut bad = args(&dir, 10);
+        bad.hot_share = 2.0;
+        assert!(matches!(run(&bad), Err(PrefillError::Invalid(_))));
+        let mut bad = args(&dir, 10);
+        bad.room = vec!["nope".into()];
+        assert!(matches!(run(&bad), Err(PrefillError::Invalid(_))));
+        let mut bad = args(&dir, 10);
+        bad.rooms_of_size = Some(5);
+        assert!(matches!(run(&bad), Err(PrefillError::Invalid(_))));
+        let missing = temp_dir("missing");
+        assert!(matches!(
+            run(&args(&missing, 10)),
+            Err(PrefillError::NoStore(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn text_is_varied_and_carries_its_markers() {
+        let mut generator = TextGenerator::new(4000, 100, 3);
+        assert_eq!(generator.words.len(), 4000);
+        let distinct: std::collections::HashSet<&String> = generator.words.iter().collect();
+        assert_eq!(distinct.len(), 4000);
+        let mut text = String::new();
+        let mut total = 0;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            generator.message(&mut text, &[]);
+            assert!(text.is_ascii() && !text.contains(['<', '&', '"']), "{text}");
+            total += text.len();
+            for word in text.split([' ', '.', '?']).filter(|w| !w.is_empty()) {
+                seen.insert(word.to_ascii_lowercase());
+            }
+        }
+        let mean = total / 1000;
+        assert!((90..130).contains(&mean), "mean {mean}");
+        assert!(seen.len() > 1000, "{} distinct words", seen.len());
+        generator.message(&mut text, &["pmk10", "pmk1000"]);
+        let words: Vec<&str> = text.split([' ', '.', '?']).collect();
+        assert!(
+            words.contains(&"pmk10") && words.contains(&"pmk1000"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn rooms_round_robin_or_hot() {
+        let mut even = RoomChooser::new(3, 0.0, 1);
+        let picks: Vec<usize> = (0..6).map(|_| even.next()).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        let mut hot = RoomChooser::new(3, 0.9, 1);
+        let mut counts = [0u32; 3];
+        for _ in 0..10_000 {
+            counts[hot.next()] += 1;
+        }
+        assert!((8800..9200).contains(&counts[0]), "{counts:?}");
+        assert!(counts[1].abs_diff(counts[2]) <= 1, "{counts:?}");
+        assert_eq!(format_secs(3723.0), "1h02m03s");
+        assert_eq!(format_secs(65.0), "1m05s");
+    }
+}
