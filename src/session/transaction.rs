@@ -20,6 +20,8 @@ pub struct ServerKey {
 const SERVER_LINGER: Duration = Duration::from_secs(32);
 /// Bound per connection, so a flood of distinct requests cannot grow memory.
 const SERVER_CAPACITY: usize = 256;
+/// What the client transactions keep allocated once none is open.
+const SETTLED_CAPACITY: usize = 8;
 
 #[derive(Debug, Default)]
 pub struct ServerTransactions {
@@ -113,7 +115,19 @@ impl ClientTransactions {
         if code < 200 {
             return self.outstanding.get(key).cloned();
         }
-        self.outstanding.remove(key)
+        let ended = self.outstanding.remove(key);
+        if self.outstanding.is_empty() {
+            self.settle();
+        }
+        ended
+    }
+
+    /// Nothing is open: forget the send order and give back what a burst (a sign-in's
+    /// roster notices) made the two collections grow to.
+    fn settle(&mut self) {
+        self.order.clear();
+        self.order.shrink_to(SETTLED_CAPACITY);
+        self.outstanding.shrink_to(SETTLED_CAPACITY);
     }
 
     /// Removes and returns the transactions that have waited longer than `timeout`.
@@ -137,6 +151,9 @@ impl ClientTransactions {
 
     pub fn forget_call(&mut self, call_id: &str) {
         self.outstanding.retain(|k, _| k.call_id != call_id);
+        if self.outstanding.is_empty() {
+            self.settle();
+        }
     }
 }
 

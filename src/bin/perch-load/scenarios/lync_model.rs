@@ -5,7 +5,7 @@
 //! clients ÷ 80,000, times --factor; every acknowledged post must reach every client in its
 //! room.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -84,10 +84,16 @@ impl Mix {
 }
 
 /// Every client's mix: the class rates for this many clients, split evenly among the
-/// clients with rooms of the class. `clients`: each client's user (an index into the plan's
-/// users) and rooms.
-fn mixes(plan: &Plan, clients: &[(usize, Vec<String>)], factor: f64) -> (Vec<Mix>, [f64; 3]) {
-    let connected: HashSet<usize> = clients.iter().map(|(user, _)| *user).collect();
+/// clients with rooms of the class. `clients`: the rooms each client joins.
+fn mixes(plan: &Plan, clients: &[Vec<String>], factor: f64) -> (Vec<Mix>, [f64; 3]) {
+    // A room's audience: the clients that join it (a member may have more rooms than a
+    // client joins).
+    let mut audiences: HashMap<&str, u64> = HashMap::new();
+    for uids in clients {
+        for uid in uids {
+            *audiences.entry(uid.as_str()).or_default() += 1;
+        }
+    }
     let rooms_by_uid: HashMap<&str, usize> = plan
         .rooms
         .iter()
@@ -96,18 +102,13 @@ fn mixes(plan: &Plan, clients: &[(usize, Vec<String>)], factor: f64) -> (Vec<Mix
         .collect();
     let rooms: Vec<Rooms> = clients
         .iter()
-        .map(|(_, uids)| {
+        .map(|uids| {
             let mut mine = Rooms::default();
             for uid in uids {
                 if let Some(&r) = rooms_by_uid.get(uid.as_str()) {
                     let room = &plan.rooms[r];
-                    let audience = room
-                        .members
-                        .iter()
-                        .filter(|m| connected.contains(m))
-                        .count();
-                    mine.by_class[class_of(room.members.len())]
-                        .push((uid.clone(), audience as u64));
+                    let audience = audiences.get(uid.as_str()).copied().unwrap_or(0);
+                    mine.by_class[class_of(room.members.len())].push((uid.clone(), audience));
                 }
             }
             mine
@@ -158,12 +159,7 @@ pub async fn run(
     }
     let specs = client_specs(plan, common, &members, "users with rooms", true)?;
     let n = specs.len();
-    // client_specs gives client i the user members[i].
-    let clients: Vec<(usize, Vec<String>)> = specs
-        .iter()
-        .zip(&members)
-        .map(|(spec, &user)| (user, spec.rooms.clone()))
-        .collect();
+    let clients: Vec<Vec<String>> = specs.iter().map(|spec| spec.rooms.clone()).collect();
     let (mixes, totals) = mixes(plan, &clients, options.factor);
     let mixes = Arc::new(mixes);
     let in_flight = options.in_flight.max(1);
@@ -243,13 +239,17 @@ mod tests {
             rooms_of: Vec::new(),
         };
         // 100 clients: users 0–99. Only the first 30 are in the small room.
-        let clients: Vec<(usize, Vec<String>)> = (0..100)
+        let clients: Vec<Vec<String>> = (0..100)
             .map(|u| {
                 let mut r = vec!["m1".to_owned(), "l1".to_owned()];
                 if u < 30 {
                     r.insert(0, "s1".to_owned());
                 }
-                (u, r)
+                // A member that does not join a room is not its audience.
+                if u == 99 {
+                    r.remove(0);
+                }
+                r
             })
             .collect();
         let (mut mixes, totals) = mixes(&plan, &clients, 800.0);
@@ -260,6 +260,10 @@ mod tests {
         // The small-room rate is shared by the 30 clients that have one.
         assert!((mixes[0].cumulative[0] - 22.22 / 30.0).abs() < 1e-9);
         assert_eq!(mixes[99].cumulative[0], 0.0);
+        assert_eq!(
+            mixes[99].cumulative[1], 0.0,
+            "client 99 joins no medium room"
+        );
         assert!(Client::interval(mixes[99].rate()) > Client::interval(mixes[0].rate()));
         let mut seen = HashMap::new();
         for _ in 0..10_000 {
@@ -267,6 +271,7 @@ mod tests {
             *seen.entry(uid.clone()).or_insert(0) += 1;
             let expected = match uid.as_str() {
                 "s1" => 30,
+                "m1" => 99,
                 _ => 100,
             };
             assert_eq!(audience, expected, "{uid}");
