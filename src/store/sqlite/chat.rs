@@ -435,11 +435,14 @@ pub fn history(
             if words.is_empty() {
                 return Ok(Vec::new());
             }
+            // Ordered by the FTS rowid (the message id), so FTS5 yields matches newest
+            // first and the LIMIT ends the scan; ordering by `m.id` made SQLite read and
+            // sort every match in the store first.
             let mut s = c.prepare_cached(
                 "SELECT m.id, m.room_id, m.author, m.ts, m.body, m.extra
                  FROM messages_fts f JOIN messages m ON m.id = f.rowid
                  WHERE messages_fts MATCH ?1 AND m.room_id = ?2
-                 ORDER BY m.id DESC LIMIT ?3",
+                 ORDER BY f.rowid DESC LIMIT ?3",
             )?;
             s.query_map(params![fts_query(words), room_id, count], message_from_row)?
                 .collect::<Result<_, _>>()?
