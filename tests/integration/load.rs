@@ -58,6 +58,22 @@ async fn perch_load(args: &[&str], budget: Duration) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs perch-load with `args`, which must succeed and print one JSON document.
+async fn perch_load_json(args: &[&str], budget: Duration) -> serde_json::Value {
+    let output = perch_load(args, budget).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "perch-load {args:?} failed: {stderr}"
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
 #[tokio::test]
 async fn fanout_smoke_over_tcp() {
     let server = TestServer::start_seeded(trusted, seed).await;
@@ -87,15 +103,7 @@ async fn fanout_smoke_over_tcp() {
         "--json",
         "--quiet",
     ];
-    let output = perch_load(&args, Duration::from_secs(60)).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "perch-load failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    });
+    let report = perch_load_json(&args, Duration::from_secs(60)).await;
     assert_eq!(report["scenario"], "fanout");
     assert_eq!(report["sessions"], 5, "{report:#}");
     let deliveries = report["deliveries"].as_u64().unwrap();
@@ -138,9 +146,7 @@ async fn lync_model_with_digest_over_tcp() {
         "pw",
         "--json",
     ];
-    let output = perch_load(&provision, Duration::from_secs(60)).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "provision failed: {stderr}");
+    perch_load_json(&provision, Duration::from_secs(60)).await;
     // The running server reloads its model when the store's generation moves.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let args = [
@@ -166,10 +172,7 @@ async fn lync_model_with_digest_over_tcp() {
         "--json",
         "--quiet",
     ];
-    let output = perch_load(&args, Duration::from_secs(120)).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "perch-load failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = perch_load_json(&args, Duration::from_secs(120)).await;
     assert_eq!(report["scenario"], "lync-model");
     assert_eq!(report["sessions"], 160, "{report:#}");
     assert_eq!(report["joins"], 160 * 24, "{report:#}");
@@ -219,10 +222,7 @@ async fn siege_leaves_room_for_a_legitimate_client() {
         "--json",
         "--quiet",
     ];
-    let output = perch_load(&args, Duration::from_secs(90)).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "perch-load failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = perch_load_json(&args, Duration::from_secs(90)).await;
     assert_eq!(report["scenario"], "siege");
     assert_eq!(report["errors"]["total"], 0, "{report:#}");
     assert_eq!(report["settings"]["probes_ok"], "3", "{report:#}");
@@ -250,13 +250,7 @@ async fn provision_writes_users_and_rooms() {
         "12:1",
         "--json",
     ];
-    let output = perch_load(&args, Duration::from_secs(60)).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let summary = perch_load_json(&args, Duration::from_secs(60)).await;
     assert_eq!(summary["users_added"], 12);
     assert_eq!(summary["rooms_added"], 4);
     assert_eq!(summary["memberships"], 24);
@@ -300,12 +294,7 @@ async fn history_on_a_prefilled_store() {
         "5:4",
         "--json",
     ];
-    let output = perch_load(&provision, Duration::from_secs(60)).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    perch_load_json(&provision, Duration::from_secs(60)).await;
     let prefill = [
         "prefill",
         "--data",
@@ -322,13 +311,7 @@ async fn history_on_a_prefilled_store() {
         "--json",
         "--quiet",
     ];
-    let output = perch_load(&prefill, Duration::from_secs(120)).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let filled: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let filled = perch_load_json(&prefill, Duration::from_secs(120)).await;
     assert_eq!(filled["store_messages"], 5000, "{filled:#}");
     assert_eq!(filled["rooms"].as_array().unwrap().len(), 5, "{filled:#}");
     assert!(
@@ -386,10 +369,7 @@ async fn history_on_a_prefilled_store() {
         "--json",
         "--quiet",
     ];
-    let output = perch_load(&args, Duration::from_secs(60)).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "perch-load failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = perch_load_json(&args, Duration::from_secs(60)).await;
     assert_eq!(report["scenario"], "history");
     assert_eq!(report["sessions"], 8, "{report:#}");
     assert_eq!(report["errors"]["total"], 0, "{report:#}");

@@ -12,6 +12,7 @@ mod plan;
 mod prefill;
 mod procfs;
 mod provision;
+mod random;
 mod report;
 mod run;
 mod scenarios;

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use crate::error::LoadError;
 use crate::procfs;
+use crate::random::Random;
 
 /// perch's migration that defines the messages table, its FTS5 index and triggers: the
 /// trigger dropped during a load is recreated from this text, never retyped.
@@ -600,7 +601,7 @@ fn load(
     }
     let mut generator = TextGenerator::new(args.vocabulary, args.size, args.seed);
     let mut choose = RoomChooser::new(rooms.len(), args.hot_share, args.seed);
-    let mut random = SplitMix64::new(args.seed ^ 0x5eed_a117);
+    let mut random = Random::new(args.seed ^ 0x5eed_a117);
     let markers: Vec<(String, u64)> = args
         .markers
         .iter()
@@ -742,34 +743,6 @@ fn now_ticks() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX))
 }
 
-/// SplitMix64: small, fast, and good enough to pick words, rooms and authors.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [0, n) (n ≥ 1), by multiply-shift: bias below 2^-64 × n.
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-}
-
 /// Which room each message goes to: the hot room (index 0) with probability `hot_share`,
 /// the others in turn.
 #[derive(Debug, Clone)]
@@ -777,7 +750,7 @@ struct RoomChooser {
     rooms: usize,
     hot_share: f64,
     turn: usize,
-    random: SplitMix64,
+    random: Random,
 }
 
 impl RoomChooser {
@@ -786,7 +759,7 @@ impl RoomChooser {
             rooms,
             hot_share,
             turn: 0,
-            random: SplitMix64::new(seed ^ 0x0000_00a0_0d5e),
+            random: Random::new(seed ^ 0x0000_00a0_0d5e),
         }
     }
 
@@ -835,19 +808,19 @@ struct TextGenerator {
     /// Cumulative Zipf weights (s = 1), one per word.
     cumulative: Vec<f64>,
     size: usize,
-    random: SplitMix64,
+    random: Random,
 }
 
 impl TextGenerator {
     fn new(vocabulary: usize, size: usize, seed: u64) -> Self {
-        let mut random = SplitMix64::new(seed ^ 0x00f0_cab0);
+        let mut random = Random::new(seed ^ 0x00f0_cab0);
         let mut words: Vec<String> = COMMON
             .iter()
             .take(vocabulary)
             .map(|w| (*w).to_owned())
             .collect();
         let mut seen: std::collections::HashSet<String> = words.iter().cloned().collect();
-        let pick = |list: &[&'static str], random: &mut SplitMix64| {
+        let pick = |list: &[&'static str], random: &mut Random| {
             list[random.below(list.len() as u64) as usize]
         };
         while words.len() < vocabulary {

@@ -123,18 +123,19 @@ async fn establish(ctx: Arc<RunContext>, spec: &Spec) -> Result<Client, ClientEr
 }
 
 /// Starts one task per spec: setup (at most `connect_concurrency` at once), then, once the
-/// window opens, `body`. A client that fails records why and stops.
+/// window opens, `body`. A client that fails records why and stops. Returns the phase the
+/// coordinator moves on, and the tasks.
 pub fn spawn_clients<F, Fut>(
     ctx: &Arc<RunContext>,
     specs: Vec<Spec>,
     timing: &Timing,
-    phase: &watch::Sender<Phase>,
     body: F,
-) -> JoinSet<()>
+) -> (watch::Sender<Phase>, JoinSet<()>)
 where
-    F: Fn(Client, Spec, watch::Receiver<Phase>) -> Fut + Clone + Send + 'static,
+    F: Fn(Client, Spec, watch::Receiver<Phase>, Arc<RunContext>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let (phase, _) = watch::channel(Phase::Setup);
     let permits = Arc::new(Semaphore::new(timing.connect_concurrency.max(1)));
     let mut tasks = JoinSet::new();
     for spec in specs {
@@ -170,10 +171,10 @@ where
                     return;
                 }
             }
-            body(client, spec, phase).await;
+            body(client, spec, phase, ctx).await;
         });
     }
-    tasks
+    (phase, tasks)
 }
 
 /// Keeps a client reading (and answering) until the run is done; used by clients with

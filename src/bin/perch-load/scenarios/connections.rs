@@ -5,12 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
 use crate::cli::Common;
 use crate::error::LoadError;
 use crate::plan::Plan;
-use crate::run::{self, Endpoint, Phase, RunContext, Timing};
+use crate::run::{self, Endpoint, RunContext, Timing};
 
 use super::{ScenarioResult, client_specs};
 
@@ -24,16 +22,12 @@ pub async fn run(
     let everyone: Vec<usize> = (0..plan.users.len()).collect();
     let specs = client_specs(plan, common, &everyone, "enabled users of the domain", true)?;
     let n = specs.len();
-    let (phase, _) = watch::channel(Phase::Setup);
-    let body_ctx = ctx.clone();
-    let tasks = run::spawn_clients(
+    let (phase, tasks) = run::spawn_clients(
         ctx,
         specs,
         timing,
-        &phase,
-        move |mut client, _, mut phase| {
-            let ctx = body_ctx.clone();
-            async move { run::idle_until_done(&mut client, &ctx, &mut phase).await }
+        move |mut client, _, mut phase, ctx| async move {
+            run::idle_until_done(&mut client, &ctx, &mut phase).await
         },
     );
     let timeline = run::coordinate(ctx, endpoint, timing, n, phase, tasks, |_| true).await;

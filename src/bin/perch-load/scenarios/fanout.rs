@@ -6,13 +6,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
 use crate::cli::Common;
 use crate::client::Client;
 use crate::error::LoadError;
 use crate::plan::Plan;
-use crate::run::{self, Endpoint, Phase, RunContext, Spec, Timing};
+use crate::run::{self, Endpoint, RunContext, Spec, Timing};
 use crate::stats::Metrics;
 
 use super::{ScenarioResult, Schedule, post_on_schedule};
@@ -65,15 +63,12 @@ pub async fn run(
         .collect();
     let interval = Client::interval(options.rate / posters as f64);
     let (uid, in_flight) = (room.uid.clone(), options.in_flight.max(1));
-    let (phase, _) = watch::channel(Phase::Setup);
-    let body_ctx = ctx.clone();
-    let tasks = run::spawn_clients(
+    let (phase, tasks) = run::spawn_clients(
         ctx,
         specs,
         timing,
-        &phase,
-        move |mut client, spec, mut phase| {
-            let (ctx, uid) = (body_ctx.clone(), uid.clone());
+        move |mut client, spec, mut phase, ctx| {
+            let uid = uid.clone();
             async move {
                 if spec.index < posters {
                     // Posters start evenly spread over one interval.

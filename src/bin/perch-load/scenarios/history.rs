@@ -31,6 +31,7 @@ use crate::cli::Common;
 use crate::client::{Client, ClientError};
 use crate::error::LoadError;
 use crate::plan::Plan;
+use crate::random::Random;
 use crate::run::{self, Endpoint, Phase, RunContext, Timing};
 use crate::stats::{Latency, Samples, now_ns};
 use crate::xccos::{Bcq, HistoryPage};
@@ -327,28 +328,6 @@ fn deep_page_ok(page: &HistoryPage, cnt: u32, before: i64, room: &RoomHistory) -
     in_range && (full || reached_start)
 }
 
-/// SplitMix64 for the clients' choices.
-#[derive(Debug, Clone)]
-struct Random(u64);
-
-impl Random {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-}
-
 /// Where a client's deep read goes next.
 #[derive(Debug, Clone, Copy)]
 struct Cursor {
@@ -394,13 +373,13 @@ impl Querier {
         let options = self.options.clone();
         match kind {
             Kind::Last => {
-                let room = self.random.below(self.rooms.len());
+                let room = self.random.index(self.rooms.len());
                 let expect = (options.last as u64).min(self.rooms[room].1.messages) as usize;
                 (room, Bcq::Last { cnt: options.last }, Some(expect))
             }
             Kind::Search => {
-                let room = self.random.below(self.rooms.len());
-                let term = self.random.below(options.terms.len());
+                let room = self.random.index(self.rooms.len());
+                let term = self.random.index(options.terms.len());
                 let hits = self.rooms[room].1.hits.get(term).copied().unwrap_or(0);
                 let expect = (options.search as u64).min(hits) as usize;
                 let text = options.terms[term].clone();
@@ -414,13 +393,13 @@ impl Querier {
                 let cursor = match self.cursor {
                     Some(cursor) if cursor.pages_left > 0 => cursor,
                     _ => {
-                        let room = self.deep_rooms[self.random.below(self.deep_rooms.len())];
+                        let room = self.deep_rooms[self.random.index(self.deep_rooms.len())];
                         let history = &self.rooms[room].1;
                         let (first, last) =
                             (history.first_id.unwrap_or(1), history.last_id.unwrap_or(1));
                         // Uniform over (first, last + 1]: a page anywhere in the history.
                         let span = usize::try_from(last - first + 1).unwrap_or(1).max(1);
-                        let before = first + 1 + self.random.below(span) as i64;
+                        let before = first + 1 + self.random.index(span) as i64;
                         Cursor {
                             room,
                             before,
@@ -514,21 +493,14 @@ pub async fn run(
     // Only perch answers with rpl:bccontext; the null responder echoes the command.
     let verify = endpoint.server == "perch";
     let outstanding = Arc::new(Outstanding::default());
-    let (phase, _) = watch::channel(Phase::Setup);
-    let (body_ctx, body_view, body_options, body_outstanding) = (
-        ctx.clone(),
-        view.clone(),
-        options.clone(),
-        outstanding.clone(),
-    );
+    let (body_view, body_options, body_outstanding) =
+        (view.clone(), options.clone(), outstanding.clone());
     let quiet = common.quiet;
-    let tasks = run::spawn_clients(
+    let (phase, tasks) = run::spawn_clients(
         ctx,
         specs,
         timing,
-        &phase,
-        move |mut client, spec, mut phase| {
-            let ctx = body_ctx.clone();
+        move |mut client, spec, mut phase, ctx| {
             let rooms: Vec<(String, RoomHistory)> = spec
                 .rooms
                 .iter()
@@ -542,7 +514,7 @@ pub async fn run(
                 rooms,
                 deep_rooms,
                 cursor: None,
-                random: Random(
+                random: Random::new(
                     body_options.seed ^ (spec.index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d),
                 ),
             };
@@ -845,7 +817,7 @@ mod tests {
                 .collect(),
             rooms,
             cursor: None,
-            random: Random(9),
+            random: Random::new(9),
         }
     }
 

@@ -40,20 +40,14 @@ pub async fn run(
     let specs = client_specs(plan, common, &posters, "users with rooms", true)?;
     let n = specs.len();
     let in_flight = options.in_flight.max(1);
-    let (phase, _) = watch::channel(Phase::Setup);
-    let body_ctx = ctx.clone();
-    let tasks = run::spawn_clients(
+    let (phase, tasks) = run::spawn_clients(
         ctx,
         specs,
         timing,
-        &phase,
-        move |mut client, spec, mut phase| {
-            let ctx = body_ctx.clone();
-            async move {
-                let outcome =
-                    post_flat_out(&mut client, &ctx, &mut phase, &spec.rooms, in_flight).await;
-                run::idle_after(&mut client, &ctx, &mut phase, outcome).await;
-            }
+        move |mut client, spec, mut phase, ctx| async move {
+            let outcome =
+                post_flat_out(&mut client, &ctx, &mut phase, &spec.rooms, in_flight).await;
+            run::idle_after(&mut client, &ctx, &mut phase, outcome).await;
         },
     );
     let timeline = run::coordinate(ctx, endpoint, timing, n, phase, tasks, |m| {

@@ -33,19 +33,13 @@ pub async fn run(
     let specs = client_specs(plan, common, &joiners, "users with rooms", false)?;
     let n = specs.len();
     let rounds = options.rounds;
-    let (phase, _) = watch::channel(Phase::Setup);
-    let body_ctx = ctx.clone();
-    let tasks = run::spawn_clients(
+    let (phase, tasks) = run::spawn_clients(
         ctx,
         specs,
         timing,
-        &phase,
-        move |mut client, spec, mut phase| {
-            let ctx = body_ctx.clone();
-            async move {
-                let outcome = storm(&mut client, &phase, &spec.rooms, rounds).await;
-                run::idle_after(&mut client, &ctx, &mut phase, outcome).await;
-            }
+        move |mut client, spec, mut phase, ctx| async move {
+            let outcome = storm(&mut client, &phase, &spec.rooms, rounds).await;
+            run::idle_after(&mut client, &ctx, &mut phase, outcome).await;
         },
     );
     let timeline = run::coordinate(ctx, endpoint, timing, n, phase, tasks, |_| true).await;

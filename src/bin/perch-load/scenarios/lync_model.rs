@@ -8,13 +8,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
 use crate::cli::Common;
 use crate::client::Client;
 use crate::error::LoadError;
 use crate::plan::Plan;
-use crate::run::{self, Endpoint, Phase, RunContext, Timing};
+use crate::random::Random;
+use crate::run::{self, Endpoint, RunContext, Timing};
 use crate::stats::Metrics;
 
 use super::{ScenarioResult, Schedule, client_specs, count_missing_deliveries, post_on_schedule};
@@ -57,8 +56,8 @@ struct Mix {
     /// Cumulative per-class rates of this client, posts/s.
     cumulative: [f64; 3],
     next_room: [usize; 3],
-    /// xorshift64 state: which class each post goes to.
-    random: u64,
+    /// Which class each post goes to.
+    random: Random,
 }
 
 impl Mix {
@@ -67,10 +66,7 @@ impl Mix {
     }
 
     fn next(&mut self) -> (String, u64) {
-        self.random ^= self.random << 13;
-        self.random ^= self.random >> 7;
-        self.random ^= self.random << 17;
-        let pick = (self.random >> 11) as f64 / (1u64 << 53) as f64 * self.rate();
+        let pick = self.random.unit() * self.rate();
         let class = self.cumulative.iter().position(|&c| pick < c).unwrap_or(2);
         let rooms = &self.rooms.by_class[class];
         let turn = self.next_room[class];
@@ -134,7 +130,7 @@ fn mixes(plan: &Plan, clients: &[Vec<String>], factor: f64) -> (Vec<Mix>, [f64; 
                 rooms,
                 cumulative,
                 next_room: [0; 3],
-                random: 0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+                random: Random::new(i as u64),
             }
         })
         .collect();
@@ -163,15 +159,12 @@ pub async fn run(
     let (mixes, totals) = mixes(plan, &clients, options.factor);
     let mixes = Arc::new(mixes);
     let in_flight = options.in_flight.max(1);
-    let (phase, _) = watch::channel(Phase::Setup);
-    let body_ctx = ctx.clone();
-    let tasks = run::spawn_clients(
+    let (phase, tasks) = run::spawn_clients(
         ctx,
         specs,
         timing,
-        &phase,
-        move |mut client, spec, mut phase| {
-            let (ctx, mixes) = (body_ctx.clone(), mixes.clone());
+        move |mut client, spec, mut phase, ctx| {
+            let mixes = mixes.clone();
             async move {
                 let Some(mut mix) = mixes.get(spec.index).cloned() else {
                     return run::idle_until_done(&mut client, &ctx, &mut phase).await;
