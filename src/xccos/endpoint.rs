@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use tokio::sync::Semaphore;
 
 use crate::core::chat::{ChatCore, ChatError, Eviction, SessionKey};
 use crate::core::policy::Denial;
@@ -17,6 +18,9 @@ use super::xml::{Element, XmlLimits};
 /// What the endpoint needs to serialise and deliver; shared with deferred work.
 struct Delivery {
     outboxes: Arc<Outboxes>,
+    /// Store reads in progress at once; more wait their turn, so a burst of history
+    /// searches cannot take every core (and a thread each) from the other commands.
+    store_reads: Arc<Semaphore>,
     /// Our envelope counter; each side numbers its own envelopes.
     next_envid: AtomicU64,
 }
@@ -76,6 +80,7 @@ impl XccosEndpoint {
             },
             delivery: Arc::new(Delivery {
                 outboxes,
+                store_reads: Arc::new(Semaphore::new(concurrent_store_reads())),
                 next_envid: AtomicU64::new(1),
             }),
         }
@@ -107,7 +112,14 @@ impl XccosEndpoint {
         );
         let max_bjoin = self.max_bjoin;
         EndpointReply::Later(Box::pin(async move {
+            let permit = delivery
+                .store_reads
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| SipError::Internal(format!("store reads closed: {e}")))?;
             let outcome = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
                 let ctx = Context {
                     core: &core,
                     user: &user,
@@ -165,6 +177,11 @@ impl XccosEndpoint {
             Ok(Vec::new())
         })))
     }
+}
+
+/// Twice the cores: enough to keep them busy while some reads wait on the disk.
+fn concurrent_store_reads() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| 2 * n.get())
 }
 
 /// How a refused post answers the INFO itself (SIPE shows "not delivered").
