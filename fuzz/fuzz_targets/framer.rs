@@ -13,22 +13,13 @@
 //! is at most `max_header_bytes` long and a body at most `max_body_bytes`; and the frames,
 //! the final error (if any) and the bytes left over are the same as when the whole stream
 //! arrives in one read.
-//!
-//! With `PERCH_FUZZ_SKIP_KNOWN=1` in the environment, inputs that only show the bug
-//! already reported (fuzz/README.md, "Findings") are not flagged, so a run can look for new
-//! ones: a first read that leaves exactly `max_header_bytes + 1` bytes ending in CR is
-//! refused as too large, though the next byte may complete an acceptable header block.
 #![no_main]
 
 use std::mem::{Discriminant, discriminant};
-use std::sync::LazyLock;
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use perch::sip::framer::{self, Frame, FrameError, FrameLimits};
-
-static SKIP_KNOWN: LazyLock<bool> =
-    LazyLock::new(|| std::env::var_os("PERCH_FUZZ_SKIP_KNOWN").is_some_and(|v| v != "0"));
 
 #[derive(Debug, PartialEq, Eq)]
 enum End {
@@ -39,9 +30,6 @@ enum End {
 struct Outcome {
     frames: Vec<Frame>,
     end: End,
-    /// The known bug's situation: `HeaderBlockTooLarge` for a buffer of exactly
-    /// `max_header_bytes + 1` bytes whose last byte is CR.
-    cr_at_limit: bool,
 }
 
 fn drain(buf: &mut BytesMut, limits: &FrameLimits, bound: usize, out: &mut Outcome) {
@@ -76,10 +64,6 @@ fn drain(buf: &mut BytesMut, limits: &FrameLimits, bound: usize, out: &mut Outco
             }
             Err(error) => {
                 assert!(error.head().len() <= limits.max_header_bytes);
-                // On error `decode` has consumed nothing but leading line breaks.
-                out.cr_at_limit |= matches!(error, FrameError::HeaderBlockTooLarge { .. })
-                    && buf.len() == limits.max_header_bytes + 1
-                    && buf.last() == Some(&b'\r');
                 out.end = End::Error(discriminant(&error));
                 return;
             }
@@ -108,7 +92,6 @@ fuzz_target!(|data: &[u8]| {
     let mut split_run = Outcome {
         frames: Vec::new(),
         end: End::NeedMore,
-        cr_at_limit: false,
     };
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&stream[..split]);
@@ -123,14 +106,10 @@ fuzz_target!(|data: &[u8]| {
     let mut whole_run = Outcome {
         frames: Vec::new(),
         end: End::NeedMore,
-        cr_at_limit: false,
     };
     let mut buf = BytesMut::from(stream);
     drain(&mut buf, &limits, bound, &mut whole_run);
 
-    if *SKIP_KNOWN && split_run.cr_at_limit {
-        return;
-    }
     assert_eq!(
         split_run.frames, whole_run.frames,
         "frames depend on the split at {split}"

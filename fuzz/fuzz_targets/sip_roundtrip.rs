@@ -4,27 +4,12 @@
 //! names and values (in order) and the body are equal. Content-Length is the exception by
 //! design: `encode` drops it from the headers and writes one computed from the body, so it
 //! is compared against the body length instead. Finally, encoding is a fixed point.
-//!
-//! With `PERCH_FUZZ_SKIP_KNOWN=1` in the environment, messages that only show the bug
-//! already reported (fuzz/README.md, "Findings": a folded header whose joined value keeps
-//! leading or trailing whitespace) are skipped, so a run can look for new ones.
 #![no_main]
-
-use std::sync::LazyLock;
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use perch::sip::framer::{self, Frame, FrameLimits};
 use perch::sip::{Header, Message};
-
-static SKIP_KNOWN: LazyLock<bool> =
-    LazyLock::new(|| std::env::var_os("PERCH_FUZZ_SKIP_KNOWN").is_some_and(|v| v != "0"));
-
-/// Unfolded values are trimmed by the parser; only the folding code leaves whitespace at
-/// either end (known bug).
-fn has_known_fold_bug(message: &Message) -> bool {
-    message.headers.iter().any(|h| h.value.trim() != h.value)
-}
 
 fn without_length(message: &Message) -> Vec<&Header> {
     message
@@ -74,9 +59,6 @@ fuzz_target!(|data: &[u8]| {
         match framer::decode(&mut buf, &limits) {
             Ok(Some(Frame::Message { head, body })) => {
                 if let Ok(message) = Message::parse(&head, body) {
-                    if *SKIP_KNOWN && has_known_fold_bug(&message) {
-                        continue;
-                    }
                     round_trip(&message);
                 }
             }
