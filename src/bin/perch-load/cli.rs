@@ -187,7 +187,7 @@ pub struct FanoutArgs {
     /// Posts per second, all posters together.
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
-    /// Bytes of text per post.
+    /// Bytes of text per post (words of a 4,000-word vocabulary, at least this many).
     #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// Posts a poster may have unacknowledged; a post due beyond that is skipped and counted.
@@ -202,7 +202,7 @@ pub struct IngestArgs {
     /// Posts each client keeps unacknowledged.
     #[arg(long, default_value_t = 4)]
     pub in_flight: usize,
-    /// Bytes of text per post.
+    /// Bytes of text per post (words of a 4,000-word vocabulary, at least this many).
     #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// Then measure raw SQLite inserts in this directory (same disk as the data) and report
@@ -251,7 +251,7 @@ pub struct LyncModelArgs {
     /// Multiplies the model's post rates (the target: ×100).
     #[arg(long, default_value_t = 100.0)]
     pub factor: f64,
-    /// Bytes of text per post.
+    /// Bytes of text per post (words of a 4,000-word vocabulary, at least this many).
     #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// Posts a client may have unacknowledged; a post due beyond that is skipped and counted.
@@ -295,7 +295,7 @@ pub struct SqliteArgs {
     /// Rows per transaction (perch's writer takes at most 1024 queued writes per commit).
     #[arg(long, default_value_t = 1024)]
     pub batch: usize,
-    /// Bytes of body per row.
+    /// Mean bytes of text per row (chat-like sentences, as prefill writes).
     #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// Build perch's message indexes and FTS5 index too.

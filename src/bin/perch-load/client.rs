@@ -10,6 +10,7 @@ use perch::session::digest::{self, Algorithm, ClientDigest};
 use perch::sip::Method;
 use tokio::sync::watch;
 
+use crate::random::Random;
 use crate::run::{Phase, RunContext};
 use crate::stats::{Latency, Metrics, Samples, now_ns};
 use crate::wire::{Event, SipConn, WireError};
@@ -92,6 +93,8 @@ pub struct Client {
     replies: HashMap<u64, Option<Reply>>,
     events: Vec<Event>,
     samples: Samples,
+    /// Draws the words of this client's posts.
+    words: Random,
 }
 
 impl Client {
@@ -125,6 +128,7 @@ impl Client {
             replies: HashMap::new(),
             events: Vec::new(),
             samples: Samples::default(),
+            words: Random::new(index as u64),
         };
         client.register().await?;
         let done = now_ns();
@@ -444,7 +448,13 @@ impl Client {
         self.posts_sent += 1;
         self.envid += 1;
         let sent = now_ns();
-        let text = xccos::post_text(sent, self.index, self.posts_sent, self.ctx.post_size);
+        let text = xccos::post_text(
+            sent,
+            self.index,
+            self.posts_sent,
+            self.ctx.post_size,
+            &mut self.words,
+        );
         let uri = xccos::room_uri(&self.ctx.domain, room_uid);
         let body = xccos::grpchat(self.envid, &uri, &self.aor, &text);
         let cseq = self.queue_info(&body)?;

@@ -19,6 +19,7 @@ mod scenarios;
 mod sqlite_baseline;
 mod stats;
 mod target;
+mod text;
 mod wire;
 mod xccos;
 
@@ -174,7 +175,7 @@ fn dispatch(command: Command) -> Result<ExitCode, LoadError> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!(
-                    "SQLite baseline: {} rows of {} bytes in {:.1} s, batches of {}{}{}: {:.0} rows/s, {:.1} commits/s",
+                    "SQLite baseline: {} rows of about {} bytes of text in {:.1} s, batches of {}{}{}: {:.0} rows/s, {:.1} commits/s",
                     report.rows,
                     report.row_bytes,
                     report.secs,

@@ -382,7 +382,7 @@ pub fn table(output: &Output) -> String {
     if let Some(sqlite) = &output.sqlite_baseline {
         let _ = writeln!(
             out,
-            "== SQLite baseline: {} rows of {} bytes in {:.1} s, batches of {}{}{}: {} rows/s, {} commits/s (load {})",
+            "== SQLite baseline: {} rows of about {} bytes of text in {:.1} s, batches of {}{}{}: {} rows/s, {} commits/s (load {})",
             sqlite.rows,
             sqlite.row_bytes,
             sqlite.secs,

@@ -10,6 +10,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::procfs;
+use crate::text::TextGenerator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqliteBaselineError {
@@ -103,8 +104,16 @@ fn insert_rows(path: &Path, options: &SqliteOptions) -> Result<SqliteReport, Sql
         connection.execute_batch(PERCH_INDEXES)?;
     }
     let batch = options.batch.max(1);
-    let body: String = std::iter::repeat_n('x', options.row_bytes).collect();
+    let mut text = TextGenerator::new(4000, options.row_bytes, 1);
+    let bodies: Vec<String> = (0..1024)
+        .map(|_| {
+            let mut body = String::new();
+            text.message(&mut body, &[]);
+            body
+        })
+        .collect();
     let author = "load000001@example.test";
+    let body = |row: u64| bodies[row as usize % bodies.len()].as_str();
     let started = Instant::now();
     let (mut rows, mut commits) = (0u64, 0u64);
     while started.elapsed() < options.duration && rows < options.max_rows {
@@ -114,10 +123,10 @@ fn insert_rows(path: &Path, options: &SqliteOptions) -> Result<SqliteReport, Sql
             let room = (rows % 100) as i64;
             if options.savepoint_per_row {
                 let savepoint = tx.savepoint()?;
-                insert(&savepoint, room, author, rows, &body)?;
+                insert(&savepoint, room, author, rows, body(rows))?;
                 savepoint.commit()?;
             } else {
-                insert(&tx, room, author, rows, &body)?;
+                insert(&tx, room, author, rows, body(rows))?;
             }
         }
         tx.commit()?;

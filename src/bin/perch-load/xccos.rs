@@ -5,6 +5,9 @@
 
 use std::fmt::Write as _;
 
+use crate::random::Random;
+use crate::text::Vocabulary;
+
 const NS: &str = "urn:parlano:xml:ns:xccos";
 
 /// Marker that starts the text of every post this tool sends: `plt=<send ns>`.
@@ -34,12 +37,21 @@ pub fn grpchat(envid: u64, room_uri: &str, author: &str, text: &str) -> String {
     )
 }
 
-/// A post's text: its send time, who sent it, a sequence number, padded with `x` to
-/// `size` bytes. Only ASCII letters, digits, `=` and spaces: nothing to escape.
-pub fn post_text(sent_ns: u64, client: usize, seq: u64, size: usize) -> String {
-    let mut text = format!("{SEND_TIME}{sent_ns} c={client} n={seq} ");
-    if text.len() < size {
-        text.extend(std::iter::repeat_n('x', size - text.len()));
+/// A post's text: its send time, who sent it, a sequence number, then words of the shared
+/// vocabulary up to at least `size` bytes, so the server indexes what a chat message would
+/// give it. Only ASCII letters, digits, `=` and spaces: nothing to escape.
+pub fn post_text(
+    sent_ns: u64,
+    client: usize,
+    seq: u64,
+    size: usize,
+    random: &mut Random,
+) -> String {
+    let mut text = format!("{SEND_TIME}{sent_ns} c={client} n={seq}");
+    let vocabulary = Vocabulary::shared();
+    while text.len() < size {
+        text.push(' ');
+        text.push_str(vocabulary.pick(random));
     }
     text
 }
@@ -228,8 +240,10 @@ mod tests {
 
     #[test]
     fn posts_carry_their_send_time() {
-        let text = post_text(123_456_789, 4, 17, 80);
-        assert_eq!(text.len(), 80);
+        let text = post_text(123_456_789, 4, 17, 80, &mut Random::new(1));
+        assert!((80..100).contains(&text.len()), "{text}");
+        // Words, not padding: about as many as a chat line of that length has.
+        assert!(text.split(' ').count() >= 10, "{text}");
         let body = grpchat(9, "ma-chan://example.test/abc", "a@example.test", &text);
         assert!(is_post(body.as_bytes()));
         assert_eq!(post_room(body.as_bytes()).as_deref(), Some("abc"));
