@@ -125,7 +125,7 @@ impl Session {
         }
     }
 
-    fn handle_request(&mut self, request: Message, now: Instant) {
+    fn handle_request(&mut self, mut request: Message, now: Instant) {
         let Ok(cseq) = request.cseq() else {
             return; // the parser guarantees a valid CSeq
         };
@@ -161,12 +161,15 @@ impl Session {
             Ok(Handled::Deferred(work)) => {
                 self.next_deferred += 1;
                 let id = self.next_deferred;
+                let call_id = request.call_id().to_owned();
+                // Dispatched: only its headers are still needed, to answer it.
+                let headers = std::mem::take(&mut request.headers);
                 self.waiting.insert(
                     id,
                     Waiting {
                         key,
-                        headers: request.headers.clone(),
-                        call_id: request.call_id().to_owned(),
+                        headers,
+                        call_id,
                     },
                 );
                 self.outputs.push(Output::Await(Deferred { id, work }));

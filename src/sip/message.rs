@@ -99,6 +99,10 @@ pub struct Header {
 pub struct Headers(Vec<Header>);
 
 impl Headers {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self(Vec::with_capacity(capacity))
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
@@ -238,7 +242,8 @@ impl Message {
         let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
         let start = parse_start_line(lines.next().unwrap_or_default())?;
 
-        let mut headers = Headers::default();
+        // One header per line at most: no regrowing while parsing.
+        let mut headers = Headers::with_capacity(head.bytes().filter(|&b| b == b'\n').count());
         for line in lines {
             if line.is_empty() {
                 continue;

@@ -39,7 +39,8 @@ pub fn reason_phrase(code: u16) -> &'static str {
 /// A response to `request` with the standard reason phrase. `to_tag` is added to To when
 /// the request's To has no tag yet (dialog-creating and out-of-dialog requests).
 pub fn response(request_headers: &Headers, code: u16, to_tag: Option<&str>) -> Message {
-    let mut headers = Headers::default();
+    // Via, From, To, Call-ID, CSeq and room for what callers add (Contact, Content-Type...).
+    let mut headers = Headers::with_capacity(8);
     for via in request_headers.get_all("Via") {
         headers.push("Via", via);
     }
