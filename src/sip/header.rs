@@ -31,24 +31,29 @@ impl Params {
     }
 }
 
-/// Splits on `sep` outside double quotes.
+/// Splits on `sep` outside double quotes, lazily: every header parameter of every request
+/// passes through here.
 fn split_outside_quotes(text: &str, sep: char) -> impl Iterator<Item = &str> {
-    let mut parts = Vec::new();
-    let (mut in_quotes, mut escaped, mut start) = (false, false, 0);
-    for (i, c) in text.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            c if c == sep && !in_quotes => {
-                parts.push(&text[start..i]);
-                start = i + c.len_utf8();
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        // A separator only counts outside quotes, so each part starts outside them.
+        let (mut in_quotes, mut escaped) = (false, false);
+        for (i, c) in current.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if in_quotes => escaped = true,
+                '"' => in_quotes = !in_quotes,
+                c if c == sep && !in_quotes => {
+                    rest = Some(&current[i + c.len_utf8()..]);
+                    return Some(&current[..i]);
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    parts.push(&text[start..]);
-    parts.into_iter()
+        rest = None;
+        Some(current)
+    })
 }
 
 pub fn unquote(value: &str) -> String {
@@ -370,6 +375,20 @@ pub fn parse_aor(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_only_outside_quotes_and_keeps_empty_parts() {
+        let parts = |text| split_outside_quotes(text, ';').collect::<Vec<_>>();
+        assert_eq!(parts(""), [""]);
+        assert_eq!(parts(";"), ["", ""]);
+        assert_eq!(parts("a;;b;"), ["a", "", "b", ""]);
+        assert_eq!(
+            parts(r#"a="x;\"y;" ;b;c="";"#),
+            [r#"a="x;\"y;" "#, "b", r#"c="""#, ""]
+        );
+        // An unterminated quote runs to the end.
+        assert_eq!(parts(r#"a;b="c;d"#), ["a", r#"b="c;d"#]);
+    }
 
     #[test]
     fn name_addr_forms() {

@@ -422,24 +422,28 @@ fn request_uri_is_well_formed(uri: &str) -> bool {
 
 /// Splits a header value on commas that are outside quotes and angle brackets.
 pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
-    let mut parts = Vec::new();
-    let (mut in_quotes, mut in_angle, mut escaped, mut start) = (false, false, false, 0);
-    for (i, c) in value.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            '<' if !in_quotes => in_angle = true,
-            '>' if !in_quotes => in_angle = false,
-            ',' if !in_quotes && !in_angle => {
-                parts.push(&value[start..i]);
-                start = i + 1;
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        // A comma only counts outside quotes and `<>`, so each entry starts outside both.
+        let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
+        for (i, c) in current.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if in_quotes => escaped = true,
+                '"' => in_quotes = !in_quotes,
+                '<' if !in_quotes => in_angle = true,
+                '>' if !in_quotes => in_angle = false,
+                ',' if !in_quotes && !in_angle => {
+                    rest = Some(&current[i + 1..]);
+                    return Some(&current[..i]);
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    parts.push(&value[start..]);
-    parts.into_iter()
+        rest = None;
+        Some(current)
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
