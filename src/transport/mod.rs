@@ -244,8 +244,8 @@ pub async fn run_connection<S>(
             _ = shutdown.changed() => closing = true,
         }
         // Deliveries already waiting (a post's echo often is, by the time its answer is
-        // ready) go out in the same write as the rest.
-        while let Ok(more) = mailbox.receiver.try_recv() {
+        // ready) go out in the same write as the rest, unless the connection is closing.
+        while !closing && let Ok(more) = mailbox.receiver.try_recv() {
             session.deliver(more, Instant::now());
         }
         let mut sends = Vec::new();
@@ -266,13 +266,24 @@ pub async fn run_connection<S>(
         }
         // One write (one system call on TCP, fewer records on TLS) for everything this turn
         // produced. A peer that has gone (SIPE closes right after its BYE) makes writes
-        // fail; that only ends this connection.
-        if !sends.is_empty() && stream.write_all(&coalesce(sends)).await.is_err() {
-            break;
-        }
-        // TLS buffers records until flushed.
-        if stream.flush().await.is_err() {
-            break;
+        // fail; that only ends this connection. A peer that stops reading would hold this
+        // task in the write, out of reach of the outbox cut-off and of shutdown, so the
+        // write has the deadline of an incoming message.
+        let written = tokio::time::timeout(settings.message_timeout, async {
+            if !sends.is_empty() {
+                stream.write_all(&coalesce(sends)).await?;
+            }
+            // TLS buffers records until flushed.
+            stream.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::info!(connection = info.id, peer = %info.peer, "closing: the peer stopped reading");
+                break;
+            }
         }
         if closing {
             let _ = stream.shutdown().await;

@@ -293,6 +293,39 @@ impl Chat {
         self.info(&body).await
     }
 
+    /// Posts every text with one write for all the INFOs (the connection reads on while
+    /// they commit) and returns the CSeqs of the answers, all 200, in the order they came.
+    pub(crate) async fn post_pipelined(&mut self, uri: &str, texts: &[String]) -> Vec<u32> {
+        let mut batch = Vec::new();
+        for text in texts {
+            let body = self.post_body(uri, text);
+            self.cseq += 1;
+            batch.extend(self.client.request(
+                "INFO",
+                CHAT,
+                &self.call_id,
+                self.cseq,
+                &self.to,
+                &[("Content-Type", "text/plain")],
+                &body,
+            ));
+        }
+        self.client.send(&batch).await;
+        let mut answered = Vec::new();
+        while answered.len() < texts.len() {
+            let m = self.client.message().await;
+            match m.start {
+                StartLine::Response { code, .. } => {
+                    assert_eq!(code, 200);
+                    let cseq = m.headers.get("CSeq").unwrap();
+                    answered.push(cseq.split(' ').next().unwrap().parse::<u32>().unwrap());
+                }
+                StartLine::Request { .. } => self.keep(&m).await,
+            }
+        }
+        answered
+    }
+
     /// The INFO body of a post of `text` to `uri`, in a new envelope.
     pub(crate) fn post_body(&mut self, uri: &str, text: &str) -> String {
         self.envid += 1;
@@ -500,6 +533,60 @@ async fn posts_are_durable_and_fanned_out_to_everyone_including_the_sender() {
     server.stop().await;
 }
 
+/// A client that stops reading cannot hold its connection, or the posts of others: once
+/// what perch writes to it has waited `message_timeout_secs`, the connection is closed.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed() {
+    let server = TestServer::start_seeded(
+        |c| {
+            trusted(c);
+            c.limits.message_timeout_secs = 1;
+            c.limits.requests_per_second = 10_000;
+            c.limits.request_burst = 10_000;
+            // alice and bob: a third connection only fits once bob's is gone.
+            c.limits.max_connections_per_address = 2;
+        },
+        seed,
+    )
+    .await;
+    let (lobby, mut alice, mut bob) = alice_and_bob_in(&server, "Lobby").await;
+    // bob reads nothing from here on. 2,000 posts of 7,500 bytes (MessageSizeLimit is
+    // 8,000), 15 MB, are more than loopback's socket buffers hold; 32 at a time, so the
+    // store commits them in batches.
+    let chunk = vec!["y".repeat(7_500); 32];
+    for _ in 0..63 {
+        alice.post_pipelined(&lobby, &chunk).await;
+    }
+    // Still without reading: perch gives up on bob once its write has waited longer than
+    // message_timeout_secs, and his connection slot is free again.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let mut probe = server.tcp().await;
+    let options = probe.request(
+        "OPTIONS",
+        &format!("sip:{DOMAIN}"),
+        "probe",
+        1,
+        &format!("<sip:{DOMAIN}>"),
+        &[],
+        "",
+    );
+    let _ = probe.try_send(&options).await;
+    assert!(
+        matches!(probe.receive().await, Some(Received::Message(m)) if status(&m) == 200),
+        "bob's connection must be closed while he still reads nothing"
+    );
+    assert!(bob.client.closed_by_server().await);
+    // alice goes on, her own echoes included.
+    assert_eq!(alice.post(&lobby, "still here").await, 200);
+    loop {
+        let post = alice.expect("grpchat").await;
+        if post.child("chat").unwrap().text == "still here" {
+            break;
+        }
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn pipelined_posts_are_answered_in_order_and_kept_in_order() {
     let server = start().await;
@@ -507,42 +594,12 @@ async fn pipelined_posts_are_answered_in_order_and_kept_in_order() {
     let mut alice = Chat::connect(&server, "alice").await;
     alice.join(&lobby).await;
     // Twenty posts in one write: the connection keeps reading while they commit.
-    let mut batch = Vec::new();
     let first_cseq = alice.cseq + 1;
-    for i in 0..20 {
-        alice.cseq += 1;
-        alice.envid += 1;
-        let body = format!(
-            r#"<xccos ver="1" envid="{}" xmlns="urn:parlano:xml:ns:xccos"><grpchat id="grpchat" seqid="1" chanUri="{lobby}" author="sip:alice@example.test" ts="2024-05-01T10:00:00Z"><chat>pipelined {i}</chat></grpchat></xccos>"#,
-            alice.envid
-        );
-        batch.extend(alice.client.request(
-            "INFO",
-            CHAT,
-            &alice.call_id,
-            alice.cseq,
-            &alice.to,
-            &[("Content-Type", "text/plain")],
-            &body,
-        ));
-    }
-    alice.client.send(&batch).await;
-    let mut answered = Vec::new();
-    while answered.len() < 20 {
-        let m = alice.client.message().await;
-        match m.start {
-            StartLine::Response { code, .. } => {
-                assert_eq!(code, 200);
-                let cseq = m.headers.get("CSeq").unwrap();
-                answered.push(cseq.split(' ').next().unwrap().parse::<u32>().unwrap());
-            }
-            StartLine::Request { .. } => alice.keep(&m).await,
-        }
-    }
+    let posted: Vec<String> = (0..20).map(|i| format!("pipelined {i}")).collect();
+    let answered = alice.post_pipelined(&lobby, &posted).await;
     assert_eq!(answered, (first_cseq..first_cseq + 20).collect::<Vec<_>>());
     let history = alice.history(&lobby, r#"<last cnt="30"/>"#).await;
-    let expected: Vec<String> = (0..20).map(|i| format!("pipelined {i}")).collect();
-    assert_eq!(texts(&history), expected);
+    assert_eq!(texts(&history), posted);
     server.stop().await;
 }
 
