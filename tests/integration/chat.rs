@@ -203,17 +203,8 @@ impl Chat {
 
     /// Sends an INFO with `body` and returns its response.
     pub(crate) async fn info_response(&mut self, body: &str) -> Message {
-        self.cseq += 1;
-        let req = self.client.request(
-            "INFO",
-            CHAT,
-            &self.call_id,
-            self.cseq,
-            &self.to,
-            &[("Content-Type", "text/plain")],
-            body,
-        );
-        self.client.send(&req).await;
+        let request = self.info_request(body);
+        self.client.send(&request).await;
         loop {
             let m = self.client.message().await;
             match m.start {
@@ -221,6 +212,20 @@ impl Chat {
                 StartLine::Request { .. } => self.keep(&m).await,
             }
         }
+    }
+
+    /// The next INFO in the dialog, carrying `body`.
+    pub(crate) fn info_request(&mut self, body: &str) -> Vec<u8> {
+        self.cseq += 1;
+        self.client.request(
+            "INFO",
+            CHAT,
+            &self.call_id,
+            self.cseq,
+            &self.to,
+            &[("Content-Type", "text/plain")],
+            body,
+        )
     }
 
     /// Answers a server request and keeps its XCCOS payload.
@@ -299,16 +304,7 @@ impl Chat {
         let mut batch = Vec::new();
         for text in texts {
             let body = self.post_body(uri, text);
-            self.cseq += 1;
-            batch.extend(self.client.request(
-                "INFO",
-                CHAT,
-                &self.call_id,
-                self.cseq,
-                &self.to,
-                &[("Content-Type", "text/plain")],
-                &body,
-            ));
+            batch.extend(self.info_request(&body));
         }
         self.client.send(&batch).await;
         let mut answered = Vec::new();
@@ -561,16 +557,7 @@ async fn a_client_that_stops_reading_is_closed() {
     // message_timeout_secs, and his connection slot is free again.
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
     let mut probe = server.tcp().await;
-    let options = probe.request(
-        "OPTIONS",
-        &format!("sip:{DOMAIN}"),
-        "probe",
-        1,
-        &format!("<sip:{DOMAIN}>"),
-        &[],
-        "",
-    );
-    let _ = probe.try_send(&options).await;
+    let _ = probe.try_send(&probe.options(1)).await;
     assert!(
         matches!(probe.receive().await, Some(Received::Message(m)) if status(&m) == 200),
         "bob's connection must be closed while he still reads nothing"

@@ -2,25 +2,13 @@
 
 use crate::support::*;
 
-fn options(client: &Client, n: u32) -> Vec<u8> {
-    client.request(
-        "OPTIONS",
-        &format!("sip:{DOMAIN}"),
-        &format!("lim{n}"),
-        n,
-        &format!("<sip:{DOMAIN}>"),
-        &[],
-        "",
-    )
-}
-
 #[tokio::test]
 async fn connections_over_the_per_address_cap_are_closed() {
     let server = TestServer::start(|c| c.limits.max_connections_per_address = 2).await;
     let mut first = server.tcp().await;
     let mut second = server.tcp().await;
     for (n, client) in [&mut first, &mut second].into_iter().enumerate() {
-        client.send(&options(client, n as u32)).await;
+        client.send(&client.options(n as u32)).await;
         assert_eq!(status(&client.response().await), 200);
     }
     let mut third = server.tcp().await;
@@ -33,7 +21,7 @@ async fn connections_over_the_per_address_cap_are_closed() {
     let mut again = None;
     for _ in 0..50 {
         let mut client = server.tcp().await;
-        let _ = client.try_send(&options(&client, 9)).await;
+        let _ = client.try_send(&client.options(9)).await;
         if let Some(Received::Message(reply)) = client.receive().await {
             assert_eq!(status(&reply), 200);
             again = Some(client);
@@ -59,7 +47,7 @@ async fn a_message_that_never_completes_is_cut_off() {
     // Complete messages on a quiet connection are not affected.
     let mut patient = server.tcp().await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    patient.send(&options(&patient, 1)).await;
+    patient.send(&patient.options(1)).await;
     assert_eq!(status(&patient.response().await), 200);
     server.stop().await;
 }
@@ -72,7 +60,7 @@ async fn requests_beyond_the_rate_get_503_with_retry_after() {
     })
     .await;
     let mut client = server.tcp().await;
-    let all: Vec<u8> = (1..=6).flat_map(|n| options(&client, n)).collect();
+    let all: Vec<u8> = (1..=6).flat_map(|n| client.options(n)).collect();
     client.send(&all).await;
     let mut codes = Vec::new();
     for _ in 1..=6 {
@@ -85,7 +73,7 @@ async fn requests_beyond_the_rate_get_503_with_retry_after() {
     assert_eq!(codes, [200, 200, 200, 503, 503, 503]);
     // After the pause the same request is served.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    client.send(&options(&client, 6)).await;
+    client.send(&client.options(6)).await;
     assert_eq!(status(&client.response().await), 200);
     server.stop().await;
 }

@@ -11,7 +11,7 @@ use perch::sip::{Message, StartLine};
 use perch::store::{Store, wait};
 use perch::xccos::xml::{Element, parse};
 
-use crate::chat::{self, CHAT, Chat, code, names, p, room_uri, save_room, texts};
+use crate::chat::{self, Chat, code, names, p, room_uri, save_room, texts};
 use crate::support::*;
 
 /// A word only the secret room's messages contain.
@@ -135,16 +135,7 @@ async fn raw_command(chat: &mut Chat, name: &str, data: &str) -> (String, Elemen
         r#"<xccos ver="1" envid="{}" xmlns="urn:parlano:xml:ns:xccos"><cmd id="cmd:{name}" seqid="1"><data>{data}</data></cmd></xccos>"#,
         chat.envid
     );
-    chat.cseq += 1;
-    let request = chat.client.request(
-        "INFO",
-        CHAT,
-        &chat.call_id,
-        chat.cseq,
-        &chat.to,
-        &[("Content-Type", "text/plain")],
-        &body,
-    );
+    let request = chat.info_request(&body);
     chat.client.send(&request).await;
     let wanted = format!(r#"id="rpl:{name}""#);
     let (mut answered, mut raw) = (false, None);

@@ -262,6 +262,19 @@ impl Client {
         text.into_bytes()
     }
 
+    /// OPTIONS to the domain, the simplest request perch answers 200 (Call-ID `opt-N`).
+    pub fn options(&self, n: u32) -> Vec<u8> {
+        self.request(
+            "OPTIONS",
+            &format!("sip:{DOMAIN}"),
+            &format!("opt-{n}"),
+            n,
+            &format!("<sip:{DOMAIN}>"),
+            &[],
+            "",
+        )
+    }
+
     /// REGISTER without credentials (trusted networks) and return the response.
     pub async fn register_plain(&mut self) -> Message {
         let call_id = self.new_call_id();

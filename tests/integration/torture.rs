@@ -731,16 +731,7 @@ async fn every_case_over_tcp_leaves_the_server_answering() {
 
     // Still serving new connections.
     let mut client = server.tcp().await;
-    let probe = client.request(
-        "OPTIONS",
-        &format!("sip:{DOMAIN}"),
-        "after-torture",
-        1,
-        &format!("<sip:{DOMAIN}>"),
-        &[],
-        "",
-    );
-    client.send(&probe).await;
+    client.send(&client.options(1)).await;
     assert_eq!(status(&client.response().await), 200);
     server.stop().await;
     eprintln!("torture over TCP: {:?}", started.elapsed());

@@ -2,23 +2,11 @@
 
 use crate::support::*;
 
-fn options(client: &Client, n: u32) -> Vec<u8> {
-    client.request(
-        "OPTIONS",
-        &format!("sip:{DOMAIN}"),
-        &format!("opt{n}"),
-        n,
-        &format!("<sip:{DOMAIN}>"),
-        &[],
-        "",
-    )
-}
-
 #[tokio::test]
 async fn options_over_tls() {
     let server = TestServer::start(|_| {}).await;
     let mut client = server.tls().await;
-    client.send(&options(&client, 1)).await;
+    client.send(&client.options(1)).await;
     let reply = client.response().await;
     assert_eq!(status(&reply), 200);
     assert!(reply.headers.get("Allow").unwrap().contains("INFO"));
@@ -31,9 +19,9 @@ async fn options_over_tls() {
 async fn message_split_at_every_byte_boundary() {
     let server = TestServer::start(|_| {}).await;
     let mut client = server.tcp().await;
-    let sample = options(&client, 1);
+    let sample = client.options(1);
     for cut in 1..sample.len() {
-        let message = options(&client, cut as u32);
+        let message = client.options(cut as u32);
         let cut = cut.min(message.len() - 1);
         client.send(&message[..cut]).await;
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -48,12 +36,7 @@ async fn message_split_at_every_byte_boundary() {
 async fn three_messages_in_one_write() {
     let server = TestServer::start(|_| {}).await;
     let mut client = server.tls().await;
-    let all = [
-        options(&client, 1),
-        options(&client, 2),
-        options(&client, 3),
-    ]
-    .concat();
+    let all = [client.options(1), client.options(2), client.options(3)].concat();
     client.send(&all).await;
     for n in 1..=3 {
         let reply = client.response().await;
@@ -73,7 +56,7 @@ async fn crlf_keep_alive_is_answered_with_crlf() {
     assert!(matches!(client.receive().await, Some(Received::Pong)));
     // Single CRLFs between messages are skipped silently.
     let mut with_breaks = b"\r\n".to_vec();
-    with_breaks.extend(options(&client, 7));
+    with_breaks.extend(client.options(7));
     client.send(&with_breaks).await;
     assert_eq!(status(&client.response().await), 200);
     server.stop().await;
@@ -83,7 +66,7 @@ async fn crlf_keep_alive_is_answered_with_crlf() {
 async fn oversized_header_block_is_refused_and_closed() {
     let server = TestServer::start(|c| c.limits.max_header_bytes = 4096).await;
     let mut client = server.tcp().await;
-    let mut head = String::from_utf8(options(&client, 1)).unwrap();
+    let mut head = String::from_utf8(client.options(1)).unwrap();
     head.truncate(head.find("Content-Length").unwrap());
     // The header block never ends: the server answers once it has 4 KiB, without waiting
     // for (or buffering) the rest.
@@ -148,7 +131,7 @@ async fn garbage_gets_400_or_close_and_the_server_survives() {
         .send(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 INFO\r\n\r\n")
         .await;
     assert_eq!(status(&client.response().await), 400);
-    client.send(&options(&client, 2)).await;
+    client.send(&client.options(2)).await;
     assert_eq!(status(&client.response().await), 200);
     server.stop().await;
 }
