@@ -45,8 +45,16 @@ fn seed(store: &dyn Store) {
     }
 }
 
-async fn start() -> TestServer {
-    TestServer::start_seeded(chat::trusted, seed).await
+/// Where every test starts: `(server, secret, lobby, missing, alice, carol)`. The seeded
+/// server, the secret room (alice is a member, carol is not), Lobby's URI, the URI of a
+/// room that does not exist, and alice and carol signed in.
+async fn scene() -> (TestServer, Hidden, String, String, Chat, Chat) {
+    let server = TestServer::start_seeded(chat::trusted, seed).await;
+    let secret = Hidden::of(&server, "Secret");
+    let lobby = room_uri(server.store.as_ref(), "Lobby");
+    let alice = Chat::connect(&server, "alice").await;
+    let carol = Chat::connect(&server, "carol").await;
+    (server, secret, lobby, missing_uri(), alice, carol)
 }
 
 /// What an outsider must never be told: a room's id, name and description.
@@ -245,12 +253,8 @@ fn sip_shape(response: &Message) -> String {
 
 #[tokio::test]
 async fn search_never_finds_the_secret_room() {
-    let server = start().await;
-    let secret = Hidden::of(&server, "Secret");
-    let lobby = room_uri(server.store.as_ref(), "Lobby");
-    let mut alice = Chat::connect(&server, "alice").await;
+    let (server, secret, lobby, _, mut alice, mut carol) = scene().await;
     let mut bob = Chat::connect(&server, "bob").await;
-    let mut carol = Chat::connect(&server, "carol").await;
     // Occupants, so user counts are not all zero.
     assert_eq!(code(&alice.join(&secret.uri).await), "200");
     assert_eq!(code(&alice.join(&lobby).await), "200");
@@ -333,12 +337,7 @@ async fn search_never_finds_the_secret_room() {
 
 #[tokio::test]
 async fn join_and_bjoin_answer_as_for_a_missing_room() {
-    let server = start().await;
-    let secret = Hidden::of(&server, "Secret");
-    let lobby = room_uri(server.store.as_ref(), "Lobby");
-    let missing = missing_uri();
-    let mut alice = Chat::connect(&server, "alice").await;
-    let mut carol = Chat::connect(&server, "carol").await;
+    let (server, secret, lobby, missing, mut alice, mut carol) = scene().await;
     assert_eq!(code(&alice.join(&secret.uri).await), "200");
 
     let (raw_secret, reply) = raw_command(&mut carol, "join", &chanid(&secret.uri)).await;
@@ -390,12 +389,7 @@ async fn join_and_bjoin_answer_as_for_a_missing_room() {
 
 #[tokio::test]
 async fn history_answers_as_for_a_missing_room_and_search_stays_in_its_room() {
-    let server = start().await;
-    let secret = Hidden::of(&server, "Secret");
-    let lobby = room_uri(server.store.as_ref(), "Lobby");
-    let missing = missing_uri();
-    let mut alice = Chat::connect(&server, "alice").await;
-    let mut carol = Chat::connect(&server, "carol").await;
+    let (server, secret, lobby, missing, mut alice, mut carol) = scene().await;
 
     let seen = alice.history(&secret.uri, r#"<last cnt="10"/>"#).await;
     assert_eq!(texts(&seen), ["the quokka plan", "another quokka sighting"]);
@@ -461,12 +455,8 @@ async fn history_answers_as_for_a_missing_room_and_search_stays_in_its_room() {
 
 #[tokio::test]
 async fn rosters_and_posts_in_the_secret_room_never_reach_the_outsider() {
-    let server = start().await;
-    let secret = Hidden::of(&server, "Secret");
-    let lobby = room_uri(server.store.as_ref(), "Lobby");
-    let mut alice = Chat::connect(&server, "alice").await;
+    let (server, secret, lobby, _, mut alice, mut carol) = scene().await;
     let mut bob = Chat::connect(&server, "bob").await;
-    let mut carol = Chat::connect(&server, "carol").await;
     assert_eq!(code(&alice.join(&secret.uri).await), "200");
     assert_eq!(code(&alice.join(&lobby).await), "200");
 
@@ -516,11 +506,8 @@ async fn rosters_and_posts_in_the_secret_room_never_reach_the_outsider() {
 
 #[tokio::test]
 async fn invitations_to_the_secret_room_reach_only_its_members() {
-    let server = start().await;
-    let mut alice = Chat::connect(&server, "alice").await;
+    let (server, secret, _, _, mut alice, mut carol) = scene().await;
     let mut bob = Chat::connect(&server, "bob").await;
-    let mut carol = Chat::connect(&server, "carol").await;
-    let secret = Hidden::of(&server, "Secret");
     let getinv = r#"<inv inviteId="0" domain="example.test"/>"#;
 
     // Members named when a room is created are invited, the secret room included; a
@@ -573,11 +560,8 @@ async fn invitations_to_the_secret_room_reach_only_its_members() {
 
 #[tokio::test]
 async fn associations_never_list_the_secret_room() {
-    let server = start().await;
-    let mut alice = Chat::connect(&server, "alice").await;
+    let (server, secret, _, _, mut alice, mut carol) = scene().await;
     let mut bob = Chat::connect(&server, "bob").await;
-    let mut carol = Chat::connect(&server, "carol").await;
-    let secret = Hidden::of(&server, "Secret");
     let forms = [
         ("getassoc", ""),
         ("getassociations", ""),
@@ -609,10 +593,7 @@ async fn associations_never_list_the_secret_room() {
 
 #[tokio::test]
 async fn server_info_is_the_same_whoever_asks() {
-    let server = start().await;
-    let secret = Hidden::of(&server, "Secret");
-    let mut alice = Chat::connect(&server, "alice").await;
-    let mut carol = Chat::connect(&server, "carol").await;
+    let (server, secret, _, _, mut alice, mut carol) = scene().await;
     let mut erin = Chat::connect(&server, "erin").await;
     assert_eq!(code(&alice.join(&secret.uri).await), "200");
     let data = r#"<sib domain="example.test" infoType="123"/>"#;
@@ -629,11 +610,7 @@ async fn server_info_is_the_same_whoever_asks() {
 
 #[tokio::test]
 async fn posting_to_the_secret_room_answers_as_for_a_missing_room() {
-    let server = start().await;
-    let secret = Hidden::of(&server, "Secret");
-    let missing = missing_uri();
-    let mut alice = Chat::connect(&server, "alice").await;
-    let mut carol = Chat::connect(&server, "carol").await;
+    let (server, secret, _, missing, mut alice, mut carol) = scene().await;
     assert_eq!(code(&alice.join(&secret.uri).await), "200");
 
     for attempt in ["before trying to join", "after trying to join"] {
@@ -654,11 +631,7 @@ async fn posting_to_the_secret_room_answers_as_for_a_missing_room() {
 
 #[tokio::test]
 async fn part_answers_as_for_a_missing_room() {
-    let server = start().await;
-    let secret = Hidden::of(&server, "Secret");
-    let missing = missing_uri();
-    let mut alice = Chat::connect(&server, "alice").await;
-    let mut carol = Chat::connect(&server, "carol").await;
+    let (server, secret, _, missing, mut alice, mut carol) = scene().await;
     assert_eq!(code(&alice.join(&secret.uri).await), "200");
     let part = |uri: &str| format!(r#"<chanib uri="{uri}"/>"#);
     let (raw_secret, reply) = raw_command(&mut carol, "part", &part(&secret.uri)).await;
@@ -678,11 +651,7 @@ async fn part_answers_as_for_a_missing_room() {
 
 #[tokio::test]
 async fn a_room_made_secret_parts_the_outsider_and_then_hides() {
-    let server = start().await;
-    let lobby = room_uri(server.store.as_ref(), "Lobby");
-    let missing = missing_uri();
-    let mut alice = Chat::connect(&server, "alice").await;
-    let mut carol = Chat::connect(&server, "carol").await;
+    let (server, _, lobby, missing, mut alice, mut carol) = scene().await;
     assert_eq!(code(&alice.join(&lobby).await), "200");
     assert_eq!(code(&carol.join(&lobby).await), "200");
     alice.expect("ntc:join").await;
