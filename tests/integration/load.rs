@@ -74,18 +74,28 @@ async fn perch_load_json(args: &[&str], budget: Duration) -> serde_json::Value {
     })
 }
 
+/// Runs `scenario` against `server` over TCP, on its data directory, with `args` after the
+/// common ones; it must succeed and print one JSON report.
+async fn scenario_json(
+    server: &TestServer,
+    scenario: &str,
+    args: &[&str],
+    budget: Duration,
+) -> serde_json::Value {
+    let target = server.running().tcp_addr().unwrap().to_string();
+    let data = server.data_dir.display().to_string();
+    let mut all = vec![
+        scenario, "--target", &target, "--data", &data, "--json", "--quiet",
+    ];
+    all.extend_from_slice(args);
+    perch_load_json(&all, budget).await
+}
+
 #[tokio::test]
 async fn fanout_smoke_over_tcp() {
     let server = TestServer::start_seeded(trusted, seed).await;
-    let target = server.running().tcp_addr().unwrap().to_string();
-    let data = server.data_dir.display().to_string();
     let pid = std::process::id().to_string();
     let args = [
-        "fanout",
-        "--target",
-        &target,
-        "--data",
-        &data,
         "--connections",
         "5",
         "--duration",
@@ -100,10 +110,8 @@ async fn fanout_smoke_over_tcp() {
         "10",
         "--server-pid",
         &pid,
-        "--json",
-        "--quiet",
     ];
-    let report = perch_load_json(&args, Duration::from_secs(60)).await;
+    let report = scenario_json(&server, "fanout", &args, Duration::from_secs(60)).await;
     assert_eq!(report["scenario"], "fanout");
     assert_eq!(report["sessions"], 5, "{report:#}");
     let deliveries = report["deliveries"].as_u64().unwrap();
@@ -131,7 +139,6 @@ async fn lync_model_with_digest_over_tcp() {
         |store| wait(store.set_setting("ParticipantUpdateLimit", 10)).unwrap(),
     )
     .await;
-    let target = server.running().tcp_addr().unwrap().to_string();
     let data = server.data_dir.display().to_string();
     // 160 users: rooms of 30 (20 per user), of 150 (2 per user) and of 160 (the large
     // rooms, everyone): 24 rooms each.
@@ -150,11 +157,6 @@ async fn lync_model_with_digest_over_tcp() {
     // The running server reloads its model when the store's generation moves.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let args = [
-        "lync-model",
-        "--target",
-        &target,
-        "--data",
-        &data,
         "--password",
         "pw",
         "--connections",
@@ -169,10 +171,8 @@ async fn lync_model_with_digest_over_tcp() {
         "10",
         "--setup-timeout",
         "60",
-        "--json",
-        "--quiet",
     ];
-    let report = perch_load_json(&args, Duration::from_secs(120)).await;
+    let report = scenario_json(&server, "lync-model", &args, Duration::from_secs(120)).await;
     assert_eq!(report["scenario"], "lync-model");
     assert_eq!(report["sessions"], 160, "{report:#}");
     assert_eq!(report["joins"], 160 * 24, "{report:#}");
@@ -199,14 +199,7 @@ async fn lync_model_with_digest_over_tcp() {
 #[tokio::test]
 async fn siege_leaves_room_for_a_legitimate_client() {
     let server = TestServer::start_seeded(trusted, seed).await;
-    let target = server.running().tcp_addr().unwrap().to_string();
-    let data = server.data_dir.display().to_string();
     let args = [
-        "siege",
-        "--target",
-        &target,
-        "--data",
-        &data,
         "--connections",
         "300",
         "--per-source",
@@ -219,10 +212,8 @@ async fn siege_leaves_room_for_a_legitimate_client() {
         "5",
         "--setup-timeout",
         "20",
-        "--json",
-        "--quiet",
     ];
-    let report = perch_load_json(&args, Duration::from_secs(90)).await;
+    let report = scenario_json(&server, "siege", &args, Duration::from_secs(90)).await;
     assert_eq!(report["scenario"], "siege");
     assert_eq!(report["errors"]["total"], 0, "{report:#}");
     assert_eq!(report["settings"]["probes_ok"], "3", "{report:#}");
@@ -336,7 +327,6 @@ async fn history_on_a_prefilled_store() {
     config.limits.request_burst = 100_000;
     let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(SqliteStore::open(&dir).unwrap());
     let running = perch::server::start(&config, store.clone()).await.unwrap();
-    let target = running.tcp_addr().unwrap().to_string();
     let server = TestServer {
         server: Some(running),
         store,
@@ -349,11 +339,6 @@ async fn history_on_a_prefilled_store() {
     assert!(stderr.contains("stop perch"), "{stderr}");
 
     let args = [
-        "history",
-        "--target",
-        &target,
-        "--data",
-        &data,
         "--connections",
         "8",
         "--duration",
@@ -366,10 +351,8 @@ async fn history_on_a_prefilled_store() {
         "5",
         "--setup-timeout",
         "10",
-        "--json",
-        "--quiet",
     ];
-    let report = perch_load_json(&args, Duration::from_secs(60)).await;
+    let report = scenario_json(&server, "history", &args, Duration::from_secs(60)).await;
     assert_eq!(report["scenario"], "history");
     assert_eq!(report["sessions"], 8, "{report:#}");
     assert_eq!(report["errors"]["total"], 0, "{report:#}");
