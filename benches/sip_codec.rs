@@ -3,8 +3,8 @@
 
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use perch::sip::Message;
-use perch::sip::framer::{self, Frame, FrameLimits};
+use perch::lync::sip::Message;
+use perch::lync::sip::framer::{self, Frame, FrameLimits};
 
 const INFO: &str = "INFO sip:ocschat@127.0.0.1:5061;transport=tls SIP/2.0\r\n\
 Via: SIP/2.0/tls 10.0.0.5:53412\r\n\

@@ -21,12 +21,15 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use perch::core::SnapshotHandle;
-use perch::core::chat::ChatCore;
+use perch::core::hub::ChatCore;
 use perch::core::manage::{self, CategoryChange, ListEdit, RoomChange};
 use perch::core::model::{Principal, Privacy, RoomType};
+use perch::core::ports::{
+    ArchiveStore, ChatMessage, HistoryQuery, Pending, Store, UserRecord, wait,
+};
 use perch::core::snapshot::Snapshot;
+use perch::store::SqliteStore;
 use perch::store::sqlite::DATABASE_FILE;
-use perch::store::{HistoryQuery, SqliteStore, Store, UserRecord, wait};
 
 const DOMAIN: &str = "example.test";
 const AUTHOR: &str = "alice@example.test";
@@ -214,7 +217,7 @@ fn seed(store: &dyn Store) -> (i64, String) {
         kind: Some(RoomType::Normal),
         ..RoomChange::default()
     };
-    let uid = perch::xccos::uri::new_room_uid();
+    let uid = perch::core::ids::new_room_uid();
     let outcome = manage::room(&snapshot(store), None, &uid, change).expect("room");
     let room = wait(store.save_room(outcome.room)).expect("save room");
     (room.id, room.uid)
@@ -294,7 +297,7 @@ fn ingest(c: &mut Criterion) {
             .map(|_| {
                 let i = next_body();
                 let at = Instant::now();
-                let p = store.append_message(room, AUTHOR, i as i64, &bodies[i % 4096], "");
+                let p = post(&store, room, i as i64, &bodies[i % 4096]);
                 (at, p)
             })
             .collect();
@@ -323,7 +326,7 @@ fn ingest(c: &mut Criterion) {
     let calls = if full { 1_000 } else { 5 };
     time_calls("ingest/one-at-a-time per post", calls, || {
         let i = next_body();
-        wait(store.append_message(room, AUTHOR, i as i64, &bodies[i % 4096], "")).expect("append");
+        wait(post(&store, room, i as i64, &bodies[i % 4096])).expect("append");
     });
 
     let mut group = c.benchmark_group("ingest");
@@ -333,7 +336,7 @@ fn ingest(c: &mut Criterion) {
             let pending: Vec<_> = (0..BATCH)
                 .map(|_| {
                     let i = next_body();
-                    store.append_message(room, AUTHOR, i as i64, &bodies[i % 4096], "")
+                    post(&store, room, i as i64, &bodies[i % 4096])
                 })
                 .collect();
             for p in pending {
@@ -345,10 +348,7 @@ fn ingest(c: &mut Criterion) {
     group.bench_function("one-at-a-time", |b| {
         b.iter(|| {
             let i = next_body();
-            black_box(
-                wait(store.append_message(room, AUTHOR, i as i64, &bodies[i % 4096], ""))
-                    .expect("append"),
-            )
+            black_box(wait(post(&store, room, i as i64, &bodies[i % 4096])).expect("append"))
         })
     });
     group.finish();
@@ -375,7 +375,7 @@ fn bulk_fill(dir: &Path, room: i64, count: usize) {
             .prepare("INSERT INTO messages (room_id, author, ts, body, extra) VALUES (?1, ?2, ?3, ?4, '')")
             .expect("prepare");
         // Ticks 1 s apart, ending about now.
-        let start = perch::core::chat::now_ticks() - count as i64 * 10_000_000;
+        let start = perch::core::ids::now_ticks() - count as i64 * 10_000_000;
         for i in 0..count {
             let ts = start + i as i64 * 10_000_000;
             insert
@@ -433,17 +433,25 @@ fn history_store(full: bool) -> (Arc<dyn Store>, (i64, String), PathBuf) {
 fn history(c: &mut Criterion) {
     let full = full_run();
     let (store, (room, uid), dir) = history_store(full);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let last = HistoryQuery::Last(LAST);
     let search = HistoryQuery::Search {
         words: vec![RARE_WORD.into()],
         count: SEARCH_COUNT,
     };
-    let found = store.history(room, &search).expect("search");
+    let found = rt
+        .block_on(store.history(room, search.clone()))
+        .expect("search");
     let count = if full { FULL_HISTORY } else { TEST_HISTORY };
     let expected = (count / RARE_EVERY).min(SEARCH_COUNT as usize);
     assert_eq!(found.len(), expected, "search finds the rare word");
     assert_eq!(
-        store.history(room, &last).expect("last").len(),
+        rt.block_on(store.history(room, last.clone()))
+            .expect("last")
+            .len(),
         LAST as usize
     );
 
@@ -452,34 +460,51 @@ fn history(c: &mut Criterion) {
         store.clone(),
     );
     // Warm the room's recent-history cache.
-    let (_, warm) = core.history(AUTHOR, &uid, last.clone()).expect("history");
+    let (_, warm) = rt
+        .block_on(core.history(AUTHOR, &uid, last.clone()))
+        .expect("history");
     assert_eq!(warm.len(), LAST as usize);
 
     let calls = if full { 10_000 } else { 10 };
     time_calls("history/disk-last-30", calls, || {
-        black_box(store.history(room, &last).expect("last"));
+        black_box(
+            rt.block_on(store.history(room, last.clone()))
+                .expect("last"),
+        );
     });
     time_calls("history/cache-last-30", calls, || {
-        black_box(core.history(AUTHOR, &uid, last.clone()).expect("history"));
+        black_box(
+            rt.block_on(core.history(AUTHOR, &uid, last.clone()))
+                .expect("history"),
+        );
     });
     let search_calls = if full { 2_000 } else { 5 };
     time_calls("history/search", search_calls, || {
-        black_box(store.history(room, &search).expect("search"));
+        black_box(
+            rt.block_on(store.history(room, search.clone()))
+                .expect("search"),
+        );
     });
 
     let mut group = c.benchmark_group("history");
     group.throughput(Throughput::Elements(1));
     group.bench_function("disk-last-30", |b| {
-        b.iter(|| store.history(room, black_box(&last)).expect("last"))
+        b.iter(|| {
+            rt.block_on(store.history(room, black_box(last.clone())))
+                .expect("last")
+        })
     });
     group.bench_function("cache-last-30", |b| {
         b.iter(|| {
-            core.history(AUTHOR, black_box(&uid), last.clone())
+            rt.block_on(core.history(AUTHOR, black_box(&uid), last.clone()))
                 .expect("history")
         })
     });
     group.bench_function("search", |b| {
-        b.iter(|| store.history(room, black_box(&search)).expect("search"))
+        b.iter(|| {
+            rt.block_on(store.history(room, black_box(search.clone())))
+                .expect("search")
+        })
     });
     group.finish();
     drop(core);
@@ -488,6 +513,18 @@ fn history(c: &mut Criterion) {
     if !full {
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Submits one post to the store.
+fn post(store: &SqliteStore, room: i64, ts: i64, text: &str) -> Pending<ChatMessage> {
+    store.append_message(ChatMessage {
+        id: 0,
+        room_id: room,
+        author: AUTHOR.into(),
+        ts,
+        text: text.into(),
+        extension: None,
+    })
 }
 
 criterion_group!(benches, ingest, history);

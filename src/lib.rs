@@ -1,16 +1,14 @@
 //! perch: a persistent group chat server speaking SIP/XCCOS (Lync 2013 Persistent Chat).
 //!
-//! Layers, top to bottom: [`transport`] (listeners, connections), [`sip`] and [`xccos`]
-//! (wire codecs), [`session`] (SIP transactions, dialogs, registrar, authentication),
-//! [`core`] (directory and chat decisions), [`store`] (SQLite). [`admin`] drives the same
-//! store and core from the command line. See docs/ARCHITECTURE.md.
+//! Layers, requests flowing down and events up: [`net`] (listeners, TLS, the connection
+//! driver, generic over the protocol) → [`lync`] (the SIP/XCCOS gateway) → [`core`] (the
+//! protocol-neutral chat hub, policy and the store ports it needs) → [`store`] (backends
+//! implementing those ports). [`app`] wires them together and holds the admin CLI. The
+//! import rules between them are checked by `tests/integration/layers.rs`; see
+//! docs/ARCHITECTURE.md.
 
-pub mod admin;
-pub mod config;
+pub mod app;
 pub mod core;
-pub mod server;
-pub mod session;
-pub mod sip;
+pub mod lync;
+pub mod net;
 pub mod store;
-pub mod transport;
-pub mod xccos;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use perch::admin::{self, AdminError, user::PasswordSource};
-use perch::config::{Config, LogFormat};
-use perch::server;
-use perch::store::{SqliteStore, Store};
+use perch::app::admin::{self, AdminError, user::PasswordSource};
+use perch::app::config::{Config, LogFormat};
+use perch::app::server;
+use perch::core::ports::Store;
+use perch::store::SqliteStore;
 
 #[derive(Parser)]
 #[command(
@@ -165,14 +166,14 @@ fn init_logging(config: &Config, json: bool) {
 fn serve(common: &Common, demo: bool, log_json: bool) -> Result<(), String> {
     let mut config = load_config(common)?;
     if demo {
-        perch::admin::demo::prepare_config(&mut config, common.data.is_some());
+        perch::app::admin::demo::prepare_config(&mut config, common.data.is_some());
     }
     init_logging(&config, log_json);
     raise_open_file_limit();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&config.data_dir).map_err(|e| e.to_string())?);
     if demo {
-        perch::admin::demo::provision(store.as_ref()).map_err(|e| e.to_string())?;
+        perch::app::admin::demo::provision(store.as_ref()).map_err(|e| e.to_string())?;
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start: {e}"))?;
     runtime.block_on(async {
@@ -180,7 +181,10 @@ fn serve(common: &Common, demo: bool, log_json: bool) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         if demo {
-            println!("{}", perch::admin::demo::instructions(&config, &running));
+            println!(
+                "{}",
+                perch::app::admin::demo::instructions(&config, &running)
+            );
         }
         wait_for_signal().await;
         tracing::info!("shutting down");

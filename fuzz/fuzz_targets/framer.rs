@@ -19,7 +19,7 @@ use std::mem::{Discriminant, discriminant};
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use perch::sip::framer::{self, Frame, FrameError, FrameLimits};
+use perch::lync::sip::framer::{self, Frame, FrameError, FrameLimits};
 
 #[derive(Debug, PartialEq, Eq)]
 enum End {

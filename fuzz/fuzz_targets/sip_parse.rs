@@ -6,10 +6,10 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use perch::sip::framer::{self, Frame, FrameLimits};
-use perch::sip::message::{salvage_response_headers, split_list};
-use perch::sip::{NameAddr, Params, SipUri, StartLine, header, response};
-use perch::sip::Message;
+use perch::lync::sip::framer::{self, Frame, FrameLimits};
+use perch::lync::sip::message::{salvage_response_headers, split_list};
+use perch::lync::sip::{NameAddr, Params, SipUri, StartLine, header, response};
+use perch::lync::sip::Message;
 
 fn views(message: &Message) {
     let _ = message.cseq();

@@ -8,8 +8,8 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use perch::sip::framer::{self, Frame, FrameLimits};
-use perch::sip::{Header, Message};
+use perch::lync::sip::framer::{self, Frame, FrameLimits};
+use perch::lync::sip::{Header, Message};
 
 fn without_length(message: &Message) -> Vec<&Header> {
     message

@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use perch::xccos::envelope::{Incoming, parse_incoming};
-use perch::xccos::uri::room_uid;
-use perch::xccos::xml::{self, XmlLimits};
+use perch::lync::xccos::envelope::{Incoming, parse_incoming};
+use perch::lync::xccos::uri::room_uid;
+use perch::lync::xccos::xml::{self, XmlLimits};
 
 fuzz_target!(|data: &[u8]| {
     let limits = XmlLimits::default();

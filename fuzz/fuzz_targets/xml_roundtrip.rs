@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use perch::xccos::xml::{self, XmlLimits};
+use perch::lync::xccos::xml::{self, XmlLimits};
 
 fuzz_target!(|data: &[u8]| {
     let limits = XmlLimits::default();

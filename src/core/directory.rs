@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::store::{Credentials, UserRecord};
+use super::ports::{Credentials, UserRecord};
 
 use super::model::{Group, PolicyScope, Principal};
 

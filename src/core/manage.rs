@@ -431,7 +431,7 @@ pub fn addin(name: &str, url: &str) -> Result<Addin, ManageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ModelData, UserRecord};
+    use crate::core::ports::{ModelData, UserRecord};
 
     fn p(text: &str) -> Principal {
         text.parse().unwrap()

@@ -1,10 +1,15 @@
-//! The chat core: protocol-agnostic state and decisions. It never sees XML or SIP.
+//! The chat core: protocol-neutral identities, the Persistent Chat model, every permission
+//! decision ([`policy`]), the hub that runs every chat operation and publishes its events
+//! ([`hub`]), and the ports it needs from storage ([`ports`]). It never sees XML, SIP or
+//! SQL, and imports nothing from the gateways, the network layer or a store backend.
 
-pub mod chat;
 pub mod directory;
+pub mod hub;
+pub mod ids;
 pub mod manage;
 pub mod model;
 pub mod policy;
+pub mod ports;
 pub mod snapshot;
 
 pub use directory::{Directory, User};

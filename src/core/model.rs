@@ -46,14 +46,11 @@ impl FromStr for Principal {
             return Ok(Principal::Group(name.to_owned()));
         }
         if let Some(domain) = text.strip_prefix("domain:") {
-            return crate::sip::header::parse_aor(&format!("x@{}", domain.trim()))
-                .and_then(|aor| {
-                    aor.split_once('@')
-                        .map(|(_, d)| Principal::Domain(d.to_owned()))
-                })
+            return super::ids::domain_name(domain)
+                .map(Principal::Domain)
                 .ok_or_else(|| format!("{domain:?} is not a domain name"));
         }
-        crate::sip::header::parse_aor(text)
+        super::ids::user_id(text)
             .map(Principal::User)
             .ok_or_else(|| {
                 format!("{text:?} is not a principal (sip:user@domain, group:NAME or domain:NAME)")

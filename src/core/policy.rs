@@ -179,7 +179,7 @@ pub fn invitations_effective(category: &Category, room: &Room) -> bool {
 mod tests {
     use super::*;
     use crate::core::model::Group;
-    use crate::store::{ModelData, UserRecord};
+    use crate::core::ports::{ModelData, UserRecord};
 
     const CATEGORY: i64 = 1;
 

@@ -1,11 +1,11 @@
 //! An immutable snapshot of everything administrators define (directory, categories, rooms,
-//! add-ins, settings), swapped whole when the store's generation moves. Readers clone an
+//! add-ins, settings), swapped whole when the store says the model changed. Readers clone an
 //! `Arc` and never wait for a reload.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::store::{ModelData, Store, StoreError};
+use super::ports::{ModelData, ModelStore, StoreError};
 
 use super::directory::{Directory, PrincipalSet, User};
 use super::model::{Addin, Category, ChatSettings, Room};
@@ -162,47 +162,35 @@ impl Snapshot {
     }
 }
 
-/// The snapshots before and after a reload.
-pub type Reloaded = (Arc<Snapshot>, Arc<Snapshot>);
-
-/// The current snapshot plus the store generation it was loaded at.
+/// The current snapshot; reloaded whole when the store's change feed moves.
 pub struct SnapshotHandle {
-    current: RwLock<(i64, Arc<Snapshot>)>,
+    current: RwLock<Arc<Snapshot>>,
 }
 
 impl SnapshotHandle {
-    pub fn load(store: &dyn Store) -> Result<Self, StoreError> {
-        let generation = store.generation()?;
+    pub fn load(store: &dyn ModelStore) -> Result<Self, StoreError> {
         let snapshot = Snapshot::from_model(store.load_model()?);
         Ok(Self {
-            current: RwLock::new((generation, Arc::new(snapshot))),
+            current: RwLock::new(Arc::new(snapshot)),
         })
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         // A poisoned lock still holds a complete snapshot: it is only ever replaced whole.
         match self.current.read() {
-            Ok(guard) => guard.1.clone(),
-            Err(poisoned) => poisoned.into_inner().1.clone(),
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    /// Reloads if the store's generation moved; returns the old and new snapshots if it did.
-    pub fn refresh(&self, store: &dyn Store) -> Result<Option<Reloaded>, StoreError> {
-        let generation = store.generation()?;
-        let known = match self.current.read() {
-            Ok(guard) => guard.0,
-            Err(poisoned) => poisoned.into_inner().0,
-        };
-        if generation == known {
-            return Ok(None);
-        }
+    /// Loads the model afresh and swaps it in.
+    pub fn reload(&self, store: &dyn ModelStore) -> Result<(), StoreError> {
         let fresh = Arc::new(Snapshot::from_model(store.load_model()?));
         let mut guard = match self.current.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let old = std::mem::replace(&mut *guard, (generation, fresh.clone()));
-        Ok(Some((old.1, fresh)))
+        *guard = fresh;
+        Ok(())
     }
 }

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use perch::store::{HistoryQuery, SqliteStore, Store, wait};
+use perch::core::ports::{HistoryQuery, InvitationStore, ModelStore, Store, read_blocking, wait};
+use perch::store::SqliteStore;
 
-use crate::support::temp_dir;
+use crate::support::{post_message, read_history, temp_dir};
 
 const DOMAIN: &str = "chat.test";
 
@@ -100,7 +101,12 @@ fn admin_room_lifecycle() {
     let store = a.store();
     let model = store.load_model().unwrap();
     let lobby = model.rooms.into_iter().find(|r| r.name == "Lobby").unwrap();
-    assert_eq!(store.invitations("bob@chat.test", 0).unwrap().len(), 1);
+    assert_eq!(
+        read_blocking(store.invitations("bob@chat.test", 0))
+            .unwrap()
+            .len(),
+        1
+    );
     drop(store);
 
     a.fails(
@@ -164,17 +170,14 @@ fn admin_room_lifecycle() {
     let store = a.store();
     for (seconds, body) in [(1_577_836_800_i64, "old"), (1_893_456_000, "new")] {
         let ts = seconds * 10_000_000;
-        wait(store.append_message(lobby.id, "alice@chat.test", ts, body, "")).unwrap();
+        wait(post_message(&store, lobby.id, "alice@chat.test", ts, body)).unwrap();
     }
     store.close();
     let cleared = a.ok("room clear Lobby --until 2025-01-01T00:00:00Z");
     assert!(cleared.contains("deleted 1 message(s)"), "{cleared}");
-    let left = a
-        .store()
-        .history(lobby.id, &HistoryQuery::Last(10))
-        .unwrap();
+    let left = read_history(&a.store(), lobby.id, HistoryQuery::Last(10));
     assert_eq!(
-        left.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        left.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
         ["new"]
     );
     a.fails(

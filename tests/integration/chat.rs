@@ -6,9 +6,9 @@ use std::collections::VecDeque;
 use perch::core::Snapshot;
 use perch::core::manage::{self, CategoryChange, ListEdit, RoomChange};
 use perch::core::model::{Principal, Privacy, RoomType};
-use perch::sip::{Message, StartLine};
-use perch::store::{Store, wait};
-use perch::xccos::xml::{Element, parse};
+use perch::core::ports::{Store, wait};
+use perch::lync::sip::{Message, StartLine};
+use perch::lync::xccos::xml::{Element, parse};
 
 use crate::support::*;
 
@@ -23,7 +23,8 @@ pub(crate) fn snapshot(store: &dyn Store) -> Snapshot {
 }
 
 fn add_user(store: &dyn Store, user: &str) {
-    perch::admin::user::add(store, &format!("{user}@{DOMAIN}"), None, Some("pw"), true).unwrap();
+    perch::app::admin::user::add(store, &format!("{user}@{DOMAIN}"), None, Some("pw"), true)
+        .unwrap();
 }
 
 fn save_category(store: &dyn Store, name: &str, change: CategoryChange) {
@@ -36,12 +37,12 @@ fn save_category(store: &dyn Store, name: &str, change: CategoryChange) {
 }
 
 pub(crate) fn save_room(store: &dyn Store, existing: Option<&str>, change: RoomChange) {
-    let uid = perch::xccos::uri::new_room_uid();
+    let uid = perch::core::ids::new_room_uid();
     let outcome = manage::room(&snapshot(store), existing, &uid, change).unwrap();
     let room = wait(store.save_room(outcome.room)).unwrap();
     if !outcome.invite.is_empty() {
         let invitations = outcome.invite.into_iter().map(|u| (u, room.id)).collect();
-        wait(store.add_invitations(invitations, perch::core::chat::now_ticks())).unwrap();
+        wait(store.add_invitations(invitations, perch::core::ids::now_ticks())).unwrap();
     }
 }
 
@@ -132,7 +133,7 @@ pub(crate) fn seed(store: &dyn Store) {
     );
 }
 
-pub(crate) fn trusted(config: &mut perch::config::Config) {
+pub(crate) fn trusted(config: &mut perch::app::config::Config) {
     config.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
 }
 
@@ -143,7 +144,7 @@ async fn start() -> TestServer {
 pub(crate) fn room_uri(store: &dyn Store, name: &str) -> String {
     let s = snapshot(store);
     let room = s.room_by_name(name).unwrap();
-    perch::xccos::uri::room_uri(DOMAIN, &room.uid)
+    perch::lync::xccos::uri::room_uri(DOMAIN, &room.uid)
 }
 
 /// A signed-in chat client with its dialog; server INFOs that arrive while waiting for
@@ -714,11 +715,12 @@ async fn history_off_category_delivers_but_does_not_store() {
         .unwrap()
         .id;
     assert!(
-        server
-            .store
-            .history(room_id, &perch::store::HistoryQuery::Last(10))
-            .unwrap()
-            .is_empty()
+        read_history(
+            server.store.as_ref(),
+            room_id,
+            perch::core::ports::HistoryQuery::Last(10)
+        )
+        .is_empty()
     );
     server.stop().await;
 }

@@ -1,13 +1,13 @@
 //! The chat dialog as SIPE drives it: provisioning, INVITE/ACK, INFO with cmd:requri and
 //! the server's INFO back, UPDATE, BYE, CANCEL, and the reactions to 481/487.
 
-use perch::sip::{Message, NameAddr, StartLine};
+use perch::lync::sip::{Message, NameAddr, StartLine};
 
 use crate::support::*;
 
 const CHAT: &str = "sip:ocschat@example.test";
 
-fn trusted(config: &mut perch::config::Config) {
+fn trusted(config: &mut perch::app::config::Config) {
     config.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
 }
 

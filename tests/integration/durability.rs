@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use perch::store::{HistoryQuery, SqliteStore, Store};
+use perch::core::ports::{HistoryQuery, Store};
+use perch::store::SqliteStore;
 use tokio::net::TcpStream;
 
 use crate::chat::{seed, snapshot};
@@ -134,8 +135,8 @@ async fn acknowledged_posts_survive_sigkill() {
     let setup_dir = data.clone();
     let room = tokio::task::spawn_blocking(move || {
         let store = SqliteStore::open(&setup_dir).unwrap();
-        perch::admin::user::add(&store, "alice@example.test", None, None, true).unwrap();
-        perch::admin::user::add(&store, "bob@example.test", None, None, true).unwrap();
+        perch::app::admin::user::add(&store, "alice@example.test", None, None, true).unwrap();
+        perch::app::admin::user::add(&store, "bob@example.test", None, None, true).unwrap();
         seed(&store);
         let room = snapshot(&store).room_by_name("Lobby").unwrap().clone();
         store.close();
@@ -143,7 +144,7 @@ async fn acknowledged_posts_survive_sigkill() {
     })
     .await
     .unwrap();
-    let lobby = perch::xccos::uri::room_uri(DOMAIN, &room.uid);
+    let lobby = perch::lync::xccos::uri::room_uri(DOMAIN, &room.uid);
     let config = data.join("perch.toml");
     std::fs::write(&config, "domain = \"example.test\"\ntrusted_networks = [\"127.0.0.0/8\"]\n[listen]\ntls = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n").unwrap();
 
@@ -169,11 +170,9 @@ async fn acknowledged_posts_survive_sigkill() {
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&reopen_dir).unwrap())
         .await
         .unwrap();
-    let stored: Vec<String> = store
-        .history(room.id, &HistoryQuery::Last(1_000_000))
-        .unwrap()
+    let stored: Vec<String> = read_history(&store, room.id, HistoryQuery::Last(1_000_000))
         .into_iter()
-        .map(|m| m.body)
+        .map(|m| m.text)
         .collect();
     let lost: Vec<&String> = acknowledged
         .iter()

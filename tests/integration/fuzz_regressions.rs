@@ -2,9 +2,9 @@
 //! checks as the fuzz targets: no panic, bounded framing, and round trips that hold.
 
 use bytes::BytesMut;
-use perch::sip::Message;
-use perch::sip::framer::{self, Frame, FrameLimits};
-use perch::xccos::xml;
+use perch::lync::sip::Message;
+use perch::lync::sip::framer::{self, Frame, FrameLimits};
+use perch::lync::xccos::xml;
 
 fn frames(input: &[u8], limits: &FrameLimits) -> Vec<(bytes::Bytes, bytes::Bytes)> {
     let mut buffer = BytesMut::from(input);

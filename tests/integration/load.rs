@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use perch::core::manage::{self, CategoryChange, ListEdit, RoomChange};
 use perch::core::model::{Principal, Privacy, RoomType};
-use perch::store::{SqliteStore, Store, wait};
+use perch::core::ports::{ModelStore, Store, wait};
+use perch::store::SqliteStore;
 
 use crate::chat::{snapshot, trusted};
 use crate::support::*;
@@ -18,7 +19,7 @@ fn seed(store: &dyn Store) {
     let members: Vec<Principal> = (0..5)
         .map(|i| {
             let aor = format!("load{i}@{DOMAIN}");
-            perch::admin::user::add(store, &aor, None, None, true).unwrap();
+            perch::app::admin::user::add(store, &aor, None, None, true).unwrap();
             Principal::User(aor)
         })
         .collect();
@@ -37,7 +38,7 @@ fn seed(store: &dyn Store) {
         members: vec![ListEdit::Add(members)],
         ..RoomChange::default()
     };
-    let uid = perch::xccos::uri::new_room_uid();
+    let uid = perch::core::ids::new_room_uid();
     let outcome = manage::room(&snapshot(store), None, &uid, room).unwrap();
     wait(store.save_room(outcome.room)).unwrap();
 }
@@ -314,10 +315,10 @@ async fn history_on_a_prefilled_store() {
         "{filled:#}"
     );
 
-    let mut config = perch::config::Config {
+    let mut config = perch::app::config::Config {
         domain: DOMAIN.into(),
         data_dir: dir.clone(),
-        ..perch::config::Config::default()
+        ..perch::app::config::Config::default()
     };
     config.listen.tcp = Some("127.0.0.1:0".parse().unwrap());
     config.listen.tls = None;
@@ -326,7 +327,9 @@ async fn history_on_a_prefilled_store() {
     config.limits.requests_per_second = 100_000;
     config.limits.request_burst = 100_000;
     let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(SqliteStore::open(&dir).unwrap());
-    let running = perch::server::start(&config, store.clone()).await.unwrap();
+    let running = perch::app::server::start(&config, store.clone())
+        .await
+        .unwrap();
     let server = TestServer {
         server: Some(running),
         store,

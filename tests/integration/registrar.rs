@@ -1,8 +1,8 @@
 //! REGISTER: Digest (SHA-256 and MD5), replay, stale nonces, trusted networks, throttling,
 //! identity binding, and administrative changes reaching a running server.
 
-use perch::session::digest::{Algorithm, ClientDigest, parse_challenge};
-use perch::sip::Message;
+use perch::lync::session::digest::{Algorithm, ClientDigest, parse_challenge};
+use perch::lync::sip::Message;
 
 use crate::support::*;
 
@@ -254,7 +254,7 @@ async fn admin_changes_reach_a_running_server() {
     .await;
     let store = server.store.clone();
     tokio::task::spawn_blocking(move || {
-        perch::admin::user::add(
+        perch::app::admin::user::add(
             store.as_ref(),
             "erin@example.test",
             None,

@@ -7,9 +7,9 @@
 
 use perch::core::manage::{ListEdit, RoomChange};
 use perch::core::model::Privacy;
-use perch::sip::{Message, StartLine};
-use perch::store::{Store, wait};
-use perch::xccos::xml::{Element, parse};
+use perch::core::ports::{Store, wait};
+use perch::lync::sip::{Message, StartLine};
+use perch::lync::xccos::xml::{Element, parse};
 
 use crate::chat::{self, Chat, code, names, p, room_uri, save_room, texts};
 use crate::support::*;
@@ -40,8 +40,15 @@ fn seed(store: &dyn Store) {
         ("Secret", "another quokka sighting"),
         ("Lobby", "ordinary lobby chatter"),
     ] {
-        let ts = perch::core::chat::now_ticks();
-        wait(store.append_message(id(room), "alice@example.test", ts, text, "")).unwrap();
+        let ts = perch::core::ids::now_ticks();
+        wait(post_message(
+            store,
+            id(room),
+            "alice@example.test",
+            ts,
+            text,
+        ))
+        .unwrap();
     }
 }
 
@@ -99,7 +106,7 @@ impl Hidden {
 
 /// The URI of a room that does not exist.
 fn missing_uri() -> String {
-    perch::xccos::uri::room_uri(DOMAIN, &perch::xccos::uri::new_room_uid())
+    perch::lync::xccos::uri::room_uri(DOMAIN, &perch::core::ids::new_room_uid())
 }
 
 fn uid_of(uri: &str) -> &str {

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use perch::config::Config;
-use perch::server::{self, RunningServer};
-use perch::sip::framer::{self, Frame, FrameLimits};
-use perch::sip::{Message, StartLine};
-use perch::store::{SqliteStore, Store};
+use perch::app::config::Config;
+use perch::app::server::{self, RunningServer};
+use perch::core::ports::Store;
+use perch::lync::sip::framer::{self, Frame, FrameLimits};
+use perch::lync::sip::{Message, StartLine};
+use perch::store::SqliteStore;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -62,7 +63,7 @@ impl TestServer {
             for (user, enabled) in [("alice", true), ("bob", true), ("dave", false)] {
                 let aor = format!("{user}@{DOMAIN}");
                 let password = format!("{user}-pw");
-                perch::admin::user::add(
+                perch::app::admin::user::add(
                     store_for_seed.as_ref(),
                     &aor,
                     None,
@@ -90,7 +91,7 @@ impl TestServer {
     pub async fn tls(&self) -> Client {
         let addr = self.running().tls_addr().unwrap();
         let cert_path = &self.running().certificate().unwrap().cert;
-        let cert = perch::transport::tls::load_certificates(cert_path).unwrap();
+        let cert = perch::net::tls::load_certificates(cert_path).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::clone(&cert[0])).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -316,4 +317,31 @@ pub fn status(message: &Message) -> u16 {
 
 pub fn body_text(message: &Message) -> String {
     String::from_utf8(message.body.to_vec()).unwrap()
+}
+
+/// A message as a client of the store would post it.
+pub fn post_message(
+    store: &dyn Store,
+    room_id: i64,
+    author: &str,
+    ts: i64,
+    text: &str,
+) -> perch::core::ports::Pending<perch::core::ports::ChatMessage> {
+    store.append_message(perch::core::ports::ChatMessage {
+        id: 0,
+        room_id,
+        author: author.into(),
+        ts,
+        text: text.into(),
+        extension: None,
+    })
+}
+
+/// A room's history, read from blocking or async test code.
+pub fn read_history(
+    store: &dyn Store,
+    room_id: i64,
+    query: perch::core::ports::HistoryQuery,
+) -> Vec<perch::core::ports::ChatMessage> {
+    perch::core::ports::read_blocking(store.history(room_id, query)).unwrap()
 }

@@ -22,9 +22,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use perch::sip::framer::{self, Frame, FrameLimits};
-use perch::sip::message::salvage_response_headers;
-use perch::sip::{Message, Method, NameAddr, SipUri, StartLine};
+use perch::lync::sip::framer::{self, Frame, FrameLimits};
+use perch::lync::sip::message::salvage_response_headers;
+use perch::lync::sip::{Message, Method, NameAddr, SipUri, StartLine};
 use tokio::net::TcpStream;
 
 use crate::support::*;

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use perch::sip::{Message, NameAddr, StartLine};
-use perch::xccos::xml::{Element, parse};
+use perch::lync::sip::{Message, NameAddr, StartLine};
+use perch::lync::xccos::xml::{Element, parse};
 
 use crate::chat::{seed, snapshot, trusted};
 use crate::support::*;
@@ -211,7 +211,7 @@ async fn replay(file: PathBuf) -> Result<(), String> {
     for room in snapshot(server.store.as_ref()).rooms() {
         substitutions.insert(
             format!("{{{}}}", room.name),
-            perch::xccos::uri::room_uri(DOMAIN, &room.uid),
+            perch::lync::xccos::uri::room_uri(DOMAIN, &room.uid),
         );
         substitutions.insert(format!("{{{}.id}}", room.name), room.uid.clone());
     }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use perch::session::digest::{self, Algorithm, ClientDigest};
-use perch::sip::Method;
+use perch::lync::session::digest::{self, Algorithm, ClientDigest};
+use perch::lync::sip::Method;
 use tokio::sync::watch;
 
 use crate::random::Random;

@@ -1,6 +1,6 @@
 //! What can stop `perch-load` as a whole (a client's failures are counted, not raised).
 
-use perch::store::StoreError;
+use perch::core::ports::StoreError;
 
 use crate::null_responder::NullError;
 use crate::prefill::PrefillError;

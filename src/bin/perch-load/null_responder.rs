@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use perch::sip::framer::{self, Frame, FrameLimits};
-use perch::sip::response::response;
-use perch::sip::{Headers, Message, Method, NameAddr, StartLine};
+use perch::lync::sip::framer::{self, Frame, FrameLimits};
+use perch::lync::sip::response::response;
+use perch::lync::sip::{Headers, Message, Method, NameAddr, StartLine};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -51,7 +51,7 @@ pub enum NullError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Tls(#[from] perch::transport::tls::TlsError),
+    Tls(#[from] perch::net::tls::TlsError),
     #[error("cannot start the null responder: {0}")]
     Spawn(std::io::Error),
     #[error("the null responder did not say where it listens: {0}")]
@@ -143,10 +143,8 @@ pub async fn serve(options: NullOptions) -> Result<(), NullError> {
     })?;
     let acceptor = match &options.tls_dir {
         Some(dir) => {
-            let paths = perch::transport::tls::ensure_dev_certificate(dir, &[])?;
-            Some(TlsAcceptor::from(perch::transport::tls::server_config(
-                &paths,
-            )?))
+            let paths = perch::net::tls::ensure_dev_certificate(dir, &[])?;
+            Some(TlsAcceptor::from(perch::net::tls::server_config(&paths)?))
         }
         None => None,
     };
@@ -441,7 +439,7 @@ impl NullChild {
             pid,
             cert: tls_dir
                 .as_ref()
-                .map(|d| d.join(perch::transport::tls::DEV_CERT_FILE)),
+                .map(|d| d.join(perch::net::tls::DEV_CERT_FILE)),
             tls_dir,
         })
     }

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use perch::core::model::Principal;
-use perch::store::{SqliteStore, Store, StoreError};
+use perch::core::ports::{ModelStore, Store, StoreError};
+use perch::store::SqliteStore;
 
 #[derive(Debug, Clone)]
 pub struct PlannedRoom {

@@ -32,9 +32,10 @@ use crate::text::TextGenerator;
 
 /// perch's migration that defines the messages table, its FTS5 index and triggers: the
 /// trigger dropped during a load is recreated from this text, never retyped.
-const CHAT_MIGRATION: &str = include_str!("../../store/migrations/0002_chat.sql");
-/// The schema version that migration brings the database to.
-const CHAT_SCHEMA_VERSION: i64 = 2;
+const CHAT_MIGRATION: &str = include_str!("../../store/sqlite/migrations/0002_chat.sql");
+/// The schema version perch's migrations bring the database to. Those after 0002 only add
+/// columns with constant defaults, which prefill's inserts leave to SQLite.
+const CHAT_SCHEMA_VERSION: i64 = 3;
 const INSERT_TRIGGER: &str = "messages_fts_insert";
 
 #[derive(Args, Debug, Clone)]
@@ -926,7 +927,7 @@ mod tests {
     use super::*;
 
     use perch::core::model::Privacy;
-    use perch::store::Store;
+    use perch::core::ports::Store;
 
     use crate::provision::{self, ProvisionOptions, RoomClass};
 

@@ -11,8 +11,11 @@ use std::time::Instant;
 use perch::core::Snapshot;
 use perch::core::manage::{self, CategoryChange, ListEdit, ManageError};
 use perch::core::model::{Invitations, Principal, Privacy, Room, RoomType};
-use perch::session::digest;
-use perch::store::{Pending, SqliteStore, Store, StoreError, UserRecord, wait};
+use perch::core::ports::{
+    DirectoryStore, ModelStore, Pending, Store, StoreError, UserRecord, wait,
+};
+use perch::lync::session::digest;
+use perch::store::SqliteStore;
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +210,7 @@ fn provision(
             let name = format!("{}-{}-{j:05}", options.prefix, class.size);
             pending.push(store.save_room(Room {
                 id: 0,
-                uid: perch::xccos::uri::new_room_uid(),
+                uid: perch::core::ids::new_room_uid(),
                 description: format!("perch-load room of {}", class.size),
                 name,
                 category: category_id,

@@ -145,7 +145,7 @@ fn tls_connector(path: &Path) -> Result<TlsConnector, TargetError> {
         path: path.display().to_string(),
         message,
     };
-    let certs = perch::transport::tls::load_certificates(path).map_err(|e| error(e.to_string()))?;
+    let certs = perch::net::tls::load_certificates(path).map_err(|e| error(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in certs {
         roots.add(cert).map_err(|e| error(e.to_string()))?;

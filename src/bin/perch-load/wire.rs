@@ -1,6 +1,6 @@
 //! One SIP connection on perch's own codec: bytes in, framed and parsed by
-//! `perch::sip::framer::decode` and `Message::parse`; every request the server sends is
-//! answered 200 (built by `perch::sip::response::response`) before the caller sees it.
+//! `perch::lync::sip::framer::decode` and `Message::parse`; every request the server sends is
+//! answered 200 (built by `perch::lync::sip::response::response`) before the caller sees it.
 //! Reading is cancel-safe (`read_some`), parsing is synchronous (`drain`), writes are
 //! buffered and flushed in one go with a deadline.
 
@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use perch::sip::framer::{self, Frame, FrameError, FrameLimits};
-use perch::sip::response::response;
-use perch::sip::{Message, Method, ParseError, StartLine};
+use perch::lync::sip::framer::{self, Frame, FrameError, FrameLimits};
+use perch::lync::sip::response::response;
+use perch::lync::sip::{Message, Method, ParseError, StartLine};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}

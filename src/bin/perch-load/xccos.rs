@@ -28,7 +28,7 @@ pub fn bjoin(envid: u64, domain: &str, uids: &[String]) -> String {
 }
 
 pub fn room_uri(domain: &str, uid: &str) -> String {
-    perch::xccos::uri::room_uri(domain, uid)
+    perch::lync::xccos::uri::room_uri(domain, uid)
 }
 
 pub fn grpchat(envid: u64, room_uri: &str, author: &str, text: &str) -> String {

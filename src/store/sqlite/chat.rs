@@ -3,8 +3,9 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::core::ids::Gateway;
 use crate::core::model::{Addin, Category, Group, PolicyScope, Principal, Room};
-use crate::store::{HistoryQuery, ModelData, StoreError, StoredMessage};
+use crate::core::ports::{ChatMessage, Extension, HistoryQuery, ModelData, StoreError};
 
 /// Principals from a query returning one text column. Rows were written from parsed
 /// principals; one that no longer parses is skipped rather than failing the whole load.
@@ -162,7 +163,7 @@ fn unique(error: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
         {
             StoreError::Duplicate(what())
         }
-        _ => StoreError::Sqlite(error),
+        _ => error.into(),
     }
 }
 
@@ -358,41 +359,48 @@ pub fn clear_room(c: &Connection, id: i64, until: Option<i64>) -> Result<usize, 
     )?)
 }
 
-pub fn append_message(
-    c: &Connection,
-    room_id: i64,
-    author: &str,
-    ts: i64,
-    body: &str,
-    extra: &str,
-) -> Result<StoredMessage, StoreError> {
+pub fn append_message(c: &Connection, message: ChatMessage) -> Result<ChatMessage, StoreError> {
     let mut statement = c.prepare_cached(
-        "INSERT INTO messages (room_id, author, ts, body, extra) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO messages (room_id, author, ts, body, extra, extra_gateway)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    statement.execute(params![room_id, author, ts, body, extra])?;
-    Ok(StoredMessage {
+    let (extra, gateway) = match &message.extension {
+        Some(extension) => (extension.markup.as_str(), extension.gateway.name()),
+        None => ("", Gateway::Lync.name()),
+    };
+    statement.execute(params![
+        message.room_id,
+        message.author,
+        message.ts,
+        message.text,
+        extra,
+        gateway
+    ])?;
+    Ok(ChatMessage {
         id: c.last_insert_rowid(),
-        room_id,
-        author: author.to_owned(),
-        ts,
-        body: body.to_owned(),
-        extra: extra.to_owned(),
+        ..message
     })
 }
 
-fn message_from_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
-    Ok(StoredMessage {
+fn message_from_row(r: &Row<'_>) -> rusqlite::Result<ChatMessage> {
+    let markup: String = r.get(5)?;
+    let gateway: String = r.get(6)?;
+    // Parts of a gateway this build does not know are left out, never shown raw.
+    let extension = Gateway::from_name(&gateway)
+        .filter(|_| !markup.is_empty())
+        .map(|gateway| Extension { gateway, markup });
+    Ok(ChatMessage {
         id: r.get(0)?,
         room_id: r.get(1)?,
         author: r.get(2)?,
         ts: r.get(3)?,
-        body: r.get(4)?,
-        extra: r.get(5)?,
+        text: r.get(4)?,
+        extension,
     })
 }
 
 /// Quotes each word as an FTS5 string, so user input cannot inject query syntax.
-fn fts_query(words: &[String]) -> String {
+pub fn fts_query(words: &[String]) -> String {
     words
         .iter()
         .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
@@ -404,9 +412,9 @@ pub fn history(
     c: &Connection,
     room_id: i64,
     query: &HistoryQuery,
-) -> Result<Vec<StoredMessage>, StoreError> {
-    const COLUMNS: &str = "id, room_id, author, ts, body, extra";
-    let mut messages: Vec<StoredMessage> = match query {
+) -> Result<Vec<ChatMessage>, StoreError> {
+    const COLUMNS: &str = "id, room_id, author, ts, body, extra, extra_gateway";
+    let mut messages: Vec<ChatMessage> = match query {
         HistoryQuery::Last(count) => {
             let mut s = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM messages WHERE room_id = ?1 ORDER BY id DESC LIMIT ?2"
@@ -425,7 +433,7 @@ pub fn history(
             let mut s = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM messages WHERE room_id = ?1 AND id > ?2 ORDER BY id ASC LIMIT ?3"
             ))?;
-            let mut ascending: Vec<StoredMessage> = s
+            let mut ascending: Vec<ChatMessage> = s
                 .query_map(params![room_id, id, count], message_from_row)?
                 .collect::<Result<_, _>>()?;
             ascending.reverse();
@@ -439,7 +447,7 @@ pub fn history(
             // first and the LIMIT ends the scan; ordering by `m.id` made SQLite read and
             // sort every match in the store first.
             let mut s = c.prepare_cached(
-                "SELECT m.id, m.room_id, m.author, m.ts, m.body, m.extra
+                "SELECT m.id, m.room_id, m.author, m.ts, m.body, m.extra, m.extra_gateway
                  FROM messages_fts f JOIN messages m ON m.id = f.rowid
                  WHERE messages_fts MATCH ?1 AND m.room_id = ?2
                  ORDER BY f.rowid DESC LIMIT ?3",

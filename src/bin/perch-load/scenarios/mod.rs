@@ -111,7 +111,7 @@ fn primary_endpoint(common: &Common) -> Result<Endpoint, LoadError> {
     let cert = match (&common.cert, &common.data) {
         _ if !common.tls => None,
         (Some(cert), _) => Some(cert.clone()),
-        (None, Some(data)) => Some(data.join(perch::transport::tls::DEV_CERT_FILE)),
+        (None, Some(data)) => Some(data.join(perch::net::tls::DEV_CERT_FILE)),
         (None, None) => {
             return Err(LoadError::Plan(
                 "--tls needs the certificate to pin: --cert PATH or --data DIR".into(),

@@ -1,0 +1,49 @@
+//! `perch admin config show|set`: the server's chat settings (DefaultChatHistory, ...).
+
+use clap::Subcommand;
+
+use crate::core::model::SETTING_NAMES;
+use crate::core::ports::wait;
+
+use super::{AdminError, Context, Lines, show};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Show every setting with its current value.
+    Show,
+    /// Set one setting, e.g. `DefaultChatHistory 100` (1 to 500).
+    Set { name: String, value: String },
+}
+
+pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
+    let snapshot = &ctx.snapshot;
+    match command {
+        Command::Show => Ok(show(
+            SETTING_NAMES
+                .iter()
+                .map(|name| {
+                    let value = snapshot.settings.get(name).unwrap_or_default();
+                    (*name, value.to_string())
+                })
+                .collect(),
+        )),
+        Command::Set { name, value } => {
+            let name = SETTING_NAMES
+                .iter()
+                .find(|known| known.eq_ignore_ascii_case(name.trim()))
+                .ok_or_else(|| {
+                    AdminError::Invalid(format!(
+                        "unknown setting {name:?}; known: {}",
+                        SETTING_NAMES.join(", ")
+                    ))
+                })?;
+            let number: u32 = value.trim().parse().map_err(|_| {
+                AdminError::Invalid(format!("{name} must be a whole number, not {value:?}"))
+            })?;
+            let mut settings = snapshot.settings;
+            settings.set(name, number).map_err(AdminError::Invalid)?;
+            wait(ctx.store.set_setting(name, number))?;
+            Ok(vec![format!("{name} set to {number}")])
+        }
+    }
+}

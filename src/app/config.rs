@@ -1,0 +1,438 @@
+//! `perch.toml`: every setting with its default, environment overrides, validation.
+//! `perch.example.toml` at the repository root documents each key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The SIP domain perch serves; users are `user@domain`.
+    pub domain: String,
+    /// Where the SQLite store and generated certificates live.
+    pub data_dir: PathBuf,
+    /// The chat endpoint clients INVITE; default `ocschat@<domain>`.
+    pub chat_uri: Option<String>,
+    /// Networks whose REGISTER is accepted without a challenge.
+    pub trusted_networks: Vec<IpNet>,
+    pub listen: Listen,
+    pub tls: Tls,
+    pub limits: Limits,
+    pub auth: Auth,
+    pub registrar: Registrar,
+    pub session: Session,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    pub tls: Option<SocketAddr>,
+    /// Plain TCP: off unless set (tests, sipp and debugging).
+    pub tcp: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Extra names for the generated development certificate.
+    pub dev_cert_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_body_bytes: usize,
+    pub tls_handshake_timeout_secs: u64,
+    /// A connection with no traffic (not even keep-alives) for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Server-originated messages queued for one connection before it is cut off.
+    pub outgoing_queue: usize,
+    /// A message that has started arriving must be complete within this many seconds
+    /// (defeats header-by-header slowloris).
+    pub message_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    /// Sustained requests per second one connection may send; more are answered 503.
+    pub requests_per_second: u32,
+    /// Requests a connection may send in a burst above the sustained rate.
+    pub request_burst: u32,
+    /// Rooms one `cmd:bjoin` may name; the rest are refused entry by entry.
+    pub max_rooms_per_bjoin: usize,
+    /// Nesting depth, elements, attributes per element, and bytes of one attribute value
+    /// or text in an XCCOS body; beyond them the INFO is answered 400.
+    pub xml_max_depth: usize,
+    pub xml_max_elements: usize,
+    pub xml_max_attributes: usize,
+    pub xml_max_value_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    pub nonce_lifetime_secs: u64,
+    pub failure_window_secs: u64,
+    pub max_failures_per_address: u32,
+    pub max_failures_per_user: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Registrar {
+    pub default_expires_secs: u32,
+    pub min_expires_secs: u32,
+    pub max_expires_secs: u32,
+    /// Advertised in `ms-keep-alive`; clients send a CRLF keep-alive this often.
+    pub keep_alive_secs: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Session {
+    /// RFC 4028 Session-Expires in the 200 to INVITE (0 = not sent). Clients refresh with
+    /// UPDATE; perch never ends an idle dialog itself.
+    pub session_expires_secs: u32,
+    /// How long a server-originated request waits for its response (RFC 3261 Timer F).
+    pub transaction_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `perch=debug`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            domain: "example.test".into(),
+            data_dir: PathBuf::from("perch-data"),
+            chat_uri: None,
+            trusted_networks: Vec::new(),
+            listen: Listen::default(),
+            tls: Tls::default(),
+            limits: Limits::default(),
+            auth: Auth::default(),
+            registrar: Registrar::default(),
+            session: Session::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            tls: Some(SocketAddr::from(([0, 0, 0, 0], 5061))),
+            tcp: None,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_body_bytes: 256 * 1024,
+            tls_handshake_timeout_secs: 10,
+            idle_timeout_secs: 660,
+            outgoing_queue: 1024,
+            message_timeout_secs: 30,
+            max_connections: 50_000,
+            max_connections_per_address: 256,
+            requests_per_second: 50,
+            request_burst: 200,
+            max_rooms_per_bjoin: 200,
+            xml_max_depth: 16,
+            xml_max_elements: 4096,
+            xml_max_attributes: 32,
+            // A story (the longest post) is StorySizeLimit, 64,000 bytes by default.
+            xml_max_value_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            nonce_lifetime_secs: 300,
+            failure_window_secs: 300,
+            max_failures_per_address: 20,
+            max_failures_per_user: 5,
+        }
+    }
+}
+
+impl Default for Registrar {
+    fn default() -> Self {
+        Self {
+            default_expires_secs: 3600,
+            min_expires_secs: 60,
+            max_expires_secs: 7200,
+            keep_alive_secs: 300,
+        }
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self {
+            session_expires_secs: 1800,
+            transaction_timeout_secs: 32,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// Environment variables that override the file: `PERCH_` then the key path with `__`
+/// between levels, e.g. `PERCH_DOMAIN`, `PERCH_LISTEN__TCP`, `PERCH_LIMITS__MAX_BODY_BYTES`.
+/// Values are read as TOML (`["127.0.0.0/8"]`, `5000`) and otherwise as plain strings.
+pub const ENV_PREFIX: &str = "PERCH_";
+
+impl Config {
+    /// Loads the file (if any), then applies environment overrides, then validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let (text, origin) = match path {
+            Some(path) => (
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+                path.display().to_string(),
+            ),
+            None => (String::new(), "configuration".to_owned()),
+        };
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: origin.clone(),
+                    message: one_line(&e.to_string()),
+                })?;
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+            set_path(&mut table, &path, parse_env_value(&value)).map_err(|message| {
+                ConfigError::Invalid {
+                    origin: format!("environment variable {name}"),
+                    message,
+                }
+            })?;
+        }
+        let config: Config =
+            table
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: origin.clone(),
+                    message: one_line(&e.to_string()),
+                })?;
+        config
+            .validate()
+            .map_err(|message| ConfigError::Invalid { origin, message })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if crate::lync::sip::header::parse_aor(&format!("x@{}", self.domain)).is_none() {
+            return Err(format!(
+                "key `domain`: {:?} is not a valid SIP domain",
+                self.domain
+            ));
+        }
+        if let Some(uri) = &self.chat_uri
+            && crate::lync::sip::header::parse_aor(uri).is_none()
+        {
+            return Err(format!(
+                "key `chat_uri`: {uri:?} is not a SIP URI like ocschat@{}",
+                self.domain
+            ));
+        }
+        if self.listen.tls.is_none() && self.listen.tcp.is_none() {
+            return Err(
+                "key `listen`: at least one of `listen.tls` or `listen.tcp` must be set".into(),
+            );
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err("keys `tls.cert` and `tls.key`: set both or neither".into());
+        }
+        let r = &self.registrar;
+        if r.min_expires_secs == 0
+            || r.min_expires_secs > r.default_expires_secs
+            || r.default_expires_secs > r.max_expires_secs
+        {
+            return Err("keys `registrar.*_expires_secs`: need 0 < min <= default <= max".into());
+        }
+        if self.limits.max_headers == 0 || self.limits.max_header_bytes < 256 {
+            return Err("keys `limits.max_headers` / `limits.max_header_bytes`: too small to carry a SIP request".into());
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("outgoing_queue", l.outgoing_queue),
+            ("max_connections", l.max_connections),
+            ("max_connections_per_address", l.max_connections_per_address),
+            ("requests_per_second", l.requests_per_second as usize),
+            ("request_burst", l.request_burst as usize),
+            ("message_timeout_secs", l.message_timeout_secs as usize),
+            ("max_rooms_per_bjoin", l.max_rooms_per_bjoin),
+            ("xml_max_depth", l.xml_max_depth),
+            ("xml_max_elements", l.xml_max_elements),
+            ("xml_max_attributes", l.xml_max_attributes),
+            ("xml_max_value_bytes", l.xml_max_value_bytes),
+        ] {
+            if value == 0 {
+                return Err(format!("key `limits.{key}`: must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The chat endpoint as `user@domain`.
+    pub fn chat_aor(&self) -> String {
+        self.chat_uri
+            .as_deref()
+            .and_then(crate::lync::sip::header::parse_aor)
+            .unwrap_or_else(|| format!("ocschat@{}", self.domain))
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut current = table;
+    for part in parents {
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("key `{part}` is not a table"))?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("perch-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.toml", text.len()));
+        std::fs::write(&path, text).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load(Some(&path), env)
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let config = load(
+            "domain = \"corp.test\"\n[limits]\nmax_headers = 50\n",
+            &[
+                ("PERCH_LISTEN__TCP", "127.0.0.1:5060"),
+                ("PERCH_TRUSTED_NETWORKS", "[\"127.0.0.0/8\"]"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.domain, "corp.test");
+        assert_eq!(config.limits.max_headers, 50);
+        assert_eq!(config.listen.tcp, Some("127.0.0.1:5060".parse().unwrap()));
+        assert_eq!(config.trusted_networks.len(), 1);
+        assert_eq!(config.chat_aor(), "ocschat@corp.test");
+        assert_eq!(config.registrar.default_expires_secs, 3600);
+    }
+
+    #[test]
+    fn example_file_documents_valid_keys() {
+        // Uncomment every `# key = value` line of the example: the result must load, so the
+        // documented keys and the real ones cannot drift apart.
+        let example = include_str!("../../perch.example.toml");
+        let uncommented: String = example
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let config = load(&uncommented, &[]).unwrap();
+        assert_eq!(config.listen.tcp, Some("127.0.0.1:5060".parse().unwrap()));
+        assert_eq!(config.tls.dev_cert_names, ["chat.example.test"]);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = load("[limits]\nmax_headers = \"many\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_headers"), "{err}");
+        let err = load("colour = 1\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+        let err = load("", &[("PERCH_TRUSTED_NETWORKS", "[\"nonsense\"]")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trusted_networks"), "{err}");
+        let err = load("domain = \"bad domain\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("domain"), "{err}");
+    }
+}

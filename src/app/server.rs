@@ -1,0 +1,209 @@
+//! Assembles a running server from a configuration: store, directory, chat endpoint,
+//! listeners, background refresh, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::app::config::Config;
+use crate::core::SnapshotHandle;
+use crate::core::hub::ChatCore;
+use crate::core::ports::{Store, StoreError};
+use crate::lync::session::{Outboxes, Shared, Transport};
+use crate::lync::sip::FrameLimits;
+use crate::lync::xccos::XccosEndpoint;
+use crate::lync::xccos::endpoint::EndpointSettings;
+use crate::lync::xccos::xml::XmlLimits;
+use crate::net::limits::ConnectionLimits;
+use crate::net::tls::{self, CertificatePaths, TlsError};
+use crate::net::{TransportSettings, accept_loop};
+use crate::store::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct RunningServer {
+    tls_addr: Option<SocketAddr>,
+    tcp_addr: Option<SocketAddr>,
+    certificate: Option<CertificatePaths>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    store: Arc<dyn Store>,
+}
+
+impl RunningServer {
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The certificate being served over TLS.
+    pub fn certificate(&self) -> Option<&CertificatePaths> {
+        self.certificate.as_ref()
+    }
+
+    /// Stops accepting, lets connections finish the message in hand, then flushes the store.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    }
+}
+
+pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServer, ServeError> {
+    let model = Arc::new(SnapshotHandle::load(store.as_ref())?);
+    let core = Arc::new(ChatCore::new(model.clone(), store.clone()));
+    let outboxes = Arc::new(Outboxes::default());
+    let endpoint = Arc::new(XccosEndpoint::new(
+        core.clone(),
+        outboxes.clone(),
+        endpoint_settings(config),
+    ));
+    let shared = Arc::new(Shared::new(
+        config,
+        model.clone(),
+        outboxes,
+        endpoint.clone(),
+    ));
+    let settings = TransportSettings {
+        frame_limits: FrameLimits {
+            max_header_bytes: config.limits.max_header_bytes,
+            max_headers: config.limits.max_headers,
+            max_body_bytes: config.limits.max_body_bytes,
+        },
+        handshake_timeout: Duration::from_secs(config.limits.tls_handshake_timeout_secs),
+        idle_timeout: Duration::from_secs(config.limits.idle_timeout_secs),
+        message_timeout: Duration::from_secs(config.limits.message_timeout_secs),
+        outgoing_queue: config.limits.outgoing_queue,
+    };
+    // Shared by both listeners: the caps count every connection.
+    let limits = ConnectionLimits::new(
+        config.limits.max_connections,
+        config.limits.max_connections_per_address,
+    );
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut server = RunningServer {
+        tls_addr: None,
+        tcp_addr: None,
+        certificate: None,
+        shutdown,
+        tasks: JoinSet::new(),
+        store: store.clone(),
+    };
+
+    if let Some(addr) = config.listen.tls {
+        let paths = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => CertificatePaths {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => tls::ensure_dev_certificate(&config.data_dir, &config.tls.dev_cert_names)?,
+        };
+        let tls_config = tls::server_config(&paths)?;
+        if let Some(cert) = tls::load_certificates(&paths.cert)?.first() {
+            tracing::info!(cert = %paths.cert.display(), sha256 = %tls::fingerprint(cert), "TLS certificate");
+        }
+        let listener = bind(addr).await?;
+        server.tls_addr = listener.local_addr().ok();
+        server.certificate = Some(paths);
+        tracing::info!(addr = ?server.tls_addr, "listening for SIP over TLS");
+        tasks.spawn(accept_loop(
+            listener,
+            Transport::Tls,
+            Some(TlsAcceptor::from(tls_config)),
+            shared.clone(),
+            settings,
+            limits.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    if let Some(addr) = config.listen.tcp {
+        let listener = bind(addr).await?;
+        server.tcp_addr = listener.local_addr().ok();
+        tracing::info!(addr = ?server.tcp_addr, "listening for SIP over plain TCP");
+        tasks.spawn(accept_loop(
+            listener,
+            Transport::Tcp,
+            None,
+            shared.clone(),
+            settings,
+            limits.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    tasks.spawn(follow_changes(model, core, store, shutdown_rx));
+    server.tasks = tasks;
+    Ok(server)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+fn endpoint_settings(config: &Config) -> EndpointSettings {
+    EndpointSettings {
+        domain: config.domain.clone(),
+        chat_uri: format!("sip:{}", config.chat_aor()),
+        max_bjoin: config.limits.max_rooms_per_bjoin,
+        limits: XmlLimits {
+            max_depth: config.limits.xml_max_depth,
+            max_elements: config.limits.xml_max_elements,
+            max_attributes: config.limits.xml_max_attributes,
+            max_value_bytes: config.limits.xml_max_value_bytes,
+        },
+    }
+}
+
+/// Reloads the model when the store's change feed moves (a change by `perch admin`, by
+/// this process, or later by another node) and takes sessions out of rooms they may no
+/// longer be in.
+async fn follow_changes(
+    model: Arc<SnapshotHandle>,
+    core: Arc<ChatCore>,
+    store: Arc<dyn Store>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut changes = store.changes();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        let (handle, reader) = (model.clone(), store.clone());
+        match tokio::task::spawn_blocking(move || handle.reload(reader.as_ref())).await {
+            Ok(Ok(())) => {
+                tracing::info!("configuration reloaded after an administrative change");
+                core.reconcile();
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "cannot reload the configuration"),
+            Err(error) => tracing::warn!(%error, "configuration reload task failed"),
+        }
+    }
+}
+
+/// Opens the SQLite store in the configured data directory.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SqliteStore::open(&config.data_dir)?))
+}

@@ -1,0 +1,686 @@
+//! The hub: live chat state and every chat operation from start to end — policy check,
+//! store write, commit, history cache, and a typed [`Event`] published to the sessions
+//! concerned. Gateways call its operations and render the events it hands their
+//! [`EventSink`] in their own wire format. It knows no protocol and no backend.
+//!
+//! A pool of nodes plugs in here: an event from another node goes to [`ChatCore::publish`]
+//! with this node's recipients, as a local one does.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use super::ids::{Gateway, SessionRef, now_ticks};
+use super::model::{Category, Room};
+use super::policy::{self, Action, Denial, Roles};
+use super::ports::{ChatMessage, Extension, HistoryQuery, Pending, Store, StoreError, committed};
+use super::snapshot::{Snapshot, SnapshotHandle};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("{}", .0.reason())]
+    Denied(Denial),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("message of {size} bytes exceeds the limit of {limit}")]
+    TooLarge { size: usize, limit: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<Denial> for ChatError {
+    fn from(denial: Denial) -> Self {
+        ChatError::Denied(denial)
+    }
+}
+
+/// What happened in a room, for the sessions that should hear of it.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A message, durable when its category keeps history; the sender hears it too.
+    Posted {
+        room: Arc<Room>,
+        message: Arc<ChatMessage>,
+    },
+    /// Someone joined (sent to the others, up to ParticipantUpdateLimit).
+    Joined {
+        room: Arc<Room>,
+        user: Arc<str>,
+        roles: Roles,
+    },
+    /// Someone left, or their session ended.
+    Left { room: Arc<Room>, user: Arc<str> },
+    /// Someone was taken out after an administrative change (room disabled, access
+    /// withdrawn); the session concerned hears it as well.
+    Evicted { room: Arc<Room>, user: Arc<str> },
+}
+
+/// A gateway's side of the hub: it renders an event once and delivers it to every one of
+/// its sessions in `to`.
+pub trait EventSink: Send + Sync {
+    fn deliver(&self, event: &Event, to: &[SessionRef]);
+}
+
+/// Who is in one room.
+#[derive(Debug, Default)]
+struct Presence {
+    /// Every session present, with its user.
+    sessions: HashMap<SessionRef, Arc<str>>,
+    /// Sessions per distinct user: the participants a roster lists.
+    users: HashMap<Arc<str>, usize>,
+}
+
+impl Presence {
+    fn participants(&self) -> usize {
+        self.users.len()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    rooms: HashMap<i64, Presence>,
+    by_session: HashMap<SessionRef, HashSet<i64>>,
+}
+
+impl Live {
+    fn participants(&self, room: i64) -> usize {
+        self.rooms.get(&room).map_or(0, Presence::participants)
+    }
+
+    fn sessions(&self, room: i64) -> Vec<SessionRef> {
+        self.rooms
+            .get(&room)
+            .map(|p| p.sessions.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds a session to a room; says whether it was not there yet, and who is there now.
+    fn add(&mut self, room: i64, session: &SessionRef, user: &str) -> (bool, &Presence) {
+        let presence = self.rooms.entry(room).or_default();
+        let added = !presence.sessions.contains_key(session);
+        if added {
+            let user: Arc<str> = presence
+                .users
+                .get_key_value(user)
+                .map_or_else(|| Arc::from(user), |(known, _)| known.clone());
+            *presence.users.entry(user.clone()).or_default() += 1;
+            presence.sessions.insert(session.clone(), user);
+            self.by_session
+                .entry(session.clone())
+                .or_default()
+                .insert(room);
+        }
+        (added, presence)
+    }
+
+    /// Removes a session from a room; returns whether it was there.
+    fn remove(&mut self, room: i64, session: &SessionRef) -> bool {
+        let Some(presence) = self.rooms.get_mut(&room) else {
+            return false;
+        };
+        let removed = match presence.sessions.remove(session) {
+            Some(user) => {
+                if let Entry::Occupied(mut count) = presence.users.entry(user) {
+                    *count.get_mut() -= 1;
+                    if *count.get() == 0 {
+                        count.remove();
+                    }
+                }
+                true
+            }
+            None => false,
+        };
+        if presence.sessions.is_empty() {
+            self.rooms.remove(&room);
+        }
+        if let Some(rooms) = self.by_session.get_mut(session) {
+            rooms.remove(&room);
+            if rooms.is_empty() {
+                self.by_session.remove(session);
+            }
+        }
+        removed
+    }
+}
+
+/// A room as a search result.
+#[derive(Debug, Clone)]
+pub struct RoomSummary {
+    pub room: Arc<Room>,
+    pub category: Category,
+    pub occupants: usize,
+}
+
+/// Someone present in a room, with their roles.
+#[derive(Debug, Clone)]
+pub struct Participant {
+    pub user: String,
+    pub roles: Roles,
+}
+
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub room: Arc<Room>,
+    pub roles: Roles,
+    /// Distinct users present, the joiner included, in name order; above
+    /// ParticipantUpdateLimit only the joiner (Lync stops sending rosters there).
+    pub participants: Vec<Participant>,
+}
+
+/// A post that passed every check and whose store write (if its category keeps history)
+/// is under way. Submitting in the caller's order keeps one connection's posts in order
+/// and lets them share commits; [`AcceptedPost::completed`] finishes the lifecycle.
+pub struct AcceptedPost {
+    core: Arc<ChatCore>,
+    room: Arc<Room>,
+    message: ChatMessage,
+    persisted: Option<Pending<ChatMessage>>,
+}
+
+impl AcceptedPost {
+    /// Waits for the commit, adds the message to the room's recent history and publishes
+    /// it to everyone in the room. Returns the message with its id.
+    pub async fn completed(self) -> Result<Arc<ChatMessage>, ChatError> {
+        let message = match self.persisted {
+            Some(pending) => {
+                let stored = Arc::new(committed(pending).await?);
+                self.core.remember(&stored);
+                stored
+            }
+            // History off: delivered live, never stored, so it has no id.
+            None => Arc::new(self.message),
+        };
+        let recipients = self.core.recipients(self.room.id);
+        self.core.publish(
+            &Event::Posted {
+                room: self.room,
+                message: message.clone(),
+            },
+            recipients,
+        );
+        Ok(message)
+    }
+}
+
+/// A room's recent history as the hub keeps it.
+enum Recent {
+    Loaded(VecDeque<Arc<ChatMessage>>),
+    /// A cold load is reading the store; posts committed meanwhile wait here to be merged.
+    Loading(Vec<Arc<ChatMessage>>),
+}
+
+pub struct ChatCore {
+    model: Arc<SnapshotHandle>,
+    store: Arc<dyn Store>,
+    live: Mutex<Live>,
+    cache: Mutex<HashMap<i64, Recent>>,
+    sinks: RwLock<HashMap<Gateway, Arc<dyn EventSink>>>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded maps stay consistent across a panic (every update is a single insert or
+    // remove), so a poisoned lock is still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ChatCore {
+    pub fn new(model: Arc<SnapshotHandle>, store: Arc<dyn Store>) -> Self {
+        Self {
+            model,
+            store,
+            live: Mutex::new(Live::default()),
+            cache: Mutex::new(HashMap::new()),
+            sinks: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Connects a gateway: from now on it receives the events of its sessions.
+    pub fn attach(&self, gateway: Gateway, sink: Arc<dyn EventSink>) {
+        self.sinks
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(gateway, sink);
+    }
+
+    /// Hands an event to the gateways of its recipients, each gateway once with all of its
+    /// own sessions, so each renders the event once.
+    pub fn publish(&self, event: &Event, mut to: Vec<SessionRef>) {
+        if to.is_empty() {
+            return;
+        }
+        to.sort_unstable_by_key(|session| session.gateway);
+        let sinks = self
+            .sinks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for sessions in to.chunk_by(|a, b| a.gateway == b.gateway) {
+            match sinks.get(&sessions[0].gateway) {
+                Some(sink) => sink.deliver(event, sessions),
+                None => tracing::warn!(
+                    gateway = sessions[0].gateway.name(),
+                    "event for a gateway that is not attached"
+                ),
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.model.snapshot()
+    }
+
+    fn room<'a>(snapshot: &'a Snapshot, uid: &str) -> Result<&'a Arc<Room>, ChatError> {
+        snapshot
+            .room_by_uid(uid)
+            .ok_or(ChatError::Denied(Denial::NotFound))
+    }
+
+    /// Whether the user may use persistent chat at all.
+    pub fn enabled(&self, user: &str) -> bool {
+        policy::chat_enabled(&self.snapshot(), user)
+    }
+
+    /// Rooms the user may see whose name (or description) contains `criteria`, in name
+    /// order, at most SearchLimit of them.
+    pub fn search(
+        &self,
+        user: &str,
+        criteria: &str,
+        descriptions: bool,
+    ) -> Result<Vec<RoomSummary>, ChatError> {
+        let snapshot = self.snapshot();
+        if !policy::chat_enabled(&snapshot, user) {
+            return Err(Denial::NotEnabled.into());
+        }
+        let needle = criteria.trim().to_lowercase();
+        let live = locked(&self.live);
+        Ok(snapshot
+            .rooms()
+            .into_iter()
+            .filter(|room| policy::check(&snapshot, user, room, Action::See).is_ok())
+            .filter(|room| {
+                needle.is_empty()
+                    || room.name.to_lowercase().contains(&needle)
+                    || (descriptions && room.description.to_lowercase().contains(&needle))
+            })
+            .take(snapshot.settings.search_limit as usize)
+            .filter_map(|room| {
+                Some(RoomSummary {
+                    category: snapshot.category(room.category)?.clone(),
+                    occupants: live.participants(room.id),
+                    room: snapshot.room(room.id)?.clone(),
+                })
+            })
+            .collect())
+    }
+
+    /// Joins a room; the others present hear of it (up to ParticipantUpdateLimit).
+    pub fn join(&self, user: &str, session: &SessionRef, uid: &str) -> Result<Joined, ChatError> {
+        let snapshot = self.snapshot();
+        let room = Self::room(&snapshot, uid)?;
+        policy::check(&snapshot, user, room, Action::Join)?;
+        let roles = policy::roles(&snapshot, user, room);
+        let limit = snapshot.settings.participant_update_limit as usize;
+        let mut live = locked(&self.live);
+        let (added, presence) = live.add(room.id, session, user);
+        let roster = presence.participants() <= limit;
+        let notify: Vec<SessionRef> = if added && roster {
+            presence
+                .sessions
+                .keys()
+                .filter(|other| *other != session)
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut participants: Vec<Participant> = if roster {
+            presence
+                .users
+                .keys()
+                .map(|present| Participant {
+                    user: present.to_string(),
+                    roles: policy::roles(&snapshot, present, room),
+                })
+                .collect()
+        } else {
+            vec![Participant {
+                user: user.to_owned(),
+                roles,
+            }]
+        };
+        drop(live);
+        participants.sort_by(|a, b| a.user.cmp(&b.user));
+        let event = Event::Joined {
+            room: room.clone(),
+            user: Arc::from(user),
+            roles,
+        };
+        self.publish(&event, notify);
+        Ok(Joined {
+            room: room.clone(),
+            roles,
+            participants,
+        })
+    }
+
+    /// Leaves a room. Leaving a room one is not in is not an error (the client may be
+    /// resynchronising); the answer is the same. The others hear of it.
+    pub fn part(
+        &self,
+        user: &str,
+        session: &SessionRef,
+        uid: &str,
+    ) -> Result<Arc<Room>, ChatError> {
+        let snapshot = self.snapshot();
+        let room = Self::room(&snapshot, uid)?;
+        let mut live = locked(&self.live);
+        let was_there = live.remove(room.id, session);
+        let notify = if was_there {
+            Self::notify_list(&live, &snapshot, room.id)
+        } else {
+            Vec::new()
+        };
+        drop(live);
+        self.publish(
+            &Event::Left {
+                room: room.clone(),
+                user: Arc::from(user),
+            },
+            notify,
+        );
+        Ok(room.clone())
+    }
+
+    /// Who hears that someone left: nobody once the room was above ParticipantUpdateLimit.
+    fn notify_list(live: &Live, snapshot: &Snapshot, room: i64) -> Vec<SessionRef> {
+        if live.participants(room) >= snapshot.settings.participant_update_limit as usize {
+            return Vec::new();
+        }
+        live.sessions(room)
+    }
+
+    /// The session ended: it leaves every room it joined, and those present hear of it.
+    pub fn leave_all(&self, user: &str, session: &SessionRef) {
+        let snapshot = self.snapshot();
+        let mut live = locked(&self.live);
+        let rooms: Vec<i64> = live
+            .by_session
+            .get(session)
+            .map(|r| r.iter().copied().collect())
+            .unwrap_or_default();
+        let mut events = Vec::new();
+        for id in rooms {
+            live.remove(id, session);
+            if let Some(room) = snapshot.room(id) {
+                let event = Event::Left {
+                    room: room.clone(),
+                    user: Arc::from(user),
+                };
+                events.push((event, Self::notify_list(&live, &snapshot, id)));
+            }
+        }
+        drop(live);
+        for (event, to) in events {
+            self.publish(&event, to);
+        }
+    }
+
+    /// Sessions currently in a room.
+    pub fn recipients(&self, room: i64) -> Vec<SessionRef> {
+        locked(&self.live).sessions(room)
+    }
+
+    /// Checks a post and, when its category keeps history, submits it to the store now;
+    /// await [`AcceptedPost::completed`] before acknowledging it.
+    pub fn post(
+        self: &Arc<Self>,
+        user: &str,
+        session: &SessionRef,
+        uid: &str,
+        text: String,
+        extension: Option<Extension>,
+    ) -> Result<AcceptedPost, ChatError> {
+        let snapshot = self.snapshot();
+        let room = Self::room(&snapshot, uid)?;
+        policy::check(&snapshot, user, room, Action::Post)?;
+        let joined = locked(&self.live)
+            .by_session
+            .get(session)
+            .is_some_and(|rooms| rooms.contains(&room.id));
+        if !joined {
+            return Err(ChatError::Invalid(
+                "join the room before posting to it".into(),
+            ));
+        }
+        if extension
+            .as_ref()
+            .is_some_and(|extension| extension.gateway != session.gateway)
+        {
+            return Err(ChatError::Invalid(
+                "message parts of another gateway".into(),
+            ));
+        }
+        let message = ChatMessage {
+            id: 0,
+            room_id: room.id,
+            author: user.to_owned(),
+            ts: now_ticks(),
+            text,
+            extension,
+        };
+        // The text is a message; with the other parts of the post (a story's title and
+        // content, add-in data) it is a story.
+        let settings = &snapshot.settings;
+        for (size, limit) in [
+            (message.text.len(), settings.message_size_limit),
+            (message.story_bytes(), settings.story_size_limit),
+        ] {
+            if size > limit as usize {
+                return Err(ChatError::TooLarge { size, limit });
+            }
+        }
+        let category = snapshot
+            .category(room.category)
+            .ok_or(ChatError::Denied(Denial::NotFound))?;
+        let persisted =
+            policy::keeps_history(category).then(|| self.store.append_message(message.clone()));
+        Ok(AcceptedPost {
+            core: self.clone(),
+            room: room.clone(),
+            message,
+            persisted,
+        })
+    }
+
+    /// Records a committed message in its room's recent history, in id order whatever
+    /// order the commits' waiters wake in.
+    fn remember(&self, message: &Arc<ChatMessage>) {
+        let depth = self.snapshot().settings.default_chat_history as usize;
+        let mut cache = locked(&self.cache);
+        match cache.get_mut(&message.room_id) {
+            Some(Recent::Loaded(recent)) => {
+                let at = recent.partition_point(|known| known.id < message.id);
+                if recent.get(at).is_some_and(|known| known.id == message.id) {
+                    return;
+                }
+                recent.insert(at, message.clone());
+                while recent.len() > depth {
+                    recent.pop_front();
+                }
+            }
+            Some(Recent::Loading(committed)) => committed.push(message.clone()),
+            // Nobody asked for this room's history yet: the first reader loads it.
+            None => {}
+        }
+    }
+
+    /// History the user may read, oldest first. The last DefaultChatHistory messages of a
+    /// room are served from memory once loaded.
+    pub async fn history(
+        &self,
+        user: &str,
+        uid: &str,
+        query: HistoryQuery,
+    ) -> Result<(Arc<Room>, Vec<Arc<ChatMessage>>), ChatError> {
+        let snapshot = self.snapshot();
+        let room = Self::room(&snapshot, uid)?.clone();
+        policy::check(&snapshot, user, &room, Action::ReadHistory)?;
+        let depth = snapshot.settings.default_chat_history as usize;
+        let HistoryQuery::Last(count) = query else {
+            let messages = self.store.history(room.id, query).await?;
+            return Ok((room, messages.into_iter().map(Arc::new).collect()));
+        };
+        if count as usize > depth {
+            let messages = self.store.history(room.id, query).await?;
+            return Ok((room, messages.into_iter().map(Arc::new).collect()));
+        }
+        let last = |recent: &VecDeque<Arc<ChatMessage>>| {
+            let skip = recent.len().saturating_sub(count as usize);
+            recent.iter().skip(skip).cloned().collect::<Vec<_>>()
+        };
+        let cold = match locked(&self.cache).entry(room.id) {
+            Entry::Occupied(entry) => match entry.get() {
+                Recent::Loaded(recent) => return Ok((room, last(recent))),
+                // Another reader is loading it: read past the cache meanwhile.
+                Recent::Loading(_) => false,
+            },
+            Entry::Vacant(entry) => {
+                entry.insert(Recent::Loading(Vec::new()));
+                true
+            }
+        };
+        let loaded = self
+            .store
+            .history(room.id, HistoryQuery::Last(depth as u32))
+            .await;
+        if !cold {
+            let messages = loaded?;
+            let skip = messages.len().saturating_sub(count as usize);
+            return Ok((
+                room,
+                messages.into_iter().skip(skip).map(Arc::new).collect(),
+            ));
+        }
+        let mut cache = locked(&self.cache);
+        let committed = match cache.remove(&room.id) {
+            Some(Recent::Loading(committed)) => committed,
+            // Cleared by a reload meanwhile: start afresh with what was read.
+            _ => Vec::new(),
+        };
+        let loaded = loaded?;
+        // Posts committed during the read may or may not be in it: merge by id.
+        let mut recent: Vec<Arc<ChatMessage>> =
+            loaded.into_iter().map(Arc::new).chain(committed).collect();
+        recent.sort_unstable_by_key(|message| message.id);
+        recent.dedup_by_key(|message| message.id);
+        let skip = recent.len().saturating_sub(depth);
+        let recent: VecDeque<Arc<ChatMessage>> = recent.into_iter().skip(skip).collect();
+        let answer = last(&recent);
+        cache.insert(room.id, Recent::Loaded(recent));
+        Ok((room, answer))
+    }
+
+    /// Invitations after `after` for rooms the user may still see.
+    pub async fn invitations(
+        &self,
+        user: &str,
+        after: i64,
+    ) -> Result<Vec<(i64, Arc<Room>)>, ChatError> {
+        let invitations = self.store.invitations(user, after).await?;
+        let snapshot = self.snapshot();
+        Ok(invitations
+            .into_iter()
+            .filter_map(|(id, room)| {
+                let room = snapshot.room(room)?;
+                policy::check(&snapshot, user, room, Action::See).ok()?;
+                Some((id, room.clone()))
+            })
+            .collect())
+    }
+
+    /// A client preference: (seqid, content).
+    pub async fn preference(
+        &self,
+        user: &str,
+        label: &str,
+    ) -> Result<Option<(i64, String)>, ChatError> {
+        Ok(self.store.preference(user, label).await?)
+    }
+
+    /// Stores a client preference: submitted now, resolving to its new seqid once durable.
+    pub fn set_preference(
+        &self,
+        user: &str,
+        label: &str,
+        content: &str,
+    ) -> impl std::future::Future<Output = Result<i64, ChatError>> + Send + 'static {
+        let pending = self.store.set_preference(user, label, content);
+        async move { Ok(committed(pending).await?) }
+    }
+
+    /// Rooms where the user is a member (or a manager, with `managed`), that they may see.
+    pub fn associations(&self, user: &str, managed: bool) -> Vec<Room> {
+        let snapshot = self.snapshot();
+        snapshot
+            .rooms()
+            .into_iter()
+            .filter(|room| policy::check(&snapshot, user, room, Action::See).is_ok())
+            .filter(|room| {
+                let roles = policy::roles(&snapshot, user, room);
+                if managed { roles.manager } else { roles.member }
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// After an administrative change (the snapshot was reloaded): sessions that may no
+    /// longer be in their rooms (room disabled or removed, user denied or disabled) are
+    /// taken out, and they and the rooms hear of it. Returns how many were.
+    pub fn reconcile(&self) -> usize {
+        let snapshot = self.snapshot();
+        // Cached history may have been cleared or rooms removed: start afresh.
+        locked(&self.cache).clear();
+        let mut live = locked(&self.live);
+        let mut evictions = Vec::new();
+        let present: Vec<(i64, SessionRef, Arc<str>)> = live
+            .rooms
+            .iter()
+            .flat_map(|(room, presence)| {
+                presence
+                    .sessions
+                    .iter()
+                    .map(move |(session, user)| (*room, session.clone(), user.clone()))
+            })
+            .collect();
+        for (room_id, session, user) in present {
+            let allowed = snapshot
+                .room(room_id)
+                .is_some_and(|room| policy::check(&snapshot, &user, room, Action::Join).is_ok());
+            if allowed {
+                continue;
+            }
+            live.remove(room_id, &session);
+            let Some(room) = snapshot.room(room_id) else {
+                continue;
+            };
+            tracing::info!(%user, room = %room.name, "removed from a room after an administrative change");
+            let mut notify = Self::notify_list(&live, &snapshot, room_id);
+            notify.push(session);
+            evictions.push((
+                Event::Evicted {
+                    room: room.clone(),
+                    user,
+                },
+                notify,
+            ));
+        }
+        drop(live);
+        let count = evictions.len();
+        for (event, to) in evictions {
+            self.publish(&event, to);
+        }
+        count
+    }
+}

@@ -1,0 +1,157 @@
+//! Identities the core uses, independent of any protocol: users, rooms, sessions and the
+//! server clock. Gateways render them in their own forms (`sip:alice@example.test`,
+//! `ma-chan://example.test/<uid>`, and later `alice@example.test/res` or a MUC address).
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A canonical user identity, `user@domain` in lower case, from `user@domain` or a URI
+/// form of it (`sip:`/`sips:`/`xmpp:` prefix). Refuses ports, parameters and anything a
+/// directory name cannot hold.
+pub fn user_id(text: &str) -> Option<String> {
+    let text = text.trim();
+    let bare = ["sip:", "sips:", "xmpp:"]
+        .iter()
+        .find_map(|scheme| {
+            text.get(..scheme.len())
+                .filter(|head| head.eq_ignore_ascii_case(scheme))
+                .map(|_| &text[scheme.len()..])
+        })
+        .unwrap_or(text);
+    let (user, domain) = bare.split_once('@')?;
+    let valid_user = !user.is_empty()
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/%".contains(&b));
+    (valid_user && valid_domain(domain))
+        .then(|| format!("{}@{}", user.to_lowercase(), domain.to_ascii_lowercase()))
+}
+
+/// A DNS-shaped domain name, in lower case.
+pub fn domain_name(text: &str) -> Option<String> {
+    let text = text.trim();
+    valid_domain(text).then(|| text.to_ascii_lowercase())
+}
+
+fn valid_domain(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
+/// A random GUID-shaped id for a new room: the room's identity for its whole life, kept
+/// across renames and moves. Gateways derive their addresses from it.
+pub fn new_room_uid() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    // Room ids need to be unique, not secret: fall back to the clock if the RNG fails.
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        b[..8].copy_from_slice(&now_ticks().to_le_bytes());
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// Current time in 100 ns ticks since the Unix epoch: the server time of every message.
+pub fn now_ticks() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| (d.as_nanos() / 100) as i64)
+}
+
+/// The front door a session came in through. The hub hands each gateway the events of
+/// its own sessions, so one rendering serves all of that gateway's recipients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Gateway {
+    /// SIP with XCCOS in INFO: Lync, Skype for Business, Pidgin with SIPE.
+    Lync,
+}
+
+impl Gateway {
+    pub const ALL: [Gateway; 1] = [Gateway::Lync];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Gateway::Lync => "lync",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Gateway> {
+        Self::ALL.into_iter().find(|gateway| gateway.name() == name)
+    }
+}
+
+/// One chat session: a gateway, a connection of that gateway, and a stream on it (the
+/// chat dialog's Call-ID for SIP; a full JID or an occupant for XMPP). It is what joins
+/// rooms and receives events. Cheap to clone: a post to a large room copies one per
+/// recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionRef {
+    pub gateway: Gateway,
+    pub connection: u64,
+    pub stream: Arc<str>,
+}
+
+impl fmt::Display for SessionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}",
+            self.gateway.name(),
+            self.connection,
+            self.stream
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_canonical() {
+        assert_eq!(
+            user_id("sip:Alice@Example.TEST").as_deref(),
+            Some("alice@example.test")
+        );
+        assert_eq!(
+            user_id(" bob@example.test ").as_deref(),
+            Some("bob@example.test")
+        );
+        assert_eq!(
+            user_id("xmpp:carol@example.test").as_deref(),
+            Some("carol@example.test")
+        );
+        for bad in [
+            "alice",
+            "@example.test",
+            "alice@",
+            "alice@ex ample",
+            "sip:a@b:5060",
+            "sip:a@b;x=y",
+            "a@b@c",
+            "tel:+1@x",
+        ] {
+            assert_eq!(user_id(bad), None, "{bad}");
+        }
+        assert_eq!(domain_name("Example.Test").as_deref(), Some("example.test"));
+        assert_eq!(domain_name("exa mple"), None);
+    }
+
+    #[test]
+    fn room_uids_are_guid_shaped() {
+        let uid = new_room_uid();
+        assert_eq!(uid.len(), 36);
+        assert_ne!(uid, new_room_uid());
+    }
+}

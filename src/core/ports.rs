@@ -1,0 +1,232 @@
+//! The ports: what the chat core needs from storage, split by capability, as a PostgreSQL
+//! pool store can implement them as well as the SQLite one. Nothing here names a backend;
+//! a backend's own failures reach the core as [`StoreError::Backend`] text.
+//!
+//! Writes return [`Pending`], resolved once durably committed; reads return [`Read`], a
+//! future, so a backend is free to run them on its own threads or over the network.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::{oneshot, watch};
+
+use super::ids::Gateway;
+use super::model::{Addin, Category, Group, PolicyScope, Room};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    Duplicate(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The backend's own failure (a database error, a lost connection), as text.
+    #[error("database error: {0}")]
+    Backend(String),
+    #[error("commit failed: {0}")]
+    Commit(String),
+    /// The write queue is full: the caller should refuse the request, not wait.
+    #[error("the store is overloaded")]
+    Overloaded,
+    #[error("the store is closed")]
+    Closed,
+    #[error("database schema version {found} is newer than this perch supports ({supported})")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("cannot open data directory {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A submitted write; it resolves once the write is durably committed. Await it from
+/// async code with [`committed`], or call [`wait`] from blocking code.
+pub type Pending<T> = oneshot::Receiver<Result<T, StoreError>>;
+
+/// A read in progress.
+pub type Read<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
+
+/// Blocks until a submitted write is committed. Must not be called on an async runtime thread.
+pub fn wait<T>(pending: Pending<T>) -> Result<T, StoreError> {
+    pending.blocking_recv().unwrap_or(Err(StoreError::Closed))
+}
+
+/// Awaits a submitted write.
+pub async fn committed<T>(pending: Pending<T>) -> Result<T, StoreError> {
+    pending.await.unwrap_or(Err(StoreError::Closed))
+}
+
+/// Blocks on a read from code that is not async (the admin CLI, tests).
+pub fn read_blocking<T: Send>(read: Read<T>) -> Result<T, StoreError> {
+    match tokio::runtime::Handle::try_current() {
+        // Inside a runtime (a test's): let the read run on a thread of its own.
+        Ok(_) => std::thread::scope(|scope| {
+            scope
+                .spawn(|| block_on_new_runtime(read))
+                .join()
+                .unwrap_or(Err(StoreError::Closed))
+        }),
+        Err(_) => block_on_new_runtime(read),
+    }
+}
+
+fn block_on_new_runtime<T: Send>(read: Read<T>) -> Result<T, StoreError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Backend(format!("cannot start a runtime for a read: {e}")))?
+        .block_on(read)
+}
+
+/// Digest credentials: HA1 = H(user-part ":" domain ":" password) for each algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub ha1_md5: String,
+    pub ha1_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Canonical `user@domain`, lower case.
+    pub aor: String,
+    pub display_name: String,
+    pub enabled: bool,
+    pub credentials: Option<Credentials>,
+}
+
+/// A partial update; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserChange {
+    pub display_name: Option<String>,
+    pub enabled: Option<bool>,
+    pub credentials: Option<Credentials>,
+}
+
+/// Everything the chat core keeps in memory, as loaded from the store.
+#[derive(Debug, Clone, Default)]
+pub struct ModelData {
+    pub users: Vec<UserRecord>,
+    pub groups: Vec<Group>,
+    pub policies: Vec<(PolicyScope, bool)>,
+    pub settings: Vec<(String, u32)>,
+    pub categories: Vec<Category>,
+    pub rooms: Vec<Room>,
+    pub addins: Vec<Addin>,
+}
+
+/// Parts of a post beyond its text that only the gateway it came through understands
+/// (an XCCOS rich-text alternative, say). That gateway validated and bounded them on the
+/// way in, and only that gateway renders them on the way out; the core keeps them opaque.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension {
+    pub gateway: Gateway,
+    pub markup: String,
+}
+
+/// A message: `id` is the one id every protocol and tool uses (0 when the category keeps
+/// no history and the message was never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub id: i64,
+    pub room_id: i64,
+    /// The author's canonical user id.
+    pub author: String,
+    /// Server receipt time, 100 ns ticks since the Unix epoch.
+    pub ts: i64,
+    pub text: String,
+    pub extension: Option<Extension>,
+}
+
+impl ChatMessage {
+    /// Bytes a post counts against StorySizeLimit: its text and every other part.
+    pub fn story_bytes(&self) -> usize {
+        self.text.len() + self.extension.as_ref().map_or(0, |e| e.markup.len())
+    }
+}
+
+/// Which part of a room's history to read. Results are always oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryQuery {
+    Last(u32),
+    Before {
+        id: i64,
+        count: u32,
+    },
+    After {
+        id: i64,
+        count: u32,
+    },
+    /// Messages whose text matches all the words, newest `count` of them.
+    Search {
+        words: Vec<String>,
+        count: u32,
+    },
+}
+
+/// Users and their credentials.
+pub trait DirectoryStore: Send + Sync {
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    fn user(&self, aor: &str) -> Result<Option<UserRecord>, StoreError>;
+    fn add_user(&self, user: UserRecord) -> Pending<UserRecord>;
+    fn update_user(&self, aor: &str, change: UserChange) -> Pending<UserRecord>;
+    fn remove_user(&self, aor: &str) -> Pending<()>;
+}
+
+/// What administrators define: groups, policy, settings, categories, rooms, add-ins.
+pub trait ModelStore: Send + Sync {
+    fn load_model(&self) -> Result<ModelData, StoreError>;
+    /// Inserts or replaces a group (by name) with its member list.
+    fn save_group(&self, group: Group) -> Pending<()>;
+    fn remove_group(&self, name: &str) -> Pending<()>;
+    /// `None` removes the scope's setting (for global: back to the default).
+    fn set_policy(&self, scope: PolicyScope, enabled: Option<bool>) -> Pending<()>;
+    fn set_setting(&self, name: &str, value: u32) -> Pending<()>;
+    /// Inserts when `id` is 0, else updates; returns the saved category with its id.
+    fn save_category(&self, category: Category) -> Pending<Category>;
+    fn remove_category(&self, id: i64) -> Pending<()>;
+    /// Inserts or replaces an add-in by name.
+    fn save_addin(&self, addin: Addin) -> Pending<()>;
+    fn remove_addin(&self, name: &str) -> Pending<()>;
+    /// Inserts when `id` is 0, else updates; returns the saved room with its id.
+    fn save_room(&self, room: Room) -> Pending<Room>;
+    fn remove_room(&self, id: i64) -> Pending<()>;
+}
+
+/// The message archive: posts, history, search.
+pub trait ArchiveStore: Send + Sync {
+    /// Stores a message (its `id` is ignored) and returns it with the id it was given.
+    fn append_message(&self, message: ChatMessage) -> Pending<ChatMessage>;
+    fn history(&self, room_id: i64, query: HistoryQuery) -> Read<Vec<ChatMessage>>;
+    /// Deletes a room's messages up to and including `until` (all when `None`).
+    fn clear_room(&self, id: i64, until: Option<i64>) -> Pending<usize>;
+}
+
+/// Room invitations.
+pub trait InvitationStore: Send + Sync {
+    fn add_invitations(&self, invitations: Vec<(String, i64)>, now: i64) -> Pending<()>;
+    /// (invitation id, room id) for `user` after `after`, oldest first.
+    fn invitations(&self, user: &str, after: i64) -> Read<Vec<(i64, i64)>>;
+}
+
+/// Per-user client preferences.
+pub trait PreferenceStore: Send + Sync {
+    /// (seqid, content) of a preference.
+    fn preference(&self, user: &str, label: &str) -> Read<Option<(i64, String)>>;
+    /// Stores a preference and returns its new seqid.
+    fn set_preference(&self, user: &str, label: &str, content: &str) -> Pending<i64>;
+}
+
+/// Tells a running core that administrators changed the model, whichever process or node
+/// made the change. The value is a counter that only moves forward.
+pub trait ChangeFeed: Send + Sync {
+    fn changes(&self) -> watch::Receiver<i64>;
+}
+
+/// Everything a server needs from one backend.
+pub trait Store:
+    DirectoryStore + ModelStore + ArchiveStore + InvitationStore + PreferenceStore + ChangeFeed
+{
+    /// Commits everything queued and stops the writer. Later writes fail with `Closed`.
+    fn close(&self);
+}

@@ -1,0 +1,8 @@
+//! The Lync gateway: SIP framing and parsing ([`sip`]), per-connection SIP sessions with
+//! transactions, dialogs, registrar and sign-in ([`session`]), and XCCOS, the group-chat
+//! protocol carried in SIP INFO ([`xccos`]). It translates requests into chat-core
+//! operations and renders core events as XCCOS; it never touches a store backend.
+
+pub mod session;
+pub mod sip;
+pub mod xccos;

@@ -1,0 +1,100 @@
+//! Chat dialogs (INVITE-created, RFC 3261 §12) and the requests perch sends in them.
+
+use bytes::Bytes;
+
+use crate::lync::sip::{Headers, Message, Method, NameAddr, StartLine};
+
+use super::{ConnectionInfo, random_token};
+
+#[derive(Debug, Clone)]
+pub struct Dialog {
+    pub call_id: String,
+    pub local_tag: String,
+    /// The URI the client INVITEd; SIPE finds the session of a server INFO by this From URI.
+    pub local_uri: String,
+    /// The client's From header exactly as sent (tag and epid included), our To.
+    pub remote_from: String,
+    pub remote_tag: Option<String>,
+    /// Where in-dialog requests go: the client's Contact, else its From URI.
+    pub remote_target: String,
+    pub local_cseq: u32,
+    pub remote_cseq: u32,
+    pub confirmed: bool,
+}
+
+impl Dialog {
+    /// A dialog from an INVITE that the caller has already checked.
+    pub fn from_invite(invite: &Message, local_tag: String) -> Option<Self> {
+        let from_value = invite.headers.get("From")?;
+        let from = NameAddr::parse(from_value)?;
+        let to = NameAddr::parse(invite.headers.get("To")?)?;
+        let remote_target = invite
+            .headers
+            .get("Contact")
+            .and_then(NameAddr::parse)
+            .map_or_else(|| from.uri.clone(), |c| c.uri);
+        Some(Self {
+            call_id: invite.call_id().to_owned(),
+            local_tag,
+            local_uri: to.uri,
+            remote_from: from_value.to_owned(),
+            remote_tag: from.tag().map(str::to_owned),
+            remote_target,
+            local_cseq: 0,
+            remote_cseq: invite.cseq().map_or(0, |c| c.number),
+            confirmed: false,
+        })
+    }
+
+    /// Whether an in-dialog request's tags match this dialog.
+    pub fn matches(&self, request: &Message) -> bool {
+        let tag_of = |name| {
+            request
+                .headers
+                .get(name)
+                .and_then(NameAddr::parse)
+                .and_then(|n| n.tag().map(str::to_owned))
+        };
+        tag_of("From") == self.remote_tag && tag_of("To").is_none_or(|tag| tag == self.local_tag)
+    }
+
+    /// Builds the next request perch sends in this dialog.
+    pub fn request(
+        &mut self,
+        connection: &ConnectionInfo,
+        method: Method,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Message {
+        self.local_cseq += 1;
+        let mut headers = Headers::default();
+        headers.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {};branch=z9hG4bK{}",
+                connection.transport.via_token(),
+                connection.local,
+                random_token()
+            ),
+        );
+        headers.push("Max-Forwards", "70");
+        headers.push(
+            "From",
+            format!("<{}>;tag={}", self.local_uri, self.local_tag),
+        );
+        headers.push("To", self.remote_from.clone());
+        headers.push("Call-ID", self.call_id.clone());
+        headers.push("CSeq", format!("{} {}", self.local_cseq, method));
+        if let Some(content_type) = content_type {
+            headers.push("Content-Type", content_type);
+        }
+        Message {
+            start: StartLine::Request {
+                method,
+                uri: self.remote_target.clone(),
+            },
+            headers,
+            body,
+        }
+    }
+}

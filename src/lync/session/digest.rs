@@ -1,0 +1,425 @@
+//! SIP Digest authentication (RFC 2617 MD5 and RFC 8760 SHA-256, qop=auth): credential
+//! hashing, challenges, nonce bookkeeping with nonce-count replay protection, and a
+//! throttle on failed attempts.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use md5::Md5;
+use ring::rand::{SecureRandom, SystemRandom};
+use sha2::{Digest as _, Sha256};
+
+use crate::core::ports::Credentials;
+use crate::lync::sip::header::{Params, unquote};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Md5,
+    Sha256,
+}
+
+impl Algorithm {
+    /// In the order challenges are offered: strongest first (RFC 8760 §2.4).
+    pub const OFFERED: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    fn parse(name: Option<&str>) -> Option<Self> {
+        match name {
+            None => Some(Algorithm::Md5),
+            Some(n) if n.eq_ignore_ascii_case("MD5") => Some(Algorithm::Md5),
+            Some(n) if n.eq_ignore_ascii_case("SHA-256") => Some(Algorithm::Sha256),
+            Some(_) => None,
+        }
+    }
+
+    /// The qop=auth request-digest (RFC 2617 §3.2.2.1, RFC 8760 §3).
+    pub fn response(
+        self,
+        ha1: &str,
+        method: &str,
+        uri: &str,
+        nonce: &str,
+        nc: u32,
+        cnonce: &str,
+    ) -> String {
+        let ha2 = self.hash(&format!("{method}:{uri}"));
+        self.hash(&format!("{ha1}:{nonce}:{nc:08x}:{cnonce}:auth:{ha2}"))
+    }
+
+    pub fn hash(self, input: &str) -> String {
+        match self {
+            Algorithm::Md5 => hex::encode(Md5::digest(input.as_bytes())),
+            Algorithm::Sha256 => hex::encode(Sha256::digest(input.as_bytes())),
+        }
+    }
+}
+
+/// Digest credentials for `user@domain`: the user part is the Digest username and the
+/// domain is the realm.
+pub fn credentials(aor: &str, password: &str) -> Credentials {
+    let (user, realm) = aor.split_once('@').unwrap_or((aor, ""));
+    let a1 = format!("{user}:{realm}:{password}");
+    Credentials {
+        ha1_md5: Algorithm::Md5.hash(&a1),
+        ha1_sha256: Algorithm::Sha256.hash(&a1),
+    }
+}
+
+/// The fields of an `Authorization: Digest ...` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestResponse {
+    pub username: String,
+    pub realm: String,
+    pub nonce: String,
+    pub uri: String,
+    pub response: String,
+    pub algorithm: Algorithm,
+    pub cnonce: String,
+    pub nc: u32,
+}
+
+impl DigestResponse {
+    /// Parses an Authorization value; `None` if it is not a complete qop=auth Digest answer.
+    pub fn parse(value: &str) -> Option<Self> {
+        let (scheme, rest) = value.trim().split_once(char::is_whitespace)?;
+        if !scheme.eq_ignore_ascii_case("Digest") {
+            return None;
+        }
+        let fields: HashMap<String, String> = crate::lync::sip::message::split_list(rest)
+            .filter_map(|part| part.split_once('='))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), unquote(v.trim())))
+            .collect();
+        let field = |name: &str| fields.get(name).cloned();
+        if !field("qop")?.eq_ignore_ascii_case("auth") {
+            return None;
+        }
+        Some(Self {
+            username: field("username")?,
+            realm: field("realm")?,
+            nonce: field("nonce")?,
+            uri: field("uri")?,
+            response: field("response")?.to_ascii_lowercase(),
+            algorithm: Algorithm::parse(fields.get("algorithm").map(String::as_str))?,
+            cnonce: field("cnonce")?,
+            nc: u32::from_str_radix(&field("nc")?, 16).ok()?,
+        })
+    }
+
+    /// Whether the response proves knowledge of the password behind `credentials`.
+    pub fn verify(&self, method: &str, credentials: &Credentials) -> bool {
+        let ha1 = match self.algorithm {
+            Algorithm::Md5 => &credentials.ha1_md5,
+            Algorithm::Sha256 => &credentials.ha1_sha256,
+        };
+        let expected =
+            self.algorithm
+                .response(ha1, method, &self.uri, &self.nonce, self.nc, &self.cnonce);
+        // Compare without an early exit, so timing does not reveal how much matched.
+        expected.len() == self.response.len()
+            && expected
+                .bytes()
+                .zip(self.response.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+/// What the nonce store says about a nonce and nonce-count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceCheck {
+    Fresh,
+    /// Unknown (issued before a restart, or pruned) or past its lifetime.
+    Stale,
+    /// The nonce-count did not increase: a replay.
+    Replayed,
+}
+
+struct IssuedNonce {
+    issued: Instant,
+    highest_nc: u32,
+}
+
+/// Nonces this server issued, with the highest nonce-count seen for each.
+pub struct Nonces {
+    lifetime: Duration,
+    capacity: usize,
+    random: SystemRandom,
+    issued: Mutex<HashMap<String, IssuedNonce>>,
+}
+
+impl Nonces {
+    pub fn new(lifetime: Duration, capacity: usize) -> Self {
+        Self {
+            lifetime,
+            capacity,
+            random: SystemRandom::new(),
+            issued: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn issue(&self, now: Instant) -> String {
+        let mut bytes = [0u8; 18];
+        // SystemRandom only fails if the OS has no entropy source; a time-derived nonce is
+        // still unique (and nonces are not secrets), so fall back rather than fail.
+        if self.random.fill(&mut bytes).is_err() {
+            let nanos = now.elapsed().as_nanos().to_le_bytes();
+            bytes[..16].copy_from_slice(&nanos);
+        }
+        let nonce = hex::encode(bytes);
+        let Ok(mut issued) = self.issued.lock() else {
+            return nonce;
+        };
+        if issued.len() >= self.capacity {
+            let lifetime = self.lifetime;
+            issued.retain(|_, n| now.duration_since(n.issued) < lifetime);
+        }
+        if issued.len() < self.capacity {
+            issued.insert(
+                nonce.clone(),
+                IssuedNonce {
+                    issued: now,
+                    highest_nc: 0,
+                },
+            );
+        }
+        nonce
+    }
+
+    /// Checks a nonce and records its nonce-count if it is fresh.
+    pub fn check(&self, nonce: &str, nc: u32, now: Instant) -> NonceCheck {
+        let Ok(mut issued) = self.issued.lock() else {
+            return NonceCheck::Stale;
+        };
+        let Some(entry) = issued.get_mut(nonce) else {
+            return NonceCheck::Stale;
+        };
+        if now.duration_since(entry.issued) >= self.lifetime {
+            issued.remove(nonce);
+            return NonceCheck::Stale;
+        }
+        if nc <= entry.highest_nc {
+            return NonceCheck::Replayed;
+        }
+        entry.highest_nc = nc;
+        NonceCheck::Fresh
+    }
+}
+
+/// `WWW-Authenticate` values for a fresh challenge, one per offered algorithm.
+pub fn challenges(realm: &str, nonce: &str, stale: bool) -> Vec<String> {
+    Algorithm::OFFERED
+        .iter()
+        .map(|algorithm| {
+            let mut value = format!(
+                "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
+                algorithm.name()
+            );
+            if stale {
+                value.push_str(", stale=true");
+            }
+            value
+        })
+        .collect()
+}
+
+/// Counts failed attempts per source address and per user in a fixed window; once a key has
+/// reached its limit, attempts are refused without being checked until the window ends.
+pub struct FailureThrottle {
+    window: Duration,
+    per_address: u32,
+    per_user: u32,
+    failures: Mutex<HashMap<ThrottleKey, (Instant, u32)>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ThrottleKey {
+    Address(IpAddr),
+    User(String),
+}
+
+/// Bound on remembered keys, so a scan from many addresses cannot grow memory.
+const THROTTLE_CAPACITY: usize = 100_000;
+
+impl FailureThrottle {
+    pub fn new(window: Duration, per_address: u32, per_user: u32) -> Self {
+        Self {
+            window,
+            per_address,
+            per_user,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn is_blocked(&self, address: IpAddr, user: Option<&str>, now: Instant) -> bool {
+        let Ok(failures) = self.failures.lock() else {
+            return true;
+        };
+        let over = |key: ThrottleKey, limit: u32| {
+            failures.get(&key).is_some_and(|(start, count)| {
+                now.duration_since(*start) < self.window && *count >= limit
+            })
+        };
+        over(ThrottleKey::Address(address), self.per_address)
+            || user.is_some_and(|u| over(ThrottleKey::User(u.to_owned()), self.per_user))
+    }
+
+    pub fn record_failure(&self, address: IpAddr, user: Option<&str>, now: Instant) {
+        let Ok(mut failures) = self.failures.lock() else {
+            return;
+        };
+        if failures.len() >= THROTTLE_CAPACITY {
+            let window = self.window;
+            failures.retain(|_, (start, _)| now.duration_since(*start) < window);
+        }
+        let keys = std::iter::once(ThrottleKey::Address(address))
+            .chain(user.map(|u| ThrottleKey::User(u.to_owned())));
+        for key in keys {
+            let entry = failures.entry(key).or_insert((now, 0));
+            if now.duration_since(entry.0) >= self.window {
+                *entry = (now, 0);
+            }
+            entry.1 += 1;
+        }
+    }
+}
+
+/// Reads `realm` etc. from a challenge; used by tests and the load generator as a client.
+pub fn parse_challenge(value: &str) -> Option<Params> {
+    let (scheme, rest) = value.trim().split_once(char::is_whitespace)?;
+    scheme
+        .eq_ignore_ascii_case("Digest")
+        .then(|| Params::parse(&rest.replace(',', ";")))
+}
+
+/// A client's Digest answer, for tests and the load generator.
+pub struct ClientDigest<'a> {
+    pub algorithm: Algorithm,
+    pub username: &'a str,
+    pub realm: &'a str,
+    pub password: &'a str,
+    pub method: &'a str,
+    pub uri: &'a str,
+    pub nonce: &'a str,
+    pub nc: u32,
+    pub cnonce: &'a str,
+}
+
+impl ClientDigest<'_> {
+    /// The `Authorization` header value.
+    pub fn authorization(&self) -> String {
+        let algorithm = self.algorithm;
+        let ha1 = algorithm.hash(&format!(
+            "{}:{}:{}",
+            self.username, self.realm, self.password
+        ));
+        let response = algorithm.response(
+            &ha1,
+            self.method,
+            self.uri,
+            self.nonce,
+            self.nc,
+            self.cnonce,
+        );
+        format!(
+            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", \
+             response=\"{response}\", algorithm={}, cnonce=\"{}\", qop=auth, nc={:08x}",
+            self.username,
+            self.realm,
+            self.nonce,
+            self.uri,
+            algorithm.name(),
+            self.cnonce,
+            self.nc
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_2617_md5_example() {
+        // RFC 2617 §3.5 (with the RFC's own values; qop=auth).
+        let creds = Credentials {
+            ha1_md5: Algorithm::Md5.hash("Mufasa:testrealm@host.com:Circle Of Life"),
+            ha1_sha256: String::new(),
+        };
+        let header = r#"Digest username="Mufasa", realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", uri="/dir/index.html", qop=auth, nc=00000001, cnonce="0a4f113b", response="6629fae49393a05397450978507c4ef1", opaque="5ccc069c403ebaf9f0171e9517f40e41""#;
+        let parsed = DigestResponse::parse(header).unwrap();
+        assert_eq!(parsed.algorithm, Algorithm::Md5);
+        assert!(parsed.verify("GET", &creds));
+        assert!(!parsed.verify("POST", &creds));
+    }
+
+    #[test]
+    fn sha256_round_trip() {
+        let creds = credentials("alice@example.test", "s3cret");
+        let header = ClientDigest {
+            algorithm: Algorithm::Sha256,
+            username: "alice",
+            realm: "example.test",
+            password: "s3cret",
+            method: "REGISTER",
+            uri: "sip:example.test",
+            nonce: "abc",
+            nc: 1,
+            cnonce: "xyz",
+        }
+        .authorization();
+        let parsed = DigestResponse::parse(&header).unwrap();
+        assert_eq!(parsed.algorithm, Algorithm::Sha256);
+        assert!(parsed.verify("REGISTER", &creds));
+        let wrong = credentials("alice@example.test", "guess");
+        assert!(!parsed.verify("REGISTER", &wrong));
+    }
+
+    #[test]
+    fn rejects_incomplete_or_foreign_headers() {
+        assert!(DigestResponse::parse("Basic YWxhZGRpbjpvcGVuc2VzYW1l").is_none());
+        assert!(DigestResponse::parse(r#"Digest username="a", realm="r""#).is_none());
+        assert!(
+            DigestResponse::parse(
+                r#"Digest username="a", realm="r", nonce="n", uri="u", response="x", algorithm=SHA-512-256, qop=auth, nc=1, cnonce="c""#
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn nonce_count_must_increase_and_nonces_expire() {
+        let nonces = Nonces::new(Duration::from_secs(30), 10);
+        let t0 = Instant::now();
+        let n = nonces.issue(t0);
+        assert_eq!(nonces.check(&n, 1, t0), NonceCheck::Fresh);
+        assert_eq!(nonces.check(&n, 1, t0), NonceCheck::Replayed);
+        assert_eq!(nonces.check(&n, 2, t0), NonceCheck::Fresh);
+        assert_eq!(nonces.check("unknown", 1, t0), NonceCheck::Stale);
+        assert_eq!(
+            nonces.check(&n, 3, t0 + Duration::from_secs(31)),
+            NonceCheck::Stale
+        );
+    }
+
+    #[test]
+    fn throttle_blocks_after_limit() {
+        let throttle = FailureThrottle::new(Duration::from_secs(60), 10, 3);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(!throttle.is_blocked(ip, Some("a@x"), t0));
+            throttle.record_failure(ip, Some("a@x"), t0);
+        }
+        assert!(throttle.is_blocked(ip, Some("a@x"), t0));
+        assert!(!throttle.is_blocked(ip, Some("b@x"), t0));
+        assert!(!throttle.is_blocked(ip, Some("a@x"), t0 + Duration::from_secs(61)));
+    }
+}

@@ -1,0 +1,268 @@
+//! The registrar: REGISTER with Digest or trusted-network authentication, answered in the
+//! exact shape SIPE requires (xccos-protocol.md §1.3), and the table of bindings.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::lync::sip::response::response;
+use crate::lync::sip::{Message, NameAddr, SipUri};
+
+use super::digest::{self, DigestResponse, NonceCheck};
+use super::{ConnectionInfo, Shared, SipError, random_token};
+
+/// The registration held by one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub aor: String,
+    pub expires_at: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct Binding {
+    connection: u64,
+    contact: String,
+    expires_at: Instant,
+}
+
+/// Which connections each user is registered on.
+#[derive(Debug, Default)]
+pub struct Bindings {
+    by_aor: Mutex<HashMap<String, Vec<Binding>>>,
+}
+
+impl Bindings {
+    fn bind(&self, aor: &str, connection: u64, contact: String, expires_at: Instant) {
+        let Ok(mut map) = self.by_aor.lock() else {
+            return;
+        };
+        let list = map.entry(aor.to_owned()).or_default();
+        list.retain(|b| b.connection != connection);
+        list.push(Binding {
+            connection,
+            contact,
+            expires_at,
+        });
+    }
+
+    pub fn unbind(&self, aor: &str, connection: u64) {
+        let Ok(mut map) = self.by_aor.lock() else {
+            return;
+        };
+        if let Some(list) = map.get_mut(aor) {
+            list.retain(|b| b.connection != connection);
+            if list.is_empty() {
+                map.remove(aor);
+            }
+        }
+    }
+
+    /// Connections where `aor` holds an unexpired binding, with their contacts.
+    pub fn lookup(&self, aor: &str, now: Instant) -> Vec<(u64, String)> {
+        let Ok(map) = self.by_aor.lock() else {
+            return Vec::new();
+        };
+        map.get(aor)
+            .into_iter()
+            .flatten()
+            .filter(|b| b.expires_at > now)
+            .map(|b| (b.connection, b.contact.clone()))
+            .collect()
+    }
+}
+
+/// What a successful REGISTER changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    None,
+    Registered(Registration),
+    Unregistered,
+}
+
+/// Handles a REGISTER. A challenge is a normal answer (401), not an error.
+pub fn register(
+    shared: &Shared,
+    connection: &ConnectionInfo,
+    current: Option<&Registration>,
+    request: &Message,
+    now: Instant,
+) -> Result<(Message, Change), SipError> {
+    let settings = &shared.settings;
+    let aor = aor_of(request, "From")?;
+    if aor_of(request, "To")? != aor {
+        return Err(SipError::Forbidden(
+            "third-party registration is not allowed".into(),
+        ));
+    }
+    if let Some(current) = current
+        && current.aor != aor
+    {
+        return Err(SipError::Forbidden(format!(
+            "this connection is registered as {}",
+            current.aor
+        )));
+    }
+    let expires = requested_expires(request).unwrap_or(settings.default_expires);
+    if expires == 0 {
+        if let Some(current) = current {
+            shared.registrar.unbind(&current.aor, connection.id);
+        }
+        let mut ok = response(&request.headers, 200, Some(&random_token()));
+        ok.headers.push("Expires", "0");
+        let change = if current.is_some() {
+            Change::Unregistered
+        } else {
+            Change::None
+        };
+        return Ok((ok, change));
+    }
+    if expires < settings.min_expires {
+        return Err(SipError::IntervalTooBrief {
+            min_expires: settings.min_expires,
+        });
+    }
+    let expires = expires.min(settings.max_expires);
+
+    // A refresh on the connection that already proved this identity needs no new proof.
+    if current.is_none()
+        && let Some(challenge) = authenticate(shared, connection.peer.ip(), &aor, request, now)?
+    {
+        return Ok((challenge, Change::None));
+    }
+
+    let contact = request
+        .headers
+        .get("Contact")
+        .unwrap_or_default()
+        .to_owned();
+    let expires_at = now + Duration::from_secs(u64::from(expires));
+    shared
+        .registrar
+        .bind(&aor, connection.id, contact.clone(), expires_at);
+
+    let mut ok = response(&request.headers, 200, Some(&random_token()));
+    // SIPE ignores a 200 without an Expires header greater than zero.
+    ok.headers.push("Expires", expires.to_string());
+    if !contact.is_empty() {
+        ok.headers
+            .push("Contact", format!("{contact};expires={expires}"));
+    }
+    // SIPE compares each Supported header's whole value: one token per line.
+    ok.headers.push("Supported", "msrtc-event-categories");
+    ok.headers.push("Supported", "adhoclist");
+    // SIPE splits on ',' without trimming: no spaces after commas.
+    ok.headers
+        .push("Allow-Events", "vnd-microsoft-provisioning-v2");
+    ok.headers.push(
+        "ms-keep-alive",
+        format!(
+            "UAS; tcp=no; hop-hop=yes; end-point=no; timeout={}",
+            settings.keep_alive_secs
+        ),
+    );
+    Ok((ok, Change::Registered(Registration { aor, expires_at })))
+}
+
+/// Decides whether the sender has proved who it is. `Ok(None)`: authenticated;
+/// `Ok(Some(401))`: a challenge to send; `Err`: refused.
+fn authenticate(
+    shared: &Shared,
+    peer: IpAddr,
+    aor: &str,
+    request: &Message,
+    now: Instant,
+) -> Result<Option<Message>, SipError> {
+    let snapshot = shared.model.snapshot();
+    let directory = &snapshot.directory;
+    if shared
+        .settings
+        .trusted_networks
+        .iter()
+        .any(|net| net.contains(&peer))
+    {
+        return match directory.active_user(aor) {
+            Some(_) => Ok(None),
+            None => Err(SipError::Forbidden("unknown or disabled user".into())),
+        };
+    }
+    if shared.throttle.is_blocked(peer, Some(aor), now) {
+        return Err(SipError::Forbidden(
+            "too many failed attempts; try again later".into(),
+        ));
+    }
+    let (user_part, realm) = aor.split_once('@').unwrap_or((aor, ""));
+    let answer = request
+        .headers
+        .get_all("Authorization")
+        .filter_map(DigestResponse::parse)
+        .find(|answer| answer.realm == realm);
+    let Some(answer) = answer else {
+        return Ok(Some(challenge(shared, request, realm, false, now)));
+    };
+    let request_uri = match &request.start {
+        crate::lync::sip::StartLine::Request { uri, .. } => uri.as_str(),
+        crate::lync::sip::StartLine::Response { .. } => "",
+    };
+    if answer.uri != request_uri {
+        return Err(SipError::Malformed(
+            "Digest uri does not match the Request-URI".into(),
+        ));
+    }
+    let credentials = directory
+        .active_user(aor)
+        .filter(|_| answer.username == user_part)
+        .and_then(|user| user.credentials.as_ref());
+    let proven = credentials.is_some_and(|c| answer.verify("REGISTER", c));
+    if !proven {
+        shared.throttle.record_failure(peer, Some(aor), now);
+        // Deliberately silent about whether the user exists.
+        tracing::info!(user = aor, %peer, "registration refused: bad credentials");
+        return Err(SipError::Forbidden("authentication failed".into()));
+    }
+    match shared.nonces.check(&answer.nonce, answer.nc, now) {
+        NonceCheck::Fresh => Ok(None),
+        NonceCheck::Stale => Ok(Some(challenge(shared, request, realm, true, now))),
+        NonceCheck::Replayed => {
+            tracing::info!(user = aor, %peer, "registration refused: replayed nonce count");
+            Ok(Some(challenge(shared, request, realm, false, now)))
+        }
+    }
+}
+
+fn challenge(
+    shared: &Shared,
+    request: &Message,
+    realm: &str,
+    stale: bool,
+    now: Instant,
+) -> Message {
+    let nonce = shared.nonces.issue(now);
+    let mut reply = response(&request.headers, 401, Some(&random_token()));
+    for value in digest::challenges(realm, &nonce, stale) {
+        reply.headers.push("WWW-Authenticate", value);
+    }
+    reply
+}
+
+fn aor_of(request: &Message, header: &'static str) -> Result<String, SipError> {
+    request
+        .headers
+        .get(header)
+        .and_then(NameAddr::parse)
+        .and_then(|n| SipUri::parse(&n.uri))
+        .and_then(|u| u.aor())
+        .ok_or_else(|| SipError::Malformed(format!("{header} is not a SIP URI with a user")))
+}
+
+/// Expires header, else the first Contact's `expires` parameter.
+fn requested_expires(request: &Message) -> Option<u32> {
+    if let Some(value) = request.headers.get("Expires") {
+        return value.trim().parse().ok();
+    }
+    request
+        .headers
+        .get("Contact")
+        .and_then(NameAddr::parse)
+        .and_then(|c| c.params.value("expires").and_then(|e| e.parse().ok()))
+}

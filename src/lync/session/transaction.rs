@@ -1,0 +1,232 @@
+//! Transactions of one connection. Server transactions are keyed on Call-ID + CSeq number +
+//! method, because SIPE sends no Via branch inside dialogs; a retransmitted request gets the
+//! stored response again. Client transactions track the requests perch sends (INFO, BYE).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::lync::sip::Method;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerKey {
+    pub call_id: String,
+    pub cseq: u32,
+    pub method: Method,
+}
+
+/// How long a final response is kept for retransmissions (64 × T1, RFC 3261 Timer J).
+const SERVER_LINGER: Duration = Duration::from_secs(32);
+/// Bound per connection, so a flood of distinct requests cannot grow memory.
+const SERVER_CAPACITY: usize = 256;
+/// What the client transactions keep allocated once none is open.
+const SETTLED_CAPACITY: usize = 8;
+
+#[derive(Debug, Default)]
+pub struct ServerTransactions {
+    responses: HashMap<ServerKey, Bytes>,
+    order: VecDeque<(Instant, ServerKey)>,
+}
+
+impl ServerTransactions {
+    pub fn retransmission(&self, key: &ServerKey) -> Option<Bytes> {
+        self.responses.get(key).cloned()
+    }
+
+    pub fn completed(&mut self, key: ServerKey, response: Bytes, now: Instant) {
+        if self.order.len() >= SERVER_CAPACITY
+            && let Some((_, oldest)) = self.order.pop_front()
+        {
+            self.responses.remove(&oldest);
+        }
+        if self.responses.insert(key.clone(), response).is_none() {
+            self.order.push_back((now, key));
+        }
+    }
+
+    /// Whether an INVITE with this Call-ID and CSeq number was answered (for CANCEL).
+    pub fn answered_invite(&self, call_id: &str, cseq: u32) -> bool {
+        self.responses.contains_key(&ServerKey {
+            call_id: call_id.to_owned(),
+            cseq,
+            method: Method::Invite,
+        })
+    }
+
+    /// When the oldest stored response may be dropped.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.order.front().map(|(at, _)| *at + SERVER_LINGER)
+    }
+
+    pub fn expire(&mut self, now: Instant) {
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) < SERVER_LINGER {
+                break;
+            }
+            if let Some((_, key)) = self.order.pop_front() {
+                self.responses.remove(&key);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    pub call_id: String,
+    pub cseq: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outstanding {
+    pub method: Method,
+    pub sent: Instant,
+}
+
+/// Requests perch sent and is waiting to hear back about.
+#[derive(Debug, Default)]
+pub struct ClientTransactions {
+    outstanding: HashMap<ClientKey, Outstanding>,
+    /// Send times in order, so the oldest is found without a scan; entries whose
+    /// transaction has ended are dropped when they reach the front.
+    order: VecDeque<(Instant, ClientKey)>,
+}
+
+impl ClientTransactions {
+    pub fn sent(&mut self, key: ClientKey, method: Method, now: Instant) {
+        self.order.push_back((now, key.clone()));
+        self.outstanding
+            .insert(key, Outstanding { method, sent: now });
+    }
+
+    /// When the oldest open transaction times out.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Instant> {
+        while let Some((sent, key)) = self.order.front() {
+            if self.outstanding.get(key).is_some_and(|o| o.sent == *sent) {
+                return Some(*sent + timeout);
+            }
+            self.order.pop_front();
+        }
+        None
+    }
+
+    /// A final response ends the transaction; provisional ones leave it open.
+    pub fn response(&mut self, key: &ClientKey, code: u16) -> Option<Outstanding> {
+        if code < 200 {
+            return self.outstanding.get(key).cloned();
+        }
+        let ended = self.outstanding.remove(key);
+        if self.outstanding.is_empty() {
+            self.settle();
+        }
+        ended
+    }
+
+    /// Nothing is open: forget the send order and give back what a burst (a sign-in's
+    /// roster notices) made the two collections grow to.
+    fn settle(&mut self) {
+        self.order.clear();
+        self.order.shrink_to(SETTLED_CAPACITY);
+        self.outstanding.shrink_to(SETTLED_CAPACITY);
+    }
+
+    /// Removes and returns the transactions that have waited longer than `timeout`.
+    pub fn timed_out(&mut self, now: Instant, timeout: Duration) -> Vec<(ClientKey, Outstanding)> {
+        let mut expired = Vec::new();
+        while let Some((sent, _)) = self.order.front() {
+            if now.duration_since(*sent) < timeout {
+                break;
+            }
+            let Some((sent, key)) = self.order.pop_front() else {
+                break;
+            };
+            if self.outstanding.get(&key).is_some_and(|o| o.sent == sent)
+                && let Some(outstanding) = self.outstanding.remove(&key)
+            {
+                expired.push((key, outstanding));
+            }
+        }
+        expired
+    }
+
+    pub fn forget_call(&mut self, call_id: &str) {
+        self.outstanding.retain(|k, _| k.call_id != call_id);
+        if self.outstanding.is_empty() {
+            self.settle();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u32) -> ServerKey {
+        ServerKey {
+            call_id: "c".into(),
+            cseq: n,
+            method: Method::Info,
+        }
+    }
+
+    #[test]
+    fn server_cache_is_bounded_and_expires() {
+        let mut txns = ServerTransactions::default();
+        let t0 = Instant::now();
+        for n in 0..(SERVER_CAPACITY as u32 + 10) {
+            txns.completed(key(n), Bytes::from_static(b"r"), t0);
+        }
+        assert!(txns.retransmission(&key(0)).is_none());
+        assert!(txns.retransmission(&key(SERVER_CAPACITY as u32)).is_some());
+        txns.expire(t0 + SERVER_LINGER);
+        assert!(txns.retransmission(&key(SERVER_CAPACITY as u32)).is_none());
+    }
+
+    #[test]
+    fn client_transactions_complete_and_time_out() {
+        let mut txns = ClientTransactions::default();
+        let t0 = Instant::now();
+        let k = |n| ClientKey {
+            call_id: "c".into(),
+            cseq: n,
+        };
+        txns.sent(k(1), Method::Info, t0);
+        txns.sent(k(2), Method::Info, t0);
+        assert!(txns.response(&k(1), 100).is_some());
+        assert!(txns.response(&k(1), 200).is_some());
+        assert!(txns.response(&k(1), 200).is_none());
+        let late = txns.timed_out(t0 + Duration::from_secs(40), Duration::from_secs(32));
+        assert_eq!(late.len(), 1);
+        assert!(
+            txns.timed_out(t0 + Duration::from_secs(99), Duration::ZERO)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_next_timeout_is_the_oldest_open_transaction() {
+        let mut txns = ClientTransactions::default();
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let timeout = Duration::from_secs(32);
+        let k = |n| ClientKey {
+            call_id: format!("c{n}"),
+            cseq: 1,
+        };
+        assert_eq!(txns.next_timeout(timeout), None);
+        for n in 0..3 {
+            txns.sent(k(n), Method::Info, t0 + second * n);
+        }
+        txns.response(&k(0), 200);
+        assert_eq!(txns.next_timeout(timeout), Some(t0 + second + timeout));
+        txns.forget_call("c1");
+        assert_eq!(txns.next_timeout(timeout), Some(t0 + second * 2 + timeout));
+        // The same key sent again later: only the later send is open.
+        txns.sent(k(2), Method::Info, t0 + second * 5);
+        let late = txns.timed_out(t0 + second * 2 + timeout, timeout);
+        assert!(late.is_empty());
+        assert_eq!(txns.next_timeout(timeout), Some(t0 + second * 5 + timeout));
+        assert_eq!(txns.timed_out(t0 + second * 5 + timeout, timeout).len(), 1);
+        assert_eq!(txns.next_timeout(timeout), None);
+    }
+}

@@ -1,0 +1,296 @@
+//! Listeners and connections: accept TCP and TLS, run one task per connection that reads
+//! bytes, frames them, hands frames to its [`Session`] and writes what the session says.
+//! Timeouts (TLS handshake, idle) live here; SIP does not.
+
+pub mod limits;
+pub mod tls;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::lync::session::{ConnectionInfo, Deferred, Output, Session, Shared, Transport};
+
+use self::limits::ConnectionLimits;
+use crate::lync::sip::framer::{self, FrameLimits};
+
+/// Transport settings taken from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct TransportSettings {
+    pub frame_limits: FrameLimits,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub message_timeout: Duration,
+    pub outgoing_queue: usize,
+}
+
+/// Requests of one connection whose answers may wait at once (posts awaiting their commit).
+/// Reading pauses at the cap, which pushes back on a client that outruns the store.
+const MAX_DEFERRED: usize = 64;
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Accepts connections until `shutdown` turns true, then waits for the connections it
+/// started to finish their current message.
+pub async fn accept_loop(
+    listener: TcpListener,
+    transport: Transport,
+    acceptor: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    settings: TransportSettings,
+    limits: Arc<ConnectionLimits>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                // Over a cap the socket is dropped at once: no TLS handshake, no buffers.
+                let slot = match limits.acquire(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        tracing::debug!(%peer, ?refusal, "connection refused: limit reached");
+                        continue;
+                    }
+                };
+                let local = stream.local_addr().unwrap_or_else(|_| unspecified());
+                let _ = stream.set_nodelay(true);
+                let info = ConnectionInfo {
+                    id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+                    peer,
+                    local,
+                    transport,
+                };
+                let (acceptor, shared, shutdown) = (acceptor.clone(), shared.clone(), shutdown.clone());
+                connections.spawn(async move {
+                    handle_connection(stream, info, acceptor, shared, settings, shutdown).await;
+                    drop(slot);
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
+async fn handle_connection(
+    stream: TcpStream,
+    info: ConnectionInfo,
+    acceptor: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    settings: TransportSettings,
+    shutdown: watch::Receiver<bool>,
+) {
+    match acceptor {
+        None => run_connection(stream, info, shared, settings, shutdown).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => run_connection(tls, info, shared, settings, shutdown).await,
+                Ok(Err(error)) => {
+                    tracing::debug!(peer = %info.peer, %error, "TLS handshake failed");
+                }
+                Err(_) => tracing::debug!(peer = %info.peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+/// The messages as one buffer: the only one as it is, several copied together.
+fn coalesce(mut sends: Vec<Bytes>) -> Bytes {
+    if sends.len() == 1 {
+        return sends.pop().unwrap_or_default();
+    }
+    let mut joined = BytesMut::with_capacity(sends.iter().map(Bytes::len).sum());
+    for bytes in &sends {
+        joined.extend_from_slice(bytes);
+    }
+    joined.freeze()
+}
+
+/// The earliest of the idle timeout, the deadline of a message still arriving and the
+/// session's own timers.
+fn next_wake(
+    session: &mut Session,
+    settings: &TransportSettings,
+    last_heard: Instant,
+    partial_since: Option<Instant>,
+) -> Instant {
+    let idle = last_heard + settings.idle_timeout;
+    [
+        Some(idle),
+        partial_since.map(|since| since + settings.message_timeout),
+        session.next_deadline(),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(idle)
+}
+
+/// Drives one connection: read, frame, let the session act, write, repeat.
+pub async fn run_connection<S>(
+    mut stream: S,
+    info: ConnectionInfo,
+    shared: Arc<Shared>,
+    settings: TransportSettings,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tracing::debug!(connection = info.id, peer = %info.peer, transport = ?info.transport, "connected");
+    let mut mailbox = shared.outboxes.register(info.id, settings.outgoing_queue);
+    let outboxes = shared.outboxes.clone();
+    let mut session = Session::new(info, shared);
+    let mut buffer = BytesMut::with_capacity(4096);
+    // One timer per connection, set to the earliest thing due (idle timeout, a message's
+    // deadline, the session's timers), so idle connections cost no wake-ups.
+    let wake = tokio::time::sleep_until((Instant::now() + settings.idle_timeout).into());
+    tokio::pin!(wake);
+    let mut last_heard = Instant::now();
+    // When the bytes of a not yet complete message started to wait in the buffer.
+    let mut partial_since: Option<Instant> = None;
+    // Answered in arrival order; only the oldest is polled, as the others are only
+    // waiting for commits the store makes in the same order.
+    let mut deferred: VecDeque<Deferred> = VecDeque::new();
+    'connection: loop {
+        let mut closing = false;
+        // Only ever brought forward here: when a later deadline (a read moved the idle
+        // timeout) is what the timer fires for, the tick below sets it afresh.
+        let due = next_wake(&mut session, &settings, last_heard, partial_since);
+        if due < wake.deadline().into_std() {
+            wake.as_mut().reset(due.into());
+        }
+        tokio::select! {
+            read = stream.read_buf(&mut buffer), if deferred.len() < MAX_DEFERRED => {
+                match read {
+                    Ok(0) | Err(_) => break 'connection,
+                    Ok(_) => {}
+                }
+                let now = Instant::now();
+                last_heard = now;
+                loop {
+                    match framer::decode(&mut buffer, &settings.frame_limits) {
+                        Ok(Some(frame)) => {
+                            partial_since = None;
+                            session.handle_frame(frame, now);
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            session.handle_frame_error(&error);
+                            closing = true;
+                            break;
+                        }
+                    }
+                }
+                if buffer.is_empty() {
+                    partial_since = None;
+                } else {
+                    partial_since.get_or_insert(now);
+                }
+            }
+            () = &mut wake => {
+                let now = Instant::now();
+                session.tick(now);
+                if now.duration_since(last_heard) >= settings.idle_timeout {
+                    tracing::debug!(connection = info.id, "idle timeout");
+                    closing = true;
+                }
+                if partial_since.is_some_and(|since| now.duration_since(since) >= settings.message_timeout) {
+                    tracing::info!(connection = info.id, peer = %info.peer, "closing: a message took too long to arrive");
+                    closing = true;
+                }
+                let due = next_wake(&mut session, &settings, last_heard, partial_since);
+                wake.as_mut().reset(due.into());
+            }
+            Some(outbound) = mailbox.receiver.recv() => {
+                // Take everything already queued, so it goes out in one write and flush.
+                let now = Instant::now();
+                session.deliver(outbound, now);
+                while let Ok(more) = mailbox.receiver.try_recv() {
+                    session.deliver(more, now);
+                }
+            }
+            // The guard keeps `deferred[0]` in bounds: the block only runs when polled.
+            outcome = async { (&mut deferred[0].work).await }, if !deferred.is_empty() => {
+                if let Some(done) = deferred.pop_front() {
+                    session.finish_deferred(done.id, outcome, Instant::now());
+                }
+            }
+            _ = mailbox.cut_off.notified() => closing = true,
+            _ = shutdown.changed() => closing = true,
+        }
+        // Deliveries already waiting (a post's echo often is, by the time its answer is
+        // ready) go out in the same write as the rest, unless the connection is closing.
+        while !closing && let Ok(more) = mailbox.receiver.try_recv() {
+            session.deliver(more, Instant::now());
+        }
+        let mut sends = Vec::new();
+        loop {
+            let outputs = session.take_outputs();
+            if outputs.is_empty() {
+                break;
+            }
+            for output in outputs {
+                match output {
+                    Output::Send(bytes) => sends.push(bytes),
+                    Output::Close => closing = true,
+                    // The connection reads on meanwhile, so a client's posts share the
+                    // store's commit batches with each other, not only with other clients'.
+                    Output::Await(work) => deferred.push_back(work),
+                }
+            }
+        }
+        // One write (one system call on TCP, fewer records on TLS) for everything this turn
+        // produced. A peer that has gone (SIPE closes right after its BYE) makes writes
+        // fail; that only ends this connection. A peer that stops reading would hold this
+        // task in the write, out of reach of the outbox cut-off and of shutdown, so the
+        // write has the deadline of an incoming message.
+        let written = tokio::time::timeout(settings.message_timeout, async {
+            if !sends.is_empty() {
+                stream.write_all(&coalesce(sends)).await?;
+            }
+            // TLS buffers records until flushed.
+            stream.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::info!(connection = info.id, peer = %info.peer, "closing: the peer stopped reading");
+                break;
+            }
+        }
+        if closing {
+            let _ = stream.shutdown().await;
+            break;
+        }
+    }
+    outboxes.unregister(info.id);
+    session.closed();
+    tracing::debug!(connection = info.id, "disconnected");
+}
