@@ -14,14 +14,14 @@ use crate::app::config::Config;
 use crate::core::SnapshotHandle;
 use crate::core::hub::ChatCore;
 use crate::core::ports::{Store, StoreError};
-use crate::lync::session::{Outboxes, Shared, Transport};
+use crate::lync::session::{LyncProtocol, Outboxes, SessionSettings, Shared};
 use crate::lync::sip::FrameLimits;
 use crate::lync::xccos::XccosEndpoint;
 use crate::lync::xccos::endpoint::EndpointSettings;
 use crate::lync::xccos::xml::XmlLimits;
 use crate::net::limits::ConnectionLimits;
 use crate::net::tls::{self, CertificatePaths, TlsError};
-use crate::net::{TransportSettings, accept_loop};
+use crate::net::{DriverSettings, Transport, accept_loop};
 use crate::store::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,18 +78,13 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServ
         outboxes.clone(),
         endpoint_settings(config),
     ));
-    let shared = Arc::new(Shared::new(
-        config,
+    let lync = Arc::new(LyncProtocol::new(Arc::new(Shared::new(
+        session_settings(config),
         model.clone(),
         outboxes,
-        endpoint.clone(),
-    ));
-    let settings = TransportSettings {
-        frame_limits: FrameLimits {
-            max_header_bytes: config.limits.max_header_bytes,
-            max_headers: config.limits.max_headers,
-            max_body_bytes: config.limits.max_body_bytes,
-        },
+        endpoint,
+    ))));
+    let settings = DriverSettings {
         handshake_timeout: Duration::from_secs(config.limits.tls_handshake_timeout_secs),
         idle_timeout: Duration::from_secs(config.limits.idle_timeout_secs),
         message_timeout: Duration::from_secs(config.limits.message_timeout_secs),
@@ -131,7 +126,7 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServ
             listener,
             Transport::Tls,
             Some(TlsAcceptor::from(tls_config)),
-            shared.clone(),
+            lync.clone(),
             settings,
             limits.clone(),
             shutdown_rx.clone(),
@@ -145,7 +140,7 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServ
             listener,
             Transport::Tcp,
             None,
-            shared.clone(),
+            lync.clone(),
             settings,
             limits.clone(),
             shutdown_rx.clone(),
@@ -160,6 +155,32 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })
+}
+
+fn session_settings(config: &Config) -> SessionSettings {
+    let auth = &config.auth;
+    SessionSettings {
+        domain: config.domain.clone(),
+        chat_aor: config.chat_aor(),
+        trusted_networks: config.trusted_networks.clone(),
+        default_expires: config.registrar.default_expires_secs,
+        min_expires: config.registrar.min_expires_secs,
+        max_expires: config.registrar.max_expires_secs,
+        keep_alive_secs: config.registrar.keep_alive_secs,
+        session_expires: config.session.session_expires_secs,
+        transaction_timeout: Duration::from_secs(config.session.transaction_timeout_secs),
+        requests_per_second: config.limits.requests_per_second,
+        request_burst: config.limits.request_burst,
+        frame_limits: FrameLimits {
+            max_header_bytes: config.limits.max_header_bytes,
+            max_headers: config.limits.max_headers,
+            max_body_bytes: config.limits.max_body_bytes,
+        },
+        nonce_lifetime: Duration::from_secs(auth.nonce_lifetime_secs),
+        failure_window: Duration::from_secs(auth.failure_window_secs),
+        max_failures_per_address: auth.max_failures_per_address,
+        max_failures_per_user: auth.max_failures_per_user,
+    }
 }
 
 fn endpoint_settings(config: &Config) -> EndpointSettings {

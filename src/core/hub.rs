@@ -684,3 +684,7 @@ impl ChatCore {
         count
     }
 }
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;

@@ -3,6 +3,7 @@
 //! ([`hub`]), and the ports it needs from storage ([`ports`]). It never sees XML, SIP or
 //! SQL, and imports nothing from the gateways, the network layer or a store backend.
 
+pub mod credentials;
 pub mod directory;
 pub mod hub;
 pub mod ids;

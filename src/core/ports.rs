@@ -10,6 +10,7 @@ use std::pin::Pin;
 
 use tokio::sync::{oneshot, watch};
 
+pub use super::credentials::Credentials;
 use super::ids::Gateway;
 use super::model::{Addin, Category, Group, PolicyScope, Room};
 
@@ -79,19 +80,14 @@ fn block_on_new_runtime<T: Send>(read: Read<T>) -> Result<T, StoreError> {
         .block_on(read)
 }
 
-/// Digest credentials: HA1 = H(user-part ":" domain ":" password) for each algorithm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub ha1_md5: String,
-    pub ha1_sha256: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     /// Canonical `user@domain`, lower case.
     pub aor: String,
     pub display_name: String,
     pub enabled: bool,
+    /// A verifier per sign-in mechanism; `None` for a user without a password (trusted
+    /// networks only).
     pub credentials: Option<Credentials>,
 }
 

@@ -1,12 +1,18 @@
-//! Listeners and connections: accept TCP and TLS, run one task per connection that reads
-//! bytes, frames them, hands frames to its [`Session`] and writes what the session says.
-//! Timeouts (TLS handshake, idle) live here; SIP does not.
+//! The network layer, the same for every protocol: listeners, TLS, per-address and total
+//! connection caps, and one task per connection that reads bytes, hands them to the
+//! protocol's sans-I/O [`Connection`], writes what it produces in one write per turn, runs
+//! its deferred work in order, and enforces the handshake, idle and message timeouts and
+//! the outbox cut-off. It knows no protocol: SIP plugs in through [`Protocol`], and XMPP
+//! will plug in the same way with the same defences.
 
 pub mod limits;
+pub mod outbox;
 pub mod tls;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,15 +24,71 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::lync::session::{ConnectionInfo, Deferred, Output, Session, Shared, Transport};
-
 use self::limits::ConnectionLimits;
-use crate::lync::sip::framer::{self, FrameLimits};
+use self::outbox::Outboxes;
 
-/// Transport settings taken from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tls,
+    Tcp,
+}
+
 #[derive(Debug, Clone, Copy)]
-pub struct TransportSettings {
-    pub frame_limits: FrameLimits,
+pub struct ConnectionInfo {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub transport: Transport,
+}
+
+/// Work a connection finishes later (an answer that waits for a commit); its result goes
+/// back to [`Connection::finish_deferred`].
+pub struct Deferred<A> {
+    pub id: u64,
+    pub work: Pin<Box<dyn Future<Output = A> + Send>>,
+}
+
+/// What the driver should do next.
+pub enum Output<A> {
+    Send(Bytes),
+    /// Close after writing what was queued before.
+    Close,
+    Await(Deferred<A>),
+}
+
+/// One protocol: how to open its side of a connection and where its deliveries queue.
+pub trait Protocol: Send + Sync + 'static {
+    type Connection: Connection<Delivery = Self::Delivery>;
+    /// What the rest of the server sends a connection (a rendered event).
+    type Delivery: Send + 'static;
+
+    fn open(&self, info: ConnectionInfo) -> Self::Connection;
+    fn outboxes(&self) -> &Arc<Outboxes<Self::Delivery>>;
+}
+
+/// A protocol's side of one connection, sans-I/O: bytes and time in, outputs out.
+pub trait Connection: Send {
+    type Delivery;
+    /// The result of deferred work.
+    type Answer: Send + 'static;
+
+    /// Consumes every complete message at the front of `buffer`, leaving a partial one.
+    /// Returns false once the stream cannot be read any further (a framing error); the
+    /// outputs then say what to answer before closing.
+    fn receive(&mut self, buffer: &mut BytesMut, now: Instant) -> bool;
+    fn deliver(&mut self, delivery: Self::Delivery, now: Instant);
+    fn finish_deferred(&mut self, id: u64, answer: Self::Answer, now: Instant);
+    /// When [`Connection::tick`] next has something to do.
+    fn next_deadline(&mut self) -> Option<Instant>;
+    fn tick(&mut self, now: Instant);
+    fn take_outputs(&mut self) -> Vec<Output<Self::Answer>>;
+    /// The connection is gone.
+    fn closed(&mut self);
+}
+
+/// Settings the driver takes from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverSettings {
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub message_timeout: Duration,
@@ -41,12 +103,12 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts connections until `shutdown` turns true, then waits for the connections it
 /// started to finish their current message.
-pub async fn accept_loop(
+pub async fn accept_loop<P: Protocol>(
     listener: TcpListener,
     transport: Transport,
     acceptor: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
-    settings: TransportSettings,
+    protocol: Arc<P>,
+    settings: DriverSettings,
     limits: Arc<ConnectionLimits>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -79,9 +141,9 @@ pub async fn accept_loop(
                     local,
                     transport,
                 };
-                let (acceptor, shared, shutdown) = (acceptor.clone(), shared.clone(), shutdown.clone());
+                let (acceptor, protocol, shutdown) = (acceptor.clone(), protocol.clone(), shutdown.clone());
                 connections.spawn(async move {
-                    handle_connection(stream, info, acceptor, shared, settings, shutdown).await;
+                    handle_connection(stream, info, acceptor, protocol, settings, shutdown).await;
                     drop(slot);
                 });
             }
@@ -97,19 +159,19 @@ fn unspecified() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 0))
 }
 
-async fn handle_connection(
+async fn handle_connection<P: Protocol>(
     stream: TcpStream,
     info: ConnectionInfo,
     acceptor: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
-    settings: TransportSettings,
+    protocol: Arc<P>,
+    settings: DriverSettings,
     shutdown: watch::Receiver<bool>,
 ) {
     match acceptor {
-        None => run_connection(stream, info, shared, settings, shutdown).await,
+        None => run_connection(stream, info, &*protocol, settings, shutdown).await,
         Some(acceptor) => {
             match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => run_connection(tls, info, shared, settings, shutdown).await,
+                Ok(Ok(tls)) => run_connection(tls, info, &*protocol, settings, shutdown).await,
                 Ok(Err(error)) => {
                     tracing::debug!(peer = %info.peer, %error, "TLS handshake failed");
                 }
@@ -134,8 +196,8 @@ fn coalesce(mut sends: Vec<Bytes>) -> Bytes {
 /// The earliest of the idle timeout, the deadline of a message still arriving and the
 /// session's own timers.
 fn next_wake(
-    session: &mut Session,
-    settings: &TransportSettings,
+    session: &mut impl Connection,
+    settings: &DriverSettings,
     last_heard: Instant,
     partial_since: Option<Instant>,
 ) -> Instant {
@@ -151,20 +213,21 @@ fn next_wake(
     .unwrap_or(idle)
 }
 
-/// Drives one connection: read, frame, let the session act, write, repeat.
-pub async fn run_connection<S>(
+/// Drives one connection: read, let the protocol act, write, repeat.
+pub async fn run_connection<S, P>(
     mut stream: S,
     info: ConnectionInfo,
-    shared: Arc<Shared>,
-    settings: TransportSettings,
+    protocol: &P,
+    settings: DriverSettings,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
+    P: Protocol,
 {
     tracing::debug!(connection = info.id, peer = %info.peer, transport = ?info.transport, "connected");
-    let mut mailbox = shared.outboxes.register(info.id, settings.outgoing_queue);
-    let outboxes = shared.outboxes.clone();
-    let mut session = Session::new(info, shared);
+    let outboxes = protocol.outboxes().clone();
+    let mut mailbox = outboxes.register(info.id, settings.outgoing_queue);
+    let mut session = protocol.open(info);
     let mut buffer = BytesMut::with_capacity(4096);
     // One timer per connection, set to the earliest thing due (idle timeout, a message's
     // deadline, the session's timers), so idle connections cost no wake-ups.
@@ -175,7 +238,7 @@ pub async fn run_connection<S>(
     let mut partial_since: Option<Instant> = None;
     // Answered in arrival order; only the oldest is polled, as the others are only
     // waiting for commits the store makes in the same order.
-    let mut deferred: VecDeque<Deferred> = VecDeque::new();
+    let mut deferred: VecDeque<Deferred<<P::Connection as Connection>::Answer>> = VecDeque::new();
     'connection: loop {
         let mut closing = false;
         // Only ever brought forward here: when a later deadline (a read moved the idle
@@ -192,19 +255,13 @@ pub async fn run_connection<S>(
                 }
                 let now = Instant::now();
                 last_heard = now;
-                loop {
-                    match framer::decode(&mut buffer, &settings.frame_limits) {
-                        Ok(Some(frame)) => {
-                            partial_since = None;
-                            session.handle_frame(frame, now);
-                        }
-                        Ok(None) => break,
-                        Err(error) => {
-                            session.handle_frame_error(&error);
-                            closing = true;
-                            break;
-                        }
-                    }
+                let before = buffer.len();
+                if !session.receive(&mut buffer, now) {
+                    closing = true;
+                }
+                if buffer.len() < before {
+                    // A message was taken: what is left started arriving after it.
+                    partial_since = None;
                 }
                 if buffer.is_empty() {
                     partial_since = None;

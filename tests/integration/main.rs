@@ -6,6 +6,7 @@ mod dialogs;
 mod durability;
 mod fuzz_regressions;
 mod hostile;
+mod layers;
 mod limits;
 mod load;
 mod registrar;

@@ -54,7 +54,9 @@ fn provision_users(store: &dyn Store) -> Result<(), StoreError> {
         let aor = format!("{user}@{DEMO_DOMAIN}");
         if store.user(&aor)?.is_none() {
             wait(store.add_user(crate::core::ports::UserRecord {
-                credentials: Some(crate::lync::session::digest::credentials(&aor, password)),
+                credentials: Some(crate::core::credentials::Credentials::derive(
+                    &aor, password,
+                )),
                 display_name: (*name).to_owned(),
                 enabled: true,
                 aor,

@@ -2,9 +2,9 @@
 
 use std::io::BufRead;
 
+use crate::core::credentials::Credentials;
+use crate::core::ids::user_id;
 use crate::core::ports::{Store, UserChange, UserRecord, wait};
-use crate::lync::session::digest;
-use crate::lync::sip::header::parse_aor;
 
 use super::AdminError;
 
@@ -44,7 +44,7 @@ pub fn read_password(source: PasswordSource) -> Result<String, AdminError> {
 }
 
 pub fn canonical_aor(text: &str) -> Result<String, AdminError> {
-    parse_aor(text).ok_or_else(|| {
+    user_id(text).ok_or_else(|| {
         AdminError::Invalid(format!(
             "{text:?} is not a SIP user URI (expected user@domain or sip:user@domain)"
         ))
@@ -60,7 +60,7 @@ pub fn add(
 ) -> Result<UserRecord, AdminError> {
     let aor = canonical_aor(uri)?;
     let user = UserRecord {
-        credentials: password.map(|p| digest::credentials(&aor, p)),
+        credentials: password.map(|p| Credentials::derive(&aor, p)),
         display_name: display_name.unwrap_or_default().to_owned(),
         enabled,
         aor,
@@ -79,7 +79,7 @@ pub fn set(
     let change = UserChange {
         display_name: display_name.map(str::to_owned),
         enabled,
-        credentials: password.map(|p| digest::credentials(&aor, p)),
+        credentials: password.map(|p| Credentials::derive(&aor, p)),
     };
     Ok(wait(store.update_user(&aor, change))?)
 }
@@ -89,13 +89,16 @@ pub fn remove(store: &dyn Store, uri: &str) -> Result<(), AdminError> {
     Ok(wait(store.remove_user(&aor))?)
 }
 
-/// One line per user: URI, state, password or not, display name.
+/// One line per user: URI, state, password or not, display name, and the sign-in
+/// mechanisms the user lacks a verifier for (set up before perch derived them; the next
+/// password change adds them).
 pub fn list(store: &dyn Store) -> Result<Vec<String>, AdminError> {
     Ok(store
         .users()?
         .into_iter()
         .map(|u| {
-            format!(
+            let missing = u.credentials.as_ref().map(Credentials::missing);
+            let mut line = format!(
                 "sip:{}\t{}\t{}\t{}",
                 u.aor,
                 if u.enabled { "enabled" } else { "disabled" },
@@ -105,7 +108,14 @@ pub fn list(store: &dyn Store) -> Result<Vec<String>, AdminError> {
                     "no-password"
                 },
                 u.display_name
-            )
+            );
+            if let Some(missing) = missing.filter(|m| !m.is_empty()) {
+                line.push_str(&format!(
+                    "\tneeds a new password for: {}",
+                    missing.join(", ")
+                ));
+            }
+            line
         })
         .collect())
 }

@@ -35,7 +35,7 @@ use crate::text::TextGenerator;
 const CHAT_MIGRATION: &str = include_str!("../../store/sqlite/migrations/0002_chat.sql");
 /// The schema version perch's migrations bring the database to. Those after 0002 only add
 /// columns with constant defaults, which prefill's inserts leave to SQLite.
-const CHAT_SCHEMA_VERSION: i64 = 3;
+const CHAT_SCHEMA_VERSION: i64 = perch::store::sqlite::SCHEMA_VERSION;
 const INSERT_TRIGGER: &str = "messages_fts_insert";
 
 #[derive(Args, Debug, Clone)]

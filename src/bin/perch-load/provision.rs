@@ -9,12 +9,12 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use perch::core::Snapshot;
+use perch::core::credentials::Credentials;
 use perch::core::manage::{self, CategoryChange, ListEdit, ManageError};
 use perch::core::model::{Invitations, Principal, Privacy, Room, RoomType};
 use perch::core::ports::{
     DirectoryStore, ModelStore, Pending, Store, StoreError, UserRecord, wait,
 };
-use perch::lync::session::digest;
 use perch::store::SqliteStore;
 use serde::Serialize;
 
@@ -164,7 +164,7 @@ fn provision(
             let credentials = options
                 .password
                 .as_deref()
-                .map(|password| digest::credentials(&aor, password));
+                .map(|password| Credentials::derive(&aor, password));
             store.add_user(UserRecord {
                 aor,
                 display_name: format!("Load {i}"),
@@ -336,7 +336,7 @@ mod tests {
         store.close();
         assert_eq!(
             user.credentials,
-            Some(digest::credentials("load000000@example.test", "secret"))
+            Some(Credentials::derive("load000000@example.test", "secret"))
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

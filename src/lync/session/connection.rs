@@ -11,27 +11,20 @@ use crate::lync::sip::message::salvage_response_headers;
 use crate::lync::sip::response::response;
 use crate::lync::sip::{Frame, FrameError, Message, Method, NameAddr, SipUri, StartLine};
 
+use super::Outbound;
 use super::dialog::Dialog;
-use super::outbox::Outbound;
 use super::rate::TokenBucket;
 use super::registrar::{self, Change, Registration};
 use super::transaction::{ClientKey, ClientTransactions, ServerKey, ServerTransactions};
-use super::{ConnectionInfo, DialogContext, EndpointReply, Later, Shared, SipError, random_token};
+use super::{
+    ConnectionInfo, DialogContext, EndpointReply, Later, Shared, SipError, random_token, uri_param,
+};
 
-/// What the transport should do next.
-pub enum Output {
-    Send(Bytes),
-    /// Close after writing what was queued before.
-    Close,
-    /// Run this, then hand its result to [`Session::finish_deferred`].
-    Await(Deferred),
-}
-
-/// A request whose final response waits for asynchronous work (a post being committed).
-pub struct Deferred {
-    pub id: u64,
-    pub work: Later,
-}
+/// What a deferred request's work resolves to: the chat bodies to send after the 200, or
+/// the error to answer with.
+pub type Answer = Result<Vec<Bytes>, SipError>;
+pub type Output = crate::net::Output<Answer>;
+pub type Deferred = crate::net::Deferred<Answer>;
 
 /// What the session remembers about a deferred request.
 struct Waiting {
@@ -78,6 +71,11 @@ impl Session {
             rate,
             outputs: Vec::new(),
         }
+    }
+
+    /// The SIP framer's bounds for this connection's input.
+    pub fn frame_limits(&self) -> crate::lync::sip::FrameLimits {
+        self.shared.settings.frame_limits
     }
 
     /// The identity registered on this connection, if any.
@@ -197,12 +195,7 @@ impl Session {
     }
 
     /// Finishes a deferred request with the outcome of its work.
-    pub fn finish_deferred(
-        &mut self,
-        id: u64,
-        outcome: Result<Vec<Bytes>, SipError>,
-        now: Instant,
-    ) {
+    pub fn finish_deferred(&mut self, id: u64, outcome: Answer, now: Instant) {
         let Some(waiting) = self.waiting.remove(&id) else {
             return;
         };
@@ -368,7 +361,7 @@ impl Session {
             format!(
                 "<sip:{chat_user}@{};transport={}>",
                 self.info.local,
-                self.info.transport.uri_param()
+                uri_param(self.info.transport)
             ),
         );
         reply.headers.push("Allow", ALLOW);

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use crate::lync::sip::{Headers, Message, Method, NameAddr, StartLine};
 
-use super::{ConnectionInfo, random_token};
+use super::{ConnectionInfo, random_token, via_token};
 
 #[derive(Debug, Clone)]
 pub struct Dialog {
@@ -72,7 +72,7 @@ impl Dialog {
             "Via",
             format!(
                 "SIP/2.0/{} {};branch=z9hG4bK{}",
-                connection.transport.via_token(),
+                via_token(connection.transport),
                 connection.local,
                 random_token()
             ),

@@ -11,7 +11,7 @@ use md5::Md5;
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest as _, Sha256};
 
-use crate::core::ports::Credentials;
+use crate::core::credentials::DigestHa1;
 use crate::lync::sip::header::{Params, unquote};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,17 +62,6 @@ impl Algorithm {
     }
 }
 
-/// Digest credentials for `user@domain`: the user part is the Digest username and the
-/// domain is the realm.
-pub fn credentials(aor: &str, password: &str) -> Credentials {
-    let (user, realm) = aor.split_once('@').unwrap_or((aor, ""));
-    let a1 = format!("{user}:{realm}:{password}");
-    Credentials {
-        ha1_md5: Algorithm::Md5.hash(&a1),
-        ha1_sha256: Algorithm::Sha256.hash(&a1),
-    }
-}
-
 /// The fields of an `Authorization: Digest ...` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestResponse {
@@ -113,11 +102,11 @@ impl DigestResponse {
         })
     }
 
-    /// Whether the response proves knowledge of the password behind `credentials`.
-    pub fn verify(&self, method: &str, credentials: &Credentials) -> bool {
+    /// Whether the response proves knowledge of the password behind `ha1`.
+    pub fn verify(&self, method: &str, ha1: &DigestHa1) -> bool {
         let ha1 = match self.algorithm {
-            Algorithm::Md5 => &credentials.ha1_md5,
-            Algorithm::Sha256 => &credentials.ha1_sha256,
+            Algorithm::Md5 => &ha1.md5,
+            Algorithm::Sha256 => &ha1.sha256,
         };
         let expected =
             self.algorithm
@@ -349,9 +338,9 @@ mod tests {
     #[test]
     fn rfc_2617_md5_example() {
         // RFC 2617 §3.5 (with the RFC's own values; qop=auth).
-        let creds = Credentials {
-            ha1_md5: Algorithm::Md5.hash("Mufasa:testrealm@host.com:Circle Of Life"),
-            ha1_sha256: String::new(),
+        let creds = DigestHa1 {
+            md5: Algorithm::Md5.hash("Mufasa:testrealm@host.com:Circle Of Life"),
+            sha256: String::new(),
         };
         let header = r#"Digest username="Mufasa", realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", uri="/dir/index.html", qop=auth, nc=00000001, cnonce="0a4f113b", response="6629fae49393a05397450978507c4ef1", opaque="5ccc069c403ebaf9f0171e9517f40e41""#;
         let parsed = DigestResponse::parse(header).unwrap();
@@ -362,7 +351,7 @@ mod tests {
 
     #[test]
     fn sha256_round_trip() {
-        let creds = credentials("alice@example.test", "s3cret");
+        let creds = DigestHa1::derive("alice@example.test", "s3cret");
         let header = ClientDigest {
             algorithm: Algorithm::Sha256,
             username: "alice",
@@ -378,7 +367,7 @@ mod tests {
         let parsed = DigestResponse::parse(&header).unwrap();
         assert_eq!(parsed.algorithm, Algorithm::Sha256);
         assert!(parsed.verify("REGISTER", &creds));
-        let wrong = credentials("alice@example.test", "guess");
+        let wrong = DigestHa1::derive("alice@example.test", "guess");
         assert!(!parsed.verify("REGISTER", &wrong));
     }
 

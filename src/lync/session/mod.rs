@@ -6,52 +6,49 @@ mod connection;
 pub mod dialog;
 pub mod digest;
 pub mod error;
-pub mod outbox;
+mod protocol;
 mod rate;
 pub mod registrar;
 mod transaction;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::app::config::Config;
 use crate::core::SnapshotHandle;
+use crate::lync::sip::FrameLimits;
+pub use crate::net::{ConnectionInfo, Transport};
 
-pub use connection::{Deferred, Output, Session};
+pub use connection::{Answer, Deferred, Output, Session};
 pub use error::SipError;
-pub use outbox::{Mailbox, Outbound, Outboxes};
+pub use protocol::LyncProtocol;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Tls,
-    Tcp,
+/// Something to send on one of a connection's chat dialogs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// An INFO carrying `body` on the dialog `call_id`.
+    Info { call_id: Arc<str>, body: Bytes },
+    /// End the dialog `call_id` with a BYE.
+    Bye { call_id: Arc<str> },
 }
 
-impl Transport {
-    pub fn via_token(self) -> &'static str {
-        match self {
-            Transport::Tls => "TLS",
-            Transport::Tcp => "TCP",
-        }
-    }
+pub type Outboxes = crate::net::outbox::Outboxes<Outbound>;
 
-    pub fn uri_param(self) -> &'static str {
-        match self {
-            Transport::Tls => "tls",
-            Transport::Tcp => "tcp",
-        }
+/// The transport token of a Via header.
+pub fn via_token(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Tls => "TLS",
+        Transport::Tcp => "TCP",
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionInfo {
-    pub id: u64,
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
-    pub transport: Transport,
+/// The `transport` parameter of a SIP URI.
+pub fn uri_param(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Tls => "tls",
+        Transport::Tcp => "tcp",
+    }
 }
 
 /// A chat dialog as the chat endpoint sees it.
@@ -85,7 +82,7 @@ pub trait ChatEndpoint: Send + Sync {
     fn dialog_ended(&self, dialog: &DialogContext<'_>);
 }
 
-/// Settings the sessions read, taken from [`Config`] once at start.
+/// Settings the sessions read, taken from the configuration once at start.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub domain: String,
@@ -99,24 +96,11 @@ pub struct SessionSettings {
     pub transaction_timeout: Duration,
     pub requests_per_second: u32,
     pub request_burst: u32,
-}
-
-impl SessionSettings {
-    pub fn from_config(config: &Config) -> Self {
-        Self {
-            domain: config.domain.clone(),
-            chat_aor: config.chat_aor(),
-            trusted_networks: config.trusted_networks.clone(),
-            default_expires: config.registrar.default_expires_secs,
-            min_expires: config.registrar.min_expires_secs,
-            max_expires: config.registrar.max_expires_secs,
-            keep_alive_secs: config.registrar.keep_alive_secs,
-            session_expires: config.session.session_expires_secs,
-            transaction_timeout: Duration::from_secs(config.session.transaction_timeout_secs),
-            requests_per_second: config.limits.requests_per_second,
-            request_burst: config.limits.request_burst,
-        }
-    }
+    pub frame_limits: FrameLimits,
+    pub nonce_lifetime: Duration,
+    pub failure_window: Duration,
+    pub max_failures_per_address: u32,
+    pub max_failures_per_user: u32,
 }
 
 /// State shared by every session of a server.
@@ -132,22 +116,21 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(
-        config: &Config,
+        settings: SessionSettings,
         model: Arc<SnapshotHandle>,
         outboxes: Arc<Outboxes>,
         endpoint: Arc<dyn ChatEndpoint>,
     ) -> Self {
-        let auth = &config.auth;
         Self {
-            settings: SessionSettings::from_config(config),
+            nonces: digest::Nonces::new(settings.nonce_lifetime, 100_000),
+            throttle: digest::FailureThrottle::new(
+                settings.failure_window,
+                settings.max_failures_per_address,
+                settings.max_failures_per_user,
+            ),
+            settings,
             model,
             outboxes,
-            nonces: digest::Nonces::new(Duration::from_secs(auth.nonce_lifetime_secs), 100_000),
-            throttle: digest::FailureThrottle::new(
-                Duration::from_secs(auth.failure_window_secs),
-                auth.max_failures_per_address,
-                auth.max_failures_per_user,
-            ),
             registrar: registrar::Bindings::default(),
             endpoint,
         }
@@ -166,3 +149,6 @@ pub(crate) fn random_token() -> String {
     }
     hex::encode(bytes)
 }
+
+#[cfg(test)]
+mod tests;

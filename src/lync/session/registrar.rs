@@ -212,8 +212,9 @@ fn authenticate(
     let credentials = directory
         .active_user(aor)
         .filter(|_| answer.username == user_part)
-        .and_then(|user| user.credentials.as_ref());
-    let proven = credentials.is_some_and(|c| answer.verify("REGISTER", c));
+        .and_then(|user| user.credentials.as_ref())
+        .and_then(|credentials| credentials.digest.as_ref());
+    let proven = credentials.is_some_and(|ha1| answer.verify("REGISTER", ha1));
     if !proven {
         shared.throttle.record_failure(peer, Some(aor), now);
         // Deliberately silent about whether the user exists.

@@ -5,10 +5,14 @@ use rusqlite::Connection;
 
 use crate::core::ports::StoreError;
 
+/// The schema version these migrations bring a database to (SQLite's `user_version`).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_users.sql"),
     include_str!("migrations/0002_chat.sql"),
     include_str!("migrations/0003_message_parts.sql"),
+    include_str!("migrations/0004_credentials.sql"),
 ];
 
 pub fn migrate(connection: &mut Connection) -> Result<(), StoreError> {

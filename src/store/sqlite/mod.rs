@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{Semaphore, watch};
 
+use crate::core::credentials::{CredentialError, DigestHa1, NtHash, ScramHash, ScramVerifier};
 use crate::core::model::{Addin, Category, Group, PolicyScope, Room};
 use crate::core::ports::{
     ArchiveStore, ChangeFeed, ChatMessage, Credentials, DirectoryStore, HistoryQuery,
@@ -24,6 +25,7 @@ use self::migrate::migrate;
 use self::writer::Writer;
 
 pub use self::chat::fts_query;
+pub use self::migrate::SCHEMA_VERSION;
 
 pub const DATABASE_FILE: &str = "perch.sqlite3";
 
@@ -225,22 +227,71 @@ fn bump_generation(connection: &Connection) -> Result<i64, StoreError> {
     )?)
 }
 
-const USER_COLUMNS: &str = "aor, display_name, enabled, ha1_md5, ha1_sha256";
+const USER_COLUMNS: &str =
+    "aor, display_name, enabled, ha1_md5, ha1_sha256, scram_sha1, scram_sha256, nt_hash";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    let aor: String = row.get(0)?;
     let ha1_md5: Option<String> = row.get(3)?;
     let ha1_sha256: Option<String> = row.get(4)?;
+    let scram_sha1: Option<String> = row.get(5)?;
+    let scram_sha256: Option<String> = row.get(6)?;
+    let nt_hash: Option<String> = row.get(7)?;
+    let digest = ha1_md5
+        .zip(ha1_sha256)
+        .map(|(md5, sha256)| DigestHa1 { md5, sha256 });
+    let credentials = digest.map(|digest| Credentials {
+        digest: Some(digest),
+        scram_sha1: scram_sha1.and_then(|text| {
+            decoded(
+                &aor,
+                "scram-sha-1",
+                ScramVerifier::decode(&text, ScramHash::Sha1),
+            )
+        }),
+        scram_sha256: scram_sha256.and_then(|text| {
+            decoded(
+                &aor,
+                "scram-sha-256",
+                ScramVerifier::decode(&text, ScramHash::Sha256),
+            )
+        }),
+        nt_hash: nt_hash.and_then(|text| decoded(&aor, "ntlm", NtHash::decode(&text))),
+    });
     Ok(UserRecord {
-        aor: row.get(0)?,
+        aor,
         display_name: row.get(1)?,
         enabled: row.get(2)?,
-        credentials: ha1_md5
-            .zip(ha1_sha256)
-            .map(|(ha1_md5, ha1_sha256)| Credentials {
-                ha1_md5,
-                ha1_sha256,
-            }),
+        credentials,
     })
+}
+
+/// A verifier that does not decode is treated as missing (that mechanism refuses the user
+/// until a new password is set), not as a failure of the whole directory.
+fn decoded<T>(aor: &str, mechanism: &str, result: Result<T, CredentialError>) -> Option<T> {
+    match result {
+        Ok(verifier) => Some(verifier),
+        Err(error) => {
+            tracing::warn!(user = aor, mechanism, %error, "stored verifier ignored");
+            None
+        }
+    }
+}
+
+/// The verifier columns of a user, in USER_COLUMNS order from ha1_md5 on.
+type VerifierColumns = [Option<String>; 5];
+
+fn verifier_columns(credentials: Option<&Credentials>) -> VerifierColumns {
+    let Some(credentials) = credentials else {
+        return Default::default();
+    };
+    [
+        credentials.digest.as_ref().map(|d| d.md5.clone()),
+        credentials.digest.as_ref().map(|d| d.sha256.clone()),
+        credentials.scram_sha1.as_ref().map(ScramVerifier::encode),
+        credentials.scram_sha256.as_ref().map(ScramVerifier::encode),
+        credentials.nt_hash.as_ref().map(NtHash::encode),
+    ]
 }
 
 fn all_users(c: &Connection) -> Result<Vec<UserRecord>, StoreError> {
@@ -274,19 +325,21 @@ impl DirectoryStore for SqliteStore {
             if select_user(c, &user.aor)?.is_some() {
                 return Err(StoreError::Duplicate(format!("user {}", user.aor)));
             }
-            let (md5, sha256) = match &user.credentials {
-                Some(creds) => (Some(&creds.ha1_md5), Some(&creds.ha1_sha256)),
-                None => (None, None),
-            };
+            let [md5, sha256, scram_sha1, scram_sha256, nt_hash] =
+                verifier_columns(user.credentials.as_ref());
             c.execute(
-                "INSERT INTO users (aor, display_name, enabled, ha1_md5, ha1_sha256, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO users (aor, display_name, enabled, ha1_md5, ha1_sha256,
+                                    scram_sha1, scram_sha256, nt_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     user.aor,
                     user.display_name,
                     user.enabled,
                     md5,
                     sha256,
+                    scram_sha1,
+                    scram_sha256,
+                    nt_hash,
                     now_seconds()
                 ],
             )?;
@@ -308,14 +361,22 @@ impl DirectoryStore for SqliteStore {
             if let Some(credentials) = change.credentials {
                 user.credentials = Some(credentials);
             }
-            let (md5, sha256) = match &user.credentials {
-                Some(creds) => (Some(&creds.ha1_md5), Some(&creds.ha1_sha256)),
-                None => (None, None),
-            };
+            let [md5, sha256, scram_sha1, scram_sha256, nt_hash] =
+                verifier_columns(user.credentials.as_ref());
             c.execute(
-                "UPDATE users SET display_name = ?2, enabled = ?3, ha1_md5 = ?4, ha1_sha256 = ?5
+                "UPDATE users SET display_name = ?2, enabled = ?3, ha1_md5 = ?4, ha1_sha256 = ?5,
+                                  scram_sha1 = ?6, scram_sha256 = ?7, nt_hash = ?8
                  WHERE aor = ?1",
-                params![aor, user.display_name, user.enabled, md5, sha256],
+                params![
+                    aor,
+                    user.display_name,
+                    user.enabled,
+                    md5,
+                    sha256,
+                    scram_sha1,
+                    scram_sha256,
+                    nt_hash
+                ],
             )?;
             Ok(user)
         })
@@ -456,10 +517,7 @@ mod tests {
             aor: aor.into(),
             display_name: "A".into(),
             enabled: true,
-            credentials: Some(Credentials {
-                ha1_md5: "m".into(),
-                ha1_sha256: "s".into(),
-            }),
+            credentials: Some(Credentials::derive(aor, "pw")),
         }
     }
 
@@ -491,7 +549,16 @@ mod tests {
         let reopened = SqliteStore::open(&dir).unwrap();
         let users = reopened.users().unwrap();
         assert_eq!(users.len(), 1);
-        assert_eq!(users[0].credentials.as_ref().unwrap().ha1_sha256, "s");
+        // Every verifier survives the round trip through the disk.
+        assert_eq!(
+            users[0].credentials,
+            Some(Credentials::derive("a@x", "pw")).map(|fresh| Credentials {
+                scram_sha1: users[0].credentials.as_ref().unwrap().scram_sha1.clone(),
+                scram_sha256: users[0].credentials.as_ref().unwrap().scram_sha256.clone(),
+                ..fresh
+            })
+        );
+        assert!(users[0].credentials.as_ref().unwrap().missing().is_empty());
         wait(reopened.remove_user("a@x")).unwrap();
         assert!(matches!(
             wait(reopened.remove_user("a@x")),

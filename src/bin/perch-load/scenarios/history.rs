@@ -218,12 +218,10 @@ struct StoreView {
     term_hits: Vec<u64>,
 }
 
-/// perch's reading of a search text: every whitespace-separated word, each quoted, ANDed.
+/// perch's reading of a search text: its own FTS query builder over the words.
 fn fts_query(term: &str) -> String {
-    term.split_whitespace()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(" AND ")
+    let words: Vec<String> = term.split_whitespace().map(str::to_owned).collect();
+    perch::store::sqlite::fts_query(&words)
 }
 
 /// Reads the rooms' message counts, id ranges and term matches (read-only; perch may be

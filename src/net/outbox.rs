@@ -1,41 +1,39 @@
-//! Delivery to other connections: each connection registers a bounded queue; chat fan-out
-//! pushes already-serialised bodies into it. A connection whose queue is full is cut off
-//! rather than allowed to grow the server's memory.
+//! Delivery to connections from elsewhere in the server: each connection registers a
+//! bounded queue; a gateway's fan-out pushes already-serialised bodies into it. A
+//! connection whose queue is full is cut off rather than allowed to grow the server's
+//! memory. Generic over what a protocol delivers (`D`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
-/// Something to send on a connection's chat dialog.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outbound {
-    /// An INFO carrying `body` on the dialog `call_id`.
-    Info { call_id: Arc<str>, body: Bytes },
-    /// End the dialog `call_id` with a BYE.
-    Bye { call_id: Arc<str> },
-}
-
-struct Outbox {
-    sender: mpsc::Sender<Outbound>,
+struct Outbox<D> {
+    sender: mpsc::Sender<D>,
     cut_off: Arc<Notify>,
 }
 
 /// What a connection keeps to receive deliveries.
-pub struct Mailbox {
-    pub receiver: mpsc::Receiver<Outbound>,
+pub struct Mailbox<D> {
+    pub receiver: mpsc::Receiver<D>,
     /// Signalled when the connection fell too far behind and must close.
     pub cut_off: Arc<Notify>,
 }
 
-#[derive(Default)]
-pub struct Outboxes {
-    by_connection: Mutex<HashMap<u64, Outbox>>,
+pub struct Outboxes<D> {
+    by_connection: Mutex<HashMap<u64, Outbox<D>>>,
 }
 
-impl Outboxes {
-    pub fn register(&self, connection: u64, capacity: usize) -> Mailbox {
+impl<D> Default for Outboxes<D> {
+    fn default() -> Self {
+        Self {
+            by_connection: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<D> Outboxes<D> {
+    pub fn register(&self, connection: u64, capacity: usize) -> Mailbox<D> {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let cut_off = Arc::new(Notify::new());
         let outbox = Outbox {
@@ -51,19 +49,19 @@ impl Outboxes {
     }
 
     /// Queues a delivery; a full queue cuts the connection off. Returns whether it was queued.
-    pub fn deliver(&self, connection: u64, outbound: Outbound) -> bool {
+    pub fn deliver(&self, connection: u64, outbound: D) -> bool {
         Self::deliver_locked(&mut self.lock(), connection, outbound)
     }
 
     /// Queues many deliveries under one lock (a post to a large room).
-    pub fn deliver_all(&self, deliveries: impl IntoIterator<Item = (u64, Outbound)>) {
+    pub fn deliver_all(&self, deliveries: impl IntoIterator<Item = (u64, D)>) {
         let mut map = self.lock();
         for (connection, outbound) in deliveries {
             Self::deliver_locked(&mut map, connection, outbound);
         }
     }
 
-    fn deliver_locked(map: &mut HashMap<u64, Outbox>, connection: u64, outbound: Outbound) -> bool {
+    fn deliver_locked(map: &mut HashMap<u64, Outbox<D>>, connection: u64, outbound: D) -> bool {
         let Some(outbox) = map.get(&connection) else {
             return false;
         };
@@ -83,7 +81,7 @@ impl Outboxes {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Outbox>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Outbox<D>>> {
         // Entries are inserted and removed whole; a poisoned map is still consistent.
         self.by_connection
             .lock()
@@ -97,12 +95,9 @@ mod tests {
 
     #[tokio::test]
     async fn full_queue_cuts_off() {
-        let outboxes = Outboxes::default();
+        let outboxes = Outboxes::<&'static str>::default();
         let mut mailbox = outboxes.register(7, 2);
-        let info = || Outbound::Info {
-            call_id: "c".into(),
-            body: Bytes::from_static(b"x"),
-        };
+        let info = || "x";
         assert!(outboxes.deliver(7, info()));
         assert!(outboxes.deliver(7, info()));
         assert!(!outboxes.deliver(7, info()));

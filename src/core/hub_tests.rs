@@ -1,0 +1,724 @@
+//! The hub on its own: a real SQLite store in a temporary directory, a recording sink for
+//! the Lync gateway, and no sockets.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+
+use super::*;
+use crate::core::ids::new_room_uid;
+use crate::core::model::{Invitations, Principal, Privacy, RoomType};
+use crate::core::ports::{ArchiveStore, DirectoryStore, ModelStore, PreferenceStore, UserRecord};
+use crate::store::SqliteStore;
+
+const DOMAIN: &str = "example.test";
+const ALICE: &str = "alice@example.test";
+const BOB: &str = "bob@example.test";
+const CAROL: &str = "carol@example.test";
+
+/// An event as the tests compare it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Posted {
+        room: String,
+        id: i64,
+        author: String,
+        text: String,
+    },
+    Joined {
+        room: String,
+        user: String,
+    },
+    Left {
+        room: String,
+        user: String,
+    },
+    Evicted {
+        room: String,
+        user: String,
+    },
+}
+
+/// The Lync gateway's sink: every event with its recipients, in order.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(Seen, Vec<SessionRef>)>>);
+
+impl EventSink for Recorder {
+    fn deliver(&self, event: &Event, to: &[SessionRef]) {
+        let seen = match event {
+            Event::Posted { room, message } => Seen::Posted {
+                room: room.name.clone(),
+                id: message.id,
+                author: message.author.clone(),
+                text: message.text.clone(),
+            },
+            Event::Joined { room, user, .. } => Seen::Joined {
+                room: room.name.clone(),
+                user: user.to_string(),
+            },
+            Event::Left { room, user } => Seen::Left {
+                room: room.name.clone(),
+                user: user.to_string(),
+            },
+            Event::Evicted { room, user } => Seen::Evicted {
+                room: room.name.clone(),
+                user: user.to_string(),
+            },
+        };
+        let mut to = to.to_vec();
+        to.sort();
+        self.0.lock().unwrap().push((seen, to));
+    }
+}
+
+/// A hub over a seeded store: alice, bob and carol; category General (history kept) with
+/// the open rooms Lobby and Annex, category Ephemeral (no history) with the open room Flash.
+struct Hub {
+    dir: PathBuf,
+    store: Arc<SqliteStore>,
+    model: Arc<SnapshotHandle>,
+    core: Arc<ChatCore>,
+    events: Arc<Recorder>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn temp_dir(label: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "perch-hub-{label}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn session(n: u64) -> SessionRef {
+    SessionRef {
+        gateway: Gateway::Lync,
+        connection: n,
+        stream: Arc::from(format!("call-{n}")),
+    }
+}
+
+fn sessions(list: &[&SessionRef]) -> Vec<SessionRef> {
+    let mut list: Vec<SessionRef> = list.iter().map(|s| (*s).clone()).collect();
+    list.sort();
+    list
+}
+
+fn category(name: &str, chat_history: bool) -> Category {
+    Category {
+        id: 0,
+        name: name.into(),
+        description: String::new(),
+        allowed: vec![Principal::Domain(DOMAIN.into())],
+        denied: Vec::new(),
+        creators: Vec::new(),
+        invitations: true,
+        file_upload: true,
+        chat_history,
+    }
+}
+
+fn open_room(name: &str, category: i64) -> Room {
+    Room {
+        id: 0,
+        uid: new_room_uid(),
+        name: name.into(),
+        description: format!("about {name}"),
+        category,
+        privacy: Privacy::Open,
+        kind: RoomType::Normal,
+        invitations: Invitations::Inherit,
+        disabled: false,
+        addin: None,
+        members: Vec::new(),
+        managers: Vec::new(),
+        presenters: Vec::new(),
+    }
+}
+
+impl Hub {
+    async fn new(label: &str) -> Hub {
+        let dir = temp_dir(label);
+        let store = Arc::new(SqliteStore::open(&dir).unwrap());
+        for aor in [ALICE, BOB, CAROL] {
+            let user = UserRecord {
+                aor: aor.into(),
+                display_name: String::new(),
+                enabled: true,
+                credentials: None,
+            };
+            committed(store.add_user(user)).await.unwrap();
+        }
+        let general = committed(store.save_category(category("General", true)))
+            .await
+            .unwrap();
+        let ephemeral = committed(store.save_category(category("Ephemeral", false)))
+            .await
+            .unwrap();
+        for (name, category) in [
+            ("Lobby", general.id),
+            ("Annex", general.id),
+            ("Flash", ephemeral.id),
+        ] {
+            committed(store.save_room(open_room(name, category)))
+                .await
+                .unwrap();
+        }
+        let model = Arc::new(SnapshotHandle::load(store.as_ref()).unwrap());
+        let core = Arc::new(ChatCore::new(model.clone(), store.clone()));
+        let events = Arc::new(Recorder::default());
+        core.attach(Gateway::Lync, events.clone());
+        Hub {
+            dir,
+            store,
+            model,
+            core,
+            events,
+        }
+    }
+
+    fn room(&self, name: &str) -> Arc<Room> {
+        self.core
+            .snapshot()
+            .room_by_name(name)
+            .map(|room| Arc::new(room.clone()))
+            .unwrap()
+    }
+
+    fn uid(&self, name: &str) -> String {
+        self.room(name).uid.clone()
+    }
+
+    /// Stores a server setting and reloads the snapshot, as the server does after a change.
+    async fn setting(&self, name: &str, value: u32) {
+        committed(self.store.set_setting(name, value))
+            .await
+            .unwrap();
+        self.model.reload(self.store.as_ref()).unwrap();
+    }
+
+    fn join(&self, user: &str, session: &SessionRef, room: &str) -> Joined {
+        self.core.join(user, session, &self.uid(room)).unwrap()
+    }
+
+    /// Posts and waits for the whole lifecycle.
+    async fn post(&self, user: &str, session: &SessionRef, room: &str, text: &str) -> i64 {
+        let accepted = match self
+            .core
+            .post(user, session, &self.uid(room), text.into(), None)
+        {
+            Ok(accepted) => accepted,
+            Err(error) => panic!("post refused: {error}"),
+        };
+        accepted.completed().await.unwrap().id
+    }
+
+    fn refused(
+        &self,
+        user: &str,
+        session: &SessionRef,
+        room: &str,
+        text: String,
+        extension: Option<Extension>,
+    ) -> ChatError {
+        match self
+            .core
+            .post(user, session, &self.uid(room), text, extension)
+        {
+            Ok(_) => panic!("the post was accepted"),
+            Err(error) => error,
+        }
+    }
+
+    async fn stored(&self, room: &str, query: HistoryQuery) -> Vec<ChatMessage> {
+        self.store.history(self.room(room).id, query).await.unwrap()
+    }
+
+    async fn history(&self, user: &str, room: &str, query: HistoryQuery) -> Vec<ChatMessage> {
+        let (_, messages) = self
+            .core
+            .history(user, &self.uid(room), query)
+            .await
+            .unwrap();
+        messages.iter().map(|m| ChatMessage::clone(m)).collect()
+    }
+
+    /// Events published since the last call.
+    fn take(&self) -> Vec<(Seen, Vec<SessionRef>)> {
+        std::mem::take(&mut *self.events.0.lock().unwrap())
+    }
+}
+
+fn users(joined: &Joined) -> Vec<&str> {
+    joined
+        .participants
+        .iter()
+        .map(|p| p.user.as_str())
+        .collect()
+}
+
+fn ids(messages: &[ChatMessage]) -> Vec<i64> {
+    messages.iter().map(|m| m.id).collect()
+}
+
+fn texts(messages: &[ChatMessage]) -> Vec<&str> {
+    messages.iter().map(|m| m.text.as_str()).collect()
+}
+
+fn joined(room: &str, user: &str) -> Seen {
+    Seen::Joined {
+        room: room.into(),
+        user: user.into(),
+    }
+}
+
+fn left(room: &str, user: &str) -> Seen {
+    Seen::Left {
+        room: room.into(),
+        user: user.into(),
+    }
+}
+
+/// Polls every future in the order given, again on every wake-up, like a `join_all`:
+/// those that are ready finish in that order.
+async fn join_in_order<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Option<Pin<Box<F>>>> =
+        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => {
+                        *output = Some(value);
+                        *slot = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}
+
+#[tokio::test]
+async fn joining_lists_the_roster_and_tells_only_the_others() {
+    let hub = Hub::new("join").await;
+    let (a, b, a2) = (session(1), session(2), session(3));
+
+    let first = hub.join(ALICE, &a, "Lobby");
+    assert_eq!(first.room.name, "Lobby");
+    assert_eq!(users(&first), [ALICE]);
+    assert!(hub.take().is_empty(), "nobody else is there to hear of it");
+
+    let second = hub.join(BOB, &b, "Lobby");
+    assert_eq!(users(&second), [ALICE, BOB]);
+    assert_eq!(hub.take(), [(joined("Lobby", BOB), sessions(&[&a]))]);
+
+    // Joining again on the same session changes nothing and tells nobody.
+    assert_eq!(users(&hub.join(BOB, &b, "Lobby")), [ALICE, BOB]);
+    assert!(hub.take().is_empty());
+
+    // alice's second session: still two participants, and both other sessions hear of it.
+    assert_eq!(users(&hub.join(ALICE, &a2, "Lobby")), [ALICE, BOB]);
+    assert_eq!(hub.take(), [(joined("Lobby", ALICE), sessions(&[&a, &b]))]);
+    let mut present = hub.core.recipients(hub.room("Lobby").id);
+    present.sort();
+    assert_eq!(present, sessions(&[&a, &b, &a2]));
+
+    let missing = hub
+        .core
+        .join(CAROL, &session(4), "00000000-0000-4000-8000-000000000000")
+        .err()
+        .unwrap();
+    assert!(
+        matches!(missing, ChatError::Denied(Denial::NotFound)),
+        "{missing:?}"
+    );
+    assert!(hub.take().is_empty());
+}
+
+#[tokio::test]
+async fn above_participant_update_limit_nobody_hears_of_joins_or_leaves() {
+    let hub = Hub::new("limit").await;
+    hub.setting("ParticipantUpdateLimit", 2).await;
+    let (a, b, c) = (session(1), session(2), session(3));
+    hub.join(ALICE, &a, "Lobby");
+    assert_eq!(users(&hub.join(BOB, &b, "Lobby")), [ALICE, BOB]);
+    assert_eq!(hub.take(), [(joined("Lobby", BOB), sessions(&[&a]))]);
+
+    // The third participant is above the limit: a roster of one, and no notices.
+    let third = hub.join(CAROL, &c, "Lobby");
+    assert_eq!(users(&third), [CAROL]);
+    assert!(hub.take().is_empty());
+
+    // Leaving from above the limit is not announced either; from below it is.
+    hub.core.part(CAROL, &c, &hub.uid("Lobby")).unwrap();
+    assert!(hub.take().is_empty());
+    hub.core.part(BOB, &b, &hub.uid("Lobby")).unwrap();
+    assert_eq!(hub.take(), [(left("Lobby", BOB), sessions(&[&a]))]);
+}
+
+#[tokio::test]
+async fn parting_tells_those_remaining() {
+    let hub = Hub::new("part").await;
+    let (a, b, c) = (session(1), session(2), session(3));
+    hub.join(ALICE, &a, "Lobby");
+    hub.join(BOB, &b, "Lobby");
+    hub.join(CAROL, &c, "Lobby");
+    hub.take();
+
+    let room = hub.core.part(BOB, &b, &hub.uid("Lobby")).unwrap();
+    assert_eq!(room.name, "Lobby");
+    assert_eq!(hub.take(), [(left("Lobby", BOB), sessions(&[&a, &c]))]);
+
+    // Leaving again is answered the same and announces nothing.
+    hub.core.part(BOB, &b, &hub.uid("Lobby")).unwrap();
+    assert!(hub.take().is_empty());
+    let missing = hub
+        .core
+        .part(BOB, &b, "00000000-0000-4000-8000-000000000000")
+        .err()
+        .unwrap();
+    assert!(
+        matches!(missing, ChatError::Denied(Denial::NotFound)),
+        "{missing:?}"
+    );
+
+    // A session that ends leaves every room it was in.
+    hub.join(CAROL, &c, "Annex");
+    hub.core.leave_all(CAROL, &c);
+    assert_eq!(hub.take(), [(left("Lobby", CAROL), sessions(&[&a]))]);
+    assert!(hub.core.recipients(hub.room("Annex").id).is_empty());
+    assert_eq!(hub.core.recipients(hub.room("Lobby").id), [a]);
+}
+
+#[tokio::test]
+async fn posting_needs_a_join_and_respects_the_size_limits() {
+    let hub = Hub::new("refused").await;
+    let a = session(1);
+    let before_join = hub.refused(ALICE, &a, "Lobby", "hello".into(), None);
+    assert!(
+        matches!(before_join, ChatError::Invalid(_)),
+        "{before_join:?}"
+    );
+
+    hub.join(ALICE, &a, "Lobby");
+    let long = hub.refused(ALICE, &a, "Lobby", "x".repeat(8_001), None);
+    assert!(
+        matches!(
+            long,
+            ChatError::TooLarge {
+                size: 8_001,
+                limit: 8_000
+            }
+        ),
+        "{long:?}"
+    );
+    // The text fits, the story (text and extension parts) does not.
+    let story = Extension {
+        gateway: Gateway::Lync,
+        markup: "y".repeat(64_000),
+    };
+    let long_story = hub.refused(ALICE, &a, "Lobby", "hi".into(), Some(story));
+    assert!(
+        matches!(
+            long_story,
+            ChatError::TooLarge {
+                size: 64_002,
+                limit: 64_000
+            }
+        ),
+        "{long_story:?}"
+    );
+    // A smaller MessageSizeLimit applies from the next snapshot on.
+    hub.setting("MessageSizeLimit", 4).await;
+    let over = hub.refused(ALICE, &a, "Lobby", "hello".into(), None);
+    assert!(
+        matches!(over, ChatError::TooLarge { size: 5, limit: 4 }),
+        "{over:?}"
+    );
+
+    assert!(hub.stored("Lobby", HistoryQuery::Last(10)).await.is_empty());
+    assert!(hub.take().is_empty());
+}
+
+#[tokio::test]
+async fn an_accepted_post_is_stored_then_delivered_to_everyone_in_the_room() {
+    let hub = Hub::new("post").await;
+    let (a, b, c) = (session(1), session(2), session(3));
+    hub.join(ALICE, &a, "Lobby");
+    hub.join(BOB, &b, "Lobby");
+    hub.join(CAROL, &c, "Annex");
+    hub.take();
+
+    let accepted = match hub
+        .core
+        .post(ALICE, &a, &hub.uid("Lobby"), "hello".into(), None)
+    {
+        Ok(accepted) => accepted,
+        Err(error) => panic!("{error}"),
+    };
+    // Nothing is delivered before the commit was awaited.
+    assert!(hub.take().is_empty());
+    let message = accepted.completed().await.unwrap();
+    assert!(message.id > 0);
+    assert_eq!(message.author, ALICE);
+    assert_eq!(message.text, "hello");
+    assert_eq!(message.room_id, hub.room("Lobby").id);
+    let posted = Seen::Posted {
+        room: "Lobby".into(),
+        id: message.id,
+        author: ALICE.into(),
+        text: "hello".into(),
+    };
+    assert_eq!(hub.take(), [(posted, sessions(&[&a, &b]))]);
+    assert_eq!(
+        hub.stored("Lobby", HistoryQuery::Last(10)).await,
+        [ChatMessage::clone(&message)]
+    );
+}
+
+#[tokio::test]
+async fn a_category_without_history_delivers_but_never_stores() {
+    let hub = Hub::new("ephemeral").await;
+    let (a, b) = (session(1), session(2));
+    hub.join(ALICE, &a, "Flash");
+    hub.join(BOB, &b, "Flash");
+    hub.take();
+
+    let id = hub.post(BOB, &b, "Flash", "gone soon").await;
+    assert_eq!(id, 0);
+    let posted = Seen::Posted {
+        room: "Flash".into(),
+        id: 0,
+        author: BOB.into(),
+        text: "gone soon".into(),
+    };
+    assert_eq!(hub.take(), [(posted, sessions(&[&a, &b]))]);
+    assert!(hub.stored("Flash", HistoryQuery::Last(10)).await.is_empty());
+    assert!(
+        hub.history(ALICE, "Flash", HistoryQuery::Last(10))
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn last_comes_from_the_cache_and_other_queries_from_the_store() {
+    let hub = Hub::new("history").await;
+    let a = session(1);
+    hub.join(ALICE, &a, "Lobby");
+    let mut posted = Vec::new();
+    for text in [
+        "one apple",
+        "two pears",
+        "three apples",
+        "four plums",
+        "five",
+    ] {
+        posted.push(hub.post(ALICE, &a, "Lobby", text).await);
+    }
+    // Cold (loads the cache), then warm: both equal the store's own answer.
+    for _ in 0..2 {
+        let last = hub.history(BOB, "Lobby", HistoryQuery::Last(3)).await;
+        assert_eq!(last, hub.stored("Lobby", HistoryQuery::Last(3)).await);
+        assert_eq!(ids(&last), posted[2..]);
+    }
+    // A post through the hub is remembered.
+    posted.push(hub.post(ALICE, &a, "Lobby", "six").await);
+    let last = hub.history(BOB, "Lobby", HistoryQuery::Last(3)).await;
+    assert_eq!(last, hub.stored("Lobby", HistoryQuery::Last(3)).await);
+    assert_eq!(texts(&last), ["four plums", "five", "six"]);
+
+    // A message written to the store behind the hub's back shows who answers what: Last
+    // within DefaultChatHistory is the cache's; every other query is the store's.
+    let behind = committed(hub.store.append_message(ChatMessage {
+        id: 0,
+        room_id: hub.room("Lobby").id,
+        author: BOB.into(),
+        ts: now_ticks(),
+        text: "seven apples".into(),
+        extension: None,
+    }))
+    .await
+    .unwrap();
+    let cached = hub.history(BOB, "Lobby", HistoryQuery::Last(3)).await;
+    assert_eq!(texts(&cached), ["four plums", "five", "six"]);
+    let deep = hub.history(BOB, "Lobby", HistoryQuery::Last(31)).await;
+    assert_eq!(deep, hub.stored("Lobby", HistoryQuery::Last(31)).await);
+    assert_eq!(deep.last().map(|m| m.id), Some(behind.id));
+
+    let before = HistoryQuery::Before {
+        id: behind.id,
+        count: 2,
+    };
+    let older = hub.history(BOB, "Lobby", before.clone()).await;
+    assert_eq!(older, hub.stored("Lobby", before).await);
+    assert_eq!(texts(&older), ["five", "six"]);
+
+    let after = HistoryQuery::After {
+        id: posted[3],
+        count: 10,
+    };
+    let newer = hub.history(BOB, "Lobby", after.clone()).await;
+    assert_eq!(newer, hub.stored("Lobby", after).await);
+    assert_eq!(texts(&newer), ["five", "six", "seven apples"]);
+
+    let search = HistoryQuery::Search {
+        words: vec!["apples".into()],
+        count: 10,
+    };
+    let found = hub.history(BOB, "Lobby", search.clone()).await;
+    assert_eq!(found, hub.stored("Lobby", search).await);
+    assert_eq!(texts(&found), ["three apples", "seven apples"]);
+}
+
+/// Commits are awaited in an order that is neither the ids' nor its reverse: the cache
+/// must still hold the last DefaultChatHistory messages in id order (`remember` inserting
+/// by id, not pushing at either end).
+#[tokio::test]
+async fn cache_stays_in_id_order_when_commits_are_awaited_out_of_order() {
+    const POSTS: usize = 24;
+    let hub = Hub::new("order").await;
+    hub.setting("DefaultChatHistory", 10).await;
+    let people = [(ALICE, session(1)), (BOB, session(2)), (CAROL, session(3))];
+    for (user, session) in &people {
+        hub.join(user, session, "Lobby");
+    }
+    for n in 0..3 {
+        hub.post(ALICE, &people[0].1, "Lobby", &format!("early {n}"))
+            .await;
+    }
+    // Loads the cache, so the posts below go through `remember`.
+    assert_eq!(
+        hub.history(ALICE, "Lobby", HistoryQuery::Last(10))
+            .await
+            .len(),
+        3
+    );
+    hub.take();
+
+    let uid = hub.uid("Lobby");
+    let mut accepted = Vec::new();
+    for n in 0..POSTS {
+        let (user, session) = &people[n % people.len()];
+        match hub
+            .core
+            .post(user, session, &uid, format!("post {n}"), None)
+        {
+            Ok(post) => accepted.push(Some(post)),
+            Err(error) => panic!("{error}"),
+        }
+    }
+    // The writer commits in submission order and answers each write in that order: once
+    // a later write is answered, every post's commit is in and its answer is waiting.
+    committed(hub.store.set_preference(ALICE, "barrier", "x"))
+        .await
+        .unwrap();
+    // A shuffle (7 is coprime with 24): 3, 10, 17, 0, 7, 14, 21, 4, …
+    let order: Vec<usize> = (0..POSTS).map(|i| (i * 7 + 3) % POSTS).collect();
+    let completions: Vec<_> = order
+        .iter()
+        .map(|&i| accepted[i].take().unwrap().completed())
+        .collect();
+    let messages: Vec<Arc<ChatMessage>> = join_in_order(completions)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let completed_ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+    let mut sorted = completed_ids.clone();
+    sorted.sort_unstable();
+    assert_ne!(
+        completed_ids, sorted,
+        "the commits must be awaited out of order"
+    );
+
+    let cached = hub.history(BOB, "Lobby", HistoryQuery::Last(10)).await;
+    assert!(
+        cached.windows(2).all(|pair| pair[0].id < pair[1].id),
+        "cache out of order: {:?}",
+        ids(&cached)
+    );
+    assert_eq!(cached, hub.stored("Lobby", HistoryQuery::Last(10)).await);
+    assert_eq!(ids(&cached), sorted[POSTS - 10..]);
+    // Fewer than the cache holds: its newest.
+    let few = hub.history(CAROL, "Lobby", HistoryQuery::Last(4)).await;
+    assert_eq!(few, hub.stored("Lobby", HistoryQuery::Last(4)).await);
+
+    // Every post reached all three sessions.
+    let events = hub.take();
+    assert_eq!(events.len(), POSTS);
+    let everyone = sessions(&[&people[0].1, &people[1].1, &people[2].1]);
+    assert!(events.iter().all(|(_, to)| *to == everyone));
+}
+
+#[tokio::test]
+async fn reconcile_after_disabling_a_room_evicts_its_occupants() {
+    let hub = Hub::new("reconcile").await;
+    let (a, b) = (session(1), session(2));
+    hub.join(ALICE, &a, "Lobby");
+    hub.join(BOB, &b, "Lobby");
+    hub.join(ALICE, &a, "Annex");
+    hub.take();
+    assert_eq!(hub.core.reconcile(), 0, "nothing changed yet");
+    assert!(hub.take().is_empty());
+
+    let mut lobby = Room::clone(&hub.room("Lobby"));
+    lobby.disabled = true;
+    committed(hub.store.save_room(lobby)).await.unwrap();
+    hub.model.reload(hub.store.as_ref()).unwrap();
+    assert_eq!(hub.core.reconcile(), 2);
+
+    let events = hub.take();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let mut evicted = Vec::new();
+    for (seen, to) in &events {
+        let Seen::Evicted { room, user } = seen else {
+            panic!("expected an eviction, got {seen:?}");
+        };
+        assert_eq!(room, "Lobby");
+        let own = if user == ALICE { &a } else { &b };
+        assert!(
+            to.contains(own),
+            "{user} must hear of its own eviction: {to:?}"
+        );
+        evicted.push(user.clone());
+    }
+    evicted.sort();
+    assert_eq!(evicted, [ALICE, BOB]);
+
+    assert!(hub.core.recipients(hub.room("Lobby").id).is_empty());
+    assert_eq!(hub.core.recipients(hub.room("Annex").id), [a.clone()]);
+    let join = hub.core.join(BOB, &b, &hub.uid("Lobby")).err().unwrap();
+    assert!(
+        matches!(join, ChatError::Denied(Denial::Disabled)),
+        "{join:?}"
+    );
+    let post = hub.refused(ALICE, &a, "Lobby", "anyone?".into(), None);
+    assert!(
+        matches!(post, ChatError::Denied(Denial::Disabled)),
+        "{post:?}"
+    );
+    assert_eq!(hub.core.reconcile(), 0);
+    assert!(hub.take().is_empty());
+}

@@ -1,0 +1,119 @@
+//! The layer rules of docs/ARCHITECTURE.md, checked on the source: requests flow
+//! net → lync → core → store ports, and each layer imports only what the rules allow.
+//! A `use` of a forbidden layer (or of a crate that belongs to another layer) fails here.
+
+use std::path::{Path, PathBuf};
+
+/// Per top-level module of the library: the sibling modules it may not name, and the
+/// external crates it may not use (each of those belongs to exactly one layer).
+const RULES: &[(&str, &[&str], &[&str])] = &[
+    // The core: no protocol, no backend, no sockets.
+    (
+        "core",
+        &["lync", "net", "store", "app"],
+        &["rusqlite", "quick_xml", "tokio_rustls", "rustls"],
+    ),
+    // Backends implement the core's ports and know nothing of connections or protocols.
+    (
+        "store",
+        &["lync", "net", "app"],
+        &["quick_xml", "tokio_rustls", "rustls"],
+    ),
+    // The gateway translates and renders; it never touches a backend or the app.
+    ("lync", &["store", "app"], &["rusqlite"]),
+    // The network layer is generic over the protocol.
+    (
+        "net",
+        &["lync", "core", "store", "app"],
+        &["rusqlite", "quick_xml"],
+    ),
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") && !is_test_file(&path) {
+            out.push(path);
+        }
+    }
+}
+
+/// Unit-test files (`tests.rs`, `*_tests.rs`) may wire a real backend under the layer
+/// they test: the rules bind what ships, not the test rigs.
+fn is_test_file(path: &Path) -> bool {
+    path.file_stem()
+        .and_then(|stem| stem.to_str())
+        .is_some_and(|stem| stem == "tests" || stem.ends_with("_tests"))
+}
+
+/// Whether `line` names `module` of this crate or `krate` as a path root.
+fn names(line: &str, root: &str) -> bool {
+    let line = line.trim_start();
+    if line.starts_with("//") {
+        return false;
+    }
+    [format!("crate::{root}"), format!("perch::{root}")]
+        .iter()
+        .any(|path| {
+            line.match_indices(path.as_str()).any(|(at, _)| {
+                let after = line[at + path.len()..].chars().next();
+                !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+        })
+}
+
+fn uses_crate(line: &str, krate: &str) -> bool {
+    let line = line.trim_start();
+    !line.starts_with("//")
+        && line
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .any(|word| word == krate || word.starts_with(&format!("{krate}::")))
+}
+
+#[test]
+fn layers_import_only_what_the_rules_allow() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut violations = Vec::new();
+    for (layer, modules, crates) in RULES {
+        let mut files = Vec::new();
+        rust_files(&src.join(layer), &mut files);
+        assert!(!files.is_empty(), "no sources under src/{layer}");
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (number, line) in text.lines().enumerate() {
+                let place = format!("{}:{}", file.display(), number + 1);
+                for module in *modules {
+                    if names(line, module) {
+                        violations.push(format!("{place}: {layer} names {module}: {line}"));
+                    }
+                }
+                for krate in *crates {
+                    if uses_crate(line, krate) {
+                        violations.push(format!("{place}: {layer} uses {krate}: {line}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "layer rules broken:\n{}",
+        violations.join("\n")
+    );
+}
+
+#[test]
+fn the_checker_sees_a_violation() {
+    assert!(names("use crate::lync::sip::Message;", "lync"));
+    assert!(names(
+        "    let x = crate::store::SqliteStore::open(p);",
+        "store"
+    ));
+    assert!(!names("use crate::lync_like::x;", "lync"));
+    assert!(!names("// crate::store is mentioned in a comment", "store"));
+    assert!(uses_crate("use rusqlite::Connection;", "rusqlite"));
+    assert!(uses_crate("fn f(e: rusqlite::Error) {}", "rusqlite"));
+    assert!(!uses_crate("use my_rusqlite_wrapper::X;", "rusqlite"));
+}
