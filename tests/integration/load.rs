@@ -12,7 +12,40 @@ use perch::store::SqliteStore;
 use crate::chat::{snapshot, trusted};
 use crate::support::*;
 
-const LOAD: &str = env!("CARGO_BIN_EXE_perch-load");
+/// The perch-load binary of this build. perch-load is its own crate of the workspace, so
+/// Cargo does not hand its path to perch's tests: it is built here once, with the cargo and
+/// profile running the tests, into the same target directory.
+fn load_binary() -> &'static std::path::Path {
+    static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        // The test executable lives in <target>/<profile>/deps/.
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+        let release = profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release");
+        let target_dir = profile_dir.parent().unwrap();
+        let mut build = std::process::Command::new(env!("CARGO"));
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "perch-load",
+                "--bin",
+                "perch-load",
+            ])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().unwrap();
+        assert!(status.success(), "building perch-load failed");
+        profile_dir.join("perch-load")
+    })
+}
 
 /// Five users in one closed room of a category open to the domain.
 fn seed(store: &dyn Store) {
@@ -45,7 +78,8 @@ fn seed(store: &dyn Store) {
 
 /// Runs perch-load with `args`; its output once it exits, or a failure after `budget`.
 async fn perch_load(args: &[&str], budget: Duration) -> std::process::Output {
-    let child = tokio::process::Command::new(LOAD)
+    let binary = tokio::task::spawn_blocking(load_binary).await.unwrap();
+    let child = tokio::process::Command::new(binary)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -10,6 +10,7 @@ use perch::app::config::Config;
 use perch::app::server::{self, RunningServer};
 use perch::core::ports::Store;
 use perch::lync::sip::framer::{self, Frame, FrameLimits};
+use perch::lync::sip::request::RequestHead;
 use perch::lync::sip::{Message, StartLine};
 use perch::store::SqliteStore;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -250,17 +251,19 @@ impl Client {
         extra: &[(&str, &str)],
         body: &str,
     ) -> Vec<u8> {
-        let mut text = format!(
-            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{} 127.0.0.1:5555\r\nFrom: <sip:{}>;tag={};epid=abc123\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n",
-            self.transport,
-            self.aor(),
-            self.tag
-        );
-        for (name, value) in extra {
-            text.push_str(&format!("{name}: {value}\r\n"));
+        let via = format!("SIP/2.0/{} 127.0.0.1:5555", self.transport);
+        let from = format!("<sip:{}>;tag={};epid=abc123", self.aor(), self.tag);
+        RequestHead {
+            method,
+            uri,
+            via: &via,
+            from: &from,
+            to,
+            call_id,
+            cseq,
         }
-        text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        text.into_bytes()
+        .encode(extra, body.as_bytes())
+        .to_vec()
     }
 
     /// OPTIONS to the domain, the simplest request perch answers 200 (Call-ID `opt-N`).

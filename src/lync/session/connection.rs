@@ -500,7 +500,7 @@ impl Session {
         let Some(dialog) = self.dialogs.get_mut(call_id) else {
             return;
         };
-        let request = dialog.request(&self.info, Method::Info, Some("text/plain"), body);
+        let request = dialog.request(&self.info, Method::Info, Some("text/plain"), &body);
         self.client_transactions.sent(
             ClientKey {
                 call_id: call_id.to_owned(),
@@ -509,7 +509,7 @@ impl Session {
             Method::Info,
             now,
         );
-        self.outputs.push(Output::Send(request.encode()));
+        self.outputs.push(Output::Send(request));
     }
 
     /// Ends a dialog from our side.
@@ -517,7 +517,7 @@ impl Session {
         let Some(mut dialog) = self.dialogs.remove(call_id) else {
             return;
         };
-        let request = dialog.request(&self.info, Method::Bye, None, Bytes::new());
+        let request = dialog.request(&self.info, Method::Bye, None, &[]);
         self.client_transactions.forget_call(call_id);
         self.client_transactions.sent(
             ClientKey {
@@ -527,7 +527,7 @@ impl Session {
             Method::Bye,
             now,
         );
-        self.outputs.push(Output::Send(request.encode()));
+        self.outputs.push(Output::Send(request));
         self.dialog_ended(&dialog);
     }
 

@@ -2,7 +2,8 @@
 
 use bytes::Bytes;
 
-use crate::lync::sip::{Headers, Message, Method, NameAddr, StartLine};
+use crate::lync::sip::request::RequestHead;
+use crate::lync::sip::{Message, Method, NameAddr};
 
 use super::{ConnectionInfo, random_token, via_token};
 
@@ -58,43 +59,34 @@ impl Dialog {
         tag_of("From") == self.remote_tag && tag_of("To").is_none_or(|tag| tag == self.local_tag)
     }
 
-    /// Builds the next request perch sends in this dialog.
+    /// The next request perch sends in this dialog, encoded.
     pub fn request(
         &mut self,
         connection: &ConnectionInfo,
         method: Method,
         content_type: Option<&str>,
-        body: Bytes,
-    ) -> Message {
+        body: &[u8],
+    ) -> Bytes {
         self.local_cseq += 1;
-        let mut headers = Headers::default();
-        headers.push(
-            "Via",
-            format!(
-                "SIP/2.0/{} {};branch=z9hG4bK{}",
-                via_token(connection.transport),
-                connection.local,
-                random_token()
-            ),
+        let via = format!(
+            "SIP/2.0/{} {};branch=z9hG4bK{}",
+            via_token(connection.transport),
+            connection.local,
+            random_token()
         );
-        headers.push("Max-Forwards", "70");
-        headers.push(
-            "From",
-            format!("<{}>;tag={}", self.local_uri, self.local_tag),
-        );
-        headers.push("To", self.remote_from.clone());
-        headers.push("Call-ID", self.call_id.clone());
-        headers.push("CSeq", format!("{} {}", self.local_cseq, method));
-        if let Some(content_type) = content_type {
-            headers.push("Content-Type", content_type);
-        }
-        Message {
-            start: StartLine::Request {
-                method,
-                uri: self.remote_target.clone(),
-            },
-            headers,
-            body,
+        let from = format!("<{}>;tag={}", self.local_uri, self.local_tag);
+        let head = RequestHead {
+            method: method.as_str(),
+            uri: &self.remote_target,
+            via: &via,
+            from: &from,
+            to: &self.remote_from,
+            call_id: &self.call_id,
+            cseq: self.local_cseq,
+        };
+        match content_type {
+            Some(content_type) => head.encode(&[("Content-Type", content_type)], body),
+            None => head.encode(&[], body),
         }
     }
 }

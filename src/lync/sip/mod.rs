@@ -4,6 +4,7 @@
 pub mod framer;
 pub mod header;
 pub mod message;
+pub mod request;
 pub mod response;
 
 pub use framer::{Frame, FrameError, FrameLimits};

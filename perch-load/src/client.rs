@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use perch::lync::session::digest::{self, Algorithm, ClientDigest};
 use perch::lync::sip::Method;
+use perch::lync::sip::request::RequestHead;
 use tokio::sync::watch;
 
 use crate::random::Random;
@@ -167,21 +168,19 @@ impl Client {
         extra: &[(&str, &str)],
         body: &str,
     ) {
-        let mut text = format!(
-            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{} {}\r\nFrom: <sip:{}>;tag={};epid=pl{}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n",
-            self.conn.via_transport, self.conn.local, self.aor, self.tag, self.index
-        );
-        for (name, value) in extra {
-            text.push_str(name);
-            text.push_str(": ");
-            text.push_str(value);
-            text.push_str("\r\n");
+        let via = format!("SIP/2.0/{} {}", self.conn.via_transport, self.conn.local);
+        let from = format!("<sip:{}>;tag={};epid=pl{}", self.aor, self.tag, self.index);
+        let request = RequestHead {
+            method,
+            uri,
+            via: &via,
+            from: &from,
+            to,
+            call_id,
+            cseq,
         }
-        text.push_str("Content-Length: ");
-        text.push_str(&body.len().to_string());
-        text.push_str("\r\n\r\n");
-        text.push_str(body);
-        self.conn.queue(text.as_bytes());
+        .encode(extra, body.as_bytes());
+        self.conn.queue(&request);
     }
 
     fn next_cseq(&mut self) -> u32 {

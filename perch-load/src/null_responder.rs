@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use perch::lync::sip::framer::{self, Frame, FrameLimits};
+use perch::lync::sip::request::RequestHead;
 use perch::lync::sip::response::response;
-use perch::lync::sip::{Headers, Message, Method, NameAddr, StartLine};
+use perch::lync::sip::{Message, Method, NameAddr, StartLine};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -230,26 +231,17 @@ fn info_request(
     body: Bytes,
 ) -> Bytes {
     dialog.cseq += 1;
-    let mut headers = Headers::default();
-    headers.push(
-        "Via",
-        format!("SIP/2.0/{transport} {local};branch=z9hG4bKnull{branch}"),
-    );
-    headers.push("Max-Forwards", "70");
-    headers.push("From", dialog.local_from.clone());
-    headers.push("To", dialog.remote_from.clone());
-    headers.push("Call-ID", dialog.call_id.clone());
-    headers.push("CSeq", format!("{} INFO", dialog.cseq));
-    headers.push("Content-Type", "text/plain");
-    Message {
-        start: StartLine::Request {
-            method: Method::Info,
-            uri: dialog.remote_target.clone(),
-        },
-        headers,
-        body,
+    let via = format!("SIP/2.0/{transport} {local};branch=z9hG4bKnull{branch}");
+    RequestHead {
+        method: "INFO",
+        uri: &dialog.remote_target,
+        via: &via,
+        from: &dialog.local_from,
+        to: &dialog.remote_from,
+        call_id: &dialog.call_id,
+        cseq: dialog.cseq,
     }
-    .encode()
+    .encode(&[("Content-Type", "text/plain")], &body)
 }
 
 async fn connection(

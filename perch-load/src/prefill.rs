@@ -32,7 +32,7 @@ use crate::text::TextGenerator;
 
 /// perch's migration that defines the messages table, its FTS5 index and triggers: the
 /// trigger dropped during a load is recreated from this text, never retyped.
-const CHAT_MIGRATION: &str = include_str!("../../store/sqlite/migrations/0002_chat.sql");
+const CHAT_MIGRATION: &str = include_str!("../../src/store/sqlite/migrations/0002_chat.sql");
 /// The schema version perch's migrations bring the database to. Those after 0002 only add
 /// columns with constant defaults, which prefill's inserts leave to SQLite.
 const CHAT_SCHEMA_VERSION: i64 = perch::store::sqlite::SCHEMA_VERSION;
