@@ -261,8 +261,13 @@ fn run_user(store: &dyn Store, command: UserCommand) -> Result<(), AdminError> {
                 (false, true) => Some(admin::user::read_password(PasswordSource::Stdin)?),
                 (false, false) => Some(admin::user::read_password(PasswordSource::Prompt)?),
             };
-            let user =
-                admin::user::add(store, &uri, name.as_deref(), password.as_deref(), !disabled)?;
+            let user = perch::core::service::add_user(
+                store,
+                &uri,
+                name.as_deref(),
+                password.as_deref(),
+                !disabled,
+            )?;
             println!("added sip:{}", user.aor);
         }
         UserCommand::Set {
@@ -285,12 +290,17 @@ fn run_user(store: &dyn Store, command: UserCommand) -> Result<(), AdminError> {
                 (_, true) => Some(false),
                 _ => None,
             };
-            let user =
-                admin::user::set(store, &uri, name.as_deref(), password.as_deref(), enabled)?;
+            let user = perch::core::service::set_user(
+                store,
+                &uri,
+                name.as_deref(),
+                password.as_deref(),
+                enabled,
+            )?;
             println!("updated sip:{}", user.aor);
         }
         UserCommand::Remove { uri } => {
-            admin::user::remove(store, &uri)?;
+            perch::core::service::remove_user(store, &uri)?;
             println!("removed {uri}");
         }
         UserCommand::List => {

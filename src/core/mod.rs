@@ -11,6 +11,7 @@ pub mod manage;
 pub mod model;
 pub mod policy;
 pub mod ports;
+pub mod service;
 pub mod snapshot;
 
 pub use directory::{Directory, User};

@@ -25,6 +25,8 @@ pub enum Denial {
     NotMember,
     NotPresenter,
     NotManager,
+    /// Creating (or moving) a room in a category needs its creator rights.
+    NotCreator,
 }
 
 impl Denial {
@@ -36,6 +38,7 @@ impl Denial {
             Denial::NotMember => "only members may enter this room",
             Denial::NotPresenter => "only presenters may post in an auditorium",
             Denial::NotManager => "only managers may manage this room",
+            Denial::NotCreator => "only the category's creators may create rooms in it",
         }
     }
 }
@@ -163,6 +166,30 @@ pub fn may_create_in(snapshot: &Snapshot, aor: &str, category: &Category) -> boo
     chat_enabled(snapshot, aor)
         && in_scope(snapshot, aor, category)
         && snapshot.directory.listed(&category.creators, aor)
+}
+
+/// May `aor` make this change to a room: create it in `category` (`before` is `None`), or
+/// change `before`, possibly moving it into `category`? Creating needs creator rights in
+/// the category, changing needs the room's manager role, and moving needs both.
+pub fn check_room_change(
+    snapshot: &Snapshot,
+    aor: &str,
+    before: Option<&Room>,
+    category: &Category,
+) -> Result<(), Denial> {
+    if let Some(room) = before {
+        check(snapshot, aor, room, Action::Manage)?;
+        if room.category == category.id {
+            return Ok(());
+        }
+    }
+    if may_create_in(snapshot, aor, category) {
+        Ok(())
+    } else if chat_enabled(snapshot, aor) {
+        Err(Denial::NotCreator)
+    } else {
+        Err(Denial::NotEnabled)
+    }
 }
 
 /// Whether posts to rooms of this category are kept.
@@ -376,5 +403,36 @@ mod tests {
         assert!(invitations_effective(category, &room));
         room.invitations = Invitations::Off;
         assert!(!invitations_effective(category, &room));
+    }
+
+    /// Room changes by users: managers change their room, creators create in (and move
+    /// into) their category, nobody else; a secret room is not found for outsiders.
+    #[test]
+    fn room_changes_by_users() {
+        let s = snapshot(Privacy::Secret, RoomType::Normal, false);
+        let category = s.category(CATEGORY).unwrap();
+        let room = s.room(1).unwrap();
+        let mut elsewhere = category.clone();
+        elsewhere.id = CATEGORY + 1;
+        elsewhere.creators.clear();
+        let cases: [(&str, Option<&Room>, &Category, Result<(), Denial>); 8] = [
+            ("manager@x.test", Some(room), category, Ok(())),
+            ("member@x.test", Some(room), category, Err(NotManager)),
+            ("scoped@x.test", Some(room), category, Err(NotFound)),
+            ("off@x.test", Some(room), category, Err(NotEnabled)),
+            ("manager@x.test", None, category, Ok(())),
+            ("member@x.test", None, category, Err(NotCreator)),
+            ("off@x.test", None, category, Err(NotEnabled)),
+            // Moving needs creator rights where the room goes.
+            ("manager@x.test", Some(room), &elsewhere, Err(NotCreator)),
+        ];
+        for (user, before, target, expected) in cases {
+            assert_eq!(
+                check_room_change(&s, user, before, target),
+                expected,
+                "{user} {:?}",
+                before.map(|r| &r.name)
+            );
+        }
     }
 }

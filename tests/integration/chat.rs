@@ -23,7 +23,7 @@ pub(crate) fn snapshot(store: &dyn Store) -> Snapshot {
 }
 
 fn add_user(store: &dyn Store, user: &str) {
-    perch::app::admin::user::add(store, &format!("{user}@{DOMAIN}"), None, Some("pw"), true)
+    perch::core::service::add_user(store, &format!("{user}@{DOMAIN}"), None, Some("pw"), true)
         .unwrap();
 }
 

@@ -135,8 +135,8 @@ async fn acknowledged_posts_survive_sigkill() {
     let setup_dir = data.clone();
     let room = tokio::task::spawn_blocking(move || {
         let store = SqliteStore::open(&setup_dir).unwrap();
-        perch::app::admin::user::add(&store, "alice@example.test", None, None, true).unwrap();
-        perch::app::admin::user::add(&store, "bob@example.test", None, None, true).unwrap();
+        perch::core::service::add_user(&store, "alice@example.test", None, None, true).unwrap();
+        perch::core::service::add_user(&store, "bob@example.test", None, None, true).unwrap();
         seed(&store);
         let room = snapshot(&store).room_by_name("Lobby").unwrap().clone();
         store.close();

@@ -52,7 +52,7 @@ fn seed(store: &dyn Store) {
     let members: Vec<Principal> = (0..5)
         .map(|i| {
             let aor = format!("load{i}@{DOMAIN}");
-            perch::app::admin::user::add(store, &aor, None, None, true).unwrap();
+            perch::core::service::add_user(store, &aor, None, None, true).unwrap();
             Principal::User(aor)
         })
         .collect();

@@ -254,7 +254,7 @@ async fn admin_changes_reach_a_running_server() {
     .await;
     let store = server.store.clone();
     tokio::task::spawn_blocking(move || {
-        perch::app::admin::user::add(
+        perch::core::service::add_user(
             store.as_ref(),
             "erin@example.test",
             None,

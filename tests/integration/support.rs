@@ -64,7 +64,7 @@ impl TestServer {
             for (user, enabled) in [("alice", true), ("bob", true), ("dave", false)] {
                 let aor = format!("{user}@{DOMAIN}");
                 let password = format!("{user}-pw");
-                perch::app::admin::user::add(
+                perch::core::service::add_user(
                     store_for_seed.as_ref(),
                     &aor,
                     None,

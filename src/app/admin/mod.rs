@@ -27,6 +27,8 @@ pub enum AdminError {
     Store(#[from] crate::core::ports::StoreError),
     #[error(transparent)]
     Manage(#[from] ManageError),
+    #[error(transparent)]
+    Service(#[from] crate::core::service::ServiceError),
     #[error("cannot read the password: {0}")]
     Password(std::io::Error),
 }

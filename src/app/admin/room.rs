@@ -3,16 +3,14 @@
 use clap::{Args, Subcommand};
 
 use crate::core::Snapshot;
-use crate::core::ids::new_room_uid;
-use crate::core::ids::now_ticks;
-use crate::core::manage::{self, RoomChange};
+use crate::core::manage::RoomChange;
 use crate::core::model::{Invitations, Principal, Privacy, Room, RoomType};
-use crate::core::ports::wait;
+use crate::core::service::{self, Actor, RoomFilter};
 use crate::lync::xccos::uri::room_uri;
 
 use super::{
     AdminError, Context, Lines, ManagerFlags, MemberFlags, PresenterFlags, found, names, parse,
-    row, same_principal, show, state,
+    row, show, state,
 };
 
 #[derive(Subcommand)]
@@ -175,14 +173,13 @@ pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
         Command::Disable { name } => set_disabled(ctx, &name, true),
         Command::Enable { name } => set_disabled(ctx, &name, false),
         Command::Remove { name } => {
-            let room = found(snapshot.room_by_name(&name), "room", &name)?;
-            wait(ctx.store.remove_room(room.id))?;
+            let room = service::remove_room(ctx.store, snapshot, &Actor::Operator, &name)?;
             Ok(vec![format!("removed room {}", room.name)])
         }
         Command::Clear { name, until } => {
-            let room = found(snapshot.room_by_name(&name), "room", &name)?;
             let until = until.as_deref().map(ticks).transpose()?;
-            let deleted = wait(ctx.store.clear_room(room.id, until))?;
+            let (room, deleted) =
+                service::clear_room(ctx.store, snapshot, &Actor::Operator, &name, until)?;
             Ok(vec![format!(
                 "deleted {deleted} message(s) from room {}",
                 room.name
@@ -224,25 +221,17 @@ fn set_disabled(ctx: &Context, name: &str, disabled: bool) -> Result<Lines, Admi
     save(ctx, Some(name), change)
 }
 
-/// Validates and stores a room (new when `existing` is `None`), then records invitations.
+/// Stores a room (new when `existing` is `None`) as the operator and says what happened.
 fn save(ctx: &Context, existing: Option<&str>, change: RoomChange) -> Result<Lines, AdminError> {
-    let outcome = manage::room(&ctx.snapshot, existing, &new_room_uid(), change)?;
-    let room = wait(ctx.store.save_room(outcome.room))?;
-    let verb = if existing.is_some() {
-        "updated"
-    } else {
-        "created"
-    };
+    let saved = service::save_room(ctx.store, &ctx.snapshot, &Actor::Operator, existing, change)?;
+    let verb = if saved.created { "created" } else { "updated" };
     let mut lines = vec![format!(
         "{verb} room {} {}",
-        room.name,
-        room_uri(ctx.domain, &room.uid)
+        saved.room.name,
+        room_uri(ctx.domain, &saved.room.uid)
     )];
-    if !outcome.invite.is_empty() {
-        let count = outcome.invite.len();
-        let invitations = outcome.invite.into_iter().map(|u| (u, room.id)).collect();
-        wait(ctx.store.add_invitations(invitations, now_ticks()))?;
-        lines.push(format!("invited {count} user(s)"));
+    if saved.invited > 0 {
+        lines.push(format!("invited {} user(s)", saved.invited));
     }
     Ok(lines)
 }
@@ -261,54 +250,29 @@ fn ticks(text: &str) -> Result<i64, AdminError> {
 }
 
 fn list(ctx: &Context, filter: &Filter) -> Result<Lines, AdminError> {
+    let principal = |text: &Option<String>| -> Result<Option<Principal>, AdminError> {
+        text.as_deref().map(|p| parse("principal", p)).transpose()
+    };
+    let filter = RoomFilter {
+        category: filter.category.clone(),
+        privacy: filter.privacy,
+        kind: filter.kind,
+        disabled: match (filter.disabled, filter.enabled) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        member: principal(&filter.member)?,
+        manager: principal(&filter.manager)?,
+        addin: filter.addin.clone(),
+        invitations: filter.invitations,
+        text: filter.filter.clone(),
+        search_description: filter.search_description,
+        limit: filter.result_size,
+    };
     let snapshot = &ctx.snapshot;
-    let category = match &filter.category {
-        Some(name) => Some(found(snapshot.category_by_name(name), "category", name)?.id),
-        None => None,
-    };
-    if let Some(name) = &filter.addin {
-        found(snapshot.addin(name), "add-in", name)?;
-    }
-    let member: Option<Principal> = filter
-        .member
-        .as_deref()
-        .map(|p| parse("principal", p))
-        .transpose()?;
-    let manager: Option<Principal> = filter
-        .manager
-        .as_deref()
-        .map(|p| parse("principal", p))
-        .transpose()?;
-    let text = filter.filter.as_deref().map(str::to_lowercase);
-    let lists = |list: &[Principal], who: &Option<Principal>| match who {
-        None => true,
-        Some(Principal::User(aor)) => snapshot.directory.listed(list, aor),
-        Some(other) => list.iter().any(|p| same_principal(p, other)),
-    };
-    let matches = |room: &Room| {
-        category.is_none_or(|id| room.category == id)
-            && filter.privacy.is_none_or(|p| room.privacy == p)
-            && filter.kind.is_none_or(|k| room.kind == k)
-            && filter.invitations.is_none_or(|i| room.invitations == i)
-            && (!filter.disabled || room.disabled)
-            && (!filter.enabled || !room.disabled)
-            && filter.addin.as_deref().is_none_or(|a| {
-                room.addin
-                    .as_deref()
-                    .is_some_and(|r| r.eq_ignore_ascii_case(a))
-            })
-            && lists(&room.members, &member)
-            && lists(&room.managers, &manager)
-            && text.as_deref().is_none_or(|t| {
-                room.name.to_lowercase().contains(t)
-                    || (filter.search_description && room.description.to_lowercase().contains(t))
-            })
-    };
-    Ok(snapshot
-        .rooms()
+    Ok(service::find_rooms(snapshot, &Actor::Operator, &filter)?
         .into_iter()
-        .filter(|room| matches(room))
-        .take(filter.result_size.unwrap_or(usize::MAX))
         .map(|room| {
             row(&[
                 room.name.clone(),

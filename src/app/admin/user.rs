@@ -3,8 +3,8 @@
 use std::io::BufRead;
 
 use crate::core::credentials::Credentials;
-use crate::core::ids::user_id;
-use crate::core::ports::{Store, UserChange, UserRecord, wait};
+use crate::core::ports::Store;
+use crate::core::service;
 
 use super::AdminError;
 
@@ -43,58 +43,11 @@ pub fn read_password(source: PasswordSource) -> Result<String, AdminError> {
     Ok(password)
 }
 
-pub fn canonical_aor(text: &str) -> Result<String, AdminError> {
-    user_id(text).ok_or_else(|| {
-        AdminError::Invalid(format!(
-            "{text:?} is not a SIP user URI (expected user@domain or sip:user@domain)"
-        ))
-    })
-}
-
-pub fn add(
-    store: &dyn Store,
-    uri: &str,
-    display_name: Option<&str>,
-    password: Option<&str>,
-    enabled: bool,
-) -> Result<UserRecord, AdminError> {
-    let aor = canonical_aor(uri)?;
-    let user = UserRecord {
-        credentials: password.map(|p| Credentials::derive(&aor, p)),
-        display_name: display_name.unwrap_or_default().to_owned(),
-        enabled,
-        aor,
-    };
-    Ok(wait(store.add_user(user))?)
-}
-
-pub fn set(
-    store: &dyn Store,
-    uri: &str,
-    display_name: Option<&str>,
-    password: Option<&str>,
-    enabled: Option<bool>,
-) -> Result<UserRecord, AdminError> {
-    let aor = canonical_aor(uri)?;
-    let change = UserChange {
-        display_name: display_name.map(str::to_owned),
-        enabled,
-        credentials: password.map(|p| Credentials::derive(&aor, p)),
-    };
-    Ok(wait(store.update_user(&aor, change))?)
-}
-
-pub fn remove(store: &dyn Store, uri: &str) -> Result<(), AdminError> {
-    let aor = canonical_aor(uri)?;
-    Ok(wait(store.remove_user(&aor))?)
-}
-
 /// One line per user: URI, state, password or not, display name, and the sign-in
 /// mechanisms the user lacks a verifier for (set up before perch derived them; the next
 /// password change adds them).
 pub fn list(store: &dyn Store) -> Result<Vec<String>, AdminError> {
-    Ok(store
-        .users()?
+    Ok(service::users(store)?
         .into_iter()
         .map(|u| {
             let missing = u.credentials.as_ref().map(Credentials::missing);

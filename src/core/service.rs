@@ -1,0 +1,259 @@
+//! Administrative operations as services with typed results: the `perch admin` CLI renders
+//! them, and the HTTP admin API and room-management page will call the same functions.
+//! Each takes the [`Actor`] asking, so a user's request is decided by `policy` while an
+//! operator's is checked only against the model's rules (`manage`).
+
+use super::credentials::Credentials;
+use super::ids::{new_room_uid, now_ticks, user_id};
+use super::manage::{self, ManageError, RoomChange};
+use super::model::{Invitations, Principal, Privacy, Room, RoomType};
+use super::policy::{self, Denial};
+use super::ports::{Store, StoreError, UserChange, UserRecord, wait};
+use super::snapshot::Snapshot;
+
+/// Who asks for an administrative change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// The operator (`perch admin` on the server, an admin API token): any change the
+    /// model's rules allow.
+    Operator,
+    /// A signed-in user (a room manager or category creator on the room page): only what
+    /// `policy` allows them.
+    User(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request itself is wrong (an unparsable name, an empty password).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Manage(#[from] ManageError),
+    /// The actor may not do this. A room the actor may not know of is `NotFound`.
+    #[error("{}", .0.reason())]
+    Denied(Denial),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A room after `save_room`.
+#[derive(Debug, Clone)]
+pub struct SavedRoom {
+    pub room: Room,
+    pub created: bool,
+    /// Users invited because they were added as members of a room whose invitations are on.
+    pub invited: usize,
+}
+
+/// The filters of `find_rooms`; `None` and `false` leave a property unfiltered.
+#[derive(Debug, Clone, Default)]
+pub struct RoomFilter {
+    pub category: Option<String>,
+    pub privacy: Option<Privacy>,
+    pub kind: Option<RoomType>,
+    pub disabled: Option<bool>,
+    /// Rooms whose member list names this principal (a user also through groups and domains).
+    pub member: Option<Principal>,
+    pub manager: Option<Principal>,
+    pub addin: Option<String>,
+    pub invitations: Option<Invitations>,
+    /// Rooms whose name (or, with `search_description`, description) contains this text,
+    /// ignoring case.
+    pub text: Option<String>,
+    pub search_description: bool,
+    pub limit: Option<usize>,
+}
+
+fn room_named<'a>(snapshot: &'a Snapshot, name: &str) -> Result<&'a Room, ServiceError> {
+    snapshot
+        .room_by_name(name)
+        .ok_or_else(|| ManageError::NotFound(format!("room {name}")).into())
+}
+
+/// The room `actor` may manage, by name; a room a user may not know of is not found.
+fn managed_room<'a>(
+    snapshot: &'a Snapshot,
+    actor: &Actor,
+    name: &str,
+) -> Result<&'a Room, ServiceError> {
+    let room = room_named(snapshot, name)?;
+    if let Actor::User(user) = actor {
+        policy::check(snapshot, user, room, policy::Action::Manage).map_err(
+            |denial| match denial {
+                Denial::NotFound => ManageError::NotFound(format!("room {name}")).into(),
+                other => ServiceError::Denied(other),
+            },
+        )?;
+    }
+    Ok(room)
+}
+
+/// Creates (`existing` is `None`) or changes a room, then records the invitations the
+/// change sends.
+pub fn save_room(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    actor: &Actor,
+    existing: Option<&str>,
+    change: RoomChange,
+) -> Result<SavedRoom, ServiceError> {
+    let before = existing
+        .map(|name| managed_room(snapshot, actor, name))
+        .transpose()?;
+    let outcome = manage::room(snapshot, existing, &new_room_uid(), change)?;
+    if let Actor::User(user) = actor {
+        let category = snapshot
+            .category(outcome.room.category)
+            .ok_or_else(|| ManageError::NotFound("category".into()))?;
+        policy::check_room_change(snapshot, user, before, category)
+            .map_err(ServiceError::Denied)?;
+    }
+    let room = wait(store.save_room(outcome.room))?;
+    let invited = outcome.invite.len();
+    if invited > 0 {
+        let invitations = outcome.invite.into_iter().map(|u| (u, room.id)).collect();
+        wait(store.add_invitations(invitations, now_ticks()))?;
+    }
+    Ok(SavedRoom {
+        room,
+        created: existing.is_none(),
+        invited,
+    })
+}
+
+/// Removes a room and its history.
+pub fn remove_room(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    actor: &Actor,
+    name: &str,
+) -> Result<Room, ServiceError> {
+    let room = managed_room(snapshot, actor, name)?;
+    wait(store.remove_room(room.id))?;
+    Ok(room.clone())
+}
+
+/// Deletes a room's messages up to and including `until` (all without); returns how many.
+pub fn clear_room(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    actor: &Actor,
+    name: &str,
+    until: Option<i64>,
+) -> Result<(Room, usize), ServiceError> {
+    let room = managed_room(snapshot, actor, name)?;
+    let deleted = wait(store.clear_room(room.id, until))?;
+    Ok((room.clone(), deleted))
+}
+
+/// The rooms `filter` selects, in name order. A user sees only the rooms they may manage.
+pub fn find_rooms<'a>(
+    snapshot: &'a Snapshot,
+    actor: &Actor,
+    filter: &RoomFilter,
+) -> Result<Vec<&'a Room>, ServiceError> {
+    let category = match &filter.category {
+        Some(name) => Some(
+            snapshot
+                .category_by_name(name)
+                .ok_or_else(|| ManageError::NotFound(format!("category {name}")))?
+                .id,
+        ),
+        None => None,
+    };
+    if let Some(name) = &filter.addin {
+        snapshot
+            .addin(name)
+            .ok_or_else(|| ManageError::NotFound(format!("add-in {name}")))?;
+    }
+    let text = filter.text.as_deref().map(str::to_lowercase);
+    let lists = |list: &[Principal], who: &Option<Principal>| match who {
+        None => true,
+        Some(Principal::User(aor)) => snapshot.directory.listed(list, aor),
+        Some(other) => list.iter().any(|p| p.same_as(other)),
+    };
+    let visible = |room: &Room| match actor {
+        Actor::Operator => true,
+        Actor::User(user) => policy::check(snapshot, user, room, policy::Action::Manage).is_ok(),
+    };
+    let matches = |room: &Room| {
+        category.is_none_or(|id| room.category == id)
+            && filter.privacy.is_none_or(|p| room.privacy == p)
+            && filter.kind.is_none_or(|k| room.kind == k)
+            && filter.invitations.is_none_or(|i| room.invitations == i)
+            && filter.disabled.is_none_or(|d| room.disabled == d)
+            && filter.addin.as_deref().is_none_or(|a| {
+                room.addin
+                    .as_deref()
+                    .is_some_and(|r| r.eq_ignore_ascii_case(a))
+            })
+            && lists(&room.members, &filter.member)
+            && lists(&room.managers, &filter.manager)
+            && text.as_deref().is_none_or(|t| {
+                room.name.to_lowercase().contains(t)
+                    || (filter.search_description && room.description.to_lowercase().contains(t))
+            })
+    };
+    Ok(snapshot
+        .rooms()
+        .into_iter()
+        .filter(|room| visible(room) && matches(room))
+        .take(filter.limit.unwrap_or(usize::MAX))
+        .collect())
+}
+
+/// The canonical user id of `text` (`user@domain` or `sip:user@domain`).
+pub fn user_name(text: &str) -> Result<String, ServiceError> {
+    user_id(text).ok_or_else(|| {
+        ServiceError::Invalid(format!(
+            "{text:?} is not a user (expected user@domain or sip:user@domain)"
+        ))
+    })
+}
+
+/// Adds a user; with a password, every sign-in verifier is derived from it (the password
+/// itself is not kept).
+pub fn add_user(
+    store: &dyn Store,
+    name: &str,
+    display_name: Option<&str>,
+    password: Option<&str>,
+    enabled: bool,
+) -> Result<UserRecord, ServiceError> {
+    let aor = user_name(name)?;
+    let user = UserRecord {
+        credentials: password.map(|p| Credentials::derive(&aor, p)),
+        display_name: display_name.unwrap_or_default().to_owned(),
+        enabled,
+        aor,
+    };
+    Ok(wait(store.add_user(user))?)
+}
+
+/// Changes a user; a new password replaces every verifier (and adds those a user set up
+/// before perch derived them was missing).
+pub fn set_user(
+    store: &dyn Store,
+    name: &str,
+    display_name: Option<&str>,
+    password: Option<&str>,
+    enabled: Option<bool>,
+) -> Result<UserRecord, ServiceError> {
+    let aor = user_name(name)?;
+    let change = UserChange {
+        display_name: display_name.map(str::to_owned),
+        enabled,
+        credentials: password.map(|p| Credentials::derive(&aor, p)),
+    };
+    Ok(wait(store.update_user(&aor, change))?)
+}
+
+pub fn remove_user(store: &dyn Store, name: &str) -> Result<String, ServiceError> {
+    let aor = user_name(name)?;
+    wait(store.remove_user(&aor))?;
+    Ok(aor)
+}
+
+pub fn users(store: &dyn Store) -> Result<Vec<UserRecord>, ServiceError> {
+    Ok(store.users()?)
+}
