@@ -5,6 +5,8 @@
 
 pub mod credentials;
 pub mod directory;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod hub;
 pub mod ids;
 pub mod manage;

@@ -257,3 +257,7 @@ pub fn remove_user(store: &dyn Store, name: &str) -> Result<String, ServiceError
 pub fn users(store: &dyn Store) -> Result<Vec<UserRecord>, ServiceError> {
     Ok(store.users()?)
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;
