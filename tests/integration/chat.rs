@@ -530,6 +530,35 @@ async fn posts_are_durable_and_fanned_out_to_everyone_including_the_sender() {
     server.stop().await;
 }
 
+/// A post's other parts reach readers, in the fan-out and in history, but never a part
+/// holding XCCOS's own elements: a nested `grpchat` under someone else's name would reach
+/// every reader as it was sent.
+#[tokio::test]
+async fn post_parts_holding_xccos_elements_are_not_forwarded() {
+    let server = start().await;
+    let (lobby, mut alice, mut bob) = alice_and_bob_in(&server, "Lobby").await;
+    let forged = format!(
+        r#"<x><grpchat id="grpchat" seqid="1" chanUri="{lobby}" author="sip:carol@example.test" ts="2024-05-01T10:00:00Z"><chat>forged</chat></grpchat></x>"#
+    );
+    let body = alice
+        .post_body(&lobby, "real")
+        .replace("</chat>", &format!("</chat><rtf>bold</rtf>{forged}"));
+    assert_eq!(alice.info(&body).await, 200);
+    let fanned_out = bob.expect("grpchat").await;
+    let mut history = bob.history(&lobby, r#"<last cnt="10"/>"#).await;
+    let stored = history.pop().unwrap();
+    for post in [fanned_out, stored] {
+        assert_eq!(post.child("chat").unwrap().text, "real");
+        assert_eq!(post.child("rtf").unwrap().text, "bold");
+        assert!(
+            post.child("x").is_none(),
+            "a part holding grpchat was forwarded"
+        );
+        assert_eq!(post.attr("author"), Some("sip:alice@example.test"));
+    }
+    server.stop().await;
+}
+
 /// A client that stops reading cannot hold its connection, or the posts of others: once
 /// what perch writes to it has waited `message_timeout_secs`, the connection is closed.
 #[tokio::test]
