@@ -521,6 +521,27 @@ mod tests {
         }
     }
 
+    /// A change another process makes (here a second store on the same files, as
+    /// `perch admin` opens one) reaches a running server's change feed by polling.
+    #[tokio::test]
+    async fn changes_by_another_process_reach_the_feed() {
+        let dir = tempdir();
+        let server = SqliteStore::open(&dir).unwrap();
+        let mut changes = server.changes();
+        let admin = SqliteStore::open(&dir).unwrap();
+        let admin_write = tokio::task::spawn_blocking(move || {
+            wait(admin.add_user(user("a@x"))).unwrap();
+            admin.close();
+        });
+        admin_write.await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), changes.changed())
+            .await
+            .expect("the feed did not move within 5 s")
+            .unwrap();
+        server.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn user_lifecycle_on_disk() {
         let dir = tempdir();

@@ -167,3 +167,50 @@ fn run(mut connection: Connection, receiver: Receiver<Job>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ports::wait;
+
+    /// With the writer busy and its queue full, a submission is refused at once: a
+    /// submitter on an async worker must never wait for room in the queue.
+    #[test]
+    fn a_full_queue_refuses_instead_of_blocking() {
+        let writer = Writer::start(Connection::open_in_memory().unwrap()).unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let busy = writer.submit(move |_| {
+            let _ = started.send(());
+            let _ = held.recv();
+            Ok(())
+        });
+        running.recv().unwrap();
+        let queued: Vec<_> = (0..QUEUE_DEPTH)
+            .map(|_| writer.submit(|_| Ok(())))
+            .collect();
+        // Time-boxed on another thread: a blocking submission would never return.
+        let refused = std::thread::scope(|scope| {
+            let submit = scope.spawn(|| wait(writer.submit(|_| Ok(()))));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !submit.is_finished() {
+                if std::time::Instant::now() > deadline {
+                    let _ = release.send(());
+                    panic!("the submission blocked on the full queue");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            submit.join().unwrap()
+        });
+        assert!(
+            matches!(refused, Err(StoreError::Overloaded)),
+            "{refused:?}"
+        );
+        release.send(()).unwrap();
+        wait(busy).unwrap();
+        for pending in queued {
+            wait(pending).unwrap();
+        }
+        writer.close();
+    }
+}
