@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::ids::new_room_uid;
-use super::model::{Category, Invitations, Principal, Privacy, Room, RoomType};
+use super::model::{Category, Principal, Privacy, Room};
 use super::ports::UserRecord;
 
 /// A fresh directory under the system's temporary one, removed when dropped.
@@ -62,18 +62,8 @@ pub fn category(name: &str, domain: &str, chat_history: bool) -> Category {
 /// An open, normal, enabled room with empty lists.
 pub fn open_room(name: &str, category: i64) -> Room {
     Room {
-        id: 0,
-        uid: new_room_uid(),
-        name: name.into(),
         description: format!("about {name}"),
-        category,
         privacy: Privacy::Open,
-        kind: RoomType::Normal,
-        invitations: Invitations::Inherit,
-        disabled: false,
-        addin: None,
-        members: Vec::new(),
-        managers: Vec::new(),
-        presenters: Vec::new(),
+        ..Room::new(&new_room_uid(), name, category)
     }
 }

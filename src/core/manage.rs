@@ -273,21 +273,7 @@ pub fn room(
         ),
         None => None,
     };
-    let mut room = before.clone().unwrap_or(Room {
-        id: 0,
-        uid: new_uid.to_owned(),
-        name: String::new(),
-        description: String::new(),
-        category: 0,
-        privacy: Privacy::Closed,
-        kind: RoomType::Normal,
-        invitations: Invitations::Inherit,
-        disabled: false,
-        addin: None,
-        members: Vec::new(),
-        managers: Vec::new(),
-        presenters: Vec::new(),
-    });
+    let mut room = before.clone().unwrap_or_else(|| Room::new(new_uid, "", 0));
     if let Some(name) = change.name {
         room.name = check_name("room", &name)?;
     }

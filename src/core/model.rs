@@ -142,6 +142,28 @@ pub struct Room {
     pub presenters: Vec<Principal>,
 }
 
+impl Room {
+    /// A room as Lync creates one by default: closed, normal, invitations inherited,
+    /// enabled, no add-in and empty lists; not stored yet (`id` 0).
+    pub fn new(uid: &str, name: &str, category: i64) -> Room {
+        Room {
+            id: 0,
+            uid: uid.to_owned(),
+            name: name.to_owned(),
+            description: String::new(),
+            category,
+            privacy: Privacy::Closed,
+            kind: RoomType::Normal,
+            invitations: Invitations::Inherit,
+            disabled: false,
+            addin: None,
+            members: Vec::new(),
+            managers: Vec::new(),
+            presenters: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Addin {
     pub name: String,

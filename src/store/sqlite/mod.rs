@@ -648,7 +648,6 @@ mod tests {
     }
 
     fn test_room(store: &SqliteStore) -> Room {
-        use crate::core::model::{Invitations, Privacy, RoomType};
         let category = wait(store.save_category(Category {
             id: 0,
             name: "C".into(),
@@ -661,22 +660,7 @@ mod tests {
             chat_history: true,
         }))
         .unwrap();
-        wait(store.save_room(Room {
-            id: 0,
-            uid: "r".into(),
-            name: "R".into(),
-            description: String::new(),
-            category: category.id,
-            privacy: Privacy::Open,
-            kind: RoomType::Normal,
-            invitations: Invitations::Inherit,
-            disabled: false,
-            addin: None,
-            members: Vec::new(),
-            managers: Vec::new(),
-            presenters: Vec::new(),
-        }))
-        .unwrap()
+        wait(store.save_room(Room::new("r", "R", category.id))).unwrap()
     }
 
     fn search(store: &SqliteStore, room_id: i64, words: &[&str]) -> usize {
