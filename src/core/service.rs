@@ -5,8 +5,8 @@
 
 use super::credentials::Credentials;
 use super::ids::{new_room_uid, now_ticks, user_id};
-use super::manage::{self, ManageError, RoomChange};
-use super::model::{Invitations, Principal, Privacy, Room, RoomType};
+use super::manage::{self, CategoryChange, ManageError, RoomChange};
+use super::model::{Category, Invitations, Principal, Privacy, Room, RoomType};
 use super::policy::{self, Denial};
 use super::ports::{Store, StoreError, UserChange, UserRecord, wait};
 use super::snapshot::Snapshot;
@@ -200,6 +200,51 @@ pub fn find_rooms<'a>(
         .filter(|room| visible(room) && matches(room))
         .take(filter.limit.unwrap_or(usize::MAX))
         .collect())
+}
+
+/// A category after `save_category`, with the rooms the change took principals out of
+/// (those outside a narrowed scope).
+#[derive(Debug, Clone)]
+pub struct SavedCategory {
+    pub category: Category,
+    pub created: bool,
+    pub purged: Vec<Room>,
+}
+
+/// Creates (`existing` is `None`) or changes a category as the operator, then stores the
+/// rooms whose lists the change narrowed.
+pub fn save_category(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    existing: Option<&str>,
+    change: CategoryChange,
+) -> Result<SavedCategory, ServiceError> {
+    let (category, purged) = manage::category(snapshot, existing, change)?;
+    let category = wait(store.save_category(category))?;
+    let purged = purged
+        .into_iter()
+        .map(|room| wait(store.save_room(room)))
+        .collect::<Result<_, _>>()?;
+    Ok(SavedCategory {
+        category,
+        created: existing.is_none(),
+        purged,
+    })
+}
+
+/// Removes a category that holds no rooms.
+pub fn remove_category(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    name: &str,
+) -> Result<Category, ServiceError> {
+    let id = manage::removable_category(snapshot, name)?;
+    let category = snapshot
+        .category(id)
+        .cloned()
+        .ok_or_else(|| ManageError::NotFound(format!("category {name}")))?;
+    wait(store.remove_category(id))?;
+    Ok(category)
 }
 
 /// The canonical user id of `text` (`user@domain` or `sip:user@domain`).

@@ -4,9 +4,9 @@
 use clap::Subcommand;
 
 use crate::core::Snapshot;
-use crate::core::manage::{self, CategoryChange};
+use crate::core::manage::CategoryChange;
 use crate::core::model::Category;
-use crate::core::ports::wait;
+use crate::core::service;
 
 use super::{
     AdminError, AllowedFlags, Context, CreatorFlags, DeniedFlags, Lines, found, names, row, show,
@@ -103,10 +103,8 @@ pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
             save(ctx, Some(&name), change)
         }
         Command::Remove { name } => {
-            let id = manage::removable_category(snapshot, &name)?;
-            wait(ctx.store.remove_category(id))?;
-            let name = snapshot.category(id).map_or(name, |c| c.name.clone());
-            Ok(vec![format!("removed category {name}")])
+            let removed = service::remove_category(ctx.store, snapshot, &name)?;
+            Ok(vec![format!("removed category {}", removed.name)])
         }
         Command::List => Ok(snapshot
             .categories()
@@ -142,26 +140,20 @@ fn rooms_of(snapshot: &Snapshot, category: &Category) -> Vec<String> {
         .collect()
 }
 
-/// Validates and stores a category, then the rooms the change purged.
+/// Stores a category and says what happened, the rooms the change purged included.
 fn save(
     ctx: &Context,
     existing: Option<&str>,
     change: CategoryChange,
 ) -> Result<Lines, AdminError> {
-    let (category, purged) = manage::category(&ctx.snapshot, existing, change)?;
-    let saved = wait(ctx.store.save_category(category))?;
-    let verb = if existing.is_some() {
-        "updated"
-    } else {
-        "created"
-    };
-    let mut lines = vec![format!("{verb} category {}", saved.name)];
-    for room in purged {
-        let room = wait(ctx.store.save_room(room))?;
-        lines.push(format!(
+    let saved = service::save_category(ctx.store, &ctx.snapshot, existing, change)?;
+    let verb = if saved.created { "created" } else { "updated" };
+    let mut lines = vec![format!("{verb} category {}", saved.category.name)];
+    lines.extend(saved.purged.iter().map(|room| {
+        format!(
             "removed principals outside the category from room {}",
             room.name
-        ));
-    }
+        )
+    }));
     Ok(lines)
 }
