@@ -5,8 +5,11 @@
 
 use super::credentials::Credentials;
 use super::ids::{new_room_uid, now_ticks, user_id};
-use super::manage::{self, CategoryChange, ManageError, RoomChange};
-use super::model::{Category, Invitations, Principal, Privacy, Room, RoomType};
+use super::manage::{self, CategoryChange, ListEdit, ManageError, RoomChange};
+use super::model::{
+    Addin, Category, Group, Invitations, PolicyScope, Principal, Privacy, Room, RoomType,
+    SETTING_NAMES,
+};
 use super::policy::{self, Denial};
 use super::ports::{Store, StoreError, UserChange, UserRecord, wait};
 use super::snapshot::Snapshot;
@@ -245,6 +248,215 @@ pub fn remove_category(
         .ok_or_else(|| ManageError::NotFound(format!("category {name}")))?;
     wait(store.remove_category(id))?;
     Ok(category)
+}
+
+/// Where the model names `principal`: groups, category and room lists, policies.
+pub fn references(snapshot: &Snapshot, principal: &Principal) -> Vec<String> {
+    let groups = snapshot.directory.groups();
+    let groups = groups.map(|g| (format!("group {}", g.name), g.members.clone()));
+    let categories = snapshot.categories().into_iter().map(|c| {
+        let lists = [&c.allowed[..], &c.denied, &c.creators].concat();
+        (format!("category {}", c.name), lists)
+    });
+    let rooms = snapshot.rooms().into_iter().map(|r| {
+        let lists = [&r.members[..], &r.managers, &r.presenters].concat();
+        (format!("room {}", r.name), lists)
+    });
+    let mut uses: Vec<String> = groups
+        .chain(categories)
+        .chain(rooms)
+        .filter(|(_, list)| list.iter().any(|p| p.same_as(principal)))
+        .map(|(owner, _)| owner)
+        .collect();
+    let scope = match principal {
+        Principal::User(aor) => Some(PolicyScope::User(aor.clone())),
+        Principal::Group(name) => Some(PolicyScope::Group(name.to_lowercase())),
+        Principal::Domain(_) => None,
+    };
+    if scope.is_some_and(|s| snapshot.directory.policies().any(|(p, _)| *p == s)) {
+        uses.push(format!("a policy ({principal})"));
+    }
+    uses
+}
+
+/// Adds a group without members.
+pub fn add_group(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    name: &str,
+    description: Option<&str>,
+) -> Result<Group, ServiceError> {
+    if let Some(existing) = snapshot.directory.group(name) {
+        return Err(ManageError::Duplicate(format!("group {}", existing.name)).into());
+    }
+    let group = manage::group(snapshot, name, description, &[])?;
+    wait(store.save_group(group.clone()))?;
+    Ok(group)
+}
+
+/// Adds members to a group, or removes members it has (in the group's own spelling).
+pub fn edit_group_members(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    name: &str,
+    principals: Vec<Principal>,
+    add: bool,
+) -> Result<Group, ServiceError> {
+    let group = snapshot
+        .directory
+        .group(name)
+        .ok_or_else(|| ManageError::NotFound(format!("group {name}")))?;
+    let edit = if add {
+        ListEdit::Add(principals)
+    } else {
+        let mut stored = Vec::new();
+        for principal in principals {
+            let member = group
+                .members
+                .iter()
+                .find(|member| member.same_as(&principal))
+                .ok_or_else(|| {
+                    ServiceError::Invalid(format!(
+                        "{principal} is not a member of group {}",
+                        group.name
+                    ))
+                })?;
+            stored.push(member.clone());
+        }
+        ListEdit::Remove(stored)
+    };
+    let group = manage::group(snapshot, &group.name, None, &[edit])?;
+    wait(store.save_group(group.clone()))?;
+    Ok(group)
+}
+
+/// Removes a group that nothing names any more.
+pub fn remove_group(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    name: &str,
+) -> Result<Group, ServiceError> {
+    let group = snapshot
+        .directory
+        .group(name)
+        .ok_or_else(|| ManageError::NotFound(format!("group {name}")))?;
+    let uses = references(snapshot, &Principal::Group(group.name.clone()));
+    if !uses.is_empty() {
+        return Err(ServiceError::Invalid(format!(
+            "group {} is still named by {}; remove it there first",
+            group.name,
+            uses.join(", ")
+        )));
+    }
+    wait(store.remove_group(&group.name))?;
+    Ok(group.clone())
+}
+
+/// The scope as stored: group names in lower case, as the directory matches them.
+fn canonical_scope(scope: PolicyScope) -> PolicyScope {
+    match scope {
+        PolicyScope::Group(name) => PolicyScope::Group(name.to_lowercase()),
+        other => other,
+    }
+}
+
+/// Turns persistent chat on or off for a scope whose group or user exists.
+pub fn set_policy(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    scope: PolicyScope,
+    enabled: bool,
+) -> Result<PolicyScope, ServiceError> {
+    let scope = canonical_scope(scope);
+    let principal = match &scope {
+        PolicyScope::Global => None,
+        PolicyScope::Group(name) => Some(Principal::Group(name.clone())),
+        PolicyScope::User(aor) => Some(Principal::User(aor.clone())),
+    };
+    if let Some(principal) = principal
+        && !snapshot.directory.exists(&principal)
+    {
+        return Err(ManageError::NotFound(format!("principal {principal}")).into());
+    }
+    wait(store.set_policy(scope.clone(), Some(enabled)))?;
+    Ok(scope)
+}
+
+/// Removes a scope's policy (for global: back to the default, enabled).
+pub fn remove_policy(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    scope: PolicyScope,
+) -> Result<PolicyScope, ServiceError> {
+    let scope = canonical_scope(scope);
+    if !snapshot.directory.policies().any(|(s, _)| *s == scope) {
+        return Err(ManageError::NotFound(format!("a policy for {scope}")).into());
+    }
+    wait(store.set_policy(scope.clone(), None))?;
+    Ok(scope)
+}
+
+/// Sets one of the server's chat settings (SETTING_NAMES, any case) within its range;
+/// returns its proper name.
+pub fn set_setting(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    name: &str,
+    value: u32,
+) -> Result<&'static str, ServiceError> {
+    let name = SETTING_NAMES
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(name.trim()))
+        .ok_or_else(|| {
+            ServiceError::Invalid(format!(
+                "unknown setting {name:?}; known: {}",
+                SETTING_NAMES.join(", ")
+            ))
+        })?;
+    let mut settings = snapshot.settings;
+    settings.set(name, value).map_err(ServiceError::Invalid)?;
+    wait(store.set_setting(name, value))?;
+    Ok(name)
+}
+
+/// Creates an add-in (`create`) or changes the URL of an existing one.
+pub fn save_addin(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    name: &str,
+    url: &str,
+    create: bool,
+) -> Result<Addin, ServiceError> {
+    let addin = match (snapshot.addin(name), create) {
+        (Some(existing), true) => {
+            return Err(ManageError::Duplicate(format!("add-in {}", existing.name)).into());
+        }
+        (None, false) => return Err(ManageError::NotFound(format!("add-in {name}")).into()),
+        (Some(existing), false) => manage::addin(&existing.name, url)?,
+        (None, true) => manage::addin(name, url)?,
+    };
+    wait(store.save_addin(addin.clone()))?;
+    Ok(addin)
+}
+
+/// Removes an add-in; returns it with the rooms that showed it.
+pub fn remove_addin(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    name: &str,
+) -> Result<(Addin, Vec<String>), ServiceError> {
+    let addin = snapshot
+        .addin(name)
+        .cloned()
+        .ok_or_else(|| ManageError::NotFound(format!("add-in {name}")))?;
+    wait(store.remove_addin(&addin.name))?;
+    let rooms = snapshot
+        .rooms()
+        .into_iter()
+        .filter(|room| room.addin.as_ref() == Some(&addin.name))
+        .map(|room| room.name.clone())
+        .collect();
+    Ok((addin, rooms))
 }
 
 /// The canonical user id of `text` (`user@domain` or `sip:user@domain`).

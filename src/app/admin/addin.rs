@@ -3,10 +3,9 @@
 
 use clap::Subcommand;
 
-use crate::core::manage::{self, ManageError};
-use crate::core::ports::wait;
+use crate::core::service;
 
-use super::{AdminError, Context, Lines, found, row};
+use super::{AdminError, Context, Lines, row};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -27,26 +26,18 @@ pub enum Command {
 pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
     let snapshot = &ctx.snapshot;
     let (addin, verb) = match command {
-        Command::Create { name, url } => {
-            if let Some(existing) = snapshot.addin(&name) {
-                return Err(ManageError::Duplicate(format!("add-in {}", existing.name)).into());
-            }
-            (manage::addin(&name, &url)?, "created")
-        }
+        Command::Create { name, url } => (
+            service::save_addin(ctx.store, snapshot, &name, &url, true)?,
+            "created",
+        ),
         Command::Set { name, url } => (
-            manage::addin(&found(snapshot.addin(&name), "add-in", &name)?.name, &url)?,
+            service::save_addin(ctx.store, snapshot, &name, &url, false)?,
             "updated",
         ),
         Command::Remove { name } => {
-            let existing = found(snapshot.addin(&name), "add-in", &name)?;
-            wait(ctx.store.remove_addin(&existing.name))?;
-            let mut lines = vec![format!("removed add-in {}", existing.name)];
-            let rooms = snapshot.rooms().into_iter();
-            lines.extend(
-                rooms
-                    .filter(|r| r.addin.as_ref() == Some(&existing.name))
-                    .map(|r| format!("room {} has no add-in now", r.name)),
-            );
+            let (addin, rooms) = service::remove_addin(ctx.store, snapshot, &name)?;
+            let mut lines = vec![format!("removed add-in {}", addin.name)];
+            lines.extend(rooms.iter().map(|r| format!("room {r} has no add-in now")));
             return Ok(lines);
         }
         Command::List => {
@@ -57,7 +48,5 @@ pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
                 .collect());
         }
     };
-    let line = format!("{verb} add-in {} {}", addin.name, addin.url);
-    wait(ctx.store.save_addin(addin))?;
-    Ok(vec![line])
+    Ok(vec![format!("{verb} add-in {} {}", addin.name, addin.url)])
 }

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 
 use crate::core::model::SETTING_NAMES;
-use crate::core::ports::wait;
+use crate::core::service;
 
 use super::{AdminError, Context, Lines, show};
 
@@ -28,21 +28,10 @@ pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
                 .collect(),
         )),
         Command::Set { name, value } => {
-            let name = SETTING_NAMES
-                .iter()
-                .find(|known| known.eq_ignore_ascii_case(name.trim()))
-                .ok_or_else(|| {
-                    AdminError::Invalid(format!(
-                        "unknown setting {name:?}; known: {}",
-                        SETTING_NAMES.join(", ")
-                    ))
-                })?;
             let number: u32 = value.trim().parse().map_err(|_| {
                 AdminError::Invalid(format!("{name} must be a whole number, not {value:?}"))
             })?;
-            let mut settings = snapshot.settings;
-            settings.set(name, number).map_err(AdminError::Invalid)?;
-            wait(ctx.store.set_setting(name, number))?;
+            let name = service::set_setting(ctx.store, snapshot, &name, number)?;
             Ok(vec![format!("{name} set to {number}")])
         }
     }

@@ -3,12 +3,10 @@
 
 use clap::{Args, Subcommand};
 
-use crate::core::Snapshot;
-use crate::core::manage::{self, ListEdit, ManageError};
-use crate::core::model::{Group, PolicyScope, Principal};
-use crate::core::ports::wait;
+use crate::core::model::Group;
+use crate::core::service;
 
-use super::{AdminError, Context, Lines, as_stored, found, names, principals, row, same_principal};
+use super::{AdminError, Context, Lines, names, principals, row};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -46,42 +44,21 @@ pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
     let snapshot = &ctx.snapshot;
     match command {
         Command::Add { name, description } => {
-            if let Some(existing) = snapshot.directory.group(&name) {
-                return Err(ManageError::Duplicate(format!("group {}", existing.name)).into());
-            }
-            let group = manage::group(snapshot, &name, description.as_deref(), &[])?;
-            save(ctx, group, "added")
+            let group = service::add_group(ctx.store, snapshot, &name, description.as_deref())?;
+            Ok(vec![format!("added group {}", group.name)])
         }
         Command::Member(command) => {
             let (members, add) = match command {
                 MemberCommand::Add(members) => (members, true),
                 MemberCommand::Remove(members) => (members, false),
             };
-            let group = found(
-                snapshot.directory.group(&members.group),
-                "group",
-                &members.group,
-            )?;
             let listed = principals(&members.principals)?;
-            let edit = if add {
-                ListEdit::Add(listed)
-            } else {
-                ListEdit::Remove(stored_members(group, listed)?)
-            };
-            let group = manage::group(snapshot, &group.name, None, &[edit])?;
-            save(ctx, group, "updated")
+            let group =
+                service::edit_group_members(ctx.store, snapshot, &members.group, listed, add)?;
+            Ok(vec![format!("updated group {}", group.name)])
         }
         Command::Remove { name } => {
-            let group = found(snapshot.directory.group(&name), "group", &name)?;
-            let uses = references(snapshot, &Principal::Group(group.name.clone()));
-            if !uses.is_empty() {
-                return Err(AdminError::Invalid(format!(
-                    "group {} is still named by {}; remove it there first",
-                    group.name,
-                    uses.join(", ")
-                )));
-            }
-            wait(ctx.store.remove_group(&group.name))?;
+            let group = service::remove_group(ctx.store, snapshot, &name)?;
             Ok(vec![format!("removed group {}", group.name)])
         }
         Command::List => {
@@ -93,51 +70,4 @@ pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
                 .collect())
         }
     }
-}
-
-/// The group's own spelling of each principal; refuses principals that are not members.
-fn stored_members(group: &Group, listed: Vec<Principal>) -> Result<Vec<Principal>, AdminError> {
-    let stored = as_stored(&group.members, listed);
-    match stored.iter().find(|p| !group.members.contains(p)) {
-        Some(p) => Err(AdminError::Invalid(format!(
-            "{p} is not a member of group {}",
-            group.name
-        ))),
-        None => Ok(stored),
-    }
-}
-
-fn save(ctx: &Context, group: Group, verb: &str) -> Result<Lines, AdminError> {
-    let line = format!("{verb} group {}", group.name);
-    wait(ctx.store.save_group(group))?;
-    Ok(vec![line])
-}
-
-/// Where the model names `principal`: groups, category and room lists, policies.
-pub fn references(snapshot: &Snapshot, principal: &Principal) -> Vec<String> {
-    let groups = snapshot.directory.groups();
-    let groups = groups.map(|g| (format!("group {}", g.name), g.members.clone()));
-    let categories = snapshot.categories().into_iter().map(|c| {
-        let lists = [&c.allowed[..], &c.denied, &c.creators].concat();
-        (format!("category {}", c.name), lists)
-    });
-    let rooms = snapshot.rooms().into_iter().map(|r| {
-        let lists = [&r.members[..], &r.managers, &r.presenters].concat();
-        (format!("room {}", r.name), lists)
-    });
-    let mut uses: Vec<String> = groups
-        .chain(categories)
-        .chain(rooms)
-        .filter(|(_, list)| list.iter().any(|p| same_principal(p, principal)))
-        .map(|(owner, _)| owner)
-        .collect();
-    let scope = match principal {
-        Principal::User(aor) => Some(PolicyScope::User(aor.clone())),
-        Principal::Group(name) => Some(PolicyScope::Group(name.to_lowercase())),
-        Principal::Domain(_) => None,
-    };
-    if scope.is_some_and(|s| snapshot.directory.policies().any(|(p, _)| *p == s)) {
-        uses.push(format!("a policy ({principal})"));
-    }
-    uses
 }

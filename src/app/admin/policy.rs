@@ -3,10 +3,8 @@
 
 use clap::Subcommand;
 
-use crate::core::Snapshot;
-use crate::core::manage::ManageError;
-use crate::core::model::{PolicyScope, Principal};
-use crate::core::ports::wait;
+use crate::core::model::PolicyScope;
+use crate::core::service;
 
 use super::{AdminError, Context, Lines, parse, row, state};
 
@@ -31,19 +29,16 @@ pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
     let snapshot = &ctx.snapshot;
     match command {
         Command::Set { scope, enable, .. } => {
-            let scope = known_scope(snapshot, &scope)?;
-            wait(ctx.store.set_policy(scope.clone(), Some(enable)))?;
+            let scope = parse::<PolicyScope>("policy scope", &scope)?;
+            let scope = service::set_policy(ctx.store, snapshot, scope, enable)?;
             Ok(vec![format!(
                 "persistent chat {} for {scope}",
                 state(!enable)
             )])
         }
         Command::Remove { scope } => {
-            let scope = canonical(&scope)?;
-            if !snapshot.directory.policies().any(|(s, _)| *s == scope) {
-                return Err(ManageError::NotFound(format!("a policy for {scope}")).into());
-            }
-            wait(ctx.store.set_policy(scope.clone(), None))?;
+            let scope = parse::<PolicyScope>("policy scope", &scope)?;
+            let scope = service::remove_policy(ctx.store, snapshot, scope)?;
             Ok(vec![format!("removed the policy for {scope}")])
         }
         Command::List => {
@@ -61,27 +56,4 @@ pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
             Ok(lines)
         }
     }
-}
-
-/// The scope as stored: group names in lower case, as the directory matches them (the
-/// store compares scopes as text).
-fn canonical(text: &str) -> Result<PolicyScope, AdminError> {
-    Ok(match parse::<PolicyScope>("policy scope", text)? {
-        PolicyScope::Group(name) => PolicyScope::Group(name.to_lowercase()),
-        other => other,
-    })
-}
-
-/// A canonical scope whose group or user exists.
-fn known_scope(snapshot: &Snapshot, text: &str) -> Result<PolicyScope, AdminError> {
-    let scope = canonical(text)?;
-    let principal = match &scope {
-        PolicyScope::Global => return Ok(scope),
-        PolicyScope::Group(name) => Principal::Group(name.clone()),
-        PolicyScope::User(aor) => Principal::User(aor.clone()),
-    };
-    if !snapshot.directory.exists(&principal) {
-        return Err(ManageError::NotFound(format!("principal {principal}")).into());
-    }
-    Ok(scope)
 }
