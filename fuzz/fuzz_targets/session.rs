@@ -28,18 +28,17 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use perch::core::SnapshotHandle;
-use perch::core::hub::ChatCore;
-use perch::core::model::{Category, Invitations, Principal, Privacy, Room, RoomType};
-use perch::core::ports::{Store, UserRecord, wait};
-use perch::lync::session::{
-    ConnectionInfo, Outboxes, Output, Session, SessionSettings, Shared, Transport,
-};
+use perch::app::config::Config;
+use perch::app::server;
+use perch::core::Snapshot;
+use perch::core::manage::{CategoryChange, ListEdit};
+use perch::core::model::{Principal, Privacy, Room};
+use perch::core::ports::{Store, wait};
+use perch::core::service;
+use perch::lync::session::{ConnectionInfo, Output, Session, Shared, Transport};
 use perch::lync::sip::framer;
+use perch::lync::sip::request::RequestHead;
 use perch::lync::sip::{FrameLimits, Message, StartLine};
-use perch::lync::xccos::XccosEndpoint;
-use perch::lync::xccos::endpoint::EndpointSettings;
-use perch::lync::xccos::xml::XmlLimits;
 use perch::store::SqliteStore;
 
 const DOMAIN: &str = "example.test";
@@ -58,85 +57,43 @@ fn rig() -> &'static Rig {
         let dir = std::env::temp_dir().join(format!("perch-fuzz-session-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).unwrap());
-        wait(store.add_user(UserRecord {
-            aor: "alice@example.test".into(),
-            display_name: String::new(),
-            enabled: true,
-            credentials: None,
-        }))
-        .unwrap();
-        let general = wait(store.save_category(Category {
-            id: 0,
-            name: "General".into(),
-            description: String::new(),
-            allowed: vec![Principal::Domain(DOMAIN.into())],
-            denied: Vec::new(),
-            creators: Vec::new(),
-            invitations: true,
-            file_upload: true,
-            chat_history: true,
-        }))
-        .unwrap();
-        wait(store.save_room(Room {
-            id: 0,
-            uid: ROOM_UID.into(),
-            name: "Lobby".into(),
-            description: String::new(),
-            category: general.id,
-            privacy: Privacy::Open,
-            kind: RoomType::Normal,
-            invitations: Invitations::Inherit,
-            disabled: false,
-            addin: None,
-            members: Vec::new(),
-            managers: Vec::new(),
-            presenters: Vec::new(),
-        }))
-        .unwrap();
-        let model = Arc::new(SnapshotHandle::load(store.as_ref()).unwrap());
-        let core = Arc::new(ChatCore::new(model.clone(), store.clone()));
-        let outboxes = Arc::new(Outboxes::default());
-        let endpoint = Arc::new(XccosEndpoint::new(
-            core,
-            outboxes.clone(),
-            EndpointSettings {
-                domain: DOMAIN.into(),
-                chat_uri: CHAT.into(),
-                max_bjoin: 200,
-                limits: XmlLimits::default(),
-            },
-        ));
-        let settings = SessionSettings {
-            domain: DOMAIN.into(),
-            chat_aor: "ocschat@example.test".into(),
-            trusted_networks: vec!["127.0.0.0/8".parse().unwrap()],
-            default_expires: 3600,
-            min_expires: 60,
-            max_expires: 7200,
-            keep_alive_secs: 300,
-            session_expires: 1800,
-            transaction_timeout: Duration::from_secs(32),
-            requests_per_second: 50,
-            request_burst: 200,
-            frame_limits: FrameLimits::default(),
-            nonce_lifetime: Duration::from_secs(300),
-            failure_window: Duration::from_secs(300),
-            max_failures_per_address: 20,
-            max_failures_per_user: 5,
+        service::add_user(store.as_ref(), "alice@example.test", None, None, true).unwrap();
+        let snapshot = || Snapshot::from_model(store.load_model().unwrap());
+        let general = CategoryChange {
+            name: Some("General".into()),
+            allowed: vec![ListEdit::Add(vec![Principal::Domain(DOMAIN.into())])],
+            ..CategoryChange::default()
         };
+        let general = service::save_category(store.as_ref(), &snapshot(), None, general)
+            .unwrap()
+            .category;
+        // A fixed uid, so the seeds' room URI names it in every run.
+        let lobby = Room {
+            privacy: Privacy::Open,
+            ..Room::new(ROOM_UID, "Lobby", general.id)
+        };
+        wait(store.save_room(lobby)).unwrap();
+        let mut config = Config::default();
+        config.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
         Rig {
-            shared: Arc::new(Shared::new(settings, model, outboxes, endpoint)),
+            shared: server::assemble(&config, store.clone()).unwrap().lync,
             _store: store,
         }
     })
 }
 
-fn request(method: &str, uri: &str, to: &str, extra: &str, body: &str) -> Vec<u8> {
-    format!(
-        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5555\r\nFrom: <sip:alice@example.test>;tag=fuzz\r\nTo: {to}\r\nCall-ID: fuzz\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+fn request(method: &str, uri: &str, to: &str, extra: &[(&str, &str)], body: &str) -> Vec<u8> {
+    RequestHead {
+        method,
+        uri,
+        via: "SIP/2.0/TLS 127.0.0.1:5555",
+        from: "<sip:alice@example.test>;tag=fuzz",
+        to,
+        call_id: "fuzz",
+        cseq: 1,
+    }
+    .encode(extra, body.as_bytes())
+    .to_vec()
 }
 
 /// Feeds one read; false once the connection would be closed.
@@ -211,7 +168,7 @@ fuzz_target!(|data: &[u8]| {
         "REGISTER",
         "sip:example.test",
         "<sip:alice@example.test>",
-        "Contact: <sip:127.0.0.1:5555;transport=tls>\r\n",
+        &[("Contact", "<sip:127.0.0.1:5555;transport=tls>")],
         "",
     );
     assert!(feed(&mut session, &mut buffer, &register, now));
@@ -220,7 +177,10 @@ fuzz_target!(|data: &[u8]| {
         "INVITE",
         CHAT,
         &format!("<{CHAT}>"),
-        "Contact: <sip:alice@example.test;gruu>\r\nContent-Type: application/sdp\r\n",
+        &[
+            ("Contact", "<sip:alice@example.test;gruu>"),
+            ("Content-Type", "application/sdp"),
+        ],
         "v=0\r\n",
     );
     assert!(feed(&mut session, &mut buffer, &invite, now));

@@ -69,21 +69,35 @@ impl RunningServer {
     }
 }
 
-pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServer, ServeError> {
+/// The chat core over `store` with the Lync gateway attached: what `start` serves, and
+/// what the session tests and the session fuzz target drive without sockets.
+pub struct Assembled {
+    pub model: Arc<SnapshotHandle>,
+    pub core: Arc<ChatCore>,
+    pub lync: Arc<Shared>,
+}
+
+pub fn assemble(config: &Config, store: Arc<dyn Store>) -> Result<Assembled, StoreError> {
     let model = Arc::new(SnapshotHandle::load(store.as_ref())?);
-    let core = Arc::new(ChatCore::new(model.clone(), store.clone()));
+    let core = Arc::new(ChatCore::new(model.clone(), store));
     let outboxes = Arc::new(Outboxes::default());
     let endpoint = Arc::new(XccosEndpoint::new(
         core.clone(),
         outboxes.clone(),
         endpoint_settings(config),
     ));
-    let lync = Arc::new(LyncProtocol::new(Arc::new(Shared::new(
+    let lync = Arc::new(Shared::new(
         session_settings(config),
         model.clone(),
         outboxes,
         endpoint,
-    ))));
+    ));
+    Ok(Assembled { model, core, lync })
+}
+
+pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServer, ServeError> {
+    let Assembled { model, core, lync } = assemble(config, store.clone())?;
+    let lync = Arc::new(LyncProtocol::new(lync));
     let settings = DriverSettings {
         handshake_timeout: Duration::from_secs(config.limits.tls_handshake_timeout_secs),
         idle_timeout: Duration::from_secs(config.limits.idle_timeout_secs),

@@ -2,23 +2,23 @@
 //! XCCOS endpoint, hub and SQLite store, without sockets.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
 use super::*;
+use crate::app::config::Config;
+use crate::app::server::assemble;
+use crate::core::fixtures::{TempDir, category, open_room, user};
 use crate::core::hub::ChatCore;
-use crate::core::ids::new_room_uid;
-use crate::core::model::{Category, Invitations, Principal, Privacy, Room, RoomType};
+use crate::core::model::Room;
 use crate::core::ports::{
     ArchiveStore, DirectoryStore, HistoryQuery, ModelStore, UserRecord, committed,
 };
 use crate::lync::sip::framer;
+use crate::lync::sip::request::RequestHead;
 use crate::lync::sip::{Frame, Message, StartLine};
-use crate::lync::xccos::XccosEndpoint;
-use crate::lync::xccos::endpoint::EndpointSettings;
 use crate::lync::xccos::xml::{self, Element, XmlLimits};
 use crate::net::outbox::Mailbox;
 use crate::store::SqliteStore;
@@ -28,115 +28,41 @@ const CHAT: &str = "sip:ocschat@example.test";
 const TRUSTED: Ipv4Addr = Ipv4Addr::LOCALHOST;
 const UNTRUSTED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
 
-/// The server's defaults, with 127.0.0.0/8 trusted.
-fn settings() -> SessionSettings {
-    SessionSettings {
-        domain: DOMAIN.into(),
-        chat_aor: "ocschat@example.test".into(),
-        trusted_networks: vec!["127.0.0.0/8".parse().unwrap()],
-        default_expires: 3600,
-        min_expires: 60,
-        max_expires: 7200,
-        keep_alive_secs: 300,
-        session_expires: 1800,
-        transaction_timeout: Duration::from_secs(32),
-        requests_per_second: 50,
-        request_burst: 200,
-        frame_limits: FrameLimits::default(),
-        nonce_lifetime: Duration::from_secs(300),
-        failure_window: Duration::from_secs(300),
-        max_failures_per_address: 20,
-        max_failures_per_user: 5,
-    }
-}
-
-/// One server's shared state over a store with alice and the open room Lobby.
+/// One server's shared state, wired as `perch serve` wires it (the defaults, with
+/// 127.0.0.0/8 trusted), over a store with alice and the open room Lobby.
 struct Rig {
-    dir: PathBuf,
+    _dir: TempDir,
     store: Arc<SqliteStore>,
     core: Arc<ChatCore>,
     shared: Arc<Shared>,
     lobby: Room,
 }
 
-impl Drop for Rig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn temp_dir() -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "perch-session-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 impl Rig {
     async fn new() -> Rig {
-        let dir = temp_dir();
-        let store = Arc::new(SqliteStore::open(&dir).unwrap());
+        let dir = TempDir::new("session");
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
         let alice = UserRecord {
-            aor: "alice@example.test".into(),
             display_name: "Alice".into(),
-            enabled: true,
-            credentials: None,
+            ..user("alice@example.test")
         };
         committed(store.add_user(alice)).await.unwrap();
-        let general = Category {
-            id: 0,
-            name: "General".into(),
-            description: String::new(),
-            allowed: vec![Principal::Domain(DOMAIN.into())],
-            denied: Vec::new(),
-            creators: Vec::new(),
-            invitations: true,
-            file_upload: true,
-            chat_history: true,
-        };
-        let general = committed(store.save_category(general)).await.unwrap();
+        let general = committed(store.save_category(category("General", DOMAIN, true)))
+            .await
+            .unwrap();
         let lobby = Room {
-            id: 0,
-            uid: new_room_uid(),
-            name: "Lobby".into(),
             description: String::new(),
-            category: general.id,
-            privacy: Privacy::Open,
-            kind: RoomType::Normal,
-            invitations: Invitations::Inherit,
-            disabled: false,
-            addin: None,
-            members: Vec::new(),
-            managers: Vec::new(),
-            presenters: Vec::new(),
+            ..open_room("Lobby", general.id)
         };
         let lobby = committed(store.save_room(lobby)).await.unwrap();
-
-        // Wired as app::server wires it.
-        let model = Arc::new(SnapshotHandle::load(store.as_ref()).unwrap());
-        let core = Arc::new(ChatCore::new(model.clone(), store.clone()));
-        let outboxes = Arc::new(Outboxes::default());
-        let endpoint = Arc::new(XccosEndpoint::new(
-            core.clone(),
-            outboxes.clone(),
-            EndpointSettings {
-                domain: DOMAIN.into(),
-                chat_uri: CHAT.into(),
-                max_bjoin: 200,
-                limits: XmlLimits::default(),
-            },
-        ));
-        let shared = Arc::new(Shared::new(settings(), model, outboxes, endpoint));
+        let mut config = Config::default();
+        config.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+        let assembled = assemble(&config, store.clone()).unwrap();
         Rig {
-            dir,
+            _dir: dir,
             store,
-            core,
-            shared,
+            core: assembled.core,
+            shared: assembled.lync,
             lobby,
         }
     }
@@ -177,7 +103,7 @@ struct Client {
     envid: u32,
 }
 
-/// A request in the shape SIPE sends (no Via branch).
+/// A request from alice in the shape SIPE sends (no Via branch).
 fn request(
     method: &str,
     uri: &str,
@@ -187,14 +113,17 @@ fn request(
     extra: &[(&str, &str)],
     body: &str,
 ) -> Vec<u8> {
-    let mut text = format!(
-        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5555\r\nFrom: <sip:alice@example.test>;tag=48213390;epid=abc123\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
-    );
-    for (name, value) in extra {
-        text.push_str(&format!("{name}: {value}\r\n"));
+    RequestHead {
+        method,
+        uri,
+        via: "SIP/2.0/TLS 127.0.0.1:5555",
+        from: "<sip:alice@example.test>;tag=48213390;epid=abc123",
+        to,
+        call_id,
+        cseq,
     }
-    text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    text.into_bytes()
+    .encode(extra, body.as_bytes())
+    .to_vec()
 }
 
 /// Frames and parses what the session sent.
