@@ -2,15 +2,13 @@
 //! the Lync gateway, and no sockets.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use super::*;
-use crate::core::ids::new_room_uid;
-use crate::core::model::{Invitations, Principal, Privacy, RoomType};
-use crate::core::ports::{ArchiveStore, DirectoryStore, ModelStore, PreferenceStore, UserRecord};
+use crate::core::fixtures::{TempDir, category, open_room, user};
+use crate::core::ports::{ArchiveStore, DirectoryStore, ModelStore, PreferenceStore};
 use crate::store::SqliteStore;
 
 const DOMAIN: &str = "example.test";
@@ -76,29 +74,11 @@ impl EventSink for Recorder {
 /// A hub over a seeded store: alice, bob and carol; category General (history kept) with
 /// the open rooms Lobby and Annex, category Ephemeral (no history) with the open room Flash.
 struct Hub {
-    dir: PathBuf,
+    _dir: TempDir,
     store: Arc<SqliteStore>,
     model: Arc<SnapshotHandle>,
     core: Arc<ChatCore>,
     events: Arc<Recorder>,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn temp_dir(label: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "perch-hub-{label}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 fn session(n: u64) -> SessionRef {
@@ -115,55 +95,17 @@ fn sessions(list: &[&SessionRef]) -> Vec<SessionRef> {
     list
 }
 
-fn category(name: &str, chat_history: bool) -> Category {
-    Category {
-        id: 0,
-        name: name.into(),
-        description: String::new(),
-        allowed: vec![Principal::Domain(DOMAIN.into())],
-        denied: Vec::new(),
-        creators: Vec::new(),
-        invitations: true,
-        file_upload: true,
-        chat_history,
-    }
-}
-
-fn open_room(name: &str, category: i64) -> Room {
-    Room {
-        id: 0,
-        uid: new_room_uid(),
-        name: name.into(),
-        description: format!("about {name}"),
-        category,
-        privacy: Privacy::Open,
-        kind: RoomType::Normal,
-        invitations: Invitations::Inherit,
-        disabled: false,
-        addin: None,
-        members: Vec::new(),
-        managers: Vec::new(),
-        presenters: Vec::new(),
-    }
-}
-
 impl Hub {
     async fn new(label: &str) -> Hub {
-        let dir = temp_dir(label);
-        let store = Arc::new(SqliteStore::open(&dir).unwrap());
+        let dir = TempDir::new(&format!("hub-{label}"));
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
         for aor in [ALICE, BOB, CAROL] {
-            let user = UserRecord {
-                aor: aor.into(),
-                display_name: String::new(),
-                enabled: true,
-                credentials: None,
-            };
-            committed(store.add_user(user)).await.unwrap();
+            committed(store.add_user(user(aor))).await.unwrap();
         }
-        let general = committed(store.save_category(category("General", true)))
+        let general = committed(store.save_category(category("General", DOMAIN, true)))
             .await
             .unwrap();
-        let ephemeral = committed(store.save_category(category("Ephemeral", false)))
+        let ephemeral = committed(store.save_category(category("Ephemeral", DOMAIN, false)))
             .await
             .unwrap();
         for (name, category) in [
@@ -180,7 +122,7 @@ impl Hub {
         let events = Arc::new(Recorder::default());
         core.attach(Gateway::Lync, events.clone());
         Hub {
-            dir,
+            _dir: dir,
             store,
             model,
             core,

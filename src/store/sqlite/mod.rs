@@ -510,6 +510,7 @@ impl Drop for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::fixtures::TempDir;
     use crate::core::ports::wait;
 
     fn user(aor: &str) -> UserRecord {
@@ -525,7 +526,8 @@ mod tests {
     /// `perch admin` opens one) reaches a running server's change feed by polling.
     #[tokio::test]
     async fn changes_by_another_process_reach_the_feed() {
-        let dir = tempdir();
+        let temp = TempDir::new("store");
+        let dir = temp.path().to_path_buf();
         let server = SqliteStore::open(&dir).unwrap();
         let mut changes = server.changes();
         let admin = SqliteStore::open(&dir).unwrap();
@@ -539,12 +541,12 @@ mod tests {
             .expect("the feed did not move within 5 s")
             .unwrap();
         server.close();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn user_lifecycle_on_disk() {
-        let dir = tempdir();
+        let temp = TempDir::new("store");
+        let dir = temp.path().to_path_buf();
         let store = SqliteStore::open(&dir).unwrap();
         let changes = store.changes();
         let g0 = *changes.borrow();
@@ -590,12 +592,12 @@ mod tests {
             wait(reopened.add_user(user("b@x"))),
             Err(StoreError::Closed)
         ));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn concurrent_writes_are_grouped_and_all_answered() {
-        let dir = tempdir();
+        let temp = TempDir::new("store");
+        let dir = temp.path().to_path_buf();
         let store = SqliteStore::open(&dir).unwrap();
         let pending: Vec<_> = (0..200)
             .map(|i| store.add_user(user(&format!("u{i}@x"))))
@@ -604,7 +606,6 @@ mod tests {
             wait(p).unwrap();
         }
         assert_eq!(store.users().unwrap().len(), 200);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Posts are written without a savepoint each: a failing one (here a room that does not
@@ -612,7 +613,8 @@ mod tests {
     /// intact.
     #[test]
     fn a_failed_post_leaves_its_batch_intact() {
-        let dir = tempdir();
+        let temp = TempDir::new("store");
+        let dir = temp.path().to_path_buf();
         let store = SqliteStore::open(&dir).unwrap();
         let room = test_room(&store);
         // Submitted together, so the writer runs them in one transaction (most likely; the
@@ -644,7 +646,6 @@ mod tests {
         assert_eq!(search(&store, room.id, &["word2"]), 0);
         store.close();
         assert_index_true(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn test_room(store: &SqliteStore) -> Room {
@@ -682,17 +683,5 @@ mod tests {
             [],
         )
         .unwrap();
-    }
-
-    fn tempdir() -> PathBuf {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "perch-store-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
     }
 }
