@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use perch::lync::session::digest::{self, Algorithm, ClientDigest};
 use perch::lync::sip::Method;
-use perch::lync::sip::request::RequestHead;
+use perch::lync::sip::request::ClientLine;
 use tokio::sync::watch;
 
 use crate::random::Random;
@@ -79,7 +79,8 @@ pub struct Client {
     pub aor: String,
     /// Rooms entered by bjoin so far.
     pub entered: usize,
-    tag: String,
+    /// Our Via and From, the same on every request.
+    line: ClientLine,
     calls: u32,
     /// One CSeq counter for every request: it increases within each Call-ID as SIP requires,
     /// and keys our outstanding requests without ambiguity.
@@ -111,13 +112,21 @@ impl Client {
             .connect(ctx.connector.source_for(index))
             .await?;
         let tls = ctx.connector.transport() == "tls";
+        let conn = SipConn::new(stream, local, tls);
+        let line = ClientLine::new(
+            conn.via_transport,
+            &conn.local.to_string(),
+            &aor,
+            &format!("pl{index}"),
+            &format!("pl{index}"),
+        );
         let mut client = Client {
-            conn: SipConn::new(stream, local, tls),
+            conn,
             ctx,
             index,
             aor,
             entered: 0,
-            tag: format!("pl{index}"),
+            line,
             calls: 0,
             cseq: 0,
             envid: 0,
@@ -168,18 +177,10 @@ impl Client {
         extra: &[(&str, &str)],
         body: &str,
     ) {
-        let via = format!("SIP/2.0/{} {}", self.conn.via_transport, self.conn.local);
-        let from = format!("<sip:{}>;tag={};epid=pl{}", self.aor, self.tag, self.index);
-        let request = RequestHead {
-            method,
-            uri,
-            via: &via,
-            from: &from,
-            to,
-            call_id,
-            cseq,
-        }
-        .encode(extra, body.as_bytes());
+        let request = self
+            .line
+            .head(method, uri, to, call_id, cseq)
+            .encode(extra, body.as_bytes());
         self.conn.queue(&request);
     }
 

@@ -10,7 +10,7 @@ use perch::app::config::Config;
 use perch::app::server::{self, RunningServer};
 use perch::core::ports::Store;
 use perch::lync::sip::framer::{self, Frame, FrameLimits};
-use perch::lync::sip::request::RequestHead;
+use perch::lync::sip::request::ClientLine;
 use perch::lync::sip::{Message, StartLine};
 use perch::store::SqliteStore;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -251,17 +251,15 @@ impl Client {
         extra: &[(&str, &str)],
         body: &str,
     ) -> Vec<u8> {
-        let via = format!("SIP/2.0/{} 127.0.0.1:5555", self.transport);
-        let from = format!("<sip:{}>;tag={};epid=abc123", self.aor(), self.tag);
-        RequestHead {
-            method,
-            uri,
-            via: &via,
-            from: &from,
-            to,
-            call_id,
-            cseq,
-        }
+        let transport = self.transport.to_string();
+        ClientLine::new(
+            &transport,
+            "127.0.0.1:5555",
+            &self.aor(),
+            &self.tag,
+            "abc123",
+        )
+        .head(method, uri, to, call_id, cseq)
         .encode(extra, body.as_bytes())
         .to_vec()
     }

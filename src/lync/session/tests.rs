@@ -17,7 +17,7 @@ use crate::core::ports::{
     ArchiveStore, DirectoryStore, HistoryQuery, ModelStore, UserRecord, committed,
 };
 use crate::lync::sip::framer;
-use crate::lync::sip::request::RequestHead;
+use crate::lync::sip::request::ClientLine;
 use crate::lync::sip::{Frame, Message, StartLine};
 use crate::lync::xccos::xml::{self, Element, XmlLimits};
 use crate::net::outbox::Mailbox;
@@ -113,15 +113,14 @@ fn request(
     extra: &[(&str, &str)],
     body: &str,
 ) -> Vec<u8> {
-    RequestHead {
-        method,
-        uri,
-        via: "SIP/2.0/TLS 127.0.0.1:5555",
-        from: "<sip:alice@example.test>;tag=48213390;epid=abc123",
-        to,
-        call_id,
-        cseq,
-    }
+    ClientLine::new(
+        "TLS",
+        "127.0.0.1:5555",
+        "alice@example.test",
+        "48213390",
+        "abc123",
+    )
+    .head(method, uri, to, call_id, cseq)
     .encode(extra, body.as_bytes())
     .to_vec()
 }

@@ -48,6 +48,45 @@ impl RequestHead<'_> {
     }
 }
 
+/// A SIPE-shaped client's part of every request it sends, made once per client: its Via
+/// (without a branch, as SIPE sends none inside dialogs) and its From (address, tag and
+/// endpoint id). perch-load and the tests speak through it.
+#[derive(Debug, Clone)]
+pub struct ClientLine {
+    via: String,
+    from: String,
+}
+
+impl ClientLine {
+    /// `transport` is the Via token (`TLS`, `TCP`), `local` the client's address.
+    pub fn new(transport: &str, local: &str, aor: &str, tag: &str, epid: &str) -> ClientLine {
+        ClientLine {
+            via: format!("SIP/2.0/{transport} {local}"),
+            from: format!("<sip:{aor}>;tag={tag};epid={epid}"),
+        }
+    }
+
+    /// The head of a request from this client; `encode` it with its headers and body.
+    pub fn head<'a>(
+        &'a self,
+        method: &'a str,
+        uri: &'a str,
+        to: &'a str,
+        call_id: &'a str,
+        cseq: u32,
+    ) -> RequestHead<'a> {
+        RequestHead {
+            method,
+            uri,
+            via: &self.via,
+            from: &self.from,
+            to,
+            call_id,
+            cseq,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
