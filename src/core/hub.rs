@@ -202,6 +202,39 @@ impl AcceptedPost {
     }
 }
 
+/// The recent history of active rooms. `epoch` moves whenever the cache is cleared (an
+/// administrative change may have deleted history), so a load that began before a clear
+/// does not fill the cache with what it read.
+#[derive(Default)]
+struct Cache {
+    epoch: u64,
+    rooms: HashMap<i64, Recent>,
+}
+
+/// Takes a room's `Loading` mark back out if its load ends without finishing (the reader's
+/// future was dropped with its connection, or the read failed), so the room can be loaded
+/// again and `remember` stops collecting for it.
+struct LoadMark<'a> {
+    cache: &'a Mutex<Cache>,
+    room: i64,
+    epoch: u64,
+    finished: bool,
+}
+
+impl Drop for LoadMark<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut cache = locked(self.cache);
+        if cache.epoch == self.epoch
+            && matches!(cache.rooms.get(&self.room), Some(Recent::Loading(_)))
+        {
+            cache.rooms.remove(&self.room);
+        }
+    }
+}
+
 /// A room's recent history as the hub keeps it.
 enum Recent {
     Loaded(VecDeque<Arc<ChatMessage>>),
@@ -213,7 +246,7 @@ pub struct ChatCore {
     model: Arc<SnapshotHandle>,
     store: Arc<dyn Store>,
     live: Mutex<Live>,
-    cache: Mutex<HashMap<i64, Recent>>,
+    cache: Mutex<Cache>,
     sinks: RwLock<HashMap<Gateway, Arc<dyn EventSink>>>,
 }
 
@@ -231,7 +264,7 @@ impl ChatCore {
             model,
             store,
             live: Mutex::new(Live::default()),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
             sinks: RwLock::new(HashMap::new()),
         }
     }
@@ -499,7 +532,7 @@ impl ChatCore {
     fn remember(&self, message: &Arc<ChatMessage>) {
         let depth = self.snapshot().settings.default_chat_history as usize;
         let mut cache = locked(&self.cache);
-        match cache.get_mut(&message.room_id) {
+        match cache.rooms.get_mut(&message.room_id) {
             Some(Recent::Loaded(recent)) => {
                 let at = recent.partition_point(|known| known.id < message.id);
                 if recent.get(at).is_some_and(|known| known.id == message.id) {
@@ -540,36 +573,46 @@ impl ChatCore {
             let skip = recent.len().saturating_sub(count as usize);
             recent.iter().skip(skip).cloned().collect::<Vec<_>>()
         };
-        let cold = match locked(&self.cache).entry(room.id) {
-            Entry::Occupied(entry) => match entry.get() {
-                Recent::Loaded(recent) => return Ok((room, last(recent))),
-                // Another reader is loading it: read past the cache meanwhile.
-                Recent::Loading(_) => false,
-            },
-            Entry::Vacant(entry) => {
-                entry.insert(Recent::Loading(Vec::new()));
-                true
+        let mark = {
+            let mut cache = locked(&self.cache);
+            let epoch = cache.epoch;
+            match cache.rooms.entry(room.id) {
+                Entry::Occupied(entry) => match entry.get() {
+                    Recent::Loaded(recent) => return Ok((room, last(recent))),
+                    // Another reader is loading it: read past the cache meanwhile.
+                    Recent::Loading(_) => None,
+                },
+                Entry::Vacant(entry) => {
+                    entry.insert(Recent::Loading(Vec::new()));
+                    Some(LoadMark {
+                        cache: &self.cache,
+                        room: room.id,
+                        epoch,
+                        finished: false,
+                    })
+                }
             }
         };
         let loaded = self
             .store
             .history(room.id, HistoryQuery::Last(depth as u32))
-            .await;
-        if !cold {
-            let messages = loaded?;
-            let skip = messages.len().saturating_sub(count as usize);
-            return Ok((
-                room,
-                messages.into_iter().skip(skip).map(Arc::new).collect(),
-            ));
-        }
-        let mut cache = locked(&self.cache);
-        let committed = match cache.remove(&room.id) {
-            Some(Recent::Loading(committed)) => committed,
-            // Cleared by a reload meanwhile: start afresh with what was read.
-            _ => Vec::new(),
+            .await?;
+        let Some(mut mark) = mark else {
+            let skip = loaded.len().saturating_sub(count as usize);
+            return Ok((room, loaded.into_iter().skip(skip).map(Arc::new).collect()));
         };
-        let loaded = loaded?;
+        let mut cache = locked(&self.cache);
+        let unchanged = cache.epoch == mark.epoch;
+        let committed = match cache.rooms.get_mut(&room.id) {
+            // Still this load's mark: nothing cleared the cache meanwhile.
+            Some(Recent::Loading(committed)) if unchanged => std::mem::take(committed),
+            // Cleared meanwhile (history may have been deleted): answer, do not cache.
+            _ => {
+                mark.finished = true;
+                let skip = loaded.len().saturating_sub(count as usize);
+                return Ok((room, loaded.into_iter().skip(skip).map(Arc::new).collect()));
+            }
+        };
         // Posts committed during the read may or may not be in it: merge by id.
         let mut recent: Vec<Arc<ChatMessage>> =
             loaded.into_iter().map(Arc::new).chain(committed).collect();
@@ -578,7 +621,8 @@ impl ChatCore {
         let skip = recent.len().saturating_sub(depth);
         let recent: VecDeque<Arc<ChatMessage>> = recent.into_iter().skip(skip).collect();
         let answer = last(&recent);
-        cache.insert(room.id, Recent::Loaded(recent));
+        cache.rooms.insert(room.id, Recent::Loaded(recent));
+        mark.finished = true;
         Ok((room, answer))
     }
 
@@ -641,7 +685,10 @@ impl ChatCore {
     pub fn reconcile(&self) -> usize {
         let snapshot = self.snapshot();
         // Cached history may have been cleared or rooms removed: start afresh.
-        locked(&self.cache).clear();
+        let mut cache = locked(&self.cache);
+        cache.rooms.clear();
+        cache.epoch += 1;
+        drop(cache);
         let mut live = locked(&self.live);
         let mut evictions = Vec::new();
         let present: Vec<(i64, SessionRef, Arc<str>)> = live

@@ -664,3 +664,36 @@ async fn reconcile_after_disabling_a_room_evicts_its_occupants() {
     assert_eq!(hub.core.reconcile(), 0);
     assert!(hub.take().is_empty());
 }
+
+/// A reader whose cold load is dropped half-way (its connection closed while the store was
+/// reading) must not leave the room marked as loading: the next reader loads and caches it,
+/// and committed posts are not collected for a load that will never finish.
+#[tokio::test]
+async fn a_dropped_cold_load_leaves_the_room_loadable() {
+    let hub = Hub::new("dropped-load").await;
+    let a = session(1);
+    hub.join(ALICE, &a, "Lobby");
+    let first = hub.post(ALICE, &a, "Lobby", "one").await;
+    // Polled once (the load starts and marks the room), then dropped.
+    let uid = hub.uid("Lobby");
+    let mut cold = Box::pin(hub.core.history(BOB, &uid, HistoryQuery::Last(3)));
+    let pending = std::future::poll_fn(|cx| Poll::Ready(cold.as_mut().poll(cx).is_pending())).await;
+    assert!(pending, "the load finished at its first poll");
+    drop(cold);
+    // The next reader loads and caches: a message written behind the hub's back after
+    // that is not in the cached answer.
+    let loaded = hub.history(BOB, "Lobby", HistoryQuery::Last(3)).await;
+    assert_eq!(ids(&loaded), [first]);
+    committed(hub.store.append_message(ChatMessage {
+        id: 0,
+        room_id: hub.room("Lobby").id,
+        author: BOB.into(),
+        ts: now_ticks(),
+        text: "behind".into(),
+        extension: None,
+    }))
+    .await
+    .unwrap();
+    let cached = hub.history(BOB, "Lobby", HistoryQuery::Last(3)).await;
+    assert_eq!(ids(&cached), [first], "the room was never cached again");
+}
