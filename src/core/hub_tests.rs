@@ -1,4 +1,4 @@
-//! The hub on its own: a real SQLite store in a temporary directory, a recording sink for
+//! The hub on its own: the store ports in memory, a recording sink for
 //! the Lync gateway, and no sockets.
 
 use std::future::Future;
@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use super::*;
-use crate::core::fixtures::{TempDir, category, open_room, user};
-use crate::core::ports::{ArchiveStore, DirectoryStore, ModelStore, PreferenceStore};
-use crate::store::SqliteStore;
+use crate::core::fixtures::{MemoryStore, category, open_room, user};
+use crate::core::ports::{ArchiveStore, DirectoryStore, ModelStore};
 
 const DOMAIN: &str = "example.test";
 const ALICE: &str = "alice@example.test";
@@ -74,8 +73,7 @@ impl EventSink for Recorder {
 /// A hub over a seeded store: alice, bob and carol; category General (history kept) with
 /// the open rooms Lobby and Annex, category Ephemeral (no history) with the open room Flash.
 struct Hub {
-    _dir: TempDir,
-    store: Arc<SqliteStore>,
+    store: Arc<MemoryStore>,
     model: Arc<SnapshotHandle>,
     core: Arc<ChatCore>,
     events: Arc<Recorder>,
@@ -96,9 +94,8 @@ fn sessions(list: &[&SessionRef]) -> Vec<SessionRef> {
 }
 
 impl Hub {
-    async fn new(label: &str) -> Hub {
-        let dir = TempDir::new(&format!("hub-{label}"));
-        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    async fn new() -> Hub {
+        let store = Arc::new(MemoryStore::default());
         for aor in [ALICE, BOB, CAROL] {
             committed(store.add_user(user(aor))).await.unwrap();
         }
@@ -122,7 +119,6 @@ impl Hub {
         let events = Arc::new(Recorder::default());
         core.attach(Gateway::Lync, events.clone());
         Hub {
-            _dir: dir,
             store,
             model,
             core,
@@ -263,7 +259,7 @@ async fn join_in_order<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 
 #[tokio::test]
 async fn joining_lists_the_roster_and_tells_only_the_others() {
-    let hub = Hub::new("join").await;
+    let hub = Hub::new().await;
     let (a, b, a2) = (session(1), session(2), session(3));
 
     let first = hub.join(ALICE, &a, "Lobby");
@@ -300,7 +296,7 @@ async fn joining_lists_the_roster_and_tells_only_the_others() {
 
 #[tokio::test]
 async fn above_participant_update_limit_nobody_hears_of_joins_or_leaves() {
-    let hub = Hub::new("limit").await;
+    let hub = Hub::new().await;
     hub.setting("ParticipantUpdateLimit", 2).await;
     let (a, b, c) = (session(1), session(2), session(3));
     hub.join(ALICE, &a, "Lobby");
@@ -321,7 +317,7 @@ async fn above_participant_update_limit_nobody_hears_of_joins_or_leaves() {
 
 #[tokio::test]
 async fn parting_tells_those_remaining() {
-    let hub = Hub::new("part").await;
+    let hub = Hub::new().await;
     let (a, b, c) = (session(1), session(2), session(3));
     hub.join(ALICE, &a, "Lobby");
     hub.join(BOB, &b, "Lobby");
@@ -355,7 +351,7 @@ async fn parting_tells_those_remaining() {
 
 #[tokio::test]
 async fn posting_needs_a_join_and_respects_the_size_limits() {
-    let hub = Hub::new("refused").await;
+    let hub = Hub::new().await;
     let a = session(1);
     let before_join = hub.refused(ALICE, &a, "Lobby", "hello".into(), None);
     assert!(
@@ -405,7 +401,7 @@ async fn posting_needs_a_join_and_respects_the_size_limits() {
 
 #[tokio::test]
 async fn an_accepted_post_is_stored_then_delivered_to_everyone_in_the_room() {
-    let hub = Hub::new("post").await;
+    let hub = Hub::new().await;
     let (a, b, c) = (session(1), session(2), session(3));
     hub.join(ALICE, &a, "Lobby");
     hub.join(BOB, &b, "Lobby");
@@ -441,7 +437,7 @@ async fn an_accepted_post_is_stored_then_delivered_to_everyone_in_the_room() {
 
 #[tokio::test]
 async fn a_category_without_history_delivers_but_never_stores() {
-    let hub = Hub::new("ephemeral").await;
+    let hub = Hub::new().await;
     let (a, b) = (session(1), session(2));
     hub.join(ALICE, &a, "Flash");
     hub.join(BOB, &b, "Flash");
@@ -466,7 +462,7 @@ async fn a_category_without_history_delivers_but_never_stores() {
 
 #[tokio::test]
 async fn last_comes_from_the_cache_and_other_queries_from_the_store() {
-    let hub = Hub::new("history").await;
+    let hub = Hub::new().await;
     let a = session(1);
     hub.join(ALICE, &a, "Lobby");
     let mut posted = Vec::new();
@@ -540,7 +536,7 @@ async fn last_comes_from_the_cache_and_other_queries_from_the_store() {
 #[tokio::test]
 async fn cache_stays_in_id_order_when_commits_are_awaited_out_of_order() {
     const POSTS: usize = 24;
-    let hub = Hub::new("order").await;
+    let hub = Hub::new().await;
     hub.setting("DefaultChatHistory", 10).await;
     let people = [(ALICE, session(1)), (BOB, session(2)), (CAROL, session(3))];
     for (user, session) in &people {
@@ -571,11 +567,8 @@ async fn cache_stays_in_id_order_when_commits_are_awaited_out_of_order() {
             Err(error) => panic!("{error}"),
         }
     }
-    // The writer commits in submission order and answers each write in that order: once
-    // a later write is answered, every post's commit is in and its answer is waiting.
-    committed(hub.store.set_preference(ALICE, "barrier", "x"))
-        .await
-        .unwrap();
+    // The store commits each post as it is submitted: every answer is waiting before the
+    // first completion is awaited.
     // A shuffle (7 is coprime with 24): 3, 10, 17, 0, 7, 14, 21, 4, …
     let order: Vec<usize> = (0..POSTS).map(|i| (i * 7 + 3) % POSTS).collect();
     let completions: Vec<_> = order
@@ -616,7 +609,7 @@ async fn cache_stays_in_id_order_when_commits_are_awaited_out_of_order() {
 
 #[tokio::test]
 async fn reconcile_after_disabling_a_room_evicts_its_occupants() {
-    let hub = Hub::new("reconcile").await;
+    let hub = Hub::new().await;
     let (a, b) = (session(1), session(2));
     hub.join(ALICE, &a, "Lobby");
     hub.join(BOB, &b, "Lobby");
@@ -670,7 +663,7 @@ async fn reconcile_after_disabling_a_room_evicts_its_occupants() {
 /// and committed posts are not collected for a load that will never finish.
 #[tokio::test]
 async fn a_dropped_cold_load_leaves_the_room_loadable() {
-    let hub = Hub::new("dropped-load").await;
+    let hub = Hub::new().await;
     let a = session(1);
     hub.join(ALICE, &a, "Lobby");
     let first = hub.post(ALICE, &a, "Lobby", "one").await;

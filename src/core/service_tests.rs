@@ -2,10 +2,9 @@
 //! decides, and a room the user may not know of is not found.
 
 use super::*;
-use crate::core::fixtures::{TempDir, category, open_room, user};
+use crate::core::fixtures::{MemoryStore, category, open_room, user};
 use crate::core::manage::ListEdit;
 use crate::core::ports::{DirectoryStore, InvitationStore, ModelStore, read_blocking};
-use crate::store::SqliteStore;
 
 const DOMAIN: &str = "example.test";
 const MANAGER: &str = "manager@example.test";
@@ -14,16 +13,14 @@ const MEMBER: &str = "member@example.test";
 const STRANGER: &str = "stranger@example.test";
 
 struct Scene {
-    _dir: TempDir,
-    store: SqliteStore,
+    store: MemoryStore,
 }
 
 impl Scene {
     /// Category Eng (CREATOR may create rooms), an open room Lobby managed by MANAGER and
     /// a secret room Hideout managed by MANAGER with MEMBER.
     fn new() -> Scene {
-        let dir = TempDir::new("service");
-        let store = SqliteStore::open(dir.path()).unwrap();
+        let store = MemoryStore::default();
         for aor in [MANAGER, CREATOR, MEMBER, STRANGER] {
             wait(store.add_user(user(aor))).unwrap();
         }
@@ -38,7 +35,7 @@ impl Scene {
         hideout.managers = vec![Principal::User(MANAGER.into())];
         hideout.members = vec![Principal::User(MEMBER.into())];
         wait(store.save_room(hideout)).unwrap();
-        Scene { _dir: dir, store }
+        Scene { store }
     }
 
     fn snapshot(&self) -> Snapshot {
