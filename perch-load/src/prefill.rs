@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use perch::store::sqlite::DATABASE_FILE;
@@ -612,7 +612,7 @@ fn load(
     let span = i64::try_from(args.span_days)
         .unwrap_or(36_500)
         .saturating_mul(86_400 * 10_000_000);
-    let now = now_ticks();
+    let now = perch::core::ids::now_ticks();
     let first_ts = now - span;
     let step = span as f64 / args.messages as f64;
     let mut progress = Progress::new("rows", args.messages, args.quiet);
@@ -736,13 +736,6 @@ fn verify(connection: &Connection, quiet: bool) -> Result<(), PrefillError> {
         )
         .map_err(|e| PrefillError::Integrity(format!("FTS5 integrity-check: {e}")))?;
     Ok(())
-}
-
-/// Current time in 100 ns ticks since the Unix epoch, as perch stores `ts`.
-fn now_ticks() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX))
 }
 
 /// Which room each message goes to: the hot room (index 0) with probability `hot_share`,

@@ -273,14 +273,14 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if crate::lync::sip::header::parse_aor(&format!("x@{}", self.domain)).is_none() {
+        if crate::core::ids::domain_name(&self.domain).is_none() {
             return Err(format!(
                 "key `domain`: {:?} is not a valid SIP domain",
                 self.domain
             ));
         }
         if let Some(uri) = &self.chat_uri
-            && crate::lync::sip::header::parse_aor(uri).is_none()
+            && crate::core::ids::user_id(uri).is_none()
         {
             return Err(format!(
                 "key `chat_uri`: {uri:?} is not a SIP URI like ocschat@{}",
@@ -330,7 +330,7 @@ impl Config {
     pub fn chat_aor(&self) -> String {
         self.chat_uri
             .as_deref()
-            .and_then(crate::lync::sip::header::parse_aor)
+            .and_then(crate::core::ids::user_id)
             .unwrap_or_else(|| format!("ocschat@{}", self.domain))
     }
 }

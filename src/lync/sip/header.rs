@@ -347,31 +347,6 @@ fn split_host_port(hostport: &str) -> Option<(&str, Option<u16>)> {
     }
 }
 
-/// Parses `user@domain` or `sip:user@domain` into the canonical address-of-record.
-pub fn parse_aor(text: &str) -> Option<String> {
-    let text = text.trim();
-    let uri = if text
-        .get(..4)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sip:"))
-    {
-        text.to_owned()
-    } else {
-        format!("sip:{text}")
-    };
-    let parsed = SipUri::parse(&uri)?;
-    let valid_host = parsed
-        .host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-    let valid_user = parsed.user.as_deref().is_some_and(|u| {
-        u.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/%".contains(&b))
-    });
-    (valid_host && valid_user && parsed.port.is_none() && parsed.params == Params::default())
-        .then(|| parsed.aor())
-        .flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,27 +509,5 @@ mod tests {
         assert_eq!((v6.host.as_str(), v6.port), ("::1", Some(5060)));
         assert!(SipUri::parse("mailto:a@b").is_none());
         assert!(SipUri::parse("sip:a@b:notaport").is_none());
-    }
-
-    #[test]
-    fn aor_validation() {
-        assert_eq!(
-            parse_aor("Alice@Example.test").as_deref(),
-            Some("alice@example.test")
-        );
-        assert_eq!(parse_aor("sip:bob@x.y").as_deref(), Some("bob@x.y"));
-        for bad in [
-            "alice",
-            "@x",
-            "a b@x",
-            "a@x:5060",
-            "a@x;p=1",
-            "a@",
-            "sip:",
-            "ñañañ@x",
-            "sipñ",
-        ] {
-            assert_eq!(parse_aor(bad), None, "{bad}");
-        }
     }
 }
