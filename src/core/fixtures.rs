@@ -170,15 +170,7 @@ impl DirectoryStore for MemoryStore {
                 .iter_mut()
                 .find(|u| u.aor == aor)
                 .ok_or_else(|| StoreError::NotFound(format!("user {aor}")))?;
-            if let Some(name) = change.display_name {
-                user.display_name = name;
-            }
-            if let Some(enabled) = change.enabled {
-                user.enabled = enabled;
-            }
-            if let Some(credentials) = change.credentials {
-                user.credentials = Some(credentials);
-            }
+            change.apply(user);
             Ok(user.clone())
         })
     }

@@ -99,6 +99,21 @@ pub struct UserChange {
     pub credentials: Option<Credentials>,
 }
 
+impl UserChange {
+    /// The change made to `user`, as every backend applies it.
+    pub fn apply(self, user: &mut UserRecord) {
+        if let Some(name) = self.display_name {
+            user.display_name = name;
+        }
+        if let Some(enabled) = self.enabled {
+            user.enabled = enabled;
+        }
+        if let Some(credentials) = self.credentials {
+            user.credentials = Some(credentials);
+        }
+    }
+}
+
 /// Everything the chat core keeps in memory, as loaded from the store.
 #[derive(Debug, Clone, Default)]
 pub struct ModelData {

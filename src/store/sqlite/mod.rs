@@ -352,15 +352,7 @@ impl DirectoryStore for SqliteStore {
         self.admin_write(move |c| {
             let mut user =
                 select_user(c, &aor)?.ok_or_else(|| StoreError::NotFound(format!("user {aor}")))?;
-            if let Some(name) = change.display_name {
-                user.display_name = name;
-            }
-            if let Some(enabled) = change.enabled {
-                user.enabled = enabled;
-            }
-            if let Some(credentials) = change.credentials {
-                user.credentials = Some(credentials);
-            }
+            change.apply(&mut user);
             let [md5, sha256, scram_sha1, scram_sha256, nt_hash] =
                 verifier_columns(user.credentials.as_ref());
             c.execute(
