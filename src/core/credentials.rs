@@ -337,7 +337,7 @@ fn decode_key(
 
 /// Compares without an early exit, so the time taken does not tell how many leading bytes
 /// matched. (ring's constant_time module is deprecated for outside use.)
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -8,6 +8,7 @@ pub mod digest;
 pub mod error;
 mod protocol;
 mod rate;
+pub mod ntlm;
 pub mod registrar;
 mod transaction;
 
