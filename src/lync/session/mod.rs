@@ -10,6 +10,7 @@ mod protocol;
 mod rate;
 pub mod ntlm;
 pub mod registrar;
+pub mod sipae;
 mod transaction;
 
 use std::sync::Arc;
