@@ -77,6 +77,14 @@ pub struct Limits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Auth {
+    /// Offer NTLM with MS-SIPAE signing (what Lync and Pidgin-SIPE sign in with) beside
+    /// Digest. Needs users' NT hashes, stored whenever a password is set.
+    pub ntlm: bool,
+    /// NTLM domain names (NetBIOS style, e.g. `EXAMPLE`) that mean perch's SIP domain; the
+    /// domain's first label in capitals is always one, and so is the domain itself.
+    pub ntlm_domains: Vec<String>,
+    /// The `targetname` of NTLM challenges: the server's host name. Default `<domain>`.
+    pub ntlm_target_name: Option<String>,
     pub nonce_lifetime_secs: u64,
     pub failure_window_secs: u64,
     pub max_failures_per_address: u32,
@@ -172,6 +180,9 @@ impl Default for Limits {
 impl Default for Auth {
     fn default() -> Self {
         Self {
+            ntlm: true,
+            ntlm_domains: Vec::new(),
+            ntlm_target_name: None,
             nonce_lifetime_secs: 300,
             failure_window_secs: 300,
             max_failures_per_address: 20,
@@ -285,6 +296,25 @@ impl Config {
             return Err(format!(
                 "key `chat_uri`: {uri:?} is not a SIP URI like ocschat@{}",
                 self.domain
+            ));
+        }
+        for name in &self.auth.ntlm_domains {
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !valid {
+                return Err(format!(
+                    "key `auth.ntlm_domains`: {name:?} is not a domain name like EXAMPLE or example.test"
+                ));
+            }
+        }
+        if let Some(name) = &self.auth.ntlm_target_name
+            && crate::core::ids::domain_name(name).is_none()
+        {
+            return Err(format!(
+                "key `auth.ntlm_target_name`: {name:?} is not a host name like chat.example.test"
             ));
         }
         if self.listen.tls.is_none() && self.listen.tcp.is_none() {

@@ -14,6 +14,7 @@ use crate::app::config::Config;
 use crate::core::SnapshotHandle;
 use crate::core::hub::ChatCore;
 use crate::core::ports::{Store, StoreError};
+use crate::lync::session::sipae::NtlmSettings;
 use crate::lync::session::{LyncProtocol, Outboxes, SessionSettings, Shared};
 use crate::lync::sip::FrameLimits;
 use crate::lync::xccos::XccosEndpoint;
@@ -190,6 +191,13 @@ fn session_settings(config: &Config) -> SessionSettings {
             max_headers: config.limits.max_headers,
             max_body_bytes: config.limits.max_body_bytes,
         },
+        ntlm: auth.ntlm.then(|| {
+            NtlmSettings::new(
+                &config.domain,
+                auth.ntlm_target_name.as_deref().unwrap_or(&config.domain),
+                &auth.ntlm_domains,
+            )
+        }),
         nonce_lifetime: Duration::from_secs(auth.nonce_lifetime_secs),
         failure_window: Duration::from_secs(auth.failure_window_secs),
         max_failures_per_address: auth.max_failures_per_address,

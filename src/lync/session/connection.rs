@@ -15,6 +15,7 @@ use super::Outbound;
 use super::dialog::Dialog;
 use super::rate::TokenBucket;
 use super::registrar::{self, Change, Registration};
+use super::sipae::Security;
 use super::transaction::{ClientKey, ClientTransactions, ServerKey, ServerTransactions};
 use super::{
     ConnectionInfo, DialogContext, EndpointReply, Later, Shared, SipError, random_token, uri_param,
@@ -46,6 +47,8 @@ pub struct Session {
     info: ConnectionInfo,
     shared: Arc<Shared>,
     registration: Option<Registration>,
+    /// MS-SIPAE: the NTLM handshake in progress and the security association, if any.
+    security: Security,
     dialogs: HashMap<String, Dialog>,
     server_transactions: ServerTransactions,
     client_transactions: ClientTransactions,
@@ -63,6 +66,7 @@ impl Session {
             info,
             shared,
             registration: None,
+            security: Security::default(),
             dialogs: HashMap::new(),
             server_transactions: ServerTransactions::default(),
             client_transactions: ClientTransactions::default(),
@@ -91,10 +95,15 @@ impl Session {
         match frame {
             Frame::Ping => self.outputs.push(Output::Send(Bytes::from_static(b"\r\n"))),
             Frame::Message { head, body } => match Message::parse(&head, body) {
-                Ok(message) => match message.start {
-                    StartLine::Request { .. } => self.handle_request(message, now),
-                    StartLine::Response { code, .. } => self.handle_response(&message, code),
-                },
+                Ok(message) => {
+                    let Some(signed) = self.check_signature(&message) else {
+                        return;
+                    };
+                    match message.start {
+                        StartLine::Request { .. } => self.handle_request(message, signed, now),
+                        StartLine::Response { code, .. } => self.handle_response(&message, code),
+                    }
+                }
                 Err(error) => {
                     tracing::debug!(connection = self.info.id, %error, "unparsable SIP message");
                     // The framing is intact, so the stream goes on after the 400.
@@ -110,11 +119,42 @@ impl Session {
         self.reject_unparsable(error.head(), &error.into(), true);
     }
 
+    /// Once a security association exists, every message must carry a valid signature
+    /// (MS-SIPAE §3.3.5.2). `Some(true)`: verified; `Some(false)`: no association, or a
+    /// REGISTER that must authenticate afresh; `None`: refused here.
+    fn check_signature(&mut self, message: &Message) -> Option<bool> {
+        let Some(association) = self.security.association.as_mut() else {
+            return Some(false);
+        };
+        let error = match association.verify(message) {
+            Ok(()) => return Some(true),
+            Err(error) => error,
+        };
+        if message.method() == Some(&Method::Register) {
+            return Some(false);
+        }
+        tracing::info!(connection = self.info.id, %error, "message refused: MS-SIPAE signature");
+        if matches!(message.start, StartLine::Request { .. })
+            && message.method() != Some(&Method::Ack)
+        {
+            let reply = error_response(&message.headers, &SipError::Forbidden(error.to_string()));
+            self.outputs.push(Output::Send(reply.encode()));
+        }
+        None
+    }
+
+    /// Sends a message we answer with, signed if the connection has an association.
+    fn send_signed(&mut self, mut message: Message) -> Bytes {
+        self.security.sign_message(&mut message);
+        let bytes = message.encode();
+        self.outputs.push(Output::Send(bytes.clone()));
+        bytes
+    }
+
     fn reject_unparsable(&mut self, head: &[u8], error: &SipError, close: bool) {
         match salvage_response_headers(head) {
             Some(headers) => {
-                let reply = error_response(&headers, error);
-                self.outputs.push(Output::Send(reply.encode()));
+                self.send_signed(error_response(&headers, error));
                 if close {
                     self.outputs.push(Output::Close);
                 }
@@ -123,7 +163,7 @@ impl Session {
         }
     }
 
-    fn handle_request(&mut self, mut request: Message, now: Instant) {
+    fn handle_request(&mut self, mut request: Message, signed: bool, now: Instant) {
         let Ok(cseq) = request.cseq() else {
             return; // the parser guarantees a valid CSeq
         };
@@ -150,11 +190,11 @@ impl Session {
             // Not stored as the transaction's answer: a retry after the pause is served.
             let mut busy = error_response(&request.headers, &SipError::Overloaded);
             busy.headers.push("Retry-After", "1");
-            self.outputs.push(Output::Send(busy.encode()));
+            self.send_signed(busy);
             return;
         }
         let mut after = Vec::new();
-        let reply = match self.dispatch(&request, now, &mut after) {
+        let reply = match self.dispatch(&request, signed, now, &mut after) {
             Ok(Handled::Reply(reply)) => reply,
             Ok(Handled::Deferred(work)) => {
                 self.next_deferred += 1;
@@ -175,20 +215,19 @@ impl Session {
             }
             Err(error) => error_response(&request.headers, &error),
         };
-        self.complete(key, &reply, after, now);
+        self.complete(key, reply, after, now);
     }
 
     /// Sends and stores a final response, then the chat replies that follow it.
     fn complete(
         &mut self,
         key: ServerKey,
-        reply: &Message,
+        reply: Message,
         after: Vec<(String, Bytes)>,
         now: Instant,
     ) {
-        let bytes = reply.encode();
-        self.server_transactions.completed(key, bytes.clone(), now);
-        self.outputs.push(Output::Send(bytes));
+        let bytes = self.send_signed(reply);
+        self.server_transactions.completed(key, bytes, now);
         for (call_id, body) in after {
             self.send_info(&call_id, body, now);
         }
@@ -209,7 +248,7 @@ impl Session {
             ),
             Err(error) => (error_response(&waiting.headers, &error), Vec::new()),
         };
-        self.complete(waiting.key, &reply, after, now);
+        self.complete(waiting.key, reply, after, now);
     }
 
     /// A delivery from the chat core for one of this connection's dialogs.
@@ -225,13 +264,14 @@ impl Session {
     fn dispatch(
         &mut self,
         request: &Message,
+        signed: bool,
         now: Instant,
         after: &mut Vec<(String, Bytes)>,
     ) -> Result<Handled, SipError> {
         let method = request.method().cloned().unwrap_or(Method::Ack);
         check_request_line(request)?;
         match method {
-            Method::Register => return self.register(request, now).map(Handled::Reply),
+            Method::Register => return self.register(request, signed, now).map(Handled::Reply),
             Method::Options => return Ok(Handled::Reply(self.options(request))),
             Method::Info => {
                 self.check_identity(request)?;
@@ -284,11 +324,18 @@ impl Session {
         Ok(())
     }
 
-    fn register(&mut self, request: &Message, now: Instant) -> Result<Message, SipError> {
+    fn register(
+        &mut self,
+        request: &Message,
+        signed: bool,
+        now: Instant,
+    ) -> Result<Message, SipError> {
         let (reply, change) = registrar::register(
             &self.shared,
             &self.info,
             self.registration.as_ref(),
+            &mut self.security,
+            signed,
             request,
             now,
         )?;
@@ -500,7 +547,13 @@ impl Session {
         let Some(dialog) = self.dialogs.get_mut(call_id) else {
             return;
         };
-        let request = dialog.request(&self.info, Method::Info, Some("text/plain"), &body);
+        let request = dialog.request(
+            &self.info,
+            &mut self.security,
+            Method::Info,
+            Some("text/plain"),
+            &body,
+        );
         self.client_transactions.sent(
             ClientKey {
                 call_id: call_id.to_owned(),
@@ -517,7 +570,7 @@ impl Session {
         let Some(mut dialog) = self.dialogs.remove(call_id) else {
             return;
         };
-        let request = dialog.request(&self.info, Method::Bye, None, &[]);
+        let request = dialog.request(&self.info, &mut self.security, Method::Bye, None, &[]);
         self.client_transactions.forget_call(call_id);
         self.client_transactions.sent(
             ClientKey {
@@ -562,6 +615,11 @@ impl Session {
             self.server_transactions.next_expiry(),
             self.client_transactions.next_timeout(timeout),
             self.registration.as_ref().map(|r| r.expires_at),
+            self.security.association.as_ref().map(|a| a.expires_at),
+            self.security
+                .pending
+                .as_ref()
+                .map(|p| p.issued_at + super::sipae::CHALLENGE_LIFETIME),
         ]
         .into_iter()
         .flatten()
@@ -570,6 +628,32 @@ impl Session {
 
     pub fn tick(&mut self, now: Instant) {
         self.server_transactions.expire(now);
+        if self
+            .security
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.issued_at + super::sipae::CHALLENGE_LIFETIME <= now)
+        {
+            self.security.pending = None;
+        }
+        if self
+            .security
+            .association
+            .as_ref()
+            .is_some_and(|a| a.expires_at <= now)
+        {
+            // Nothing the client sends can be verified any more: the registration ends and
+            // the client signs in again (SIPE re-authenticates well before this).
+            tracing::info!(connection = self.info.id, "security association expired");
+            self.security.association = None;
+            self.end_all_dialogs();
+            if let Some(registration) = self.registration.take() {
+                self.shared
+                    .registrar
+                    .unbind(&registration.aor, self.info.id);
+            }
+            self.outputs.push(Output::Close);
+        }
         let timeout = self.shared.settings.transaction_timeout;
         for (key, outstanding) in self.client_transactions.timed_out(now, timeout) {
             tracing::info!(connection = self.info.id, call_id = %key.call_id, method = %outstanding.method, "request timed out");

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use crate::lync::sip::request::RequestHead;
 use crate::lync::sip::{Message, Method, NameAddr};
 
+use super::sipae::{Security, SignedParts};
 use super::{ConnectionInfo, random_token, via_token};
 
 #[derive(Debug, Clone)]
@@ -59,10 +60,12 @@ impl Dialog {
         tag_of("From") == self.remote_tag && tag_of("To").is_none_or(|tag| tag == self.local_tag)
     }
 
-    /// The next request perch sends in this dialog, encoded.
+    /// The next request perch sends in this dialog, encoded, and signed when the connection
+    /// has a security association.
     pub fn request(
         &mut self,
         connection: &ConnectionInfo,
+        security: &mut Security,
         method: Method,
         content_type: Option<&str>,
         body: &[u8],
@@ -84,9 +87,26 @@ impl Dialog {
             call_id: &self.call_id,
             cseq: self.local_cseq,
         };
-        match content_type {
-            Some(content_type) => head.encode(&[("Content-Type", content_type)], body),
-            None => head.encode(&[], body),
+        let signature = security.association.as_mut().map(|association| {
+            let cseq = self.local_cseq.to_string();
+            association.sign(&SignedParts {
+                call_id: &self.call_id,
+                cseq: &cseq,
+                method: method.as_str(),
+                from: &from,
+                to: &self.remote_from,
+                asserted_identity: None,
+                expires: None,
+                code: None,
+            })
+        });
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2);
+        if let Some(content_type) = content_type {
+            headers.push(("Content-Type", content_type));
         }
+        if let Some((name, value)) = &signature {
+            headers.push((name, value));
+        }
+        head.encode(&headers, body)
     }
 }

@@ -99,6 +99,8 @@ pub struct SessionSettings {
     pub requests_per_second: u32,
     pub request_burst: u32,
     pub frame_limits: FrameLimits,
+    /// NTLM with MS-SIPAE signing, when offered.
+    pub ntlm: Option<sipae::NtlmSettings>,
     pub nonce_lifetime: Duration,
     pub failure_window: Duration,
     pub max_failures_per_address: u32,

@@ -1,5 +1,6 @@
-//! The registrar: REGISTER with Digest or trusted-network authentication, answered in the
-//! exact shape SIPE requires (xccos-protocol.md §1.3), and the table of bindings.
+//! The registrar: REGISTER with NTLM (MS-SIPAE), Digest or trusted-network authentication,
+//! answered in the exact shape SIPE requires (xccos-protocol.md §1.3), and the table of
+//! bindings.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,7 +10,11 @@ use std::time::{Duration, Instant};
 use crate::lync::sip::response::response;
 use crate::lync::sip::{Message, NameAddr, SipUri};
 
+use base64::Engine as _;
+
 use super::digest::{self, DigestResponse, NonceCheck};
+use super::ntlm::{self, Authenticate, Challenge};
+use super::sipae::{self, Association, AuthFields, Pending, Role, Security};
 use super::{ConnectionInfo, Shared, SipError, random_token};
 
 /// The registration held by one connection.
@@ -80,11 +85,14 @@ pub enum Change {
     Unregistered,
 }
 
-/// Handles a REGISTER. A challenge is a normal answer (401), not an error.
+/// Handles a REGISTER. A challenge is a normal answer (401), not an error. `signed` says
+/// whether the request verified under the connection's security association.
 pub fn register(
     shared: &Shared,
     connection: &ConnectionInfo,
     current: Option<&Registration>,
+    security: &mut Security,
+    signed: bool,
     request: &Message,
     now: Instant,
 ) -> Result<(Message, Change), SipError> {
@@ -124,9 +132,19 @@ pub fn register(
     }
     let expires = expires.min(settings.max_expires);
 
-    // A refresh on the connection that already proved this identity needs no new proof.
-    if current.is_none()
-        && let Some(challenge) = authenticate(shared, connection.peer.ip(), &aor, request, now)?
+    // A refresh on the connection that already proved this identity needs no new proof,
+    // except that under NTLM the refresh itself must be signed; an unsigned one starts a
+    // new handshake (as SIPE does before its security association expires).
+    let proven = current.is_some() && (signed || security.association.is_none());
+    if !proven
+        && let Some(challenge) = authenticate(
+            shared,
+            connection.peer.ip(),
+            &aor,
+            security,
+            request,
+            now,
+        )?
     {
         return Ok((challenge, Change::None));
     }
@@ -170,18 +188,17 @@ fn authenticate(
     shared: &Shared,
     peer: IpAddr,
     aor: &str,
+    security: &mut Security,
     request: &Message,
     now: Instant,
 ) -> Result<Option<Message>, SipError> {
-    let snapshot = shared.model.snapshot();
-    let directory = &snapshot.directory;
     if shared
         .settings
         .trusted_networks
         .iter()
         .any(|net| net.contains(&peer))
     {
-        return match directory.active_user(aor) {
+        return match shared.model.snapshot().directory.active_user(aor) {
             Some(_) => Ok(None),
             None => Err(SipError::Forbidden("unknown or disabled user".into())),
         };
@@ -191,7 +208,41 @@ fn authenticate(
             "too many failed attempts; try again later".into(),
         ));
     }
+    let answers: Vec<AuthFields> = request
+        .headers
+        .get_all("Authorization")
+        .filter_map(AuthFields::parse)
+        .collect();
+    if let Some(ntlm) = answers.iter().find(|a| a.is_ntlm())
+        && shared.settings.ntlm.is_some()
+    {
+        return authenticate_ntlm(shared, peer, aor, security, ntlm, request, now);
+    }
     let (user_part, realm) = aor.split_once('@').unwrap_or((aor, ""));
+    if answers.iter().any(|a| a.scheme.eq_ignore_ascii_case("Digest")) {
+        return authenticate_digest(shared, peer, aor, user_part, realm, request, now);
+    }
+    if let Some(other) = answers.first() {
+        return Err(SipError::Forbidden(format!(
+            "authentication scheme {:?} is not offered here; use {}",
+            other.scheme.chars().take(32).collect::<String>(),
+            if shared.settings.ntlm.is_some() { "NTLM or Digest" } else { "Digest" }
+        )));
+    }
+    Ok(Some(challenge(shared, request, realm, false, now)))
+}
+
+fn authenticate_digest(
+    shared: &Shared,
+    peer: IpAddr,
+    aor: &str,
+    user_part: &str,
+    realm: &str,
+    request: &Message,
+    now: Instant,
+) -> Result<Option<Message>, SipError> {
+    let snapshot = shared.model.snapshot();
+    let directory = &snapshot.directory;
     let answer = request
         .headers
         .get_all("Authorization")
@@ -231,6 +282,105 @@ fn authenticate(
     }
 }
 
+/// The NTLM exchange of MS-SIPAE §3.2.5: an empty token gets a CHALLENGE (second 401,
+/// remembered on this connection under its `opaque`); an AUTHENTICATE answering it is
+/// checked against the user's NT hash and makes the connection's security association.
+fn authenticate_ntlm(
+    shared: &Shared,
+    peer: IpAddr,
+    aor: &str,
+    security: &mut Security,
+    answer: &AuthFields,
+    request: &Message,
+    now: Instant,
+) -> Result<Option<Message>, SipError> {
+    let Some(settings) = shared.settings.ntlm.as_ref() else {
+        return Ok(Some(challenge(shared, request, "", false, now)));
+    };
+    let token = answer.get("gssapi-data").unwrap_or_default();
+    if token.is_empty() {
+        let opaque = random_token();
+        let challenge = Challenge::new(random_nonce()?, &settings.names, ntlm::filetime(unix_now()));
+        let mut reply = response(&request.headers, 401, Some(&random_token()));
+        reply.headers.push(
+            "WWW-Authenticate",
+            format!(
+                "NTLM opaque=\"{opaque}\", gssapi-data=\"{}\", targetname=\"{}\", realm=\"{}\", version={}",
+                base64::engine::general_purpose::STANDARD.encode(&challenge.message),
+                settings.target,
+                sipae::REALM,
+                sipae::VERSION
+            ),
+        );
+        security.pending = Some(Pending {
+            challenge,
+            opaque,
+            issued_at: now,
+        });
+        return Ok(Some(reply));
+    }
+    // The pending challenge is used once, whatever the outcome.
+    let pending = security
+        .pending
+        .take()
+        .filter(|p| answer.get("opaque") == Some(p.opaque.as_str()))
+        .filter(|p| now.duration_since(p.issued_at) <= sipae::CHALLENGE_LIFETIME);
+    let Some(pending) = pending else {
+        tracing::info!(user = aor, %peer, "NTLM answer to no current challenge; starting over");
+        return Ok(Some(challenge(shared, request, "", false, now)));
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| SipError::Malformed("gssapi-data is not base64".into()))?;
+    let message = Authenticate::parse(&bytes)
+        .map_err(|error| SipError::Malformed(error.to_string()))?;
+    let fail = |reason: &str| {
+        shared.throttle.record_failure(peer, Some(aor), now);
+        // Deliberately silent about whether the user exists; the names are bounded.
+        tracing::info!(user = aor, %peer, reason, "registration refused: NTLM authentication failed");
+        Ok(Some(challenge(shared, request, "", false, now)))
+    };
+    let Some(identity) = settings.identity(&message.user, &message.domain) else {
+        return fail("NTLM user is not in this domain");
+    };
+    if identity != aor {
+        return Err(SipError::Forbidden(format!(
+            "NTLM user does not match the From address {aor}"
+        )));
+    }
+    let snapshot = shared.model.snapshot();
+    let nt_hash = snapshot
+        .directory
+        .active_user(aor)
+        .and_then(|user| user.credentials.as_ref())
+        .and_then(|credentials| credentials.nt_hash.as_ref());
+    let Some(nt_hash) = nt_hash else {
+        return fail("no NT hash stored (unknown user, disabled, or no password set since NTLM)");
+    };
+    let keys = match pending.challenge.verify(&message, nt_hash) {
+        Ok(keys) => keys,
+        Err(error) => return fail(&error.to_string()),
+    };
+    let mut association = Association::new(
+        Role::Server,
+        keys,
+        pending.opaque,
+        settings.target.clone(),
+        now,
+    );
+    // Version 4 clients sign the REGISTER that completes the handshake.
+    if answer.get("response").is_some()
+        && let Err(error) = association.verify(request)
+    {
+        return fail(&error.to_string());
+    }
+    tracing::info!(user = aor, %peer, "NTLM security association established");
+    security.association = Some(association);
+    Ok(None)
+}
+
+/// The first 401: every mechanism perch offers. SIPE takes NTLM, Digest clients take
+/// Digest (RFC 3261 §22.4: a client ignores schemes it does not know).
 fn challenge(
     shared: &Shared,
     request: &Message,
@@ -238,12 +388,51 @@ fn challenge(
     stale: bool,
     now: Instant,
 ) -> Message {
+    let realm = if realm.is_empty() {
+        shared.settings.domain.as_str()
+    } else {
+        realm
+    };
     let nonce = shared.nonces.issue(now);
     let mut reply = response(&request.headers, 401, Some(&random_token()));
+    if let Some(settings) = &shared.settings.ntlm {
+        reply.headers.push(
+            "WWW-Authenticate",
+            format!(
+                "NTLM realm=\"{}\", targetname=\"{}\", version={}",
+                sipae::REALM,
+                settings.target,
+                sipae::VERSION
+            ),
+        );
+        // MS-SIPAE §3.2.5.1.1: the server's clock, for the client's Kerberos and logs.
+        if let Ok(date) = time::OffsetDateTime::now_utc().format(time::macros::format_description!(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+        )) {
+            reply.headers.push("Date", date);
+        }
+    }
     for value in digest::challenges(realm, &nonce, stale) {
         reply.headers.push("WWW-Authenticate", value);
     }
     reply
+}
+
+/// A server challenge from the OS generator; without it a challenge would be guessable,
+/// so none is issued.
+fn random_nonce() -> Result<[u8; 8], SipError> {
+    use ring::rand::SecureRandom as _;
+    let mut nonce = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| SipError::Internal("system random generator failed".into()))?;
+    Ok(nonce)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn aor_of(request: &Message, header: &'static str) -> Result<String, SipError> {

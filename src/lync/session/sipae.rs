@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::ntlm::{Challenge, Direction, SessionKeys};
+use super::ntlm::{Challenge, Direction, SessionKeys, TargetNames};
 use crate::lync::sip::header::unquote;
 use crate::lync::sip::message::split_list;
 use crate::lync::sip::{Message, StartLine};
@@ -289,6 +289,63 @@ impl Association {
     }
 }
 
+/// How NTLM names map onto perch's users, and what perch's CHALLENGE announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NtlmSettings {
+    pub names: TargetNames,
+    /// The `targetname` of every header: the server's host name.
+    pub target: String,
+    /// The SIP domain every accepted NTLM identity belongs to.
+    pub sip_domain: String,
+    /// NTLM domain names (upper case) that mean `sip_domain`.
+    pub domains: Vec<String>,
+}
+
+impl NtlmSettings {
+    pub fn new(sip_domain: &str, target: &str, aliases: &[String]) -> NtlmSettings {
+        let netbios = sip_domain
+            .split('.')
+            .next()
+            .unwrap_or(sip_domain)
+            .to_ascii_uppercase();
+        let host = target.split('.').next().unwrap_or(target).to_ascii_uppercase();
+        let mut domains = vec![netbios.clone(), sip_domain.to_ascii_uppercase()];
+        for alias in aliases {
+            let alias = alias.to_ascii_uppercase();
+            if !domains.contains(&alias) {
+                domains.push(alias);
+            }
+        }
+        NtlmSettings {
+            names: TargetNames {
+                netbios_domain: netbios,
+                netbios_computer: host,
+                dns_domain: sip_domain.to_owned(),
+                dns_computer: target.to_owned(),
+            },
+            target: target.to_owned(),
+            sip_domain: sip_domain.to_owned(),
+            domains,
+        }
+    }
+
+    /// The perch user an NTLM user and domain name: `alice` in `EXAMPLE` (or in no domain)
+    /// and `alice@example.test` are `alice@example.test`; case never matters. `None` for
+    /// a domain that is not ours.
+    pub fn identity(&self, user: &str, domain: &str) -> Option<String> {
+        let ours = |d: &str| d.is_empty() || self.domains.iter().any(|n| n.eq_ignore_ascii_case(d));
+        let aor = if user.contains('@') {
+            crate::core::ids::user_id(user)?
+        } else {
+            crate::core::ids::user_id(&format!("{user}@{}", self.sip_domain))?
+        };
+        let in_domain = aor
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&self.sip_domain));
+        (ours(domain) && in_domain).then_some(aor)
+    }
+}
+
 /// A CHALLENGE sent on a connection, waiting for its AUTHENTICATE.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -332,7 +389,7 @@ fn random_hex8() -> String {
 mod tests {
     use super::*;
     use crate::core::credentials::NtHash;
-    use crate::lync::session::ntlm::{self, ClientEntropy, ClientIdentity, ReceivedChallenge, TargetNames};
+    use crate::lync::session::ntlm::{self, ClientEntropy, ClientIdentity, ReceivedChallenge};
     use bytes::Bytes;
 
     fn message(text: &str) -> Message {
@@ -413,5 +470,29 @@ mod tests {
         assert_eq!(server.verify(&answer), Err(SignatureError::Unsigned));
         let foreign = with_header(answer, (header.0, header.1.replace("op1", "op2")));
         assert_eq!(server.verify(&foreign), Err(SignatureError::WrongAssociation));
+    }
+
+    #[test]
+    fn ntlm_names_map_onto_perch_users_without_regard_to_case() {
+        let settings = NtlmSettings::new("example.test", "chat.example.test", &["CORP".into()]);
+        assert_eq!(settings.names.netbios_domain, "EXAMPLE");
+        for (user, domain) in [
+            ("alice", "EXAMPLE"),
+            ("ALICE", "example"),
+            ("Alice", "CORP"),
+            ("alice", "example.test"),
+            ("alice", ""),
+            ("alice@example.test", ""),
+            ("ALICE@EXAMPLE.TEST", ""),
+        ] {
+            assert_eq!(
+                settings.identity(user, domain).as_deref(),
+                Some("alice@example.test"),
+                "{user} in {domain:?}"
+            );
+        }
+        assert_eq!(settings.identity("alice", "OTHER"), None);
+        assert_eq!(settings.identity("alice@other.test", ""), None);
+        assert_eq!(settings.identity("", "EXAMPLE"), None);
     }
 }
