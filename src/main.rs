@@ -39,9 +39,13 @@ enum Command {
     Serve {
         #[command(flatten)]
         common: Common,
-        /// Start with demo users on a loopback-only server that trusts loopback clients.
+        /// Start with demo users (known passwords) on a loopback-only server.
         #[arg(long)]
         demo: bool,
+        /// With --demo: also let clients on this machine sign in as any user without a
+        /// password (the old demo behaviour, for bots and scripts).
+        #[arg(long, requires = "demo")]
+        trust_loopback: bool,
         /// Log as JSON lines instead of readable text.
         #[arg(long)]
         log_json: bool,
@@ -127,8 +131,9 @@ fn main() -> ExitCode {
         Command::Serve {
             common,
             demo,
+            trust_loopback,
             log_json,
-        } => serve(&common, demo, log_json),
+        } => serve(&common, demo.then_some(trust_loopback), log_json),
         Command::Admin { common, command } => run_admin(&common, *command),
     };
     match result {
@@ -163,11 +168,17 @@ fn init_logging(config: &Config, json: bool) {
     }
 }
 
-fn serve(common: &Common, demo: bool, log_json: bool) -> Result<(), String> {
+/// `demo`: `None` for a normal server, `Some(trust_loopback)` for `--demo`.
+fn serve(common: &Common, demo: Option<bool>, log_json: bool) -> Result<(), String> {
     let mut config = load_config(common)?;
-    if demo {
-        perch::app::admin::demo::prepare_config(&mut config, common.data.is_some());
+    if let Some(trust_loopback) = demo {
+        perch::app::admin::demo::prepare_config(
+            &mut config,
+            common.data.is_some(),
+            trust_loopback,
+        );
     }
+    let demo = demo.is_some();
     init_logging(&config, log_json);
     raise_open_file_limit();
     let store: Arc<dyn Store> =

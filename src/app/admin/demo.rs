@@ -1,5 +1,6 @@
 //! `perch serve --demo`: a loopback-only server with a demo domain and users with known
-//! passwords, trusting loopback so a SIPE client on the same machine connects as is.
+//! passwords, which SIPE signs in with over NTLM and Digest clients with Digest. Loopback
+//! is trusted (no password needed) only with `--trust-loopback`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,9 +23,10 @@ pub const DEMO_USERS: &[(&str, &str, &str)] = &[
     ("carol", "carol-demo", "Carol Demo"),
 ];
 
-/// Adjusts a configuration for the demo: loopback listeners (TLS 5061, TCP 5060), loopback
-/// trusted, the demo domain, and its own data directory unless one was given.
-pub fn prepare_config(config: &mut Config, data_given: bool) {
+/// Adjusts a configuration for the demo: loopback listeners (TLS 5061, TCP 5060), the demo
+/// domain, its own data directory unless one was given, and loopback trusted only when
+/// asked for.
+pub fn prepare_config(config: &mut Config, data_given: bool, trust_loopback: bool) {
     config.domain = DEMO_DOMAIN.into();
     if !data_given {
         config.data_dir = PathBuf::from("perch-demo-data");
@@ -33,6 +35,9 @@ pub fn prepare_config(config: &mut Config, data_given: bool) {
     config.listen.tls = Some(loopback(5061));
     if config.listen.tcp.is_none() {
         config.listen.tcp = Some(loopback(5060));
+    }
+    if !trust_loopback {
+        return;
     }
     for net in ["127.0.0.0/8", "::1/128"] {
         if let Ok(net) = net.parse()
@@ -187,6 +192,19 @@ pub fn instructions(config: &Config, server: &RunningServer) -> String {
         .certificate()
         .map(|p| p.cert.display().to_string())
         .unwrap_or_default();
+    let trusted = if config.trusted_networks.is_empty() {
+        "every client signs in with its password".to_owned()
+    } else {
+        format!(
+            "clients from {} are trusted and need none",
+            config
+                .trusted_networks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     let users: Vec<String> = DEMO_USERS
         .iter()
         .map(|(u, p, _)| format!("    {u}@{DEMO_DOMAIN}  password {p}"))
@@ -194,13 +212,13 @@ pub fn instructions(config: &Config, server: &RunningServer) -> String {
     format!(
         "\nperch demo is running (data in {data}).\n\
          \n  SIP over TLS  {tls}   certificate {cert}\n                     SHA-256 {fingerprint}\n  SIP over TCP  {tcp}\n\
-         \n  Users (Digest passwords; clients on this machine are trusted and need none):\n{users}\n\
+         \n  Users (NTLM and Digest passwords; {trusted}):\n{users}\n\
          \n  Chat endpoint: sip:{chat}\n\
          \n  Rooms in category Demo: Lobby (open, with history), Team (closed: alice, bob),\n\
          \x20 Announcements (auditorium: alice presents), Hideout (secret: alice).\n\
          \n  Pidgin + SIPE: add an \"Office Communicator\" account, username alice@{domain},\n\
          \x20 server 127.0.0.1:5060 with connection type TCP (or 127.0.0.1:5061 with TLS after\n\
-         \x20 accepting the certificate above), authentication scheme NTLM, any password.\n\
+         \x20 accepting the certificate above), authentication scheme NTLM, password alice-demo.\n\
          \x20 Then Buddies > Join a Chat > Room List to see the rooms, and join Lobby.\n\
          \x20 A Digest SIP client (pjsua, Linphone): username alice, realm {domain}, password\n\
          \x20 alice-demo, over TLS to 127.0.0.1:5061 (SHA-256 or MD5, qop=auth).\n\
