@@ -9,6 +9,7 @@ mod hostile;
 mod layers;
 mod limits;
 mod load;
+mod ntlm;
 mod registrar;
 mod secrecy;
 mod support;
