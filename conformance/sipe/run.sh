@@ -25,7 +25,7 @@ if [ ! -f "$SIPE_DIR/harness.py" ]; then
     exit 2
 fi
 
-rm -f "$RESULTS"/sipe-connect-*.txt "$RESULTS"/sipe-basic-*.txt "$RESULTS"/sipe-*-finch-debug.log "$RESULTS/perch-sipe.log"
+rm -f "$RESULTS"/sipe-wrong-password-*.txt "$RESULTS"/sipe-connect-*.txt "$RESULTS"/sipe-basic-*.txt "$RESULTS"/sipe-*-finch-debug.log "$RESULTS/perch-sipe.log"
 
 log "setup: $SIPE_DIR/setup.sh"
 sh "$SIPE_DIR/setup.sh" >&2
@@ -38,15 +38,16 @@ DATA="$WORK/data"
 CONFIG="$WORK/perch.toml"
 cat >"$CONFIG" <<'EOF'
 domain = "example.test"
-# SIPE answers a challenge with NTLM/Kerberos only; perch trusts loopback instead.
-trusted_networks = ["127.0.0.0/8"]
+# No trusted network: SIPE signs in with its password over NTLM (MS-SIPAE signing).
 
 [listen]
 tls = "127.0.0.1:0"
 tcp = "127.0.0.1:0"
 EOF
+# Each user's password is its local part plus "-pw" (alice-pw).
+password_of() { printf '%s-pw' "${1%@*}"; }
 for u in "${USERS[@]}" carol@example.test; do
-    "$PERCH" admin --data "$DATA" user add "$u" --no-password >&2
+    password_of "$u" | "$PERCH" admin --data "$DATA" user add "$u" --password-stdin >&2
 done
 # Rooms: Lobby (open, with history), Team (closed: bob only), Hideout (secret: bob only).
 admin() { "$PERCH" admin --data "$DATA" "$@" >&2; }
@@ -62,7 +63,7 @@ HISTORY=("Welcome to the lobby" "History is kept in SQLite" "Say hello")
 
 start_perch "$CONFIG" "$DATA" "$RESULTS/perch-sipe.log"
 /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/seed_history.py" "$PERCH_TCP_ADDR" carol@example.test \
-    "$LOBBY_URI" "${HISTORY[@]}" >&2
+    "$(password_of carol@example.test)" "$LOBBY_URI" "${HISTORY[@]}" >&2
 
 required_steps() {
     local u
@@ -84,9 +85,10 @@ SUMMARY=()
 run_transport() {
     local scenario="$1" transport="$2" addr="$3"
     local out="$RESULTS/sipe-$scenario-$transport.txt" hw="$WORK/harness-$scenario-$transport"
-    local args=(--server "$addr" --transport "$transport" --scenario "$scenario" --workdir "$hw")
+    local args=(--server "$addr" --transport "$transport" --scenario "$scenario" --workdir "$hw"
+                --auth ntlm)
     local u t rc=0 step c
-    for u in "${USERS[@]}"; do args+=(--user "$u:x"); done
+    for u in "${USERS[@]}"; do args+=(--user "$u:$(password_of "$u")"); done
     if [ "$transport" = tls ]; then args+=(--tls-peer-cert "$DATA/dev-cert.pem"); fi
     if [ "$scenario" = basic ]; then
         args+=(--room "$LOBBY_URI" --expect-history "${#HISTORY[@]}" --expect-not-listed Hideout
@@ -127,11 +129,49 @@ run_transport() {
     local other
     other=$(grep -E '^FAIL ' "$out" | sed 's/^FAIL //; s/\]: .*/]/; s/: .*//' | grep -vxF -f <(required_steps "$scenario") | tr '\n' ' ' || true)
     SUMMARY+=("sipe-$scenario-$transport: $ok/$((ok + bad)) required steps passed in ${took}s${other:+; other failing steps (not required): $other}")
+
+    # MS-SIPAE: SIPE validated perch's signatures, and never saw a bad or missing one.
+    local validated=0 refused=0
+    for c in "$hw"/client*; do
+        validated=$((validated + $(grep -c 'signature of incoming message validated' "$c/finch-debug.log" || true)))
+        refused=$((refused + $(grep -Ec 'signature of incoming message is invalid|message without authentication data' "$c/finch-debug.log" || true)))
+    done
+    if [ "$validated" -gt 0 ] && [ "$refused" = 0 ]; then
+        echo "PASS signatures: SIPE validated $validated signed messages from perch, refused none" >>"$out"
+    else
+        echo "FAIL signatures: SIPE validated $validated signed messages, refused $refused" >>"$out"
+        FAILED_REQUIRED+=("$scenario/$transport: signatures")
+    fi
+}
+
+# A wrong password: SIPE must fail to connect and say why; perch must log the failure
+# without the password.
+wrong_password() {
+    local out="$RESULTS/sipe-wrong-password-tcp.txt" hw="$WORK/harness-wrong-password" rc=0
+    timeout -k 10 120 /usr/bin/python3 "$SIPE_DIR/harness.py" --server "$PERCH_TCP_ADDR" \
+        --transport tcp --scenario connect --auth ntlm --connect-timeout 15 --workdir "$hw" \
+        --user "alice@example.test:not-alices-password" </dev/null >"$out.tmp" 2>/dev/null || rc=$?
+    {
+        echo "# perch conformance: Pidgin-SIPE with a wrong password over tcp ($PERCH_TCP_ADDR)"
+        echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), harness exit $rc"
+        if grep -q '^FAIL connect\[alice@example.test\]' "$out.tmp" \
+            && grep -q 'description: Authentication failed' "$hw"/client*/finch-debug.log \
+            && grep -q 'NTLM authentication failed' "$RESULTS/perch-sipe.log" \
+            && ! grep -q 'not-alices-password' "$RESULTS/perch-sipe.log"; then
+            echo "PASS wrong-password: SIPE refused (\"Authentication failed\"), perch logged the failure without the password"
+        else
+            echo "FAIL wrong-password: expected no connection, SIPE's \"Authentication failed\" and a perch log line without the password"
+            FAILED_REQUIRED+=("wrong-password")
+        fi
+    } >"$out"
+    rm -f "$out.tmp"
+    SUMMARY+=("sipe-wrong-password-tcp: $(grep -Eo '^(PASS|FAIL)' "$out")")
 }
 
 run_transport connect tcp "$PERCH_TCP_ADDR"
 run_transport connect tls "$PERCH_TLS_ADDR"
 run_transport basic tls "$PERCH_TLS_ADDR"
+wrong_password
 
 stop_perch
 if grep -Eq ' (ERROR|WARN) ' "$RESULTS/perch-sipe.log"; then
@@ -141,7 +181,8 @@ fi
 
 echo "== SIPE conformance (${SECONDS}s)"
 for s in "${SUMMARY[@]}"; do echo "  $s"; done
-cat "$RESULTS"/sipe-connect-tcp.txt "$RESULTS"/sipe-connect-tls.txt "$RESULTS"/sipe-basic-tls.txt | grep -E '^(PASS|FAIL) ' | sed 's/^/  /'
+cat "$RESULTS"/sipe-connect-tcp.txt "$RESULTS"/sipe-connect-tls.txt "$RESULTS"/sipe-basic-tls.txt \
+    "$RESULTS"/sipe-wrong-password-tcp.txt | grep -E '^(PASS|FAIL) ' | sed 's/^/  /'
 if [ "${#FAILED_REQUIRED[@]}" -gt 0 ]; then
     echo "  required steps that did not pass:"
     for s in "${FAILED_REQUIRED[@]}"; do echo "    $s"; done

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Posts a few messages to a perch room as a trusted-network user, over plain TCP, so the
-SIPE run has history to show. Raw SIP and XCCOS, standard library only.
+"""Posts a few messages to a perch room over plain TCP, so the SIPE run has history to show.
+Signs in with Digest (MD5, qop=auth) using PASSWORD. Raw SIP and XCCOS, standard library only.
 
-    seed_history.py HOST:PORT USER@DOMAIN ROOM-URI TEXT...
+    seed_history.py HOST:PORT USER@DOMAIN PASSWORD ROOM-URI TEXT...
 """
+import hashlib
+import re
 import socket
 import sys
 
 
-def frame(sock, buf):
-    """Reads one SIP message; returns (start line, headers dict, body, rest of buffer)."""
+def frame(sock, buf, all_headers=False):
+    """Reads one SIP message; returns (start line, headers dict, body, rest of buffer). The
+    dict maps a lower-case name to its first value, or to every value with `all_headers`."""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
         if not chunk:
@@ -20,15 +23,19 @@ def frame(sock, buf):
     headers = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
-        headers.setdefault(name.strip().lower(), value.strip())
-    length = int(headers.get("content-length", "0"))
+        if all_headers:
+            headers.setdefault(name.strip().lower(), []).append(value.strip())
+        else:
+            headers.setdefault(name.strip().lower(), value.strip())
+    length = int((headers.get("content-length") or ["0"])[0] if all_headers
+                 else headers.get("content-length", "0"))
     while len(rest) < length:
         rest += sock.recv(65536)
     return lines[0], headers, rest[:length], rest[length:]
 
 
 def main():
-    addr, user, room, *texts = sys.argv[1:]
+    addr, user, password, room, *texts = sys.argv[1:]
     host, port = addr.rsplit(":", 1)
     domain = user.split("@")[1]
     chat = "sip:ocschat@%s" % domain
@@ -36,20 +43,21 @@ def main():
     buf = b""
     state = {"cseq": 0, "to": "<%s>" % chat}
 
-    def request(method, uri, call_id, to, body="", cseq=None):
+    def request(method, uri, call_id, to, body="", cseq=None, extra=""):
         if cseq is None:
             state["cseq"] += 1
             cseq = state["cseq"]
         msg = ("%s %s SIP/2.0\r\nVia: SIP/2.0/TCP %s\r\nFrom: <sip:%s>;tag=seed1;epid=seed\r\n"
                "To: %s\r\nCall-ID: %s\r\nCSeq: %d %s\r\nMax-Forwards: 70\r\nContact: <sip:%s>\r\n"
-               "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
-               % (method, uri, addr, user, to, call_id, cseq, method, user, len(body.encode()), body))
+               "%sContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
+               % (method, uri, addr, user, to, call_id, cseq, method, user, extra,
+                  len(body.encode()), body))
         sock.sendall(msg.encode())
 
-    def expect(code):
+    def expect(code, all_headers=False):
         nonlocal buf
         while True:
-            start, headers, body, buf = frame(sock, buf)
+            start, headers, body, buf = frame(sock, buf, all_headers)
             if start.startswith("SIP/2.0 "):
                 if not start.startswith("SIP/2.0 %d" % code):
                     raise SystemExit("expected %d, got %s" % (code, start))
@@ -59,7 +67,19 @@ def main():
                 "%s: %s\r\n" % (n, headers[n.lower()]) for n in ("Via", "From", "To", "Call-ID", "CSeq"))
             sock.sendall(ok.encode())
 
-    request("REGISTER", "sip:%s" % domain, "seed-reg", "<sip:%s>" % user, cseq=1)
+    register_uri = "sip:%s" % domain
+    request("REGISTER", register_uri, "seed-reg", "<sip:%s>" % user, cseq=1)
+    challenges = expect(401, all_headers=True)["www-authenticate"]
+    digest = next(c for c in challenges if c.startswith("Digest") and "algorithm=MD5" in c)
+    fields = dict(re.findall(r'(\w+)="?([^",]*)"?', digest[len("Digest"):]))
+    md5 = lambda text: hashlib.md5(text.encode()).hexdigest()
+    ha1 = md5("%s:%s:%s" % (user.split("@")[0], fields["realm"], password))
+    ha2 = md5("REGISTER:%s" % register_uri)
+    response = md5("%s:%s:00000001:5eed:auth:%s" % (ha1, fields["nonce"], ha2))
+    auth = ('Authorization: Digest username="%s", realm="%s", nonce="%s", uri="%s", '
+            'response="%s", algorithm=MD5, cnonce="5eed", qop=auth, nc=00000001\r\n'
+            % (user.split("@")[0], fields["realm"], fields["nonce"], register_uri, response))
+    request("REGISTER", register_uri, "seed-reg", "<sip:%s>" % user, cseq=2, extra=auth)
     expect(200)
     request("INVITE", chat, "seed-chat", state["to"], cseq=1)
     state["to"] = expect(200)["to"]
