@@ -59,11 +59,8 @@ struct Reads {
 impl SqliteStore {
     /// Opens (creating if needed) the database in `data_dir` and brings its schema up to date.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
         let path = data_dir.join(DATABASE_FILE);
+        make_private(data_dir, &path)?;
         let mut connection = Connection::open(&path)?;
         configure(&connection)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
@@ -499,8 +496,86 @@ impl Drop for SqliteStore {
     }
 }
 
+/// The store holds every message (secret rooms too) and password-equivalent verifiers
+/// (Digest HA1, NT hash): its directory is 0700 and its files 0600, whatever the umask.
+/// SQLite gives the WAL and shared-memory files the database file's mode. Looser modes
+/// found on an existing store are tightened, and said so.
+fn make_private(data_dir: &Path, database: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| StoreError::Io { path, source }
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(io(data_dir))?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(database)
+        .map_err(io(database))?;
+    let mut targets = vec![(data_dir.to_path_buf(), 0o700)];
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        targets.push((PathBuf::from(name), 0o600));
+    }
+    for (path, mode) in targets {
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            continue; // the WAL and shared-memory files come later, with the right mode
+        };
+        let current = metadata.permissions().mode() & 0o777;
+        if current & !mode != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(io(&path))?;
+            tracing::warn!(
+                path = %path.display(),
+                was = format_args!("{current:o}"),
+                now = format_args!("{mode:o}"),
+                "store file was readable by others; permissions tightened"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_store_is_private_whatever_the_umask_and_loose_modes_are_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = crate::core::fixtures::TempDir::new("private");
+        let data = dir.path().join("data");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        {
+            let store = SqliteStore::open(&data).unwrap();
+            crate::core::ports::wait(store.add_user(crate::core::ports::UserRecord {
+                aor: "alice@example.test".into(),
+                display_name: String::new(),
+                enabled: true,
+                credentials: Some(crate::core::credentials::Credentials::derive(
+                    "alice@example.test",
+                    "pw",
+                )),
+            }))
+            .unwrap();
+            assert_eq!(mode(&data), 0o700);
+            for file in std::fs::read_dir(&data).unwrap() {
+                let path = file.unwrap().path();
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+            }
+        }
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let database = data.join(DATABASE_FILE);
+        std::fs::set_permissions(&database, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _store = SqliteStore::open(&data).unwrap();
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&database), 0o600);
+    }
+
     use super::*;
     use crate::core::fixtures::TempDir;
     use crate::core::ports::wait;
