@@ -294,3 +294,50 @@ async fn ntlm_failures_are_throttled_like_digest_ones() {
     assert_eq!(status(&client.response().await), 403, "blocked before any challenge");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_without_an_nt_hash_is_told_to_set_a_password_and_cannot_use_ntlm() {
+    // A password set before perch stored NT hashes: Digest verifiers only.
+    let server = TestServer::start_seeded(
+        |_| {},
+        |store| {
+            let mut credentials =
+                perch::core::credentials::Credentials::derive("bob@example.test", "bob-pw");
+            credentials.nt_hash = None;
+            perch::core::ports::wait(store.update_user(
+                "bob@example.test",
+                perch::core::ports::UserChange {
+                    display_name: None,
+                    enabled: None,
+                    credentials: Some(credentials),
+                },
+            ))
+            .unwrap();
+        },
+    )
+    .await;
+    let listing = std::process::Command::new(env!("CARGO_BIN_EXE_perch"))
+        .args(["admin", "--data"])
+        .arg(&server.data_dir)
+        .args(["user", "list"])
+        .env("PERCH_DOMAIN", DOMAIN)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    let bob = listing
+        .lines()
+        .find(|l| l.contains("bob@example.test"))
+        .unwrap();
+    assert!(bob.contains("needs a new password for: ntlm"), "{bob}");
+    let alice = listing
+        .lines()
+        .find(|l| l.contains("alice@example.test"))
+        .unwrap();
+    assert!(!alice.contains("needs a new password"), "{alice}");
+
+    let mut client = server.tcp().await;
+    client.user = "bob".into();
+    let (reply, _) = sign_in(&mut client, ("bob", "EXAMPLE"), "bob-pw").await;
+    assert_eq!(status(&reply), 401);
+    server.stop().await;
+}
