@@ -85,6 +85,9 @@ pub struct Auth {
     pub ntlm_domains: Vec<String>,
     /// The `targetname` of NTLM challenges: the server's host name. Default `<domain>`.
     pub ntlm_target_name: Option<String>,
+    /// How long an NTLM security association lasts; then the registration ends. SIPE
+    /// re-authenticates 5 minutes before 8 hours, so shorter values disconnect it.
+    pub ntlm_association_lifetime_secs: u64,
     pub nonce_lifetime_secs: u64,
     pub failure_window_secs: u64,
     pub max_failures_per_address: u32,
@@ -183,6 +186,7 @@ impl Default for Auth {
             ntlm: true,
             ntlm_domains: Vec::new(),
             ntlm_target_name: None,
+            ntlm_association_lifetime_secs: 8 * 3600,
             nonce_lifetime_secs: 300,
             failure_window_secs: 300,
             max_failures_per_address: 20,
@@ -309,6 +313,9 @@ impl Config {
                     "key `auth.ntlm_domains`: {name:?} is not a domain name like EXAMPLE or example.test"
                 ));
             }
+        }
+        if self.auth.ntlm_association_lifetime_secs == 0 {
+            return Err("key `auth.ntlm_association_lifetime_secs`: must be at least 1".into());
         }
         if let Some(name) = &self.auth.ntlm_target_name
             && crate::core::ids::domain_name(name).is_none()

@@ -191,8 +191,9 @@ fn session_settings(config: &Config) -> SessionSettings {
             max_headers: config.limits.max_headers,
             max_body_bytes: config.limits.max_body_bytes,
         },
-        ntlm: auth.ntlm.then(|| {
-            NtlmSettings::new(
+        ntlm: auth.ntlm.then(|| NtlmSettings {
+            association_lifetime: Duration::from_secs(auth.ntlm_association_lifetime_secs),
+            ..NtlmSettings::new(
                 &config.domain,
                 auth.ntlm_target_name.as_deref().unwrap_or(&config.domain),
                 &auth.ntlm_domains,

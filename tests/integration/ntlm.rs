@@ -69,7 +69,18 @@ async fn sign_in(
     login: (&str, &str),
     password: &str,
 ) -> (Message, Option<Association>) {
-    client.send(&register(client, 1, None)).await;
+    sign_in_from(client, login, password, 0).await
+}
+
+/// [`sign_in`] with the REGISTERs' CSeq numbers after `cseq` (for a second handshake on the
+/// same connection).
+async fn sign_in_from(
+    client: &mut Client,
+    login: (&str, &str),
+    password: &str,
+    cseq: u32,
+) -> (Message, Option<Association>) {
+    client.send(&register(client, cseq + 1, None)).await;
     let first = client.response().await;
     assert_eq!(status(&first), 401);
     let target = ntlm_field(&first, "targetname").expect("an NTLM challenge");
@@ -83,7 +94,7 @@ async fn sign_in(
         "NTLM qop=\"auth\", realm=\"{}\", targetname=\"{target}\", gssapi-data=\"\", version=4",
         sipae::REALM
     );
-    client.send(&register(client, 2, Some(&empty))).await;
+    client.send(&register(client, cseq + 2, Some(&empty))).await;
     let second = client.response().await;
     assert_eq!(status(&second), 401);
     let opaque = ntlm_field(&second, "opaque").expect("opaque");
@@ -125,14 +136,14 @@ async fn sign_in(
         std::time::Instant::now(),
     );
     // Version 4: the REGISTER carrying the AUTHENTICATE is already signed.
-    let unsigned = register(client, 3, None);
+    let unsigned = register(client, cseq + 3, None);
     let (_, signature) = association.sign(&SignedParts::of(&parse(&unsigned)));
     let authorization = format!(
         "{signature}, gssapi-data=\"{}\", version=4",
         base64::engine::general_purpose::STANDARD.encode(answer.encode())
     );
     client
-        .send(&register(client, 3, Some(&authorization)))
+        .send(&register(client, cseq + 3, Some(&authorization)))
         .await;
     let reply = client.response().await;
     if status(&reply) != 200 {
@@ -339,5 +350,31 @@ async fn a_user_without_an_nt_hash_is_told_to_set_a_password_and_cannot_use_ntlm
     client.user = "bob".into();
     let (reply, _) = sign_in(&mut client, ("bob", "EXAMPLE"), "bob-pw").await;
     assert_eq!(status(&reply), 401);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_handshake_replaces_the_association_and_an_expired_one_ends_the_registration() {
+    let server = TestServer::start(|c| c.auth.ntlm_association_lifetime_secs = 2).await;
+    let mut client = server.tcp().await;
+    let (_, old) = sign_in(&mut client, ("alice", ""), "alice-pw").await;
+    let mut old = old.unwrap();
+    // SIPE re-authenticates on the same connection: an unsigned REGISTER, a new handshake.
+    let (reply, new) = sign_in_from(&mut client, ("alice", ""), "alice-pw", 10).await;
+    assert_eq!(status(&reply), 200);
+    let mut new = new.unwrap();
+    client
+        .send(&signed(options(&client, 1), Some(&mut old)))
+        .await;
+    assert_eq!(status(&client.response().await), 403, "the old association is gone");
+    client
+        .send(&signed(options(&client, 2), Some(&mut new)))
+        .await;
+    let reply = client.response().await;
+    assert_eq!(status(&reply), 200);
+    new.verify(&reply).unwrap();
+    // Past its lifetime the association ends, and with it the registration and connection.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(client.closed_by_server().await);
     server.stop().await;
 }

@@ -367,7 +367,8 @@ fn authenticate_ntlm(
         pending.opaque,
         settings.target.clone(),
         now,
-    );
+    )
+    .with_lifetime(settings.association_lifetime, now);
     // Version 4 clients sign the REGISTER that completes the handshake.
     if answer.get("response").is_some()
         && let Err(error) = association.verify(request)

@@ -214,6 +214,12 @@ impl Association {
         }
     }
 
+    /// The same association, expiring `lifetime` after `now` instead.
+    pub fn with_lifetime(mut self, lifetime: Duration, now: Instant) -> Self {
+        self.expires_at = now + lifetime;
+        self
+    }
+
     fn directions(&self) -> (Direction, Direction) {
         match self.role {
             Role::Server => (Direction::ServerToClient, Direction::ClientToServer),
@@ -299,6 +305,8 @@ pub struct NtlmSettings {
     pub sip_domain: String,
     /// NTLM domain names (upper case) that mean `sip_domain`.
     pub domains: Vec<String>,
+    /// How long a security association lasts before the client must authenticate again.
+    pub association_lifetime: Duration,
 }
 
 impl NtlmSettings {
@@ -326,6 +334,7 @@ impl NtlmSettings {
             target: target.to_owned(),
             sip_domain: sip_domain.to_owned(),
             domains,
+            association_lifetime: ASSOCIATION_LIFETIME,
         }
     }
 
