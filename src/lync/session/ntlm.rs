@@ -511,7 +511,7 @@ fn utf16le(text: &str) -> Vec<u8> {
 }
 
 fn utf16le_decode(bytes: &[u8]) -> Result<String, NtlmError> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(NtlmError::Malformed("odd-length UTF-16 name"));
     }
     let units = bytes
