@@ -1,13 +1,17 @@
 # Shared helpers for the conformance scripts (sourced, not run).
 #
-# Sets: ROOT (repo root), CONF (conformance/), RESULTS (conformance/results/), PERCH (binary).
+# Sets: ROOT (repo root), CONF (conformance/), RESULTS (conformance/results/), PERCH (binary:
+# $PERCH if set, else release/perch under $CARGO_TARGET_DIR or target/).
 # Provides: log, build_perch, start_perch CONFIG DATA LOGFILE, stop_perch, apt_install PKG...
 # Sourcing this installs the traps that run conformance_cleanup however a suite ends.
 
 CONF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$CONF/.." && pwd)"
 RESULTS="$CONF/results"
-PERCH="$ROOT/target/release/perch"
+_target="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$_target" in /*) ;; *) _target="$ROOT/$_target" ;; esac  # cargo runs in $ROOT
+PERCH="${PERCH:-$_target/release/perch}"
+unset _target
 mkdir -p "$RESULTS"
 
 # perch reads every PERCH_* environment variable as a configuration override (PERCH_DOMAIN,
@@ -55,6 +59,9 @@ build_perch() {
 start_perch() {
     local config="$1" data="$2" logfile="$3" want_tcp=0 i
     grep -Eq '^[[:space:]]*tcp[[:space:]]*=' "$config" && want_tcp=1
+    # Created here, so the polling below never reads a file the background redirect has
+    # not made yet.
+    : >"$logfile"
     RUST_LOG="${CONFORMANCE_RUST_LOG:-perch=debug}" "$PERCH" serve --config "$config" --data "$data" \
         >"$logfile" 2>&1 </dev/null &
     PERCH_PID=$!

@@ -396,6 +396,10 @@ fn challenge(
     };
     let nonce = shared.nonces.issue(now);
     let mut reply = response(&request.headers, 401, Some(&random_token()));
+    // Digest first, SHA-256 before MD5 (RFC 8760 §2.4), for clients that take the first.
+    for value in digest::challenges(realm, &nonce, stale) {
+        reply.headers.push("WWW-Authenticate", value);
+    }
     if let Some(settings) = &shared.settings.ntlm {
         reply.headers.push(
             "WWW-Authenticate",
@@ -406,15 +410,12 @@ fn challenge(
                 sipae::VERSION
             ),
         );
-        // MS-SIPAE §3.2.5.1.1: the server's clock, for the client's Kerberos and logs.
+        // MS-SIPAE asks for the server's clock beside the first NTLM offer.
         if let Ok(date) = time::OffsetDateTime::now_utc().format(time::macros::format_description!(
             "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
         )) {
             reply.headers.push("Date", date);
         }
-    }
-    for value in digest::challenges(realm, &nonce, stale) {
-        reply.headers.push("WWW-Authenticate", value);
     }
     reply
 }

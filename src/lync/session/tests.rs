@@ -556,14 +556,22 @@ async fn a_481_to_a_server_info_ends_the_dialog() {
 }
 
 #[tokio::test]
-async fn digest_register_from_an_untrusted_address_is_challenged() {
+async fn register_from_an_untrusted_address_is_challenged_with_ntlm_and_digest() {
     let rig = Rig::new().await;
     let mut client = rig.connect(1, UNTRUSTED);
     let challenge = client.register();
     assert_eq!(status(&challenge), 401);
-    let offers: Vec<&str> = challenge.headers.get_all("WWW-Authenticate").collect();
-    assert!(!offers.is_empty(), "{challenge:?}");
-    for offer in offers {
+    let (ntlm, digest): (Vec<&str>, Vec<&str>) = challenge
+        .headers
+        .get_all("WWW-Authenticate")
+        .partition(|offer| offer.starts_with("NTLM "));
+    assert_eq!(
+        ntlm,
+        [r#"NTLM realm="SIP Communications Service", targetname="example.test", version=4"#],
+        "{challenge:?}"
+    );
+    assert!(!digest.is_empty(), "{challenge:?}");
+    for offer in digest {
         assert!(offer.starts_with("Digest "), "{offer}");
         assert!(offer.contains(r#"realm="example.test""#), "{offer}");
         assert!(offer.contains("nonce=\""), "{offer}");
