@@ -172,11 +172,7 @@ fn init_logging(config: &Config, json: bool) {
 fn serve(common: &Common, demo: Option<bool>, log_json: bool) -> Result<(), String> {
     let mut config = load_config(common)?;
     if let Some(trust_loopback) = demo {
-        perch::app::admin::demo::prepare_config(
-            &mut config,
-            common.data.is_some(),
-            trust_loopback,
-        );
+        perch::app::admin::demo::prepare_config(&mut config, common.data.is_some(), trust_loopback);
     }
     let demo = demo.is_some();
     init_logging(&config, log_json);

@@ -165,12 +165,8 @@ impl Chat {
         client.tag = format!("{}77", user.len());
         assert_eq!(status(&client.register_plain().await), 200);
         let call_id = client.new_call_id();
-        let invite = client.request(
-            "INVITE",
-            CHAT,
+        let invite = client.invite_chat(
             &call_id,
-            1,
-            &format!("<{CHAT}>"),
             &[
                 ("Contact", &format!("<sip:{user}@example.test;gruu>")),
                 ("Content-Type", "application/sdp"),

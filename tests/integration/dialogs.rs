@@ -16,12 +16,8 @@ const REQURI: &str = r#"<xccos ver="1" envid="1804289383" xmlns="urn:parlano:xml
 /// An established chat dialog: (Call-ID, To header with our tag).
 async fn open_dialog(client: &mut Client) -> (String, String) {
     let call_id = client.new_call_id();
-    let invite = client.request(
-        "INVITE",
-        CHAT,
+    let invite = client.invite_chat(
         &call_id,
-        1,
-        &format!("<{CHAT}>"),
         &[
             ("Contact", "<sip:alice@example.test;opaque=user:epid:abc;gruu>"),
             ("Supported", "ms-sender"),

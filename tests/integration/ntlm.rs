@@ -37,20 +37,7 @@ fn parse(bytes: &[u8]) -> Message {
 }
 
 fn register(client: &Client, cseq: u32, authorization: Option<&str>) -> Vec<u8> {
-    let to = format!("<sip:{}>", client.aor());
-    let mut extra = vec![("Contact", "<sip:127.0.0.1:5555;transport=tcp>")];
-    if let Some(auth) = authorization {
-        extra.push(("Authorization", auth));
-    }
-    client.request(
-        "REGISTER",
-        &format!("sip:{DOMAIN}"),
-        "ntlm-reg",
-        cseq,
-        &to,
-        &extra,
-        "",
-    )
+    client.register_request("ntlm-reg", cseq, authorization)
 }
 
 fn ntlm_field(reply: &Message, name: &str) -> Option<String> {
@@ -86,9 +73,19 @@ async fn sign_in_from(
     let target = ntlm_field(&first, "targetname").expect("an NTLM challenge");
     assert_eq!(ntlm_field(&first, "realm").as_deref(), Some(sipae::REALM));
     assert_eq!(ntlm_field(&first, "version").as_deref(), Some("4"));
-    assert!(first.headers.get("Date").is_some_and(|d| d.ends_with("GMT")));
+    assert!(
+        first
+            .headers
+            .get("Date")
+            .is_some_and(|d| d.ends_with("GMT"))
+    );
     // Digest is offered beside NTLM.
-    assert!(first.headers.get_all("WWW-Authenticate").any(|v| v.starts_with("Digest")));
+    assert!(
+        first
+            .headers
+            .get_all("WWW-Authenticate")
+            .any(|v| v.starts_with("Digest"))
+    );
 
     let empty = format!(
         "NTLM qop=\"auth\", realm=\"{}\", targetname=\"{target}\", gssapi-data=\"\", version=4",
@@ -183,12 +180,8 @@ async fn sipe_style_sign_in_signs_every_server_message_over_tcp_and_tls() {
         // The chat dialog: the 200 to INVITE and the server's own INFO are signed, and the
         // 200 we owe for that INFO is accepted once signed.
         let call_id = client.new_call_id();
-        let invite = client.request(
-            "INVITE",
-            CHAT,
+        let invite = client.invite_chat(
             &call_id,
-            1,
-            &format!("<{CHAT}>"),
             &[("Contact", "<sip:alice@example.test;transport=tcp>")],
             "",
         );
@@ -269,7 +262,11 @@ async fn unsigned_tampered_and_replayed_messages_are_refused() {
 async fn wrong_passwords_foreign_domains_and_other_users_are_refused() {
     let server = TestServer::start(|_| {}).await;
     // Names match without regard to case, in any form SIPE may send them.
-    for login in [("ALICE", "example"), ("Alice@Example.Test", ""), ("alice", "example.test")] {
+    for login in [
+        ("ALICE", "example"),
+        ("Alice@Example.Test", ""),
+        ("alice", "example.test"),
+    ] {
         let mut client = server.tcp().await;
         let (reply, _) = sign_in(&mut client, login, "alice-pw").await;
         assert_eq!(status(&reply), 200, "{login:?}");
@@ -302,7 +299,11 @@ async fn ntlm_failures_are_throttled_like_digest_ones() {
     }
     let mut client = server.tcp().await;
     client.send(&register(&client, 1, None)).await;
-    assert_eq!(status(&client.response().await), 403, "blocked before any challenge");
+    assert_eq!(
+        status(&client.response().await),
+        403,
+        "blocked before any challenge"
+    );
     server.stop().await;
 }
 
@@ -366,7 +367,11 @@ async fn a_new_handshake_replaces_the_association_and_an_expired_one_ends_the_re
     client
         .send(&signed(options(&client, 1), Some(&mut old)))
         .await;
-    assert_eq!(status(&client.response().await), 403, "the old association is gone");
+    assert_eq!(
+        status(&client.response().await),
+        403,
+        "the old association is gone"
+    );
     client
         .send(&signed(options(&client, 2), Some(&mut new)))
         .await;

@@ -7,20 +7,7 @@ use perch::lync::sip::Message;
 use crate::support::*;
 
 fn register(client: &mut Client, cseq: u32, authorization: Option<&str>) -> Vec<u8> {
-    let to = format!("<sip:{}>", client.aor());
-    let mut extra = vec![("Contact", "<sip:127.0.0.1:5555;transport=tls>")];
-    if let Some(auth) = authorization {
-        extra.push(("Authorization", auth));
-    }
-    client.request(
-        "REGISTER",
-        &format!("sip:{DOMAIN}"),
-        "reg-call",
-        cseq,
-        &to,
-        &extra,
-        "",
-    )
+    client.register_request("reg-call", cseq, authorization)
 }
 
 /// The challenge for `algorithm` in a 401: (realm, nonce, stale).

@@ -277,19 +277,48 @@ impl Client {
         )
     }
 
+    /// A REGISTER for this client's own address, with `authorization` if given.
+    pub fn register_request(
+        &self,
+        call_id: &str,
+        cseq: u32,
+        authorization: Option<&str>,
+    ) -> Vec<u8> {
+        let to = format!("<sip:{}>", self.aor());
+        let contact = format!("<sip:127.0.0.1:5555;transport={}>", self.transport);
+        let mut extra = vec![("Contact", contact.as_str())];
+        if let Some(authorization) = authorization {
+            extra.push(("Authorization", authorization));
+        }
+        self.request(
+            "REGISTER",
+            &format!("sip:{DOMAIN}"),
+            call_id,
+            cseq,
+            &to,
+            &extra,
+            "",
+        )
+    }
+
+    /// An INVITE to the chat endpoint, which opens the chat dialog `call_id`.
+    pub fn invite_chat(&self, call_id: &str, extra: &[(&str, &str)], body: &str) -> Vec<u8> {
+        let chat = format!("sip:ocschat@{DOMAIN}");
+        self.request(
+            "INVITE",
+            &chat,
+            call_id,
+            1,
+            &format!("<{chat}>"),
+            extra,
+            body,
+        )
+    }
+
     /// REGISTER without credentials (trusted networks) and return the response.
     pub async fn register_plain(&mut self) -> Message {
         let call_id = self.new_call_id();
-        let to = format!("<sip:{}>", self.aor());
-        let req = self.request(
-            "REGISTER",
-            &format!("sip:{DOMAIN}"),
-            &call_id,
-            1,
-            &to,
-            &[("Contact", "<sip:127.0.0.1:5555;transport=tls>")],
-            "",
-        );
+        let req = self.register_request(&call_id, 1, None);
         self.send(&req).await;
         self.response().await
     }

@@ -68,12 +68,8 @@ const NT_PROOF_LEN: usize = 16;
 /// Proof, the blob's fixed fields, and at least the end-of-list pair of the TargetInfo.
 const MIN_NTLMV2_RESPONSE: usize = NT_PROOF_LEN + 28 + 4;
 const MAX_LM_RESPONSE: usize = 24;
-pub const MAX_MESSAGE: usize = AUTHENTICATE_FIXED
-    + 24
-    + 3 * MAX_NAME_BYTES
-    + MAX_LM_RESPONSE
-    + MAX_NT_RESPONSE
-    + 16;
+pub const MAX_MESSAGE: usize =
+    AUTHENTICATE_FIXED + 24 + 3 * MAX_NAME_BYTES + MAX_LM_RESPONSE + MAX_NT_RESPONSE + 16;
 
 /// Windows 10-style version block (MS-NLMP §2.2.2.10); informational only.
 const VERSION: [u8; 8] = [10, 0, 0x63, 0x45, 0, 0, 0, 0x0f];
@@ -552,7 +548,12 @@ fn check_header(message: &[u8], kind: u32, fixed: usize) -> Result<(), NtlmError
 
 /// Callers have checked that `at + 4` is within `message`.
 fn u32_at(message: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([message[at], message[at + 1], message[at + 2], message[at + 3]])
+    u32::from_le_bytes([
+        message[at],
+        message[at + 1],
+        message[at + 2],
+        message[at + 3],
+    ])
 }
 
 /// The payload a security buffer header at `at` points to, if it lies inside the message
@@ -722,7 +723,12 @@ mod tests {
         let from_client = client_keys.sign(Direction::ClientToServer, 100, text);
         assert!(server_keys.verify(Direction::ClientToServer, 100, text, &from_client));
         assert!(!server_keys.verify(Direction::ServerToClient, 100, text, &from_client));
-        assert!(!server_keys.verify(Direction::ClientToServer, 100, b"<NTLM><1234><2><realm>", &from_client));
+        assert!(!server_keys.verify(
+            Direction::ClientToServer,
+            100,
+            b"<NTLM><1234><2><realm>",
+            &from_client
+        ));
         let from_server = server_keys.sign(Direction::ServerToClient, 100, text);
         assert_ne!(from_server, from_client);
         assert!(client_keys.verify(Direction::ServerToClient, 100, text, &from_server));
@@ -755,17 +761,26 @@ mod tests {
         ));
         let mut long = good.clone();
         long[36..38].copy_from_slice(&600u16.to_le_bytes()); // user length
-        assert!(matches!(Authenticate::parse(&long), Err(NtlmError::Malformed(_))));
+        assert!(matches!(
+            Authenticate::parse(&long),
+            Err(NtlmError::Malformed(_))
+        ));
         let mut odd = good.clone();
         odd[36..38].copy_from_slice(&7u16.to_le_bytes());
-        assert!(matches!(Authenticate::parse(&odd), Err(NtlmError::Malformed(_))));
+        assert!(matches!(
+            Authenticate::parse(&odd),
+            Err(NtlmError::Malformed(_))
+        ));
         assert!(matches!(
             Authenticate::parse(&good[..40]),
             Err(NtlmError::Malformed(_))
         ));
         let mut kind = good.clone();
         kind[8] = 2;
-        assert!(matches!(Authenticate::parse(&kind), Err(NtlmError::Malformed(_))));
+        assert!(matches!(
+            Authenticate::parse(&kind),
+            Err(NtlmError::Malformed(_))
+        ));
         assert!(Authenticate::parse(&vec![0u8; MAX_MESSAGE + 1]).is_err());
     }
 }

@@ -137,14 +137,8 @@ pub fn register(
     // new handshake (as SIPE does before its security association expires).
     let proven = current.is_some() && (signed || security.association.is_none());
     if !proven
-        && let Some(challenge) = authenticate(
-            shared,
-            connection.peer.ip(),
-            &aor,
-            security,
-            request,
-            now,
-        )?
+        && let Some(challenge) =
+            authenticate(shared, connection.peer.ip(), &aor, security, request, now)?
     {
         return Ok((challenge, Change::None));
     }
@@ -219,14 +213,21 @@ fn authenticate(
         return authenticate_ntlm(shared, peer, aor, security, ntlm, request, now);
     }
     let (user_part, realm) = aor.split_once('@').unwrap_or((aor, ""));
-    if answers.iter().any(|a| a.scheme.eq_ignore_ascii_case("Digest")) {
+    if answers
+        .iter()
+        .any(|a| a.scheme.eq_ignore_ascii_case("Digest"))
+    {
         return authenticate_digest(shared, peer, aor, user_part, realm, request, now);
     }
     if let Some(other) = answers.first() {
         return Err(SipError::Forbidden(format!(
             "authentication scheme {:?} is not offered here; use {}",
             other.scheme.chars().take(32).collect::<String>(),
-            if shared.settings.ntlm.is_some() { "NTLM or Digest" } else { "Digest" }
+            if shared.settings.ntlm.is_some() {
+                "NTLM or Digest"
+            } else {
+                "Digest"
+            }
         )));
     }
     Ok(Some(challenge(shared, request, realm, false, now)))
@@ -300,7 +301,8 @@ fn authenticate_ntlm(
     let token = answer.get("gssapi-data").unwrap_or_default();
     if token.is_empty() {
         let opaque = random_token();
-        let challenge = Challenge::new(random_nonce()?, &settings.names, ntlm::filetime(unix_now()));
+        let challenge =
+            Challenge::new(random_nonce()?, &settings.names, ntlm::filetime(unix_now()));
         let mut reply = response(&request.headers, 401, Some(&random_token()));
         reply.headers.push(
             "WWW-Authenticate",
@@ -332,8 +334,8 @@ fn authenticate_ntlm(
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(token)
         .map_err(|_| SipError::Malformed("gssapi-data is not base64".into()))?;
-    let message = Authenticate::parse(&bytes)
-        .map_err(|error| SipError::Malformed(error.to_string()))?;
+    let message =
+        Authenticate::parse(&bytes).map_err(|error| SipError::Malformed(error.to_string()))?;
     let fail = |reason: &str| {
         shared.throttle.record_failure(peer, Some(aor), now);
         // Deliberately silent about whether the user exists; the names are bounded.

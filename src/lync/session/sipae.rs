@@ -149,12 +149,19 @@ fn tag(value: &str) -> &str {
 /// The sip: and tel: URIs of a P-Asserted-Identity value.
 fn asserted_uris(value: Option<&str>) -> (&str, &str) {
     let Some(value) = value else { return ("", "") };
-    if value.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("tel:")) {
+    if value
+        .get(..4)
+        .is_some_and(|s| s.eq_ignore_ascii_case("tel:"))
+    {
         return ("", value);
     }
     let (mut sip, mut tel) = ("", "");
     for part in value.split(',') {
-        let Some(uri) = part.split_once('<').and_then(|(_, r)| r.split_once('>')).map(|(u, _)| u) else {
+        let Some(uri) = part
+            .split_once('<')
+            .and_then(|(_, r)| r.split_once('>'))
+            .map(|(u, _)| u)
+        else {
             continue;
         };
         if uri.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("sip:")) && sip.is_empty() {
@@ -202,7 +209,13 @@ pub struct Association {
 }
 
 impl Association {
-    pub fn new(role: Role, keys: SessionKeys, opaque: String, target: String, now: Instant) -> Self {
+    pub fn new(
+        role: Role,
+        keys: SessionKeys,
+        opaque: String,
+        target: String,
+        now: Instant,
+    ) -> Self {
         Association {
             role,
             keys,
@@ -234,7 +247,11 @@ impl Association {
         let rand = random_hex8();
         let num = self.sent.to_string();
         let buffer = parts.buffer(&rand, &num, REALM, &self.target);
-        let signature = hex::encode_upper(self.keys.sign(self.directions().0, SEQUENCE, buffer.as_bytes()));
+        let signature = hex::encode_upper(self.keys.sign(
+            self.directions().0,
+            SEQUENCE,
+            buffer.as_bytes(),
+        ));
         match self.role {
             Role::Server => (
                 "Authentication-Info",
@@ -316,7 +333,11 @@ impl NtlmSettings {
             .next()
             .unwrap_or(sip_domain)
             .to_ascii_uppercase();
-        let host = target.split('.').next().unwrap_or(target).to_ascii_uppercase();
+        let host = target
+            .split('.')
+            .next()
+            .unwrap_or(target)
+            .to_ascii_uppercase();
         let mut domains = vec![netbios.clone(), sip_domain.to_ascii_uppercase()];
         for alias in aliases {
             let alias = alias.to_ascii_uppercase();
@@ -403,7 +424,11 @@ mod tests {
 
     fn message(text: &str) -> Message {
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        Message::parse(format!("{head}\r\n\r\n").as_bytes(), Bytes::from(body.to_owned())).unwrap()
+        Message::parse(
+            format!("{head}\r\n\r\n").as_bytes(),
+            Bytes::from(body.to_owned()),
+        )
+        .unwrap()
     }
 
     const INFO: &str = "INFO sip:alice@192.0.2.1:5061;transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 192.0.2.9:5061;branch=z9hG4bK1\r\nFrom: <sip:ocschat@example.test>;tag=abc\r\nTo: <sip:alice@example.test>;tag=x1;epid=e1\r\nCall-ID: call-1\r\nCSeq: 7 INFO\r\nContent-Length: 0\r\n\r\n";
@@ -416,7 +441,9 @@ mod tests {
             parts.buffer("0a1b2c3d", "5", REALM, "chat.example.test"),
             "<NTLM><0a1b2c3d><5><SIP Communications Service><chat.example.test><call-1><7><INFO><sip:ocschat@example.test><abc><sip:alice@example.test><x1><><><>"
         );
-        let response = message("SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 192.0.2.1\r\nFrom: sip:alice@example.test;tag=t9\r\nTo: <sip:alice@example.test>\r\nCall-ID: c\r\nCSeq: 3 REGISTER\r\nExpires: 7200\r\nP-Asserted-Identity: <sip:alice@example.test>, <tel:+15550100>\r\nContent-Length: 0\r\n\r\n");
+        let response = message(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 192.0.2.1\r\nFrom: sip:alice@example.test;tag=t9\r\nTo: <sip:alice@example.test>\r\nCall-ID: c\r\nCSeq: 3 REGISTER\r\nExpires: 7200\r\nP-Asserted-Identity: <sip:alice@example.test>, <tel:+15550100>\r\nContent-Length: 0\r\n\r\n",
+        );
         assert_eq!(
             SignedParts::of(&response).buffer("r", "1", REALM, "t"),
             "<NTLM><r><1><SIP Communications Service><t><c><3><REGISTER><sip:alice@example.test><t9><sip:alice@example.test><><sip:alice@example.test><tel:+15550100><7200><200>"
@@ -432,15 +459,36 @@ mod tests {
         };
         let challenge = Challenge::new([5; 8], &names, ntlm::filetime(1_800_000_000));
         let hash = NtHash::derive("pw");
-        let identity = ClientIdentity { user: "alice", domain: "EXAMPLE", workstation: "W", nt_hash: &hash };
-        let entropy = ClientEntropy { client_challenge: [1; 8], exported_session_key: [2; 16], filetime: 0 };
+        let identity = ClientIdentity {
+            user: "alice",
+            domain: "EXAMPLE",
+            workstation: "W",
+            nt_hash: &hash,
+        };
+        let entropy = ClientEntropy {
+            client_challenge: [1; 8],
+            exported_session_key: [2; 16],
+            filetime: 0,
+        };
         let received = ReceivedChallenge::parse(&challenge.message).unwrap();
         let (answer, client_keys) = ntlm::respond(&received, &identity, &entropy).unwrap();
         let server_keys = challenge.verify(&answer, &hash).unwrap();
         let now = Instant::now();
         (
-            Association::new(Role::Server, server_keys, "op1".into(), "chat.example.test".into(), now),
-            Association::new(Role::Client, client_keys, "op1".into(), "chat.example.test".into(), now),
+            Association::new(
+                Role::Server,
+                server_keys,
+                "op1".into(),
+                "chat.example.test".into(),
+                now,
+            ),
+            Association::new(
+                Role::Client,
+                client_keys,
+                "op1".into(),
+                "chat.example.test".into(),
+                now,
+            ),
         )
     }
 
@@ -459,7 +507,9 @@ mod tests {
         client.verify(&signed).unwrap();
         assert_eq!(client.verify(&signed), Err(SignatureError::Replayed));
 
-        let answer = message("SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 192.0.2.9:5061;branch=z9hG4bK1\r\nFrom: <sip:ocschat@example.test>;tag=abc\r\nTo: <sip:alice@example.test>;tag=x1;epid=e1\r\nCall-ID: call-1\r\nCSeq: 7 INFO\r\nContent-Length: 0\r\n\r\n");
+        let answer = message(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 192.0.2.9:5061;branch=z9hG4bK1\r\nFrom: <sip:ocschat@example.test>;tag=abc\r\nTo: <sip:alice@example.test>;tag=x1;epid=e1\r\nCall-ID: call-1\r\nCSeq: 7 INFO\r\nContent-Length: 0\r\n\r\n",
+        );
         let header = client.sign(&SignedParts::of(&answer));
         assert_eq!(header.0, "Authorization");
         let signed_answer = with_header(answer.clone(), header.clone());
@@ -470,7 +520,11 @@ mod tests {
         let mut other = answer.clone();
         other.headers = crate::lync::sip::Headers::default();
         for h in answer.headers.iter() {
-            let value = if h.name == "CSeq" { "8 INFO".to_owned() } else { h.value.clone() };
+            let value = if h.name == "CSeq" {
+                "8 INFO".to_owned()
+            } else {
+                h.value.clone()
+            };
             other.headers.push(h.name.clone(), value);
         }
         let next = client.sign(&SignedParts::of(&answer));
@@ -478,7 +532,10 @@ mod tests {
         assert_eq!(server.verify(&moved), Err(SignatureError::Invalid));
         assert_eq!(server.verify(&answer), Err(SignatureError::Unsigned));
         let foreign = with_header(answer, (header.0, header.1.replace("op1", "op2")));
-        assert_eq!(server.verify(&foreign), Err(SignatureError::WrongAssociation));
+        assert_eq!(
+            server.verify(&foreign),
+            Err(SignatureError::WrongAssociation)
+        );
     }
 
     #[test]
