@@ -383,3 +383,42 @@ async fn a_new_handshake_replaces_the_association_and_an_expired_one_ends_the_re
     assert!(client.closed_by_server().await);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_scheme_perch_does_not_offer_gets_a_clear_refusal() {
+    let server = TestServer::start(|_| {}).await;
+    let mut client = server.tcp().await;
+    let kerberos = r#"Kerberos qop="auth", realm="SIP Communications Service", targetname="sip/example.test", gssapi-data="YII=""#;
+    client.send(&register(&client, 1, Some(kerberos))).await;
+    let reply = client.response().await;
+    assert_eq!(status(&reply), 403);
+    let warning = reply.headers.get("Warning").unwrap();
+    assert!(
+        warning.contains("'Kerberos' is not offered here; use NTLM or Digest"),
+        "{warning}"
+    );
+
+    // With NTLM turned off, only Digest is offered and named.
+    let server_without = TestServer::start(|c| c.auth.ntlm = false).await;
+    let mut client = server_without.tcp().await;
+    client.send(&register(&client, 1, None)).await;
+    let first = client.response().await;
+    assert!(
+        first
+            .headers
+            .get_all("WWW-Authenticate")
+            .all(|v| v.starts_with("Digest "))
+    );
+    client
+        .send(&register(
+            &client,
+            2,
+            Some(r#"NTLM qop="auth", gssapi-data="""#),
+        ))
+        .await;
+    let reply = client.response().await;
+    assert_eq!(status(&reply), 403);
+    assert!(reply.headers.get("Warning").unwrap().contains("use Digest"));
+    server.stop().await;
+    server_without.stop().await;
+}
