@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real Pidgin-SIPE clients (finch + prpl-sipe, driven over D-Bus by shared/tools/sipe/harness.py)
 # against perch: scenario "connect" with alice and bob over plain TCP and over TLS, then
-# scenario "basic" over TLS: room list (a secret room not listed), a closed room refusing a
+# scenario "basic" over TCP and over TLS: room list (a secret room not listed), a closed room refusing a
 # non-member, join, history, roster, post, receive, echo, part.
 #
 #   bash conformance/sipe/run.sh
@@ -49,21 +49,26 @@ password_of() { printf '%s-pw' "${1%@*}"; }
 for u in "${USERS[@]}" carol@example.test; do
     password_of "$u" | "$PERCH" admin --data "$DATA" user add "$u" --password-stdin >&2
 done
-# Rooms: Lobby (open, with history), Team (closed: bob only), Hideout (secret: bob only).
+# Rooms: Lobby and Plaza (open, with history: one per basic run, so that each run sees only
+# the seeded lines), Team (closed: bob only), Hideout (secret: bob only).
 admin() { "$PERCH" admin --data "$DATA" "$@" >&2; }
 admin category create Chat --description "SIPE conformance"
 admin category set Chat --add-allowed domain:example.test
 admin room create Lobby --category Chat --privacy open --description "Open to all"
+admin room create Plaza --category Chat --privacy open --description "Open to all"
 admin room create Team --category Chat --privacy closed --add-members sip:bob@example.test
 admin room create Hideout --category Chat --privacy secret --add-members sip:bob@example.test
 room_uri() { "$PERCH" admin --data "$DATA" room show "$1" | sed -n 's/^uri: //p'; }
 LOBBY_URI="$(room_uri Lobby)"
+PLAZA_URI="$(room_uri Plaza)"
 TEAM_URI="$(room_uri Team)"
 HISTORY=("Welcome to the lobby" "History is kept in SQLite" "Say hello")
 
 start_perch "$CONFIG" "$DATA" "$RESULTS/perch-sipe.log"
-/usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/seed_history.py" "$PERCH_TCP_ADDR" carol@example.test \
-    "$(password_of carol@example.test)" "$LOBBY_URI" "${HISTORY[@]}" >&2
+for room in "$LOBBY_URI" "$PLAZA_URI"; do
+    /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/seed_history.py" "$PERCH_TCP_ADDR" \
+        carol@example.test "$(password_of carol@example.test)" "$room" "${HISTORY[@]}" >&2
+done
 
 required_steps() {
     local u
@@ -83,7 +88,7 @@ FAILED_REQUIRED=()
 SUMMARY=()
 
 run_transport() {
-    local scenario="$1" transport="$2" addr="$3"
+    local scenario="$1" transport="$2" addr="$3" room="${4:-}"
     local out="$RESULTS/sipe-$scenario-$transport.txt" hw="$WORK/harness-$scenario-$transport"
     local args=(--server "$addr" --transport "$transport" --scenario "$scenario" --workdir "$hw"
                 --auth ntlm)
@@ -91,7 +96,7 @@ run_transport() {
     for u in "${USERS[@]}"; do args+=(--user "$u:$(password_of "$u")"); done
     if [ "$transport" = tls ]; then args+=(--tls-peer-cert "$DATA/dev-cert.pem"); fi
     if [ "$scenario" = basic ]; then
-        args+=(--room "$LOBBY_URI" --expect-history "${#HISTORY[@]}" --expect-not-listed Hideout
+        args+=(--room "$room" --expect-history "${#HISTORY[@]}" --expect-not-listed Hideout
                --expect-join-denied "$TEAM_URI" --message "Hello from SIPE & perch")
     fi
 
@@ -170,7 +175,8 @@ wrong_password() {
 
 run_transport connect tcp "$PERCH_TCP_ADDR"
 run_transport connect tls "$PERCH_TLS_ADDR"
-run_transport basic tls "$PERCH_TLS_ADDR"
+run_transport basic tcp "$PERCH_TCP_ADDR" "$PLAZA_URI"
+run_transport basic tls "$PERCH_TLS_ADDR" "$LOBBY_URI"
 wrong_password
 
 stop_perch
@@ -181,7 +187,8 @@ fi
 
 echo "== SIPE conformance (${SECONDS}s)"
 for s in "${SUMMARY[@]}"; do echo "  $s"; done
-cat "$RESULTS"/sipe-connect-tcp.txt "$RESULTS"/sipe-connect-tls.txt "$RESULTS"/sipe-basic-tls.txt \
+cat "$RESULTS"/sipe-connect-tcp.txt "$RESULTS"/sipe-connect-tls.txt "$RESULTS"/sipe-basic-tcp.txt \
+    "$RESULTS"/sipe-basic-tls.txt \
     "$RESULTS"/sipe-wrong-password-tcp.txt | grep -E '^(PASS|FAIL) ' | sed 's/^/  /'
 if [ "${#FAILED_REQUIRED[@]}" -gt 0 ]; then
     echo "  required steps that did not pass:"
