@@ -2,8 +2,21 @@
 //! connection and given back when its guard drops.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
+
+/// The key a per-address limit counts under: an IPv4 address itself, an IPv6 address by
+/// its /64 (one subscriber's network: a single host may hold any number of addresses in
+/// it). IPv4-mapped IPv6 addresses count as the IPv4 address they carry.
+pub fn address_group(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
+    }
+}
 
 #[derive(Debug)]
 pub struct ConnectionLimits {
@@ -42,6 +55,7 @@ impl ConnectionLimits {
     }
 
     pub fn acquire(self: &Arc<Self>, address: IpAddr) -> Result<Slot, Refusal> {
+        let address = address_group(address);
         let mut open = self.lock();
         if open.0 >= self.max_total {
             return Err(Refusal::Total);
@@ -78,6 +92,27 @@ impl Drop for Slot {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ipv6_addresses_count_by_their_64_and_mapped_ones_as_ipv4() {
+        let limits = ConnectionLimits::new(100, 2);
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let _a = limits.acquire(ip("2001:db8:1:2::1")).unwrap();
+        let _b = limits.acquire(ip("2001:db8:1:2:ffff::7")).unwrap();
+        assert_eq!(
+            limits.acquire(ip("2001:db8:1:2:abcd::9")).unwrap_err(),
+            Refusal::PerAddress,
+            "a third address in the same /64"
+        );
+        let _c = limits.acquire(ip("2001:db8:1:3::1")).unwrap();
+        let _d = limits.acquire(ip("192.0.2.1")).unwrap();
+        let _e = limits.acquire(ip("::ffff:192.0.2.1")).unwrap();
+        assert_eq!(
+            limits.acquire(ip("192.0.2.1")).unwrap_err(),
+            Refusal::PerAddress,
+            "the mapped address is the same IPv4 address"
+        );
+    }
+
     use super::*;
 
     #[test]

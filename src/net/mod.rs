@@ -117,7 +117,9 @@ pub async fn accept_loop<P: Protocol>(
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
+                    // On a dual-stack listener an IPv4 client arrives as ::ffff:a.b.c.d;
+                    // everything after this (trusted networks, throttles, logs) sees a.b.c.d.
+                    Ok((stream, peer)) => (stream, SocketAddr::new(peer.ip().to_canonical(), peer.port())),
                     Err(error) => {
                         // EMFILE and friends: back off instead of spinning.
                         tracing::warn!(%error, "accept failed");

@@ -271,3 +271,20 @@ async fn admin_changes_reach_a_running_server() {
     assert!(registered, "a user added while running could not register");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_ipv4_client_of_a_dual_stack_listener_is_seen_as_ipv4() {
+    // On [::] an IPv4 client arrives as ::ffff:127.0.0.1; trusted_networks holds IPv4.
+    let server = TestServer::start(|c| {
+        c.listen.tcp = Some("[::]:0".parse().unwrap());
+        c.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let port = server.running().tcp_addr().unwrap().port();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut client = Client::over(Box::new(tcp), "tcp");
+    assert_eq!(status(&client.register_plain().await), 200);
+    server.stop().await;
+}

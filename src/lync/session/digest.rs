@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::core::credentials::DigestHa1;
 use crate::lync::sip::header::{Params, unquote};
+use crate::net::limits::address_group;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -256,8 +257,10 @@ impl FailureThrottle {
                 now.duration_since(*start) < self.window && *count >= limit
             })
         };
-        over(ThrottleKey::Address(address), self.per_address)
-            || user.is_some_and(|u| over(ThrottleKey::User(u.to_owned()), self.per_user))
+        over(
+            ThrottleKey::Address(address_group(address)),
+            self.per_address,
+        ) || user.is_some_and(|u| over(ThrottleKey::User(u.to_owned()), self.per_user))
     }
 
     pub fn record_failure(&self, address: IpAddr, user: Option<&str>, now: Instant) {
@@ -268,7 +271,7 @@ impl FailureThrottle {
             let window = self.window;
             failures.retain(|_, (start, _)| now.duration_since(*start) < window);
         }
-        let keys = std::iter::once(ThrottleKey::Address(address))
+        let keys = std::iter::once(ThrottleKey::Address(address_group(address)))
             .chain(user.map(|u| ThrottleKey::User(u.to_owned())));
         for key in keys {
             let entry = failures.entry(key).or_insert((now, 0));
@@ -410,5 +413,19 @@ mod tests {
         assert!(throttle.is_blocked(ip, Some("a@x"), t0));
         assert!(!throttle.is_blocked(ip, Some("b@x"), t0));
         assert!(!throttle.is_blocked(ip, Some("a@x"), t0 + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn throttle_counts_an_ipv6_64_as_one_address() {
+        let throttle = FailureThrottle::new(Duration::from_secs(60), 3, 100);
+        let t0 = Instant::now();
+        for host in 1..=3 {
+            let ip: IpAddr = format!("2001:db8:5:6::{host}").parse().unwrap();
+            throttle.record_failure(ip, None, t0);
+        }
+        let fresh: IpAddr = "2001:db8:5:6:ffff::42".parse().unwrap();
+        assert!(throttle.is_blocked(fresh, None, t0), "same /64");
+        let other: IpAddr = "2001:db8:5:7::1".parse().unwrap();
+        assert!(!throttle.is_blocked(other, None, t0), "another /64");
     }
 }
