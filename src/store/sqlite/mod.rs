@@ -545,6 +545,48 @@ fn make_private(data_dir: &Path, database: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn concurrent_administrators_wait_their_turn_instead_of_failing() {
+        // Several `perch admin` processes at once: separate connections to one file.
+        let dir = crate::core::fixtures::TempDir::new("concurrent-admin");
+        let data = dir.path().to_path_buf();
+        drop(SqliteStore::open(&data).unwrap());
+        let workers: Vec<_> = (0..4)
+            .map(|worker| {
+                let data = data.clone();
+                std::thread::spawn(move || {
+                    let store = SqliteStore::open(&data).unwrap();
+                    let mut failures = Vec::new();
+                    for n in 0..40 {
+                        let mut category = crate::core::fixtures::category(
+                            &format!("c{worker}-{n}"),
+                            "example.test",
+                            true,
+                        );
+                        category.description = format!("worker {worker}");
+                        if let Err(error) = crate::core::ports::wait(store.save_category(category))
+                        {
+                            failures.push(error.to_string());
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        let failures: Vec<String> = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "{} failed: {:?}",
+            failures.len(),
+            failures.first()
+        );
+        let store = SqliteStore::open(&data).unwrap();
+        assert_eq!(store.load_model().unwrap().categories.len(), 160);
+    }
+
+    #[test]
     fn the_store_is_private_whatever_the_umask_and_loose_modes_are_tightened() {
         use std::os::unix::fs::PermissionsExt;
         let dir = crate::core::fixtures::TempDir::new("private");
