@@ -189,8 +189,8 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                     .ok_or_else(|| XmlError::Syntax("unbalanced end tag".into()))?;
                 close(&mut stack, &mut root, element);
             }
-            Event::Text(t) => push_text(&mut stack, &t.xml10_content(), limits)?,
-            Event::CData(c) => push_text(&mut stack, &c.xml10_content(), limits)?,
+            Event::Text(t) => push_text(&mut stack, xml_chars(&t.xml10_content())?, limits)?,
+            Event::CData(c) => push_text(&mut stack, xml_chars(&c.xml10_content())?, limits)?,
             Event::GeneralRef(r) => {
                 let resolved = match r.resolve_char_ref() {
                     Ok(Some(c)) => c.to_string(),
@@ -199,7 +199,7 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                         .to_owned(),
                     Err(e) => return Err(XmlError::Syntax(e.to_string())),
                 };
-                push_text(&mut stack, &resolved, limits)?;
+                push_text(&mut stack, xml_chars(&resolved)?, limits)?;
             }
             Event::DocType(_) => return Err(XmlError::Doctype),
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
@@ -211,6 +211,25 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
         return Err(XmlError::Syntax("unclosed element".into()));
     }
     root.ok_or(XmlError::Empty)
+}
+
+/// Refuses characters XML 1.0 forbids anywhere in a document, written or referenced
+/// (the `Char` production: no C0 controls but tab, CR and LF; no U+FFFE/U+FFFF), as any
+/// conforming parser would.
+fn xml_chars(text: &str) -> Result<&str, XmlError> {
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r')
+            || ('\u{20}'..='\u{D7FF}').contains(&c)
+            || ('\u{E000}'..='\u{FFFD}').contains(&c)
+            || c >= '\u{10000}'
+    };
+    match text.chars().find(|&c| !allowed(c)) {
+        None => Ok(text),
+        Some(c) => Err(XmlError::Syntax(format!(
+            "character U+{:04X} is not allowed in XML 1.0",
+            u32::from(c)
+        ))),
+    }
 }
 
 fn check_counts(elements: usize, depth: usize, limits: &XmlLimits) -> Result<(), XmlError> {
@@ -293,6 +312,10 @@ fn element_from(start: &BytesStart<'_>, limits: &XmlLimits) -> Result<Element, X
         if attribute.value.len() > limits.max_value_bytes {
             return Err(XmlError::ValueTooLong(limits.max_value_bytes));
         }
+        // XML 1.0 §3.1 (AttValue): a literal `<` must be written `&lt;`.
+        if attribute.value.contains('<') {
+            return Err(XmlError::Syntax("a raw '<' in an attribute value".into()));
+        }
         let name = local_name(attribute.key.local_name().as_ref())?;
         if element
             .attributes
@@ -311,6 +334,7 @@ fn element_from(start: &BytesStart<'_>, limits: &XmlLimits) -> Result<Element, X
                 other => XmlError::Syntax(other.to_string()),
             })?
             .into_owned();
+        xml_chars(&value)?;
         element.attributes.push((name, value));
     }
     Ok(element)
@@ -322,6 +346,28 @@ mod tests {
 
     fn p(text: &str) -> Result<Element, XmlError> {
         parse(text.as_bytes(), &XmlLimits::default())
+    }
+
+    #[test]
+    fn characters_xml_forbids_and_raw_lt_in_attributes_are_malformed() {
+        for bad in [
+            "<a v=\"ma-chan://x/\u{3}\u{5}\"/>",
+            "<a v=\"a<b\"/>",
+            "<a>text \u{5} here</a>",
+            "<a>&#3;</a>",
+            "<a v=\"&#x1F;\"/>",
+            "<a>\u{FFFE}</a>",
+        ] {
+            assert!(
+                matches!(p(bad), Err(XmlError::Syntax(_))),
+                "{bad:?}: {:?}",
+                p(bad)
+            );
+        }
+        // Tab, line ends, markup written as references and characters above the BMP stay.
+        let good = p("<a v=\"1&lt;2\ttab\">line\r\nnext &#x1F600; \u{1F600}</a>").unwrap();
+        assert_eq!(good.attr("v"), Some("1<2 tab"));
+        assert!(good.text.contains('\u{1F600}'));
     }
 
     #[test]
