@@ -650,7 +650,8 @@ impl ChatCore {
             .into_iter()
             .filter_map(|(id, room)| {
                 let room = snapshot.room(room)?;
-                policy::check(&snapshot, user, room, Action::See).ok()?;
+                // An invitation is worth offering only while the user may act on it.
+                policy::check(&snapshot, user, room, Action::Join).ok()?;
                 Some((id, room.clone()))
             })
             .collect())

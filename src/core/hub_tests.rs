@@ -8,7 +8,7 @@ use std::task::Poll;
 
 use super::*;
 use crate::core::fixtures::{MemoryStore, category, open_room, user};
-use crate::core::ports::{ArchiveStore, DirectoryStore, ModelStore};
+use crate::core::ports::{ArchiveStore, DirectoryStore, InvitationStore, ModelStore};
 
 const DOMAIN: &str = "example.test";
 const ALICE: &str = "alice@example.test";
@@ -689,4 +689,40 @@ async fn a_dropped_cold_load_leaves_the_room_loadable() {
     .unwrap();
     let cached = hub.history(BOB, "Lobby", HistoryQuery::Last(3)).await;
     assert_eq!(ids(&cached), [first], "the room was never cached again");
+}
+
+/// An invitation is offered only while the user may still join the room: removed from a
+/// closed room's members, or the room disabled, it is no longer returned.
+#[tokio::test]
+async fn invitations_to_rooms_the_user_may_no_longer_join_are_not_offered() {
+    let hub = Hub::new().await;
+    let mut annex = Room::clone(&hub.room("Annex"));
+    annex.privacy = crate::core::model::Privacy::Closed;
+    annex.members = vec![crate::core::model::Principal::User(BOB.into())];
+    committed(hub.store.save_room(annex.clone())).await.unwrap();
+    let lobby = hub.room("Lobby");
+    committed(
+        hub.store
+            .add_invitations(vec![(BOB.into(), annex.id), (BOB.into(), lobby.id)], 0),
+    )
+    .await
+    .unwrap();
+    hub.model.reload(hub.store.as_ref()).unwrap();
+    let rooms = |list: Vec<(i64, Arc<Room>)>| -> Vec<String> {
+        list.into_iter()
+            .map(|(_, room)| room.name.clone())
+            .collect()
+    };
+    assert_eq!(
+        rooms(hub.core.invitations(BOB, 0).await.unwrap()),
+        ["Annex", "Lobby"]
+    );
+
+    annex.members.clear();
+    committed(hub.store.save_room(annex)).await.unwrap();
+    let mut lobby = Room::clone(&lobby);
+    lobby.disabled = true;
+    committed(hub.store.save_room(lobby)).await.unwrap();
+    hub.model.reload(hub.store.as_ref()).unwrap();
+    assert!(hub.core.invitations(BOB, 0).await.unwrap().is_empty());
 }
