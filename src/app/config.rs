@@ -89,6 +89,11 @@ pub struct Auth {
     /// re-authenticates 5 minutes before 8 hours, so shorter values disconnect it.
     pub ntlm_association_lifetime_secs: u64,
     pub nonce_lifetime_secs: u64,
+    /// Challenges (401s) per second one address (an IPv6 /64) may ask for, in bursts of
+    /// five times that; more get `503` with Retry-After.
+    pub challenges_per_second_per_address: u32,
+    /// The same for a whole network (an IPv4 /24, an IPv6 /48).
+    pub challenges_per_second_per_network: u32,
     pub failure_window_secs: u64,
     pub max_failures_per_address: u32,
     pub max_failures_per_user: u32,
@@ -188,6 +193,10 @@ impl Default for Auth {
             ntlm_target_name: None,
             ntlm_association_lifetime_secs: 8 * 3600,
             nonce_lifetime_secs: 300,
+            // An office behind one NAT address signing in again after a network blip:
+            // each SIPE sign-in takes two challenges, each Digest one.
+            challenges_per_second_per_address: 100,
+            challenges_per_second_per_network: 500,
             failure_window_secs: 300,
             max_failures_per_address: 20,
             max_failures_per_user: 5,
@@ -313,6 +322,11 @@ impl Config {
                     "key `auth.ntlm_domains`: {name:?} is not a domain name like EXAMPLE or example.test"
                 ));
             }
+        }
+        if self.auth.challenges_per_second_per_address == 0
+            || self.auth.challenges_per_second_per_network == 0
+        {
+            return Err("keys `auth.challenges_per_second_*`: must be at least 1".into());
         }
         if self.auth.ntlm_association_lifetime_secs == 0 {
             return Err("key `auth.ntlm_association_lifetime_secs`: must be at least 1".into());

@@ -200,6 +200,8 @@ fn session_settings(config: &Config) -> SessionSettings {
             )
         }),
         nonce_lifetime: Duration::from_secs(auth.nonce_lifetime_secs),
+        challenges_per_address: auth.challenges_per_second_per_address,
+        challenges_per_network: auth.challenges_per_second_per_network,
         failure_window: Duration::from_secs(auth.failure_window_secs),
         max_failures_per_address: auth.max_failures_per_address,
         max_failures_per_user: auth.max_failures_per_user,

@@ -18,6 +18,18 @@ pub fn address_group(address: IpAddr) -> IpAddr {
     }
 }
 
+/// The network an address belongs to, for limits one level above a single subscriber:
+/// an IPv4 /24, an IPv6 /48 (a site).
+pub fn network_prefix(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & 0xffff_ff00)),
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 80) - 1);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ConnectionLimits {
     max_total: usize,

@@ -6,7 +6,7 @@ use perch::lync::sip::Message;
 
 use crate::support::*;
 
-fn register(client: &mut Client, cseq: u32, authorization: Option<&str>) -> Vec<u8> {
+fn register(client: &Client, cseq: u32, authorization: Option<&str>) -> Vec<u8> {
     client.register_request("reg-call", cseq, authorization)
 }
 
@@ -50,7 +50,7 @@ fn digest_answer(
 async fn digest_register(algorithm: Algorithm) {
     let server = TestServer::start(|_| {}).await;
     let mut client = server.tls().await;
-    let req = register(&mut client, 1, None);
+    let req = register(&client, 1, None);
     client.send(&req).await;
     let reply = client.response().await;
     assert_eq!(status(&reply), 401);
@@ -62,7 +62,7 @@ async fn digest_register(algorithm: Algorithm) {
     assert!(!stale);
 
     let auth = digest_answer(algorithm, "alice", "alice-pw", &realm, &nonce, 1);
-    let req = register(&mut client, 2, Some(&auth));
+    let req = register(&client, 2, Some(&auth));
     client.send(&req).await;
     let ok = client.response().await;
     assert_eq!(status(&ok), 200);
@@ -88,7 +88,7 @@ async fn digest_register(algorithm: Algorithm) {
     );
 
     // The same nonce count again is a replay: never 200.
-    let req = register(&mut client, 3, Some(&auth));
+    let req = register(&client, 3, Some(&auth));
     let mut other = server.tls().await;
     other.send(&req).await;
     let replay = other.response().await;
@@ -113,12 +113,12 @@ async fn wrong_password_unknown_and_disabled_users_are_refused() {
     for (user, password) in [("alice", "wrong"), ("nobody", "x"), ("dave", "dave-pw")] {
         let mut client = server.tls().await;
         client.user = user.into();
-        let req = register(&mut client, 1, None);
+        let req = register(&client, 1, None);
         client.send(&req).await;
         let reply = client.response().await;
         let (realm, nonce, _) = challenge(&reply, Algorithm::Sha256);
         let auth = digest_answer(Algorithm::Sha256, user, password, &realm, &nonce, 1);
-        let req = register(&mut client, 2, Some(&auth));
+        let req = register(&client, 2, Some(&auth));
         client.send(&req).await;
         let refused = client.response().await;
         assert_eq!(status(&refused), 403, "{user}");
@@ -131,7 +131,7 @@ async fn failed_attempts_are_throttled() {
     let server = TestServer::start(|c| c.auth.max_failures_per_user = 3).await;
     let mut client = server.tls().await;
     for attempt in 0..5u32 {
-        let req = register(&mut client, attempt * 2 + 1, None);
+        let req = register(&client, attempt * 2 + 1, None);
         client.send(&req).await;
         let reply = client.response().await;
         if attempt >= 3 {
@@ -141,12 +141,12 @@ async fn failed_attempts_are_throttled() {
         }
         let (realm, nonce, _) = challenge(&reply, Algorithm::Md5);
         let auth = digest_answer(Algorithm::Md5, "alice", "guess", &realm, &nonce, 1);
-        let req = register(&mut client, attempt * 2 + 2, Some(&auth));
+        let req = register(&client, attempt * 2 + 2, Some(&auth));
         client.send(&req).await;
         assert_eq!(status(&client.response().await), 403);
     }
     // Even the right password is refused while blocked.
-    let req = register(&mut client, 20, None);
+    let req = register(&client, 20, None);
     client.send(&req).await;
     assert_eq!(status(&client.response().await), 403);
     server.stop().await;
@@ -156,12 +156,12 @@ async fn failed_attempts_are_throttled() {
 async fn expired_nonce_gets_stale_challenge() {
     let server = TestServer::start(|c| c.auth.nonce_lifetime_secs = 1).await;
     let mut client = server.tls().await;
-    let req = register(&mut client, 1, None);
+    let req = register(&client, 1, None);
     client.send(&req).await;
     let (realm, nonce, _) = challenge(&client.response().await, Algorithm::Sha256);
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let auth = digest_answer(Algorithm::Sha256, "alice", "alice-pw", &realm, &nonce, 1);
-    let req = register(&mut client, 2, Some(&auth));
+    let req = register(&client, 2, Some(&auth));
     client.send(&req).await;
     let reply = client.response().await;
     assert_eq!(status(&reply), 401);
@@ -256,11 +256,11 @@ async fn admin_changes_reach_a_running_server() {
     for _ in 0..30 {
         let mut client = server.tls().await;
         client.user = "erin".into();
-        let req = register(&mut client, 1, None);
+        let req = register(&client, 1, None);
         client.send(&req).await;
         let (realm, nonce, _) = challenge(&client.response().await, Algorithm::Sha256);
         let auth = digest_answer(Algorithm::Sha256, "erin", "erin-pw", &realm, &nonce, 1);
-        let req = register(&mut client, 2, Some(&auth));
+        let req = register(&client, 2, Some(&auth));
         client.send(&req).await;
         if status(&client.response().await) == 200 {
             registered = true;
@@ -286,5 +286,36 @@ async fn an_ipv4_client_of_a_dual_stack_listener_is_seen_as_ipv4() {
         .unwrap();
     let mut client = Client::over(Box::new(tcp), "tcp");
     assert_eq!(status(&client.register_plain().await), 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn challenges_are_capped_per_address_and_a_flood_does_not_stale_a_real_answer() {
+    let server = TestServer::start(|c| c.auth.challenges_per_second_per_address = 2).await;
+    let mut client = server.tls().await;
+    client.send(&register(&client, 1, None)).await;
+    let (realm, nonce, _) = challenge(&client.response().await, Algorithm::Sha256);
+    // A stranger asks for challenges as fast as it can from the same address.
+    let mut flood = server.tcp().await;
+    flood.user = "nobody".into();
+    let mut refused = 0;
+    for cseq in 1..=40 {
+        flood.send(&register(&flood, cseq, None)).await;
+        let reply = flood.response().await;
+        match status(&reply) {
+            401 => {}
+            503 => {
+                assert_eq!(reply.headers.get("Retry-After"), Some("1"));
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // Burst of five times the rate, then refusals.
+    assert!(refused >= 25, "{refused} of 40 refused");
+    // The nonce issued before the flood still signs alice in.
+    let auth = digest_answer(Algorithm::Sha256, "alice", "alice-pw", &realm, &nonce, 1);
+    client.send(&register(&client, 2, Some(&auth))).await;
+    assert_eq!(status(&client.response().await), 200);
     server.stop().await;
 }

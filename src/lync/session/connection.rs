@@ -188,8 +188,7 @@ impl Session {
         }
         if !self.rate.allow(now) {
             // Not stored as the transaction's answer: a retry after the pause is served.
-            let mut busy = error_response(&request.headers, &SipError::Overloaded);
-            busy.headers.push("Retry-After", "1");
+            let busy = error_response(&request.headers, &SipError::Overloaded);
             self.send_signed(busy);
             return;
         }
@@ -760,6 +759,8 @@ fn error_response(request_headers: &crate::lync::sip::Headers, error: &SipError)
             reply.headers.push("Min-Expires", min_expires.to_string());
         }
         SipError::BadExtension(options) => reply.headers.push("Unsupported", options.join(",")),
+        // Lync clients honour Retry-After on a 503 and try again.
+        SipError::Overloaded => reply.headers.push("Retry-After", "1"),
         _ => {}
     }
     let text = error.to_string().replace(['"', '\\', '\r', '\n'], "'");

@@ -126,79 +126,108 @@ impl DigestResponse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonceCheck {
     Fresh,
-    /// Unknown (issued before a restart, or pruned) or past its lifetime.
+    /// Not ours (forged, or issued before a restart) or past its lifetime.
     Stale,
     /// The nonce-count did not increase: a replay.
     Replayed,
 }
 
-struct IssuedNonce {
-    issued: Instant,
-    highest_nc: u32,
-}
+/// Bytes of a nonce before hex: issue time (ms since the table was made), 8 random bytes,
+/// and 16 bytes of HMAC-SHA-256 over both under a per-process key.
+const NONCE_BYTES: usize = 8 + 8 + 16;
 
-/// Nonces this server issued, with the highest nonce-count seen for each.
+/// Digest nonces. Issuing one stores nothing: a nonce carries its issue time and a MAC, so
+/// no number of challenges can crowd out a client's (a flood used to fill a fixed table and
+/// make every correct answer stale). Replay protection needs state only for nonces that
+/// were answered with the right password, which strangers cannot produce; that table is
+/// bounded, its oldest entries evicted first.
 pub struct Nonces {
     lifetime: Duration,
     capacity: usize,
+    epoch: Instant,
+    key: ring::hmac::Key,
     random: SystemRandom,
-    issued: Mutex<HashMap<String, IssuedNonce>>,
+    /// Answered nonces: issue time (ms) and the highest nonce-count seen.
+    answered: Mutex<HashMap<[u8; 16], (u64, u32)>>,
 }
 
 impl Nonces {
+    /// `capacity` bounds the answered-nonce table (entries of 28 bytes plus map overhead).
     pub fn new(lifetime: Duration, capacity: usize) -> Self {
+        let random = SystemRandom::new();
+        let mut secret = [0u8; 32];
+        // Without the OS generator the key is fixed: nonces could then be made by anyone,
+        // which only lets them skip the challenge step, not the password proof.
+        if random.fill(&mut secret).is_err() {
+            tracing::error!("system random generator failed; Digest nonces use a fixed key");
+        }
         Self {
             lifetime,
-            capacity,
-            random: SystemRandom::new(),
-            issued: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            epoch: Instant::now(),
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+            random,
+            answered: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn millis(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     pub fn issue(&self, now: Instant) -> String {
-        let mut bytes = [0u8; 18];
-        // SystemRandom only fails if the OS has no entropy source; a time-derived nonce is
-        // still unique (and nonces are not secrets), so fall back rather than fail.
-        if self.random.fill(&mut bytes).is_err() {
-            let nanos = now.elapsed().as_nanos().to_le_bytes();
-            bytes[..16].copy_from_slice(&nanos);
-        }
-        let nonce = hex::encode(bytes);
-        let Ok(mut issued) = self.issued.lock() else {
-            return nonce;
-        };
-        if issued.len() >= self.capacity {
-            let lifetime = self.lifetime;
-            issued.retain(|_, n| now.duration_since(n.issued) < lifetime);
-        }
-        if issued.len() < self.capacity {
-            issued.insert(
-                nonce.clone(),
-                IssuedNonce {
-                    issued: now,
-                    highest_nc: 0,
-                },
-            );
-        }
-        nonce
+        let mut bytes = [0u8; NONCE_BYTES];
+        bytes[..8].copy_from_slice(&self.millis(now).to_be_bytes());
+        // Uniqueness also comes from the time; the MAC is what makes a nonce ours.
+        let _ = self.random.fill(&mut bytes[8..16]);
+        let tag = ring::hmac::sign(&self.key, &bytes[..16]);
+        bytes[16..].copy_from_slice(&tag.as_ref()[..16]);
+        hex::encode(bytes)
     }
 
-    /// Checks a nonce and records its nonce-count if it is fresh.
+    /// Checks a nonce and records its nonce-count if it is fresh. Call it only for answers
+    /// whose password proof has been verified.
     pub fn check(&self, nonce: &str, nc: u32, now: Instant) -> NonceCheck {
-        let Ok(mut issued) = self.issued.lock() else {
-            return NonceCheck::Stale;
-        };
-        let Some(entry) = issued.get_mut(nonce) else {
-            return NonceCheck::Stale;
-        };
-        if now.duration_since(entry.issued) >= self.lifetime {
-            issued.remove(nonce);
+        let mut bytes = [0u8; NONCE_BYTES];
+        if nonce.len() != NONCE_BYTES * 2 || hex::decode_to_slice(nonce, &mut bytes).is_err() {
             return NonceCheck::Stale;
         }
-        if nc <= entry.highest_nc {
-            return NonceCheck::Replayed;
+        let tag = ring::hmac::sign(&self.key, &bytes[..16]);
+        if !crate::core::credentials::constant_time_eq(&tag.as_ref()[..16], &bytes[16..]) {
+            return NonceCheck::Stale;
         }
-        entry.highest_nc = nc;
+        let mut issued = [0u8; 8];
+        issued.copy_from_slice(&bytes[..8]);
+        let issued = u64::from_be_bytes(issued);
+        let lifetime = u64::try_from(self.lifetime.as_millis()).unwrap_or(u64::MAX);
+        let now_ms = self.millis(now);
+        if now_ms.saturating_sub(issued) >= lifetime || issued > now_ms {
+            return NonceCheck::Stale;
+        }
+        let Ok(mut answered) = self.answered.lock() else {
+            return NonceCheck::Stale;
+        };
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&bytes[..16]);
+        if let Some((_, highest)) = answered.get_mut(&id) {
+            if nc <= *highest {
+                return NonceCheck::Replayed;
+            }
+            *highest = nc;
+            return NonceCheck::Fresh;
+        }
+        if answered.len() >= self.capacity {
+            answered.retain(|_, (at, _)| now_ms.saturating_sub(*at) < lifetime);
+        }
+        if answered.len() >= self.capacity
+            && let Some(oldest) = answered
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| *k)
+        {
+            answered.remove(&oldest);
+        }
+        answered.insert(id, (issued, nc));
         NonceCheck::Fresh
     }
 }
@@ -384,6 +413,28 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn a_flood_of_challenges_cannot_make_a_correct_answer_stale() {
+        // Far more challenges than the replay table holds, all unanswered (a stranger's
+        // flood); a legitimate client's nonce from the middle of it still works.
+        let nonces = Nonces::new(Duration::from_secs(30), 10);
+        let t0 = Instant::now();
+        let mut legitimate = String::new();
+        for n in 0..1000 {
+            let nonce = nonces.issue(t0);
+            if n == 500 {
+                legitimate = nonce;
+            }
+        }
+        assert_eq!(nonces.check(&legitimate, 1, t0), NonceCheck::Fresh);
+        assert_eq!(nonces.check(&legitimate, 1, t0), NonceCheck::Replayed);
+        // Nonces are unforgeable: an altered one is unknown.
+        let mut forged = legitimate.clone().into_bytes();
+        forged[50] = if forged[50] == b'0' { b'1' } else { b'0' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(nonces.check(&forged, 1, t0), NonceCheck::Stale);
     }
 
     #[test]

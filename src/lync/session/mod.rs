@@ -102,6 +102,10 @@ pub struct SessionSettings {
     /// NTLM with MS-SIPAE signing, when offered.
     pub ntlm: Option<sipae::NtlmSettings>,
     pub nonce_lifetime: Duration,
+    /// Challenges (401s) per second from one address (an IPv6 /64) and from one network
+    /// (an IPv4 /24, an IPv6 /48); bursts of five times that.
+    pub challenges_per_address: u32,
+    pub challenges_per_network: u32,
     pub failure_window: Duration,
     pub max_failures_per_address: u32,
     pub max_failures_per_user: u32,
@@ -113,6 +117,7 @@ pub struct Shared {
     pub model: Arc<SnapshotHandle>,
     pub outboxes: Arc<Outboxes>,
     pub nonces: digest::Nonces,
+    pub challenges: registrar::ChallengeLimits,
     pub throttle: digest::FailureThrottle,
     pub registrar: registrar::Bindings,
     pub endpoint: Arc<dyn ChatEndpoint>,
@@ -127,6 +132,7 @@ impl Shared {
     ) -> Self {
         Self {
             nonces: digest::Nonces::new(settings.nonce_lifetime, 100_000),
+            challenges: registrar::ChallengeLimits::new(&settings),
             throttle: digest::FailureThrottle::new(
                 settings.failure_window,
                 settings.max_failures_per_address,

@@ -1,6 +1,9 @@
 //! A token bucket per connection: requests beyond the sustained rate and burst are answered
 //! 503 with Retry-After, which Lync clients honour by retrying.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
 use std::time::Instant;
 
 #[derive(Debug)]
@@ -37,8 +40,72 @@ impl TokenBucket {
     }
 }
 
+impl TokenBucket {
+    /// Whether the bucket would be full by `now`: it has nothing to remember.
+    fn idle(&self, now: Instant) -> bool {
+        self.last.is_none_or(|last| {
+            self.tokens + now.saturating_duration_since(last).as_secs_f64() * self.per_second
+                >= self.burst
+        })
+    }
+}
+
+/// A token bucket per key (an address, a network prefix), for limits shared by every
+/// connection from it. At most `capacity` keys are remembered; when the table is full,
+/// idle buckets are dropped, and if none is idle the new key is let through unmetered
+/// (what is limited costs perch no state, so failing open cannot be used to exhaust it).
+#[derive(Debug)]
+pub struct KeyedBuckets<K> {
+    per_second: u32,
+    burst: u32,
+    capacity: usize,
+    buckets: Mutex<HashMap<K, TokenBucket>>,
+}
+
+impl<K: Hash + Eq> KeyedBuckets<K> {
+    pub fn new(per_second: u32, burst: u32, capacity: usize) -> Self {
+        Self {
+            per_second,
+            burst,
+            capacity,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn allow(&self, key: K, now: Instant) -> bool {
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return true;
+        };
+        if !buckets.contains_key(&key) && buckets.len() >= self.capacity {
+            buckets.retain(|_, bucket| !bucket.idle(now));
+            if buckets.len() >= self.capacity {
+                return true;
+            }
+        }
+        buckets
+            .entry(key)
+            .or_insert_with(|| TokenBucket::new(self.per_second, self.burst))
+            .allow(now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn keyed_buckets_meter_each_key_and_forget_idle_ones() {
+        let buckets = KeyedBuckets::new(1, 2, 2);
+        let t0 = Instant::now();
+        assert!(buckets.allow("a", t0) && buckets.allow("a", t0));
+        assert!(!buckets.allow("a", t0), "a is over its burst");
+        assert!(buckets.allow("b", t0), "b has its own bucket");
+        // The table is full (a, b); c is let through, unmetered, rather than refused.
+        assert!(buckets.allow("c", t0));
+        // Later a and b are idle again, so c gets a bucket of its own.
+        let later = t0 + Duration::from_secs(5);
+        assert!(buckets.allow("c", later) && buckets.allow("c", later));
+        assert!(!buckets.allow("c", later));
+    }
+
     use super::*;
     use std::time::Duration;
 

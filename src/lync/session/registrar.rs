@@ -77,6 +77,41 @@ impl Bindings {
     }
 }
 
+/// Caps on the challenges one address and one network may ask for. A challenge costs
+/// perch no state, but each is work and bytes on the wire.
+#[derive(Debug)]
+pub struct ChallengeLimits {
+    per_address: crate::lync::session::rate::KeyedBuckets<IpAddr>,
+    per_network: crate::lync::session::rate::KeyedBuckets<IpAddr>,
+}
+
+/// Addresses and networks remembered by the challenge limits, each.
+const CHALLENGE_KEYS: usize = 65_536;
+
+impl ChallengeLimits {
+    pub fn new(settings: &super::SessionSettings) -> Self {
+        let buckets = |rate: u32| {
+            crate::lync::session::rate::KeyedBuckets::new(
+                rate,
+                rate.saturating_mul(5),
+                CHALLENGE_KEYS,
+            )
+        };
+        Self {
+            per_address: buckets(settings.challenges_per_address),
+            per_network: buckets(settings.challenges_per_network),
+        }
+    }
+
+    fn allow(&self, peer: IpAddr, now: Instant) -> bool {
+        use crate::net::limits::{address_group, network_prefix};
+        // The network first: a flood from many addresses in one network is stopped
+        // before it makes an entry per address.
+        self.per_network.allow(network_prefix(peer), now)
+            && self.per_address.allow(address_group(peer), now)
+    }
+}
+
 /// What a successful REGISTER changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -230,7 +265,7 @@ fn authenticate(
             }
         )));
     }
-    Ok(Some(challenge(shared, request, realm, false, now)))
+    Ok(Some(challenge(shared, peer, request, realm, false, now)?))
 }
 
 fn authenticate_digest(
@@ -250,7 +285,7 @@ fn authenticate_digest(
         .filter_map(DigestResponse::parse)
         .find(|answer| answer.realm == realm);
     let Some(answer) = answer else {
-        return Ok(Some(challenge(shared, request, realm, false, now)));
+        return Ok(Some(challenge(shared, peer, request, realm, false, now)?));
     };
     let request_uri = match &request.start {
         crate::lync::sip::StartLine::Request { uri, .. } => uri.as_str(),
@@ -275,10 +310,10 @@ fn authenticate_digest(
     }
     match shared.nonces.check(&answer.nonce, answer.nc, now) {
         NonceCheck::Fresh => Ok(None),
-        NonceCheck::Stale => Ok(Some(challenge(shared, request, realm, true, now))),
+        NonceCheck::Stale => Ok(Some(challenge(shared, peer, request, realm, true, now)?)),
         NonceCheck::Replayed => {
             tracing::info!(user = aor, %peer, "registration refused: replayed nonce count");
-            Ok(Some(challenge(shared, request, realm, false, now)))
+            Ok(Some(challenge(shared, peer, request, realm, false, now)?))
         }
     }
 }
@@ -296,10 +331,14 @@ fn authenticate_ntlm(
     now: Instant,
 ) -> Result<Option<Message>, SipError> {
     let Some(settings) = shared.settings.ntlm.as_ref() else {
-        return Ok(Some(challenge(shared, request, "", false, now)));
+        return Ok(Some(challenge(shared, peer, request, "", false, now)?));
     };
     let token = answer.get("gssapi-data").unwrap_or_default();
     if token.is_empty() {
+        if !shared.challenges.allow(peer, now) {
+            tracing::info!(%peer, "challenge refused: too many from this address or network");
+            return Err(SipError::Overloaded);
+        }
         let opaque = random_token();
         let challenge =
             Challenge::new(random_nonce()?, &settings.names, ntlm::filetime(unix_now()));
@@ -329,7 +368,7 @@ fn authenticate_ntlm(
         .filter(|p| now.duration_since(p.issued_at) <= sipae::CHALLENGE_LIFETIME);
     let Some(pending) = pending else {
         tracing::info!(user = aor, %peer, "NTLM answer to no current challenge; starting over");
-        return Ok(Some(challenge(shared, request, "", false, now)));
+        return Ok(Some(challenge(shared, peer, request, "", false, now)?));
     };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(token)
@@ -340,7 +379,7 @@ fn authenticate_ntlm(
         shared.throttle.record_failure(peer, Some(aor), now);
         // Deliberately silent about whether the user exists; the names are bounded.
         tracing::info!(user = aor, %peer, reason, "registration refused: NTLM authentication failed");
-        Ok(Some(challenge(shared, request, "", false, now)))
+        Ok(Some(challenge(shared, peer, request, "", false, now)?))
     };
     let Some(identity) = settings.identity(&message.user, &message.domain) else {
         return fail("NTLM user is not in this domain");
@@ -386,11 +425,16 @@ fn authenticate_ntlm(
 /// Digest (RFC 3261 §22.4: a client ignores schemes it does not know).
 fn challenge(
     shared: &Shared,
+    peer: IpAddr,
     request: &Message,
     realm: &str,
     stale: bool,
     now: Instant,
-) -> Message {
+) -> Result<Message, SipError> {
+    if !shared.challenges.allow(peer, now) {
+        tracing::info!(%peer, "challenge refused: too many from this address or network");
+        return Err(SipError::Overloaded);
+    }
     let realm = if realm.is_empty() {
         shared.settings.domain.as_str()
     } else {
@@ -419,7 +463,7 @@ fn challenge(
             reply.headers.push("Date", date);
         }
     }
-    reply
+    Ok(reply)
 }
 
 /// A server challenge from the OS generator; without it a challenge would be guessable,
