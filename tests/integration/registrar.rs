@@ -319,3 +319,21 @@ async fn challenges_are_capped_per_address_and_a_flood_does_not_stale_a_real_ans
     assert_eq!(status(&client.response().await), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_invented_user_name_beyond_the_bound_is_refused_before_it_is_remembered() {
+    let server = TestServer::start(|c| c.auth.max_failures_per_user = 1).await;
+    let mut client = server.tcp().await;
+    client.user = "x".repeat(8000);
+    client.send(&register(&client, 1, None)).await;
+    let reply = client.response().await;
+    assert_eq!(status(&reply), 400);
+    assert!(
+        reply
+            .headers
+            .get("Warning")
+            .unwrap()
+            .contains("longer than 256 bytes")
+    );
+    server.stop().await;
+}

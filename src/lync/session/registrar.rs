@@ -483,14 +483,24 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Longest address of record perch signs in (bytes). Anything longer is no user of ours,
+/// and bounding it here bounds what a failed attempt leaves in the throttle and the log.
+pub const MAX_AOR_BYTES: usize = 256;
+
 fn aor_of(request: &Message, header: &'static str) -> Result<String, SipError> {
-    request
+    let aor = request
         .headers
         .get(header)
         .and_then(NameAddr::parse)
         .and_then(|n| SipUri::parse(&n.uri))
         .and_then(|u| u.aor())
-        .ok_or_else(|| SipError::Malformed(format!("{header} is not a SIP URI with a user")))
+        .ok_or_else(|| SipError::Malformed(format!("{header} is not a SIP URI with a user")))?;
+    if aor.len() > MAX_AOR_BYTES {
+        return Err(SipError::Malformed(format!(
+            "{header} address is longer than {MAX_AOR_BYTES} bytes"
+        )));
+    }
+    Ok(aor)
 }
 
 /// Expires header, else the first Contact's `expires` parameter.
