@@ -66,6 +66,12 @@ pub struct Limits {
     pub request_burst: u32,
     /// Rooms one `cmd:bjoin` may name; the rest are refused entry by entry.
     pub max_rooms_per_bjoin: usize,
+    /// Chat dialogs one connection may hold, and one user across all their connections
+    /// (a real client holds one or two); more INVITEs are answered `403`.
+    pub max_dialogs_per_connection: usize,
+    pub max_dialogs_per_user: usize,
+    /// Bytes of From, To and Contact a chat dialog keeps; an INVITE with more gets `400`.
+    pub max_dialog_header_bytes: usize,
     /// Nesting depth, elements, attributes per element, and bytes of one attribute value
     /// or text in an XCCOS body; beyond them the INFO is answered 400.
     pub xml_max_depth: usize,
@@ -176,6 +182,9 @@ impl Default for Limits {
             requests_per_second: 50,
             request_burst: 200,
             max_rooms_per_bjoin: 200,
+            max_dialogs_per_connection: 8,
+            max_dialogs_per_user: 32,
+            max_dialog_header_bytes: 4096,
             xml_max_depth: 16,
             xml_max_elements: 4096,
             xml_max_attributes: 32,
@@ -365,6 +374,9 @@ impl Config {
             ("request_burst", l.request_burst as usize),
             ("message_timeout_secs", l.message_timeout_secs as usize),
             ("max_rooms_per_bjoin", l.max_rooms_per_bjoin),
+            ("max_dialogs_per_connection", l.max_dialogs_per_connection),
+            ("max_dialogs_per_user", l.max_dialogs_per_user),
+            ("max_dialog_header_bytes", l.max_dialog_header_bytes),
             ("xml_max_depth", l.xml_max_depth),
             ("xml_max_elements", l.xml_max_elements),
             ("xml_max_attributes", l.xml_max_attributes),

@@ -283,3 +283,74 @@ async fn identical_call_ids_on_two_connections_are_separate_dialogs() {
     assert_eq!(status(&bob.response().await), 200);
     server.stop().await;
 }
+
+/// Chat dialogs are capped per connection and per user, and each keeps a bounded number of
+/// header bytes; a dialog that ends gives its slot back.
+#[tokio::test]
+async fn dialogs_are_capped_per_connection_and_per_user() {
+    let server = TestServer::start(|c| {
+        trusted(c);
+        c.limits.max_dialogs_per_connection = 2;
+        c.limits.max_dialogs_per_user = 3;
+        c.limits.max_dialog_header_bytes = 600;
+    })
+    .await;
+    let contact = [("Contact", "<sip:alice@example.test;transport=tls>")];
+    let invite = |client: &mut Client| {
+        let call_id = client.new_call_id();
+        (client.invite_chat(&call_id, &contact, ""), call_id)
+    };
+    let mut first = server.tls().await;
+    assert_eq!(status(&first.register_plain().await), 200);
+    let mut opened = Vec::new();
+    for _ in 0..2 {
+        let (request, call_id) = invite(&mut first);
+        first.send(&request).await;
+        let ok = first.response().await;
+        assert_eq!(status(&ok), 200);
+        opened.push((call_id, ok.headers.get("To").unwrap().to_owned()));
+    }
+    let (request, _) = invite(&mut first);
+    first.send(&request).await;
+    let refused = first.response().await;
+    assert_eq!(status(&refused), 403);
+    assert!(
+        refused
+            .headers
+            .get("Warning")
+            .unwrap()
+            .contains("per connection")
+    );
+
+    // A second connection of the same user: one more, then the user's cap.
+    let mut second = server.tls().await;
+    assert_eq!(status(&second.register_plain().await), 200);
+    let (request, _) = invite(&mut second);
+    second.send(&request).await;
+    assert_eq!(status(&second.response().await), 200);
+    let (request, _) = invite(&mut second);
+    second.send(&request).await;
+    let refused = second.response().await;
+    assert_eq!(status(&refused), 403);
+    assert!(refused.headers.get("Warning").unwrap().contains("per user"));
+
+    // Ending a dialog gives its slot back.
+    let (call_id, to) = &opened[0];
+    let bye = first.request("BYE", CHAT, call_id, 2, to, &[], "");
+    first.send(&bye).await;
+    assert_eq!(status(&first.response().await), 200);
+    let (request, _) = invite(&mut second);
+    second.send(&request).await;
+    assert_eq!(status(&second.response().await), 200);
+
+    // Oversized dialog headers are refused whatever the count.
+    let mut third = server.tls().await;
+    third.user = "bob".into();
+    assert_eq!(status(&third.register_plain().await), 200);
+    let long_contact = format!("<sip:bob@example.test;x={}>", "y".repeat(700));
+    let call_id = third.new_call_id();
+    let request = third.invite_chat(&call_id, &[("Contact", &long_contact)], "");
+    third.send(&request).await;
+    assert_eq!(status(&third.response().await), 400);
+    server.stop().await;
+}

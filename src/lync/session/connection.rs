@@ -386,9 +386,36 @@ impl Session {
         let local_tag = random_token();
         let dialog = Dialog::from_invite(request, local_tag.clone())
             .ok_or_else(|| SipError::Malformed("INVITE lacks a usable From or Contact".into()))?;
+        let settings = &self.shared.settings;
+        if dialog.held_bytes() > settings.max_dialog_header_bytes {
+            return Err(SipError::Malformed(format!(
+                "a chat dialog keeps at most {} bytes of Call-ID, From, To and Contact",
+                settings.max_dialog_header_bytes
+            )));
+        }
+        // A new Call-ID is a new dialog; the same one replaces the old (counted once).
+        if !self.dialogs.contains_key(&dialog.call_id) {
+            if self.dialogs.len() >= settings.max_dialogs_per_connection {
+                return Err(SipError::Forbidden(format!(
+                    "at most {} chat dialogs per connection",
+                    settings.max_dialogs_per_connection
+                )));
+            }
+            let user = self.registered_as().unwrap_or_default();
+            if !self
+                .shared
+                .user_dialogs
+                .acquire(user, settings.max_dialogs_per_user)
+            {
+                return Err(SipError::Forbidden(format!(
+                    "at most {} chat dialogs per user",
+                    settings.max_dialogs_per_user
+                )));
+            }
+        }
         tracing::debug!(connection = self.info.id, call_id = %dialog.call_id, "chat dialog created");
         if let Some(old) = self.dialogs.insert(dialog.call_id.clone(), dialog) {
-            self.dialog_ended(&old);
+            self.endpoint_dialog_ended(&old);
         }
         Ok(self.invite_ok(request, &local_tag))
     }
@@ -697,7 +724,15 @@ impl Session {
         }
     }
 
+    /// A dialog is gone: its slot is given back and the chat endpoint told.
     fn dialog_ended(&self, dialog: &Dialog) {
+        let user = self.registered_as().unwrap_or_default();
+        self.shared.user_dialogs.release(user);
+        self.endpoint_dialog_ended(dialog);
+    }
+
+    /// A dialog's chat state ends (it is gone, or replaced under the same Call-ID).
+    fn endpoint_dialog_ended(&self, dialog: &Dialog) {
         let user = self.registered_as().unwrap_or_default();
         self.shared.endpoint.dialog_ended(&DialogContext {
             connection: self.info.id,

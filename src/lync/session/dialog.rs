@@ -1,5 +1,8 @@
 //! Chat dialogs (INVITE-created, RFC 3261 §12) and the requests perch sends in them.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use bytes::Bytes;
 
 use crate::lync::sip::request::RequestHead;
@@ -7,6 +10,36 @@ use crate::lync::sip::{Message, Method, NameAddr};
 
 use super::sipae::{Security, SignedParts};
 use super::{ConnectionInfo, random_token, via_token};
+
+/// How many chat dialogs each user holds, across connections, against a cap.
+#[derive(Debug, Default)]
+pub struct UserDialogs(Mutex<HashMap<String, usize>>);
+
+impl UserDialogs {
+    /// Counts one more dialog for `user` unless they already hold `cap`.
+    pub fn acquire(&self, user: &str, cap: usize) -> bool {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(user.to_owned()).or_insert(0);
+        if *count >= cap {
+            if *count == 0 {
+                counts.remove(user);
+            }
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    pub fn release(&self, user: &str) {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(user);
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Dialog {
@@ -46,6 +79,14 @@ impl Dialog {
             remote_cseq: invite.cseq().map_or(0, |c| c.number),
             confirmed: false,
         })
+    }
+
+    /// Header bytes this dialog keeps for its lifetime.
+    pub fn held_bytes(&self) -> usize {
+        self.call_id.len()
+            + self.local_uri.len()
+            + self.remote_from.len()
+            + self.remote_target.len()
     }
 
     /// Whether an in-dialog request's tags match this dialog.

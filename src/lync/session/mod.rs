@@ -97,6 +97,9 @@ pub struct SessionSettings {
     pub session_expires: u32,
     pub transaction_timeout: Duration,
     pub requests_per_second: u32,
+    pub max_dialogs_per_connection: usize,
+    pub max_dialogs_per_user: usize,
+    pub max_dialog_header_bytes: usize,
     pub request_burst: u32,
     pub frame_limits: FrameLimits,
     /// NTLM with MS-SIPAE signing, when offered.
@@ -120,6 +123,8 @@ pub struct Shared {
     pub challenges: registrar::ChallengeLimits,
     pub throttle: digest::FailureThrottle,
     pub registrar: registrar::Bindings,
+    /// Chat dialogs each user holds across their connections.
+    pub user_dialogs: dialog::UserDialogs,
     pub endpoint: Arc<dyn ChatEndpoint>,
 }
 
@@ -142,6 +147,7 @@ impl Shared {
             model,
             outboxes,
             registrar: registrar::Bindings::default(),
+            user_dialogs: dialog::UserDialogs::default(),
             endpoint,
         }
     }
