@@ -70,6 +70,11 @@ pub struct Limits {
     /// (a real client holds one or two); more INVITEs are answered `403`.
     pub max_dialogs_per_connection: usize,
     pub max_dialogs_per_user: usize,
+    /// Bytes of responses kept for retransmission, per connection and in all. Clients do
+    /// not retransmit over TCP or TLS, so this only serves the odd duplicate; a duplicate
+    /// whose response was let go is dropped, never run twice.
+    pub retransmission_bytes_per_connection: usize,
+    pub retransmission_bytes_total: usize,
     /// Bytes of From, To and Contact a chat dialog keeps; an INVITE with more gets `400`.
     pub max_dialog_header_bytes: usize,
     /// Nesting depth, elements, attributes per element, and bytes of one attribute value
@@ -185,6 +190,8 @@ impl Default for Limits {
             max_dialogs_per_connection: 8,
             max_dialogs_per_user: 32,
             max_dialog_header_bytes: 4096,
+            retransmission_bytes_per_connection: 64 * 1024,
+            retransmission_bytes_total: 64 * 1024 * 1024,
             xml_max_depth: 16,
             xml_max_elements: 4096,
             xml_max_attributes: 32,
@@ -377,6 +384,11 @@ impl Config {
             ("max_dialogs_per_connection", l.max_dialogs_per_connection),
             ("max_dialogs_per_user", l.max_dialogs_per_user),
             ("max_dialog_header_bytes", l.max_dialog_header_bytes),
+            (
+                "retransmission_bytes_per_connection",
+                l.retransmission_bytes_per_connection,
+            ),
+            ("retransmission_bytes_total", l.retransmission_bytes_total),
             ("xml_max_depth", l.xml_max_depth),
             ("xml_max_elements", l.xml_max_elements),
             ("xml_max_attributes", l.xml_max_attributes),

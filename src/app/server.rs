@@ -185,6 +185,8 @@ fn session_settings(config: &Config) -> SessionSettings {
         session_expires: config.session.session_expires_secs,
         transaction_timeout: Duration::from_secs(config.session.transaction_timeout_secs),
         requests_per_second: config.limits.requests_per_second,
+        retransmission_bytes_per_connection: config.limits.retransmission_bytes_per_connection,
+        retransmission_bytes_total: config.limits.retransmission_bytes_total,
         max_dialogs_per_connection: config.limits.max_dialogs_per_connection,
         max_dialogs_per_user: config.limits.max_dialogs_per_user,
         max_dialog_header_bytes: config.limits.max_dialog_header_bytes,

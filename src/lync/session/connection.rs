@@ -16,7 +16,7 @@ use super::dialog::Dialog;
 use super::rate::TokenBucket;
 use super::registrar::{self, Change, Registration};
 use super::sipae::Security;
-use super::transaction::{ClientKey, ClientTransactions, ServerKey, ServerTransactions};
+use super::transaction::{ClientKey, ClientTransactions, Repeat, ServerKey, ServerTransactions};
 use super::{
     ConnectionInfo, DialogContext, EndpointReply, Later, Shared, SipError, random_token, uri_param,
 };
@@ -62,13 +62,17 @@ impl Session {
     pub fn new(info: ConnectionInfo, shared: Arc<Shared>) -> Self {
         let settings = &shared.settings;
         let rate = TokenBucket::new(settings.requests_per_second, settings.request_burst);
+        let server_transactions = ServerTransactions::new(
+            settings.retransmission_bytes_per_connection,
+            shared.retransmissions.clone(),
+        );
         Self {
             info,
             shared,
             registration: None,
             security: Security::default(),
             dialogs: HashMap::new(),
-            server_transactions: ServerTransactions::default(),
+            server_transactions,
             client_transactions: ClientTransactions::default(),
             waiting: HashMap::new(),
             next_deferred: 0,
@@ -176,9 +180,13 @@ impl Session {
             self.ack(&request);
             return;
         }
-        if let Some(previous) = self.server_transactions.retransmission(&key) {
-            self.outputs.push(Output::Send(previous));
-            return;
+        match self.server_transactions.retransmission(&key) {
+            Repeat::New => {}
+            Repeat::Answer(previous) => {
+                self.outputs.push(Output::Send(previous));
+                return;
+            }
+            Repeat::Absorb => return,
         }
         if cseq.method == Method::Benotify {
             return; // best-effort NOTIFY: never answered

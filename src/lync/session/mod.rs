@@ -97,6 +97,9 @@ pub struct SessionSettings {
     pub session_expires: u32,
     pub transaction_timeout: Duration,
     pub requests_per_second: u32,
+    /// Bytes of responses kept for retransmission per connection.
+    pub retransmission_bytes_per_connection: usize,
+    pub retransmission_bytes_total: usize,
     pub max_dialogs_per_connection: usize,
     pub max_dialogs_per_user: usize,
     pub max_dialog_header_bytes: usize,
@@ -125,6 +128,8 @@ pub struct Shared {
     pub registrar: registrar::Bindings,
     /// Chat dialogs each user holds across their connections.
     pub user_dialogs: dialog::UserDialogs,
+    /// Bytes of responses kept for retransmission by all connections.
+    pub retransmissions: Arc<transaction::RetransmissionBudget>,
     pub endpoint: Arc<dyn ChatEndpoint>,
 }
 
@@ -136,6 +141,9 @@ impl Shared {
         endpoint: Arc<dyn ChatEndpoint>,
     ) -> Self {
         Self {
+            retransmissions: transaction::RetransmissionBudget::new(
+                settings.retransmission_bytes_total,
+            ),
             nonces: digest::Nonces::new(settings.nonce_lifetime, 100_000),
             challenges: registrar::ChallengeLimits::new(&settings),
             throttle: digest::FailureThrottle::new(

@@ -581,3 +581,32 @@ async fn register_from_an_untrusted_address_is_challenged_with_ntlm_and_digest()
     // Still not registered: nothing but REGISTER and OPTIONS is served.
     assert_eq!(status(&client.invite()), 403);
 }
+
+/// Responses kept for retransmission are bounded in bytes per connection: a client sending
+/// requests with large headers (which every response copies back) cannot make perch hold
+/// them all. A duplicate of a request whose response was let go is absorbed, not run again.
+#[tokio::test]
+async fn responses_kept_for_retransmission_are_bounded_in_bytes() {
+    let rig = Rig::new().await;
+    let mut client = rig.connect(1, TRUSTED);
+    assert_eq!(status(&client.register()), 200);
+    let pad = "p".repeat(2000);
+    let options = |n: u32| {
+        format!(
+            "OPTIONS sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5555;branch=z9hG4bK{n};pad={pad}\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=48213390\r\nTo: <sip:{DOMAIN}>\r\nCall-ID: opt-{n}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    for n in 1..=100 {
+        assert_eq!(client.exchange(&options(n)).len(), 1);
+    }
+    // 100 responses of over 2 KB: the oldest have been let go...
+    assert!(
+        client.feed(&options(1)).is_empty(),
+        "the first response is no longer kept"
+    );
+    // ...and the newest are still answered again.
+    let again = client.exchange(&options(100));
+    assert_eq!(again.len(), 1);
+    assert_eq!(status(&again[0]), 200);
+}

@@ -2,7 +2,11 @@
 //! method, because SIPE sends no Via branch inside dialogs; a retransmitted request gets the
 //! stored response again. Client transactions track the requests perch sends (INFO, BYE).
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,40 +22,154 @@ pub struct ServerKey {
 
 /// How long a final response is kept for retransmissions (64 × T1, RFC 3261 Timer J).
 const SERVER_LINGER: Duration = Duration::from_secs(32);
-/// Bound per connection, so a flood of distinct requests cannot grow memory.
+/// Bound on transactions remembered per connection, so a flood of distinct requests
+/// cannot grow memory; each costs a hashed key (the Call-ID itself is not kept).
 const SERVER_CAPACITY: usize = 256;
 /// What the client transactions keep allocated once none is open.
 const SETTLED_CAPACITY: usize = 8;
 
-#[derive(Debug, Default)]
+/// Bytes of responses kept for retransmission by all connections together.
+#[derive(Debug)]
+pub struct RetransmissionBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl RetransmissionBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    fn reserve(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, bytes: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(bytes))
+            });
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// What a request's key says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repeat {
+    /// Not seen before: handle it.
+    New,
+    /// A retransmission: send the stored response again.
+    Answer(Bytes),
+    /// A retransmission whose response was not kept (over the byte bounds): drop it rather
+    /// than run it twice. Clients do not retransmit over TCP or TLS, so nothing is lost.
+    Absorb,
+}
+
+/// Requests this connection answered, each remembered by a hash of its key for
+/// `SERVER_LINGER`, with the response bytes while they fit the per-connection and total
+/// budgets.
+#[derive(Debug)]
 pub struct ServerTransactions {
-    responses: HashMap<ServerKey, Bytes>,
-    order: VecDeque<(Instant, ServerKey)>,
+    hasher: RandomState,
+    responses: HashMap<u64, Option<Bytes>>,
+    order: VecDeque<(Instant, u64)>,
+    bytes: usize,
+    per_connection: usize,
+    budget: Arc<RetransmissionBudget>,
 }
 
 impl ServerTransactions {
-    pub fn retransmission(&self, key: &ServerKey) -> Option<Bytes> {
-        self.responses.get(key).cloned()
+    pub fn new(per_connection: usize, budget: Arc<RetransmissionBudget>) -> Self {
+        Self {
+            hasher: RandomState::new(),
+            responses: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            per_connection,
+            budget,
+        }
+    }
+
+    fn hash(&self, key: &ServerKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    pub fn retransmission(&self, key: &ServerKey) -> Repeat {
+        match self.responses.get(&self.hash(key)) {
+            None => Repeat::New,
+            Some(Some(response)) => Repeat::Answer(response.clone()),
+            Some(None) => Repeat::Absorb,
+        }
     }
 
     pub fn completed(&mut self, key: ServerKey, response: Bytes, now: Instant) {
-        if self.order.len() >= SERVER_CAPACITY
-            && let Some((_, oldest)) = self.order.pop_front()
+        let hash = self.hash(&key);
+        if self.responses.contains_key(&hash) {
+            return;
+        }
+        if self.order.len() >= SERVER_CAPACITY {
+            self.forget_oldest();
+        }
+        // Make room in this connection's share by forgetting the oldest responses' bytes
+        // (their keys stay, so their retransmissions are absorbed).
+        let len = response.len();
+        let mut kept = None;
+        if len <= self.per_connection {
+            let mut next = 0;
+            while self.bytes + len > self.per_connection && next < self.order.len() {
+                let oldest = self.order[next].1;
+                self.drop_bytes(oldest);
+                next += 1;
+            }
+            if self.budget.reserve(len) {
+                self.bytes += len;
+                kept = Some(response);
+            }
+        }
+        self.responses.insert(hash, kept);
+        self.order.push_back((now, hash));
+    }
+
+    fn drop_bytes(&mut self, hash: u64) {
+        if let Some(slot) = self.responses.get_mut(&hash)
+            && let Some(response) = slot.take()
         {
-            self.responses.remove(&oldest);
+            self.bytes -= response.len();
+            self.budget.release(response.len());
         }
-        if self.responses.insert(key.clone(), response).is_none() {
-            self.order.push_back((now, key));
+    }
+
+    fn forget_oldest(&mut self) {
+        if let Some((_, hash)) = self.order.pop_front() {
+            self.drop_bytes(hash);
+            self.responses.remove(&hash);
         }
+    }
+
+    /// Bytes of responses this connection keeps.
+    #[cfg(test)]
+    pub fn held_bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Whether an INVITE with this Call-ID and CSeq number was answered (for CANCEL).
     pub fn answered_invite(&self, call_id: &str, cseq: u32) -> bool {
-        self.responses.contains_key(&ServerKey {
+        self.responses.contains_key(&self.hash(&ServerKey {
             call_id: call_id.to_owned(),
             cseq,
             method: Method::Invite,
-        })
+        }))
     }
 
     /// When the oldest stored response may be dropped.
@@ -64,10 +182,14 @@ impl ServerTransactions {
             if now.duration_since(*at) < SERVER_LINGER {
                 break;
             }
-            if let Some((_, key)) = self.order.pop_front() {
-                self.responses.remove(&key);
-            }
+            self.forget_oldest();
         }
+    }
+}
+
+impl Drop for ServerTransactions {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
     }
 }
 
@@ -171,15 +293,47 @@ mod tests {
 
     #[test]
     fn server_cache_is_bounded_and_expires() {
-        let mut txns = ServerTransactions::default();
+        let mut txns = ServerTransactions::new(1 << 20, RetransmissionBudget::new(1 << 20));
         let t0 = Instant::now();
         for n in 0..(SERVER_CAPACITY as u32 + 10) {
             txns.completed(key(n), Bytes::from_static(b"r"), t0);
         }
-        assert!(txns.retransmission(&key(0)).is_none());
-        assert!(txns.retransmission(&key(SERVER_CAPACITY as u32)).is_some());
+        assert_eq!(txns.retransmission(&key(0)), Repeat::New);
+        assert!(matches!(
+            txns.retransmission(&key(SERVER_CAPACITY as u32)),
+            Repeat::Answer(_)
+        ));
         txns.expire(t0 + SERVER_LINGER);
-        assert!(txns.retransmission(&key(SERVER_CAPACITY as u32)).is_none());
+        assert_eq!(
+            txns.retransmission(&key(SERVER_CAPACITY as u32)),
+            Repeat::New
+        );
+        assert_eq!(txns.held_bytes(), 0);
+    }
+
+    #[test]
+    fn response_bytes_are_bounded_per_connection_and_in_total() {
+        let budget = RetransmissionBudget::new(3000);
+        let t0 = Instant::now();
+        let response = Bytes::from(vec![b'x'; 1000]);
+        let mut one = ServerTransactions::new(2000, budget.clone());
+        for n in 0..5 {
+            one.completed(key(n), response.clone(), t0);
+        }
+        assert_eq!(one.held_bytes(), 2000);
+        assert_eq!(one.retransmission(&key(0)), Repeat::Absorb);
+        assert!(matches!(one.retransmission(&key(4)), Repeat::Answer(_)));
+        // The total leaves another connection room for one response only.
+        let mut two = ServerTransactions::new(2000, budget.clone());
+        two.completed(key(0), response.clone(), t0);
+        two.completed(key(1), response.clone(), t0);
+        assert!(matches!(two.retransmission(&key(0)), Repeat::Answer(_)));
+        assert_eq!(two.retransmission(&key(1)), Repeat::Absorb);
+        assert_eq!(budget.used(), 2000 + 1000);
+        drop(one);
+        assert_eq!(budget.used(), 1000);
+        drop(two);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]
