@@ -14,6 +14,7 @@ use crate::app::config::Config;
 use crate::core::SnapshotHandle;
 use crate::core::hub::ChatCore;
 use crate::core::ports::{Store, StoreError};
+use crate::core::snapshot::revoked_users;
 use crate::lync::session::sipae::NtlmSettings;
 use crate::lync::session::{LyncProtocol, Outboxes, SessionSettings, Shared};
 use crate::lync::sip::FrameLimits;
@@ -98,6 +99,7 @@ pub fn assemble(config: &Config, store: Arc<dyn Store>) -> Result<Assembled, Sto
 
 pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServer, ServeError> {
     let Assembled { model, core, lync } = assemble(config, store.clone())?;
+    let session_shared = lync.clone();
     let lync = Arc::new(LyncProtocol::new(lync));
     let settings = DriverSettings {
         handshake_timeout: Duration::from_secs(config.limits.tls_handshake_timeout_secs),
@@ -161,7 +163,13 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServ
             shutdown_rx.clone(),
         ));
     }
-    tasks.spawn(follow_changes(model, core, store, shutdown_rx));
+    tasks.spawn(follow_changes(
+        model,
+        core,
+        session_shared,
+        store,
+        shutdown_rx,
+    ));
     server.tasks = tasks;
     Ok(server)
 }
@@ -233,6 +241,7 @@ fn endpoint_settings(config: &Config) -> EndpointSettings {
 async fn follow_changes(
     model: Arc<SnapshotHandle>,
     core: Arc<ChatCore>,
+    lync: Arc<Shared>,
     store: Arc<dyn Store>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -242,10 +251,15 @@ async fn follow_changes(
             changed = changes.changed() => if changed.is_err() { return },
             _ = shutdown.changed() => return,
         }
+        let before = model.snapshot();
         let (handle, reader) = (model.clone(), store.clone());
         match tokio::task::spawn_blocking(move || handle.reload(reader.as_ref())).await {
             Ok(Ok(())) => {
                 tracing::info!("configuration reloaded after an administrative change");
+                let revoked = revoked_users(&before, &model.snapshot());
+                if !revoked.is_empty() {
+                    lync.revoke(&revoked);
+                }
                 core.reconcile();
             }
             Ok(Err(error)) => tracing::warn!(%error, "cannot reload the configuration"),

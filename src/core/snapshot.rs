@@ -44,6 +44,21 @@ impl CategoryLists {
     }
 }
 
+/// Users whose sign-in rights ended between two snapshots: removed, disabled, or with a
+/// new password. Their sessions must end, whatever protocol they came through.
+pub fn revoked_users(before: &Snapshot, after: &Snapshot) -> Vec<String> {
+    before
+        .directory
+        .users()
+        .filter(|old| old.enabled)
+        .filter(|old| match after.directory.user(&old.aor) {
+            None => true,
+            Some(new) => !new.enabled || new.credentials != old.credentials,
+        })
+        .map(|old| old.aor.clone())
+        .collect()
+}
+
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub directory: Directory,

@@ -337,3 +337,64 @@ async fn an_invented_user_name_beyond_the_bound_is_refused_before_it_is_remember
     );
     server.stop().await;
 }
+
+/// A Digest-registered client with an open chat dialog, for the revocation tests.
+async fn digest_signed_in_with_dialog(server: &TestServer) -> Client {
+    let mut client = server.tcp().await;
+    client.send(&register(&client, 1, None)).await;
+    let (realm, nonce, _) = challenge(&client.response().await, Algorithm::Sha256);
+    let auth = digest_answer(Algorithm::Sha256, "alice", "alice-pw", &realm, &nonce, 1);
+    client.send(&register(&client, 2, Some(&auth))).await;
+    assert_eq!(status(&client.response().await), 200);
+    let call_id = client.new_call_id();
+    let invite = client.invite_chat(&call_id, &[("Contact", "<sip:alice@example.test>")], "");
+    client.send(&invite).await;
+    assert_eq!(status(&client.response().await), 200);
+    client
+}
+
+/// Changing a user's password, disabling or removing them ends their registrations and
+/// chat dialogs at once: a BYE on each dialog, then the connection is closed.
+#[tokio::test]
+async fn rights_end_when_they_are_taken_away() {
+    let changes: [(&str, fn(&dyn perch::core::ports::Store)); 3] = [
+        ("password", |store| {
+            perch::core::service::set_user(store, "alice@example.test", None, Some("new"), None)
+                .unwrap();
+        }),
+        ("disable", |store| {
+            perch::core::service::set_user(store, "alice@example.test", None, None, Some(false))
+                .unwrap();
+        }),
+        ("remove", |store| {
+            perch::core::service::remove_user(store, "alice@example.test").unwrap();
+        }),
+    ];
+    for (what, change) in changes {
+        let server = TestServer::start(|_| {}).await;
+        let mut client = digest_signed_in_with_dialog(&server).await;
+        let store = server.store.clone();
+        tokio::task::spawn_blocking(move || change(store.as_ref()))
+            .await
+            .unwrap();
+        let bye = tokio::time::timeout(std::time::Duration::from_secs(2), client.message())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no BYE within 2 s"));
+        assert_eq!(bye.method().map(|m| m.as_str()), Some("BYE"), "{what}");
+        assert!(
+            client.closed_by_server().await,
+            "{what}: connection left open"
+        );
+        server.stop().await;
+    }
+}
+
+/// A Digest registration is refreshed only with the password proved again.
+#[tokio::test]
+async fn a_digest_refresh_must_prove_the_password_again() {
+    let server = TestServer::start(|_| {}).await;
+    let mut client = digest_signed_in_with_dialog(&server).await;
+    client.send(&register(&client, 3, None)).await;
+    assert_eq!(status(&client.response().await), 401);
+    server.stop().await;
+}

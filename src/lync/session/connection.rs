@@ -263,7 +263,24 @@ impl Session {
         match outbound {
             Outbound::Info { call_id, body } => self.send_info(&call_id, body, now),
             Outbound::Bye { call_id } => self.send_bye(&call_id, now),
+            Outbound::Revoke => self.revoke(now),
         }
+    }
+
+    /// The user's rights ended: each dialog gets a BYE, the registration goes, and the
+    /// connection closes once those are written.
+    fn revoke(&mut self, now: Instant) {
+        let call_ids: Vec<String> = self.dialogs.keys().cloned().collect();
+        for call_id in call_ids {
+            self.send_bye(&call_id, now);
+        }
+        if let Some(registration) = self.registration.take() {
+            self.shared
+                .registrar
+                .unbind(&registration.aor, self.info.id);
+        }
+        self.security = Security::default();
+        self.outputs.push(Output::Close);
     }
 
     /// Routes a request to its handler. `after` collects chat replies to send as INFO once

@@ -33,6 +33,9 @@ pub enum Outbound {
     Info { call_id: Arc<str>, body: Bytes },
     /// End the dialog `call_id` with a BYE.
     Bye { call_id: Arc<str> },
+    /// The registered user's rights ended (password changed, disabled, removed): end every
+    /// dialog with a BYE, drop the registration and close the connection.
+    Revoke,
 }
 
 pub type Outboxes = crate::net::outbox::Outboxes<Outbound>;
@@ -157,6 +160,23 @@ impl Shared {
             registrar: registrar::Bindings::default(),
             user_dialogs: dialog::UserDialogs::default(),
             endpoint,
+        }
+    }
+}
+
+impl Shared {
+    /// Ends every registration of these users (see [`Outbound::Revoke`]).
+    pub fn revoke(&self, users: &[String]) {
+        let now = std::time::Instant::now();
+        for user in users {
+            for (connection, _) in self.registrar.lookup(user, now) {
+                tracing::info!(
+                    user,
+                    connection,
+                    "rights ended: closing the user's connection"
+                );
+                self.outboxes.deliver(connection, Outbound::Revoke);
+            }
         }
     }
 }

@@ -167,10 +167,10 @@ pub fn register(
     }
     let expires = expires.min(settings.max_expires);
 
-    // A refresh on the connection that already proved this identity needs no new proof,
-    // except that under NTLM the refresh itself must be signed; an unsigned one starts a
-    // new handshake (as SIPE does before its security association expires).
-    let proven = current.is_some() && (signed || security.association.is_none());
+    // Every REGISTER proves who sends it: a refresh under NTLM by its signature (an
+    // unsigned one starts a new handshake, as SIPE does before its security association
+    // expires), one from a trusted network by its address, a Digest one by the password.
+    let proven = current.is_some() && signed;
     if !proven
         && let Some(challenge) =
             authenticate(shared, connection.peer.ip(), &aor, security, request, now)?
