@@ -106,7 +106,10 @@ pub struct Auth {
     /// The same for a whole network (an IPv4 /24, an IPv6 /48).
     pub challenges_per_second_per_network: u32,
     pub failure_window_secs: u64,
+    /// Failed sign-ins from one address (all users) per window before it is refused.
     pub max_failures_per_address: u32,
+    /// Failed sign-ins for one user from one address before each further attempt from
+    /// there waits, 1 s and doubling. Failures elsewhere never lock the user out.
     pub max_failures_per_user: u32,
 }
 

@@ -398,3 +398,37 @@ async fn a_digest_refresh_must_prove_the_password_again() {
     assert_eq!(status(&client.response().await), 401);
     server.stop().await;
 }
+
+/// Wrong answers for alice from five other addresses do not lock her out: she signs in
+/// with her password from her own address at once.
+#[tokio::test]
+async fn strangers_cannot_lock_a_user_out() {
+    let server = TestServer::start(|_| {}).await;
+    for host in 2..=6 {
+        let mut stranger = server
+            .tcp_from(std::net::Ipv4Addr::new(127, 0, 0, host))
+            .await;
+        for attempt in 0..5u32 {
+            stranger
+                .send(&register(&stranger, attempt * 2 + 1, None))
+                .await;
+            let reply = stranger.response().await;
+            if status(&reply) == 403 {
+                continue; // that address is waiting now
+            }
+            let (realm, nonce, _) = challenge(&reply, Algorithm::Sha256);
+            let auth = digest_answer(Algorithm::Sha256, "alice", "guess", &realm, &nonce, 1);
+            stranger
+                .send(&register(&stranger, attempt * 2 + 2, Some(&auth)))
+                .await;
+            assert_eq!(status(&stranger.response().await), 403);
+        }
+    }
+    let mut alice = server.tcp_from(std::net::Ipv4Addr::new(127, 0, 0, 9)).await;
+    alice.send(&register(&alice, 1, None)).await;
+    let (realm, nonce, _) = challenge(&alice.response().await, Algorithm::Sha256);
+    let auth = digest_answer(Algorithm::Sha256, "alice", "alice-pw", &realm, &nonce, 1);
+    alice.send(&register(&alice, 2, Some(&auth))).await;
+    assert_eq!(status(&alice.response().await), 200);
+    server.stop().await;
+}

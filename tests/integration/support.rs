@@ -110,6 +110,18 @@ impl TestServer {
         Client::over(Box::new(tls), "tls")
     }
 
+    /// A plain TCP client connecting from `source` (any 127.x.y.z works on loopback).
+    pub async fn tcp_from(&self, source: std::net::Ipv4Addr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((source, 0).into()).unwrap();
+        let tcp = socket
+            .connect(self.running().tcp_addr().unwrap())
+            .await
+            .unwrap();
+        tcp.set_nodelay(true).unwrap();
+        Client::over(Box::new(tcp), "tcp")
+    }
+
     pub async fn tcp(&self) -> Client {
         let tcp = TcpStream::connect(self.running().tcp_addr().unwrap())
             .await

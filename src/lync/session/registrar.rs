@@ -309,7 +309,10 @@ fn authenticate_digest(
         return Err(SipError::Forbidden("authentication failed".into()));
     }
     match shared.nonces.check(&answer.nonce, answer.nc, now) {
-        NonceCheck::Fresh => Ok(None),
+        NonceCheck::Fresh => {
+            shared.throttle.record_success(peer, aor);
+            Ok(None)
+        }
         NonceCheck::Stale => Ok(Some(challenge(shared, peer, request, realm, true, now)?)),
         NonceCheck::Replayed => {
             tracing::info!(user = aor, %peer, "registration refused: replayed nonce count");
@@ -416,6 +419,7 @@ fn authenticate_ntlm(
     {
         return fail(&error.to_string());
     }
+    shared.throttle.record_success(peer, aor);
     tracing::info!(user = aor, %peer, "NTLM security association established");
     security.association = Some(association);
     Ok(None)
