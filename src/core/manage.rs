@@ -120,13 +120,20 @@ pub struct CategoryChange {
     pub creators: Vec<ListEdit>,
 }
 
+/// A room an edit took principals out of, and which ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Purged {
+    pub room: Room,
+    pub removed: Vec<Principal>,
+}
+
 /// Creates (when `existing` is `None`) or changes a category. Rooms whose principals fall
 /// outside the new scope are returned purged, to be saved with it.
 pub fn category(
     snapshot: &Snapshot,
     existing: Option<&str>,
     change: CategoryChange,
-) -> Result<(Category, Vec<Room>), ManageError> {
+) -> Result<(Category, Vec<Purged>), ManageError> {
     let mut category = match existing {
         Some(name) => snapshot
             .category_by_name(name)
@@ -189,28 +196,26 @@ pub fn category(
         .filter(|room| category.id != 0 && room.category == category.id)
         .filter_map(|room| {
             let mut room = room.clone();
-            purge_out_of_scope(snapshot, &category, &mut room).then_some(room)
+            let removed = purge_out_of_scope(snapshot, &category, &mut room);
+            (!removed.is_empty()).then_some(Purged { room, removed })
         })
         .collect();
     Ok((category, purged))
 }
 
-/// Removes principals the category does not allow; returns whether anything changed.
-fn purge_out_of_scope(snapshot: &Snapshot, category: &Category, room: &mut Room) -> bool {
-    let before = (
-        room.members.len(),
-        room.managers.len(),
-        room.presenters.len(),
-    );
+/// Removes principals the category does not allow; returns those removed (each once).
+fn purge_out_of_scope(snapshot: &Snapshot, category: &Category, room: &mut Room) -> Vec<Principal> {
+    let mut removed: Vec<Principal> = Vec::new();
     for list in [&mut room.members, &mut room.managers, &mut room.presenters] {
-        list.retain(|p| policy::principal_in_scope(snapshot, category, p));
+        list.retain(|p| {
+            let keep = policy::principal_in_scope(snapshot, category, p);
+            if !keep && !removed.contains(p) {
+                removed.push(p.clone());
+            }
+            keep
+        });
     }
-    before
-        != (
-            room.members.len(),
-            room.managers.len(),
-            room.presenters.len(),
-        )
+    removed
 }
 
 /// The id of a category that can be removed: it must hold no rooms.
@@ -255,6 +260,8 @@ pub struct RoomChange {
 pub struct RoomOutcome {
     pub room: Room,
     pub invite: Vec<String>,
+    /// Principals a move to another category took out of the room.
+    pub removed: Vec<Principal>,
 }
 
 /// Creates (when `existing` is `None`; `new_uid` names it) or changes a room.
@@ -337,13 +344,23 @@ pub fn room(
     apply_edits(&mut room.members, &change.members);
     apply_edits(&mut room.managers, &change.managers);
     apply_edits(&mut room.presenters, &change.presenters);
-    if moved {
-        // Moving purges what the new category does not allow (persistent-chat-model.md §3.7).
-        purge_out_of_scope(snapshot, category, &mut room);
-    }
+    // Moving purges what the new category does not allow (persistent-chat-model.md §3.7).
+    let removed = if moved {
+        purge_out_of_scope(snapshot, category, &mut room)
+    } else {
+        Vec::new()
+    };
+    // Only what this change adds is checked: principals already there stay valid or are
+    // judged per user when they act, so an unrelated edit (or disabling) is never refused.
+    let had = |p: &Principal| {
+        before.as_ref().is_some_and(|b| {
+            b.members.contains(p) || b.managers.contains(p) || b.presenters.contains(p)
+        })
+    };
     for list in [&room.members, &room.managers, &room.presenters] {
-        check_principals_exist(snapshot, list)?;
-        if let Some(p) = list
+        let added: Vec<Principal> = list.iter().filter(|p| !had(p)).cloned().collect();
+        check_principals_exist(snapshot, &added)?;
+        if let Some(p) = added
             .iter()
             .find(|p| !policy::principal_in_scope(snapshot, category, p))
         {
@@ -372,7 +389,11 @@ pub fn room(
     } else {
         Vec::new()
     };
-    Ok(RoomOutcome { room, invite })
+    Ok(RoomOutcome {
+        room,
+        invite,
+        removed,
+    })
 }
 
 fn presenter_is_member(snapshot: &Snapshot, room: &Room, presenter: &Principal) -> bool {
@@ -446,11 +467,19 @@ mod tests {
                 .iter()
                 .map(|a| user(a))
                 .collect(),
-            groups: vec![Group {
-                name: "team".into(),
-                description: String::new(),
-                members: vec![p("sip:bob@x.test")],
-            }],
+            groups: vec![
+                Group {
+                    name: "team".into(),
+                    description: String::new(),
+                    members: vec![p("sip:bob@x.test")],
+                },
+                // eve is denied in Eng; ann and bob are not.
+                Group {
+                    name: "mixed".into(),
+                    description: String::new(),
+                    members: vec![p("sip:ann@x.test"), p("sip:eve@x.test")],
+                },
+            ],
             categories: vec![
                 category(1, "Eng", &["domain:x.test"]),
                 category(2, "Small", &["sip:ann@x.test"]),
@@ -466,7 +495,7 @@ mod tests {
                 invitations: Invitations::Inherit,
                 disabled: false,
                 addin: None,
-                members: vec![p("sip:ann@x.test"), p("sip:bob@x.test")],
+                members: vec![p("sip:ann@x.test"), p("sip:bob@x.test"), p("group:mixed")],
                 managers: vec![p("sip:bob@x.test")],
                 presenters: vec![p("sip:ann@x.test")],
             }],
@@ -561,8 +590,10 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(moved.room.members, [p("sip:ann@x.test")]);
+        // Small allows ann only: bob goes (and is named); the group stays, ann being in it.
+        assert_eq!(moved.room.members, [p("sip:ann@x.test"), p("group:mixed")]);
         assert!(moved.room.managers.is_empty());
+        assert_eq!(moved.removed, [p("sip:bob@x.test")]);
         assert!(removable_category(&s, "Eng").is_err());
         assert_eq!(removable_category(&s, "Small"), Ok(2));
     }
@@ -591,5 +622,58 @@ mod tests {
         for bad in ["ftp://x", "javascript:alert(1)", "https://", "http://a b"] {
             assert!(addin("a", bad).is_err(), "{bad}");
         }
+    }
+
+    /// A group with one denied user is still a valid principal: deny is decided per user
+    /// when they act. Edits keep it; only principals that became invalid are removed, and
+    /// the outcome names them.
+    #[test]
+    fn a_group_holding_a_denied_user_stays_valid() {
+        let s = snapshot();
+        let created = room(
+            &s,
+            None,
+            "new",
+            RoomChange {
+                name: Some("Mixed".into()),
+                category: Some("Eng".into()),
+                members: vec![ListEdit::Add(vec![p("group:mixed")])],
+                ..change()
+            },
+        );
+        assert!(created.is_ok(), "{created:?}");
+        let disabled = room(
+            &s,
+            Some("Lobby"),
+            "",
+            RoomChange {
+                disabled: Some(true),
+                ..change()
+            },
+        );
+        assert!(disabled.is_ok(), "{disabled:?}");
+        let (_, purged) = category(
+            &s,
+            Some("Eng"),
+            CategoryChange {
+                description: Some("unrelated".into()),
+                ..CategoryChange::default()
+            },
+        )
+        .unwrap();
+        assert!(purged.is_empty(), "{purged:?}");
+        // Denying bob makes him invalid in Eng rooms and he is named; the group stays.
+        let (_, purged) = category(
+            &s,
+            Some("Eng"),
+            CategoryChange {
+                denied: vec![ListEdit::Add(vec![p("sip:bob@x.test")])],
+                ..CategoryChange::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(purged.len(), 1);
+        assert_eq!(purged[0].removed, [p("sip:bob@x.test")]);
+        assert!(purged[0].room.members.contains(&p("group:mixed")));
     }
 }

@@ -95,13 +95,16 @@ pub fn principal_in_scope(snapshot: &Snapshot, category: &Category, principal: &
     match principal {
         Principal::User(aor) => in_scope(snapshot, aor, category),
         Principal::Group(_) if category.allowed.contains(principal) => true,
+        // A group is valid while any of its users may be in the category (or it has none
+        // yet); a member who is denied is kept out when they act, one user at a time, so
+        // one denied user never takes the group's other members out with them.
         Principal::Group(_) => {
             let directory = &snapshot.directory;
             let mut users = directory
                 .users()
                 .filter(|u| directory.names(principal, &u.aor))
                 .peekable();
-            users.peek().is_some() && users.all(|u| in_scope(snapshot, &u.aor, category))
+            users.peek().is_none() || users.any(|u| in_scope(snapshot, &u.aor, category))
         }
         Principal::Domain(_) => category.allowed.contains(principal),
     }

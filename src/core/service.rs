@@ -44,6 +44,8 @@ pub enum ServiceError {
 pub struct SavedRoom {
     pub room: Room,
     pub created: bool,
+    /// Principals a move to another category took out of the room.
+    pub removed: Vec<Principal>,
     /// Users invited because they were added as members of a room whose invitations are on.
     pub invited: usize,
 }
@@ -111,6 +113,7 @@ pub fn save_room(
         policy::check_room_change(snapshot, user, before, category)
             .map_err(ServiceError::Denied)?;
     }
+    let removed = outcome.removed;
     let room = wait(store.save_room(outcome.room))?;
     let invited = outcome.invite.len();
     if invited > 0 {
@@ -120,6 +123,7 @@ pub fn save_room(
     Ok(SavedRoom {
         room,
         created: existing.is_none(),
+        removed,
         invited,
     })
 }
@@ -211,7 +215,8 @@ pub fn find_rooms<'a>(
 pub struct SavedCategory {
     pub category: Category,
     pub created: bool,
-    pub purged: Vec<Room>,
+    /// Rooms the change took principals out of, with those principals.
+    pub purged: Vec<(Room, Vec<Principal>)>,
 }
 
 /// Creates (`existing` is `None`) or changes a category as the operator, then stores the
@@ -226,8 +231,8 @@ pub fn save_category(
     let category = wait(store.save_category(category))?;
     let purged = purged
         .into_iter()
-        .map(|room| wait(store.save_room(room)))
-        .collect::<Result<_, _>>()?;
+        .map(|purged| Ok((wait(store.save_room(purged.room))?, purged.removed)))
+        .collect::<Result<_, StoreError>>()?;
     Ok(SavedCategory {
         category,
         created: existing.is_none(),

@@ -149,10 +149,11 @@ fn save(
     let saved = service::save_category(ctx.store, &ctx.snapshot, existing, change)?;
     let verb = if saved.created { "created" } else { "updated" };
     let mut lines = vec![format!("{verb} category {}", saved.category.name)];
-    lines.extend(saved.purged.iter().map(|room| {
+    lines.extend(saved.purged.iter().map(|(room, removed)| {
         format!(
-            "removed principals outside the category from room {}",
-            room.name
+            "removed from room {} (outside the category's scope now): {}",
+            room.name,
+            super::names(removed)
         )
     }));
     Ok(lines)

@@ -230,6 +230,12 @@ fn save(ctx: &Context, existing: Option<&str>, change: RoomChange) -> Result<Lin
         saved.room.name,
         room_uri(ctx.domain, &saved.room.uid)
     )];
+    if !saved.removed.is_empty() {
+        lines.push(format!(
+            "removed (outside the new category's scope): {}",
+            super::names(&saved.removed)
+        ));
+    }
     if saved.invited > 0 {
         lines.push(format!("invited {} user(s)", saved.invited));
     }
