@@ -95,39 +95,47 @@ impl Live {
     }
 
     /// Adds a session to a room; says whether it was not there yet, and who is there now.
+    /// Adds a session to a room; returns whether the user was not there before (on any
+    /// session), which is when the others hear of it.
     fn add(&mut self, room: i64, session: &SessionRef, user: &str) -> (bool, &Presence) {
         let presence = self.rooms.entry(room).or_default();
         let added = !presence.sessions.contains_key(session);
+        let mut arrived = false;
         if added {
             let user: Arc<str> = presence
                 .users
                 .get_key_value(user)
                 .map_or_else(|| Arc::from(user), |(known, _)| known.clone());
-            *presence.users.entry(user.clone()).or_default() += 1;
+            let count = presence.users.entry(user.clone()).or_default();
+            *count += 1;
+            arrived = *count == 1;
             presence.sessions.insert(session.clone(), user);
             self.by_session
                 .entry(session.clone())
                 .or_default()
                 .insert(room);
         }
-        (added, presence)
+        (arrived, presence)
     }
 
-    /// Removes a session from a room; returns whether it was there.
+    /// Removes a session from a room; returns whether that was the user's last session
+    /// there, which is when the others hear of it.
     fn remove(&mut self, room: i64, session: &SessionRef) -> bool {
         let Some(presence) = self.rooms.get_mut(&room) else {
             return false;
         };
         let removed = match presence.sessions.remove(session) {
-            Some(user) => {
-                if let Entry::Occupied(mut count) = presence.users.entry(user) {
+            Some(user) => match presence.users.entry(user) {
+                Entry::Occupied(mut count) => {
                     *count.get_mut() -= 1;
-                    if *count.get() == 0 {
+                    let gone = *count.get() == 0;
+                    if gone {
                         count.remove();
                     }
+                    gone
                 }
-                true
-            }
+                Entry::Vacant(_) => true,
+            },
             None => false,
         };
         if presence.sessions.is_empty() {
@@ -365,9 +373,9 @@ impl ChatCore {
         let roles = policy::roles(&snapshot, user, room);
         let limit = snapshot.settings.participant_update_limit as usize;
         let mut live = locked(&self.live);
-        let (added, presence) = live.add(room.id, session, user);
+        let (arrived, presence) = live.add(room.id, session, user);
         let roster = presence.participants() <= limit;
-        let notify: Vec<SessionRef> = if added && roster {
+        let notify: Vec<SessionRef> = if arrived && roster {
             presence
                 .sessions
                 .keys()
@@ -454,7 +462,10 @@ impl ChatCore {
             .unwrap_or_default();
         let mut events = Vec::new();
         for id in rooms {
-            live.remove(id, session);
+            // The others hear of it when the user's last session there goes.
+            if !live.remove(id, session) {
+                continue;
+            }
             if let Some(room) = snapshot.room(id) {
                 let event = Event::Left {
                     room: room.clone(),
@@ -721,12 +732,17 @@ impl ChatCore {
             if allowed {
                 continue;
             }
-            live.remove(room_id, &session);
+            let gone = live.remove(room_id, &session);
             let Some(room) = snapshot.room(room_id) else {
                 continue;
             };
             tracing::info!(%user, room = %room.name, "removed from a room after an administrative change");
-            let mut notify = Self::notify_list(&live, &snapshot, room_id);
+            // The session itself always hears; the others once the user's last one goes.
+            let mut notify = if gone {
+                Self::notify_list(&live, &snapshot, room_id)
+            } else {
+                Vec::new()
+            };
             notify.push(session);
             evictions.push((
                 Event::Evicted {
