@@ -64,6 +64,10 @@ pub struct Limits {
     pub requests_per_second: u32,
     /// Requests a connection may send in a burst above the sustained rate.
     pub request_burst: u32,
+    /// The same for all of one user's connections together, so that many connections
+    /// (each within its own rate) cannot do what one may not.
+    pub requests_per_second_per_user: u32,
+    pub request_burst_per_user: u32,
     /// Rooms one `cmd:bjoin` may name; the rest are refused entry by entry.
     pub max_rooms_per_bjoin: usize,
     /// Chat dialogs one connection may hold, and one user across all their connections
@@ -189,6 +193,8 @@ impl Default for Limits {
             max_connections_per_address: 256,
             requests_per_second: 50,
             request_burst: 200,
+            requests_per_second_per_user: 100,
+            request_burst_per_user: 400,
             max_rooms_per_bjoin: 200,
             max_dialogs_per_connection: 8,
             max_dialogs_per_user: 32,
@@ -382,6 +388,11 @@ impl Config {
             ("max_connections_per_address", l.max_connections_per_address),
             ("requests_per_second", l.requests_per_second as usize),
             ("request_burst", l.request_burst as usize),
+            (
+                "requests_per_second_per_user",
+                l.requests_per_second_per_user as usize,
+            ),
+            ("request_burst_per_user", l.request_burst_per_user as usize),
             ("message_timeout_secs", l.message_timeout_secs as usize),
             ("max_rooms_per_bjoin", l.max_rooms_per_bjoin),
             ("max_dialogs_per_connection", l.max_dialogs_per_connection),

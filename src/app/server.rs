@@ -193,6 +193,8 @@ fn session_settings(config: &Config) -> SessionSettings {
         session_expires: config.session.session_expires_secs,
         transaction_timeout: Duration::from_secs(config.session.transaction_timeout_secs),
         requests_per_second: config.limits.requests_per_second,
+        requests_per_second_per_user: config.limits.requests_per_second_per_user,
+        request_burst_per_user: config.limits.request_burst_per_user,
         retransmission_bytes_per_connection: config.limits.retransmission_bytes_per_connection,
         retransmission_bytes_total: config.limits.retransmission_bytes_total,
         max_dialogs_per_connection: config.limits.max_dialogs_per_connection,

@@ -77,3 +77,34 @@ async fn requests_beyond_the_rate_get_503_with_retry_after() {
     assert_eq!(status(&client.response().await), 200);
     server.stop().await;
 }
+
+/// One user's connections share a request budget: each within its own rate, together they
+/// cannot go past the user's.
+#[tokio::test]
+async fn a_users_connections_share_one_request_budget() {
+    let server = TestServer::start(|c| {
+        c.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+        c.limits.requests_per_second = 1;
+        c.limits.request_burst = 12;
+        c.limits.requests_per_second_per_user = 1;
+        c.limits.request_burst_per_user = 16;
+    })
+    .await;
+    let mut busy = 0;
+    for _ in 0..2 {
+        let mut client = server.tcp().await;
+        assert_eq!(status(&client.register_plain().await), 200);
+        for n in 0..10 {
+            client.send(&client.options(n)).await;
+            match status(&client.response().await) {
+                200 => {}
+                503 => busy += 1,
+                other => panic!("unexpected {other}"),
+            }
+        }
+    }
+    // 2 REGISTERs and 20 OPTIONS against a budget of 16 (plus what one per second
+    // refills meanwhile): the last few are refused, though no connection passed its own.
+    assert!(busy >= 3, "{busy} refused");
+    server.stop().await;
+}

@@ -194,7 +194,13 @@ impl Session {
         if self.waiting.values().any(|w| w.key == key) {
             return; // a retransmission of a request still being worked on
         }
-        if !self.rate.allow(now) {
+        let user_over = self.registration.as_ref().is_some_and(|registration| {
+            !self
+                .shared
+                .user_requests
+                .allow(registration.aor.clone(), now)
+        });
+        if !self.rate.allow(now) || user_over {
             // Not stored as the transaction's answer: a retry after the pause is served.
             let busy = error_response(&request.headers, &SipError::Overloaded);
             self.send_signed(busy);

@@ -100,6 +100,8 @@ pub struct SessionSettings {
     pub session_expires: u32,
     pub transaction_timeout: Duration,
     pub requests_per_second: u32,
+    pub requests_per_second_per_user: u32,
+    pub request_burst_per_user: u32,
     /// Bytes of responses kept for retransmission per connection.
     pub retransmission_bytes_per_connection: usize,
     pub retransmission_bytes_total: usize,
@@ -131,6 +133,8 @@ pub struct Shared {
     pub registrar: registrar::Bindings,
     /// Chat dialogs each user holds across their connections.
     pub user_dialogs: dialog::UserDialogs,
+    /// Requests each user sends across their connections.
+    pub user_requests: rate::KeyedBuckets<String>,
     /// Bytes of responses kept for retransmission by all connections.
     pub retransmissions: Arc<transaction::RetransmissionBudget>,
     pub endpoint: Arc<dyn ChatEndpoint>,
@@ -144,6 +148,11 @@ impl Shared {
         endpoint: Arc<dyn ChatEndpoint>,
     ) -> Self {
         Self {
+            user_requests: rate::KeyedBuckets::new(
+                settings.requests_per_second_per_user,
+                settings.request_burst_per_user,
+                USERS_METERED,
+            ),
             retransmissions: transaction::RetransmissionBudget::new(
                 settings.retransmission_bytes_total,
             ),
@@ -163,6 +172,9 @@ impl Shared {
         }
     }
 }
+
+/// Users whose request rate is remembered at once; past it, idle ones are forgotten.
+const USERS_METERED: usize = 65_536;
 
 impl Shared {
     /// Ends every registration of these users (see [`Outbound::Revoke`]).
