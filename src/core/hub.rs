@@ -52,7 +52,13 @@ pub enum Event {
     Left { room: Arc<Room>, user: Arc<str> },
     /// Someone was taken out after an administrative change (room disabled, access
     /// withdrawn); the session concerned hears it as well.
-    Evicted { room: Arc<Room>, user: Arc<str> },
+    /// `session` was taken out of `room` by an administrative change; it must be told in a
+    /// way that makes its client leave the room, the others that `user` left.
+    Evicted {
+        room: Arc<Room>,
+        user: Arc<str>,
+        session: SessionRef,
+    },
 }
 
 /// A gateway's side of the hub: it renders an event once and delivers it to every one of
@@ -743,11 +749,12 @@ impl ChatCore {
             } else {
                 Vec::new()
             };
-            notify.push(session);
+            notify.push(session.clone());
             evictions.push((
                 Event::Evicted {
                     room: room.clone(),
                     user,
+                    session,
                 },
                 notify,
             ));

@@ -59,7 +59,7 @@ impl EventSink for Recorder {
                 room: room.name.clone(),
                 user: user.to_string(),
             },
-            Event::Evicted { room, user } => Seen::Evicted {
+            Event::Evicted { room, user, .. } => Seen::Evicted {
                 room: room.name.clone(),
                 user: user.to_string(),
             },

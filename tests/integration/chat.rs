@@ -565,6 +565,8 @@ async fn a_client_that_stops_reading_is_closed() {
             c.limits.message_timeout_secs = 1;
             c.limits.requests_per_second = 10_000;
             c.limits.request_burst = 10_000;
+            c.limits.requests_per_second_per_user = 10_000;
+            c.limits.request_burst_per_user = 10_000;
             // alice and bob: a third connection only fits once bob's is gone.
             c.limits.max_connections_per_address = 2;
         },
@@ -940,6 +942,8 @@ async fn disabling_a_room_disconnects_its_occupants() {
     let lobby = room_uri(server.store.as_ref(), "Lobby");
     let mut alice = Chat::connect(&server, "alice").await;
     alice.join(&lobby).await;
+    let mut bob = Chat::connect(&server, "bob").await;
+    bob.join(&lobby).await;
     let store = server.store.clone();
     tokio::task::spawn_blocking(move || {
         save_room(
@@ -953,17 +957,21 @@ async fn disabling_a_room_disconnects_its_occupants() {
     })
     .await
     .unwrap();
-    // Within the refresh interval the occupant is told it left the room.
-    let notice = alice.expect("ntc:part").await;
-    assert_eq!(
-        notice
-            .child("data")
-            .unwrap()
-            .child("chanib")
-            .unwrap()
-            .attr("uri"),
-        Some(lobby.as_str())
-    );
+    // Within the refresh interval each occupant is told what makes SIPE drop the room:
+    // an unprompted rpl:part 200 naming it (ntc:part is only a roster update to SIPE).
+    for occupant in [&mut alice, &mut bob] {
+        let removed = occupant.expect("rpl:part").await;
+        assert_eq!(code(&removed), "200");
+        assert_eq!(
+            removed
+                .child("data")
+                .unwrap()
+                .child("chanib")
+                .unwrap()
+                .attr("uri"),
+            Some(lobby.as_str())
+        );
+    }
     assert_eq!(alice.post(&lobby, "still here?").await, 403);
     assert_eq!(code(&alice.join(&lobby).await), "403");
     let all = alice

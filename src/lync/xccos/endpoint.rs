@@ -35,19 +35,44 @@ impl Delivery {
 }
 
 impl EventSink for Delivery {
-    /// Serialises once and hands the same bytes to every recipient dialog.
+    /// Serialises each rendering once and hands the same bytes to every recipient dialog.
     fn deliver(&self, event: &Event, to: &[SessionRef]) {
-        let element = match event {
-            Event::Posted { room, message } => {
-                grpchat::message_element("grpchat", &self.domain, &room.uid, message)
-            }
+        match event {
+            Event::Posted { room, message } => self.send(
+                grpchat::message_element("grpchat", &self.domain, &room.uid, message),
+                to,
+            ),
             Event::Joined { room, user, roles } => {
-                join::join_notice(&self.domain, &room.uid, user, *roles)
+                self.send(join::join_notice(&self.domain, &room.uid, user, *roles), to);
             }
-            Event::Left { room, user } | Event::Evicted { room, user } => {
-                part::part_notice(&self.domain, &room.uid, user)
+            Event::Left { room, user } => {
+                self.send(part::part_notice(&self.domain, &room.uid, user), to);
             }
-        };
+            // The session taken out gets what makes SIPE leave the room; the others a
+            // roster update.
+            Event::Evicted {
+                room,
+                user,
+                session,
+            } => {
+                let others: Vec<SessionRef> =
+                    to.iter().filter(|s| *s != session).cloned().collect();
+                self.send(part::part_notice(&self.domain, &room.uid, user), &others);
+                if to.contains(session) {
+                    let removed = part::removed_from_room(&self.domain, &room.uid);
+                    self.send(removed, std::slice::from_ref(session));
+                }
+            }
+        }
+    }
+}
+
+impl Delivery {
+    /// Serialises `element` once and queues it for every session in `to`.
+    fn send(&self, element: Element, to: &[SessionRef]) {
+        if to.is_empty() {
+            return;
+        }
         let body = self.wrap(element);
         self.outboxes.deliver_all(to.iter().map(|session| {
             let info = Outbound::Info {

@@ -25,6 +25,10 @@ pub fn info_error(error: ChatError) -> SipError {
         ChatError::Invalid(_) => SipError::Malformed(error.to_string()),
         ChatError::TooLarge { .. } => SipError::BodyTooLarge(error.to_string()),
         ChatError::Store(StoreError::Overloaded) => SipError::Overloaded,
+        // Not 503: its Retry-After would have clients resend at once into a disk that
+        // stays full until an operator frees space. A 500 whose Warning says why tells
+        // the user the post was not delivered and that it is not their post's fault.
+        ChatError::Store(StoreError::Full) => SipError::Internal(StoreError::Full.to_string()),
         ChatError::Store(e) => SipError::Internal(format!("store: {e}")),
     }
 }
@@ -62,10 +66,22 @@ mod tests {
                 ResultCode::ServerError,
                 500,
             ),
+            (
+                ChatError::Store(StoreError::Full),
+                ResultCode::ServerError,
+                500,
+            ),
         ];
         for (error, code, status) in cases {
             assert_eq!(result_code(&error), code, "{error}");
             assert_eq!(info_error(error).status(), status);
         }
+    }
+
+    /// The refusal of a post on a full disk says so in words, not only as a bare 500.
+    #[test]
+    fn a_full_disk_is_named_in_the_refusal() {
+        let refusal = info_error(ChatError::Store(StoreError::Full));
+        assert!(refusal.to_string().contains("disk is full"), "{refusal}");
     }
 }

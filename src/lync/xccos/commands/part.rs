@@ -27,7 +27,25 @@ pub fn handle(ctx: &Context<'_>, command: &Command) -> Element {
     }
 }
 
-/// `ntc:part` for those still in a room (and for a session taken out of it).
+/// What a session taken out of a room by an administrative change gets: an unprompted
+/// `rpl:part` 200 naming the room, the one message on which SIPE drops the room (an
+/// `ntc:part` is only a roster update to it, and it would then refuse to rejoin).
+pub fn removed_from_room(domain: &str, room_uid: &str) -> Element {
+    Element::new("rpl")
+        .with_attr("id", "rpl:part")
+        .with_attr("seqid", "1")
+        .with_child(
+            Element::new("resp")
+                .with_attr("code", "200")
+                .with_text("SUCCESS_OK"),
+        )
+        .with_child(
+            Element::new("data")
+                .with_child(Element::new("chanib").with_attr("uri", room_uri(domain, room_uid))),
+        )
+}
+
+/// `ntc:part` for those still in a room.
 pub fn part_notice(domain: &str, room_uid: &str, user: &str) -> Element {
     let chanib = Element::new("chanib")
         .with_attr("uri", room_uri(domain, room_uid))
