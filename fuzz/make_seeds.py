@@ -7,10 +7,14 @@ bare-LF variants, keep-alives. XCCOS seeds: every envelope a client sends in
 conformance/transcripts/*.txt (`who > INFO ` stripped, `{Room}` / `{Room.id}` replaced by a
 made-up ma-chan URI / id), a few server replies from the same files (`*` filled in), and a
 handful of hand-made XML edge cases. The framer seeds are SIP streams behind the 6 control
-bytes described in fuzz_targets/framer.rs.
+bytes described in fuzz_targets/framer.rs. The `ntlm` seeds (mode byte, see
+fuzz_targets/ntlm.rs) are NTLM messages and MS-SIPAE-signed SIP messages made with the
+fixed keys and entropy of that target.
 """
 
+import base64
 import hashlib
+import hmac
 import pathlib
 import re
 import shutil
@@ -307,6 +311,205 @@ def xml_edge_cases():
     }
 
 
+# NTLM / MS-SIPAE (target `ntlm`). The helpers below follow src/lync/session/ntlm.rs and
+# sipae.rs byte for byte, so the signed messages verify in the target.
+
+# MS-NLMP §4.2.4.3: SPEC_AUTHENTICATE in ntlm.rs's tests.
+NTLM_SPEC_AUTHENTICATE = bytes.fromhex("".join("""
+    4e544c4d53535000 03000000 18001800 6c000000 54005400 84000000 0c000c00 48000000
+    08000800 54000000 10001000 5c000000 10001000 d8000000 358288e2 0501280a0000000f
+    44006f006d00610069006e00 5500730065007200 43004f004d0050005500540045005200
+    86c35097ac9cec102554764a57cccc19aaaaaaaaaaaaaaaa
+    68cd0ab851e51c96aabc927bebef6a1c 0101000000000000 0000000000000000 aaaaaaaaaaaaaaaa
+    00000000 02000c0044006f006d00610069006e00 01000c00530065007200760065007200
+    00000000 00000000
+    c5dad2544fc9799094ce1ce90bc9d03e""".split()))
+
+NTLM_UNICODE, NTLM_REQUEST_TARGET, NTLM_SIGN, NTLM_DATAGRAM = 0x1, 0x4, 0x10, 0x40
+NTLM_NTLM, NTLM_ALWAYS_SIGN, NTLM_TARGET_TYPE_DOMAIN = 0x200, 0x8000, 0x10000
+NTLM_ESS, NTLM_IDENTIFY, NTLM_TARGET_INFO, NTLM_VERSION = 0x80000, 0x100000, 0x800000, 0x2000000
+NTLM_128, NTLM_KEY_EXCH = 0x20000000, 0x40000000
+NTLM_OFFERED = (
+    NTLM_UNICODE | NTLM_REQUEST_TARGET | NTLM_SIGN | NTLM_DATAGRAM | NTLM_NTLM | NTLM_ALWAYS_SIGN
+    | NTLM_TARGET_TYPE_DOMAIN | NTLM_ESS | NTLM_IDENTIFY | NTLM_TARGET_INFO | NTLM_VERSION
+    | NTLM_128 | NTLM_KEY_EXCH
+)
+NTLM_NAMES = ("EXAMPLE", "CHAT", "example.test", "chat.example.test")
+SIPAE_REALM = "SIP Communications Service"
+SIPAE_TARGET = "chat.example.test"
+
+
+def md4(data):
+    """RFC 1320 (hashlib's OpenSSL may not have MD4)."""
+    def f(x, y, z): return (x & y) | (~x & z)
+    def g(x, y, z): return (x & y) | (x & z) | (y & z)
+    def h(x, y, z): return x ^ y ^ z
+    def rotl(x, n): return ((x << n) | (x >> (32 - n))) & 0xFFFFFFFF
+    state = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476]
+    padded = data + b"\x80" + b"\0" * ((55 - len(data)) % 64) + struct.pack("<Q", 8 * len(data))
+    for block in range(0, len(padded), 64):
+        x = struct.unpack("<16I", padded[block:block + 64])
+        a, b, c, d = state
+        for i in range(16):
+            a, b, c, d = d, rotl((a + f(b, c, d) + x[i]) & 0xFFFFFFFF, (3, 7, 11, 19)[i % 4]), b, c
+        for i in range(16):
+            k = (0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)[i]
+            a, b, c, d = d, rotl((a + g(b, c, d) + x[k] + 0x5A827999) & 0xFFFFFFFF, (3, 5, 9, 13)[i % 4]), b, c
+        for i in range(16):
+            k = (0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15)[i]
+            a, b, c, d = d, rotl((a + h(b, c, d) + x[k] + 0x6ED9EBA1) & 0xFFFFFFFF, (3, 9, 11, 15)[i % 4]), b, c
+        state = [(s + v) & 0xFFFFFFFF for s, v in zip(state, (a, b, c, d))]
+    return struct.pack("<4I", *state)
+
+
+def rc4(key, data):
+    s, j = list(range(256)), 0
+    for i in range(256):
+        j = (j + s[i] + key[i % len(key)]) % 256
+        s[i], s[j] = s[j], s[i]
+    out, i, j = bytearray(), 0, 0
+    for byte in data:
+        i = (i + 1) % 256
+        j = (j + s[i]) % 256
+        s[i], s[j] = s[j], s[i]
+        out.append(byte ^ s[(s[i] + s[j]) % 256])
+    return bytes(out)
+
+
+def hmac_md5(key, *parts):
+    return hmac.new(key, b"".join(parts), hashlib.md5).digest()
+
+
+def utf16(text):
+    return text.encode("utf-16-le")
+
+
+def nt_hash(password):
+    return md4(utf16(password))
+
+
+# MS-NLMP §4.2.1 / §4.2.4.1.1: the NT hash of "Password" and NTOWFv2 for User in Domain.
+assert nt_hash("Password").hex() == "a4f49c406510bdcab6824ee7c30fd852"
+assert hmac_md5(nt_hash("Password"), utf16("USERDomain")).hex() == "0c868a403bfd7a93a3001ef22ef02e3f"
+
+
+def security_buffer(length, offset):
+    return struct.pack("<HHI", length, length, offset)
+
+
+def ntlm_challenge(server_challenge, filetime):
+    """`Challenge::new(server_challenge, names, filetime).message`."""
+    netbios_domain, netbios_computer, dns_domain, dns_computer = NTLM_NAMES
+    target_name = utf16(netbios_domain)
+    info = b""
+    for av_id, value in ((2, utf16(netbios_domain)), (1, utf16(netbios_computer)),
+                         (4, utf16(dns_domain)), (3, utf16(dns_computer)),
+                         (7, struct.pack("<Q", filetime)), (0, b"")):
+        info += struct.pack("<HH", av_id, len(value)) + value
+    return (
+        b"NTLMSSP\0" + struct.pack("<I", 2) + security_buffer(len(target_name), 56)
+        + struct.pack("<I", NTLM_OFFERED) + server_challenge + b"\0" * 8
+        + security_buffer(len(info), 56 + len(target_name))
+        + bytes([10, 0, 0x63, 0x45, 0, 0, 0, 0x0F]) + target_name + info
+    )
+
+
+def ntlm_respond(challenge, user, domain, workstation, password, client_challenge, exported_key):
+    """`Authenticate::encode` of `ntlm::respond`'s answer to a CHALLENGE from
+    `ntlm_challenge` (timestamp taken from it; KEY_EXCH is offered, so the session key is
+    `exported_key` sealed with the session base key)."""
+    server_challenge = challenge[24:32]
+    length, _, offset = struct.unpack("<HHI", challenge[40:48])
+    target_info = challenge[offset:offset + length]
+    timestamp = target_info[target_info.index(struct.pack("<HH", 7, 8)) + 4:][:8]
+    key = hmac_md5(nt_hash(password), utf16(user.upper() + domain))
+    blob = b"\x01\x01" + b"\0" * 6 + timestamp + client_challenge + b"\0" * 4 + target_info + b"\0" * 4
+    proof = hmac_md5(key, server_challenge, blob)
+    fields = [
+        hmac_md5(key, server_challenge, client_challenge) + client_challenge,
+        proof + blob,
+        utf16(domain),
+        utf16(user),
+        utf16(workstation),
+        rc4(hmac_md5(key, proof), exported_key),
+    ]
+    message = b"NTLMSSP\0" + struct.pack("<I", 3)
+    offset = 64
+    for data in fields:
+        message += security_buffer(len(data), offset)
+        offset += len(data)
+    return message + struct.pack("<I", NTLM_OFFERED) + b"".join(fields)
+
+
+def sipae_sign(exported_key, direction, buffer):
+    """`SessionKeys::sign` (128-bit keys, KEY_EXCH and DATAGRAM, sequence 100) of a
+    signature buffer, in upper-case hex as the headers carry it."""
+    sign_key = hashlib.md5(exported_key + f"session key to {direction} signing key magic constant\0".encode()).digest()
+    seal_key = hashlib.md5(exported_key + f"session key to {direction} sealing key magic constant\0".encode()).digest()
+    sequence = struct.pack("<I", 100)
+    checksum = hmac_md5(sign_key, sequence, buffer.encode())[:8]
+    checksum = rc4(hashlib.md5(seal_key + sequence).digest(), checksum)
+    return (struct.pack("<I", 1) + checksum + sequence).hex().upper()
+
+
+def ntlm_seeds():
+    """Mode byte (0 AUTHENTICATE, 1 CHALLENGE, 2 SIP) + payload; see fuzz_targets/ntlm.rs."""
+    # The target's mode 0 checks answers against Challenge::new([0; 8], names, 0) and the
+    # NT hash of "pw"; mode 2 uses the keys of exported session key [2; 16].
+    challenge = ntlm_challenge(b"\0" * 8, 0)
+    answer = ntlm_respond(challenge, "alice", "EXAMPLE", "W", "pw", b"\x01" * 8, b"\x02" * 16)
+    exported = b"\x02" * 16
+    sig_200 = "<NTLM><0a1b2c3d><1><%s><%s><%s><3><REGISTER><sip:alice@example.test><48213390><sip:alice@example.test><srv1><sip:alice@example.test><tel:+15550100><3600><200>" % (
+        SIPAE_REALM, SIPAE_TARGET, CALL_REG.split(": ", 1)[1])
+    ok_signed = message(
+        "SIP/2.0 200 OK",
+        [
+            VIA_BRANCH, FROM, TO_SELF + ";tag=srv1", CALL_REG, "CSeq: 3 REGISTER", "Expires: 3600",
+            "P-Asserted-Identity: <sip:alice@example.test>, <tel:+15550100>",
+            'Authentication-Info: NTLM rspauth="%s", srand="0a1b2c3d", snum="1", opaque="op1", qop="auth", targetname="%s", realm="%s"'
+            % (sipae_sign(exported, "server-to-client", sig_200), SIPAE_TARGET, SIPAE_REALM),
+        ],
+    )
+    sig_info = "<NTLM><1234abcd><1><%s><%s><%s><2><INFO><sip:alice@example.test><48213390><sip:ocschat@example.test><9c1f52e0><><><>" % (
+        SIPAE_REALM, SIPAE_TARGET, CALL_DLG.split(": ", 1)[1])
+    info_signed = message(
+        "INFO sip:ocschat@example.test:5061;transport=tls SIP/2.0",
+        [
+            VIA, FROM, TO_CHAT_TAG, "Max-Forwards: 70", "CSeq: 2 INFO", UA, CALL_DLG,
+            'Authorization: NTLM qop="auth", opaque="op1", realm="%s", targetname="%s", crand="1234abcd", cnum="1", response="%s"'
+            % (SIPAE_REALM, SIPAE_TARGET, sipae_sign(exported, "client-to-server", sig_info)),
+            "Content-Type: text/plain",
+        ],
+        REQURI,
+    )
+    register_ntlm = message(
+        "REGISTER sip:example.test SIP/2.0",
+        [
+            VIA_BRANCH, FROM, TO_SELF, "Max-Forwards: 70", "CSeq: 3 REGISTER", CALL_REG,
+            'Authorization: NTLM qop="auth", opaque="op1", realm="%s", targetname="%s", gssapi-data="%s", version=4'
+            % (SIPAE_REALM, SIPAE_TARGET, base64.b64encode(answer).decode()),
+            "Contact: <sip:10.0.0.5:53412;transport=tls>",
+        ],
+    )
+    unauthorized_ntlm = message(
+        "SIP/2.0 401 Unauthorized",
+        [
+            VIA_BRANCH, FROM, TO_SELF + ";tag=srv4", CALL_REG, "CSeq: 2 REGISTER",
+            'WWW-Authenticate: NTLM opaque="op1", gssapi-data="%s", targetname="%s", realm="%s", version=4'
+            % (base64.b64encode(challenge).decode(), SIPAE_TARGET, SIPAE_REALM),
+        ],
+    )
+    return {
+        "authenticate-spec": b"\x00" + NTLM_SPEC_AUTHENTICATE,
+        "authenticate-alice": b"\x00" + answer,
+        "challenge": b"\x01" + challenge,
+        "sip-200-signed": b"\x02" + ok_signed,
+        "sip-info-signed-twice": b"\x02" + info_signed + info_signed,
+        "sip-register-gssapi": b"\x02" + register_ntlm,
+        "sip-401-gssapi": b"\x02" + unauthorized_ntlm,
+    }
+
+
 def write(target, name, data):
     assert len(data) < 4096, (target, name, len(data))
     directory = CORPUS / target
@@ -352,6 +555,9 @@ def main():
     for target in ("xccos_parse", "xml_roundtrip"):
         for name, data in {**envelopes, **edge}.items():
             write(target, name, data)
+
+    for name, data in ntlm_seeds().items():
+        write("ntlm", name, data)
 
 
 if __name__ == "__main__":
