@@ -1,8 +1,10 @@
 //! The `perch` command: `serve` and `admin`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -125,6 +127,28 @@ enum UserCommand {
     List,
 }
 
+/// Exit status when the store's writer thread died while serving: distinct from 1 (perch
+/// refused to start or an admin command failed) and from 101 (a panic elsewhere), so a
+/// supervisor or operator can tell that the store failed. 70 is sysexits' EX_SOFTWARE.
+const EXIT_STORE_DIED: u8 = 70;
+
+/// How long a server whose store died gives its connections to end before it exits.
+const SHUTDOWN_AFTER_STORE_DIED: Duration = Duration::from_secs(10);
+
+/// Why perch stops with a failure; each kind has its own exit status.
+enum Failure {
+    /// Configuration, arguments or the data directory: status 1.
+    Refused(String),
+    /// The store's writer thread died while serving: status [`EXIT_STORE_DIED`].
+    StoreDied(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Refused(message)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -134,13 +158,23 @@ fn main() -> ExitCode {
             trust_loopback,
             log_json,
         } => serve(&common, demo.then_some(trust_loopback), log_json),
-        Command::Admin { common, command } => run_admin(&common, *command),
+        Command::Admin { common, command } => run_admin(&common, *command).map_err(Failure::from),
     };
+    // Written, not `eprintln!`ed: a failing stderr must not turn the exit status into a
+    // panic's 101.
+    let mut stderr = std::io::stderr();
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("perch: {message}");
+        Err(Failure::Refused(message)) => {
+            let _ = writeln!(stderr, "perch: {message}");
             ExitCode::FAILURE
+        }
+        Err(Failure::StoreDied(reason)) => {
+            let _ = writeln!(
+                stderr,
+                "perch: stopped because the store writer died ({reason}); exit status {EXIT_STORE_DIED}"
+            );
+            ExitCode::from(EXIT_STORE_DIED)
         }
     }
 }
@@ -154,12 +188,31 @@ fn load_config(common: &Common) -> Result<Config, String> {
     Ok(config)
 }
 
+/// Standard error for log lines, with every write error swallowed. A log that cannot be
+/// written (its disk full, a closed pipe) costs the line, never the server: the fmt
+/// layer answers a failed write with `eprintln!`, which panics when stderr fails, in
+/// whichever thread logged (a connection's task, the store writer).
+struct LossyStderr(std::io::Stderr);
+
+impl Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // All of it or nothing: the event is one line, written with one call.
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
+}
+
 fn init_logging(config: &Config, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr(std::io::stderr()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json || config.log.format == LogFormat::Json {
         builder.json().init();
@@ -169,7 +222,7 @@ fn init_logging(config: &Config, json: bool) {
 }
 
 /// `demo`: `None` for a normal server, `Some(trust_loopback)` for `--demo`.
-fn serve(common: &Common, demo: Option<bool>, log_json: bool) -> Result<(), String> {
+fn serve(common: &Common, demo: Option<bool>, log_json: bool) -> Result<(), Failure> {
     let mut config = load_config(common)?;
     if let Some(trust_loopback) = demo {
         perch::app::admin::demo::prepare_config(&mut config, common.data.is_some(), trust_loopback);
@@ -177,8 +230,9 @@ fn serve(common: &Common, demo: Option<bool>, log_json: bool) -> Result<(), Stri
     let demo = demo.is_some();
     init_logging(&config, log_json);
     raise_open_file_limit();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&config.data_dir).map_err(|e| e.to_string())?);
+    let sqlite = SqliteStore::open(&config.data_dir).map_err(|e| e.to_string())?;
+    let store_died = sqlite.writer_died();
+    let store: Arc<dyn Store> = Arc::new(sqlite);
     if demo {
         perch::app::admin::demo::provision(store.as_ref()).map_err(|e| e.to_string())?;
     }
@@ -188,16 +242,28 @@ fn serve(common: &Common, demo: Option<bool>, log_json: bool) -> Result<(), Stri
             .await
             .map_err(|e| e.to_string())?;
         if demo {
-            println!(
-                "{}",
-                perch::app::admin::demo::instructions(&config, &running)
-            );
+            let instructions = perch::app::admin::demo::instructions(&config, &running);
+            let _ = writeln!(std::io::stdout(), "{instructions}");
         }
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        running.shutdown().await;
-        tracing::info!("stopped");
-        Ok(())
+        tokio::select! {
+            () = wait_for_signal() => {
+                tracing::info!("shutting down");
+                running.shutdown().await;
+                tracing::info!("stopped");
+                Ok(())
+            }
+            // Without its writer perch would go on signing users in and refusing every
+            // post; stopping lets a supervisor restart it with a working store.
+            reason = store_died => {
+                tracing::error!(
+                    %reason,
+                    exit_status = EXIT_STORE_DIED,
+                    "the store writer died: no write can be stored; stopping"
+                );
+                let _ = tokio::time::timeout(SHUTDOWN_AFTER_STORE_DIED, running.shutdown()).await;
+                Err(Failure::StoreDied(reason))
+            }
+        }
     })
 }
 

@@ -30,6 +30,10 @@ pub enum StoreError {
     /// The write queue is full: the caller should refuse the request, not wait.
     #[error("the store is overloaded")]
     Overloaded,
+    /// The disk holding the store is full: nothing of the write was kept. The operator's
+    /// to fix; the store carries on, and writes succeed again once space is freed.
+    #[error("the server's disk is full: not stored, try again later")]
+    Full,
     #[error("the store is closed")]
     Closed,
     #[error("database schema version {found} is newer than this perch supports ({supported})")]

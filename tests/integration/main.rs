@@ -3,6 +3,7 @@
 mod admin;
 mod chat;
 mod dialogs;
+mod disk_full;
 mod durability;
 mod fuzz_regressions;
 mod hostile;

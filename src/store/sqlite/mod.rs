@@ -34,6 +34,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
+        // A full disk is the operator's to fix and passes; callers tell it apart.
+        if writer::is_disk_full(&error) {
+            return StoreError::Full;
+        }
         StoreError::Backend(error.to_string())
     }
 }
@@ -80,6 +84,13 @@ impl SqliteStore {
             changes: Arc::new(watch::channel(generation).0),
             poller: OnceLock::new(),
         })
+    }
+
+    /// Resolves, with the reason, if the writer thread dies (a bug: it survives every
+    /// database error, a full disk included). Every later write fails then, so a server
+    /// should stop rather than run on.
+    pub fn writer_died(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        self.writer.died()
     }
 
     /// Runs a query now, on this thread.

@@ -1,20 +1,67 @@
 //! The single writer thread: takes queued writes, runs as many as are waiting in one
 //! transaction (each in its own savepoint, so one failing write does not undo the others),
 //! commits once, and only then tells each writer how it went.
+//!
+//! It survives every database error, a full disk included: a batch that cannot be committed
+//! is answered with the error and the next batch tries again, so writes succeed again by
+//! themselves once space is freed. Only a panic (a bug) ends it; [`Writer::died`] reports
+//! that, so a server can stop instead of running on with every write failing.
 
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, Transaction};
-use tokio::sync::oneshot;
+use rusqlite::{Connection, ErrorCode, Transaction};
+use tokio::sync::{oneshot, watch};
 
 use crate::core::ports::{Pending, StoreError};
 
-/// Runs a write inside the batch transaction and returns how to report its outcome once
-/// the batch's commit result is known.
-type Job = Box<dyn FnOnce(&mut Transaction<'_>) -> Completion + Send>;
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// Runs a write inside the batch transaction, or (given the error) only prepares to report
+/// the batch's failure when the batch failed before the write's turn.
+type Job = Box<dyn FnOnce(Result<&mut Transaction<'_>, BatchError>) -> Ran + Send>;
+type Completion = Box<dyn FnOnce(Result<(), BatchError>) + Send>;
+
+/// What running a job left behind.
+struct Ran {
+    /// Reports the write's outcome once the batch's commit result is known.
+    complete: Completion,
+    /// The write itself failed because the disk is full.
+    disk_full: bool,
+}
+
+/// Why a whole batch was not committed, as told to each of its writers.
+#[derive(Debug, Clone)]
+enum BatchError {
+    /// The disk is full: nobody's fault but the machine's, and passing.
+    Full,
+    Failed(String),
+}
+
+impl BatchError {
+    fn of(error: &rusqlite::Error) -> Self {
+        if is_disk_full(error) {
+            BatchError::Full
+        } else {
+            BatchError::Failed(error.to_string())
+        }
+    }
+}
+
+impl From<BatchError> for StoreError {
+    fn from(error: BatchError) -> Self {
+        match error {
+            BatchError::Full => StoreError::Full,
+            BatchError::Failed(text) => StoreError::Commit(text),
+        }
+    }
+}
+
+/// SQLITE_FULL: the disk (or the database's page limit) has no room for the write.
+pub(super) fn is_disk_full(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(ErrorCode::DiskFull)
+}
 
 /// Writes waiting at most; beyond it a write is refused as `Overloaded` at once, never
 /// waited for, since submitters run on async workers. Connections already cap the posts
@@ -26,14 +73,28 @@ const MAX_BATCH: usize = 1024;
 pub struct Writer {
     sender: Mutex<Option<SyncSender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Why the writer thread died (it panicked), once it has.
+    died: watch::Receiver<Option<String>>,
 }
 
 impl Writer {
-    pub fn start(connection: Connection) -> Result<Self, StoreError> {
+    pub fn start(mut connection: Connection) -> Result<Self, StoreError> {
         let (sender, receiver) = sync_channel::<Job>(QUEUE_DEPTH);
+        let (death, died) = watch::channel(None);
         let thread = std::thread::Builder::new()
             .name("perch-store-writer".into())
-            .spawn(move || run(connection, receiver))
+            .spawn(move || {
+                // A panic here is a bug, and the connection's state after it unknown, so
+                // the writer does not go on: the batch in hand and the queued writes are
+                // answered `Closed` as they are dropped, and whoever watches `died` is told.
+                let run = catch_unwind(AssertUnwindSafe(|| run(&mut connection, &receiver)));
+                if let Err(panic) = run {
+                    drop(receiver);
+                    let reason = panic_text(panic.as_ref());
+                    tracing::error!(%reason, "store: the writer thread panicked; no write can be stored any more");
+                    death.send_replace(Some(reason));
+                }
+            })
             .map_err(|source| StoreError::Io {
                 path: "store writer thread".into(),
                 source,
@@ -41,7 +102,26 @@ impl Writer {
         Ok(Self {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
+            died,
         })
+    }
+
+    /// Resolves, with the reason, if the writer thread dies; never if it stops normally.
+    /// Every later write fails then, so a server should stop rather than run on.
+    pub fn died(&self) -> impl Future<Output = String> + Send + 'static {
+        let mut died = self.died.clone();
+        async move {
+            // An error means the thread ended normally (`close`) and dropped the sender.
+            let reason = died
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|r| r.clone());
+            match reason {
+                Some(reason) => reason,
+                None => std::future::pending().await,
+            }
+        }
     }
 
     pub fn submit<T: Send + 'static>(
@@ -86,14 +166,21 @@ impl Writer {
     ) -> Pending<U> {
         let (reply, pending) = oneshot::channel();
         let job: Job = Box::new(move |tx| {
-            let outcome = work(tx);
-            Box::new(move |commit| {
-                let result = match (commit, outcome) {
-                    (Ok(()), outcome) => outcome.map(then),
-                    (Err(e), _) => Err(StoreError::Commit(e)),
-                };
-                let _ = reply.send(result);
-            })
+            let outcome = match tx {
+                Ok(tx) => work(tx),
+                // The batch already failed: the write is not run, only answered.
+                Err(error) => Err(error.into()),
+            };
+            Ran {
+                disk_full: matches!(outcome, Err(StoreError::Full)),
+                complete: Box::new(move |commit| {
+                    let result = match (commit, outcome) {
+                        (Ok(()), outcome) => outcome.map(then),
+                        (Err(e), _) => Err(e.into()),
+                    };
+                    let _ = reply.send(result);
+                }),
+            }
         });
         // The lock is only held to clone the sender; a poisoned lock means a panic elsewhere
         // already broke the store, so report it closed.
@@ -139,7 +226,18 @@ fn run_in_savepoint<T>(
     outcome
 }
 
-fn run(mut connection: Connection, receiver: Receiver<Job>) {
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+fn run(connection: &mut Connection, receiver: &Receiver<Job>) {
+    // Whether the last batches found the disk full: said once when it fills and once when
+    // writes succeed again, not for every refused batch.
+    let mut disk_full = false;
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -148,30 +246,231 @@ fn run(mut connection: Connection, receiver: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut tx = match connection.transaction() {
-            Ok(tx) => tx,
-            Err(e) => {
-                tracing::error!(error = %e, "store: cannot begin a write transaction");
-                // Dropping the jobs drops their reply senders: each writer sees `Closed`.
-                drop(batch);
-                continue;
-            }
-        };
-        let completions: Vec<Completion> = batch.into_iter().map(|job| job(&mut tx)).collect();
-        let commit = tx.commit().map_err(|e| e.to_string());
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, "store: batch commit failed");
+        let writes = batch.len();
+        let (committed, found_full) = run_batch(connection, batch);
+        if let Err(BatchError::Failed(error)) = &committed {
+            tracing::error!(%error, writes, "store: batch commit failed");
         }
-        for completion in completions {
-            completion(commit.clone());
+        if found_full || matches!(committed, Err(BatchError::Full)) {
+            if !disk_full {
+                tracing::error!(
+                    "store: the disk is full: writes are refused until space is freed on it"
+                );
+            }
+            disk_full = true;
+        } else if disk_full && committed.is_ok() {
+            tracing::info!("store: writes are stored again");
+            disk_full = false;
         }
     }
+}
+
+/// Runs one batch in one transaction, commits it and answers each writer. Returns the
+/// batch's result and whether any write in it found the disk full.
+fn run_batch(connection: &mut Connection, batch: Vec<Job>) -> (Result<(), BatchError>, bool) {
+    let mut completions = Vec::with_capacity(batch.len());
+    let mut found_full = false;
+    let committed = match connection.transaction() {
+        Err(e) => {
+            let error = BatchError::of(&e);
+            for job in batch {
+                completions.push(job(Err(error.clone())).complete);
+            }
+            Err(error)
+        }
+        Ok(mut tx) => {
+            let mut aborted: Option<BatchError> = None;
+            for job in batch {
+                let ran = match &aborted {
+                    None => job(Ok(&mut tx)),
+                    Some(error) => job(Err(error.clone())),
+                };
+                found_full |= ran.disk_full;
+                completions.push(ran.complete);
+                // After SQLITE_FULL or an I/O error SQLite may roll back the whole
+                // transaction, not just the failed statement: the batch's earlier writes
+                // are gone, and a later one would run (and commit) outside any transaction.
+                // So the batch fails as a whole.
+                if aborted.is_none() && tx.is_autocommit() {
+                    aborted = Some(if ran.disk_full {
+                        BatchError::Full
+                    } else {
+                        BatchError::Failed(
+                            "the transaction was rolled back after an error in one of its writes"
+                                .into(),
+                        )
+                    });
+                }
+            }
+            match aborted {
+                // Nothing left to roll back: dropping the transaction does nothing.
+                Some(error) => Err(error),
+                // A failed commit is rolled back as the transaction is dropped.
+                None => tx.commit().map_err(|e| BatchError::of(&e)),
+            }
+        }
+    };
+    for complete in completions {
+        complete(committed.clone());
+    }
+    (committed, found_full)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::ports::wait;
+
+    /// A WAL database on disk with one table, as the store runs it.
+    fn database(label: &str) -> (std::path::PathBuf, Connection) {
+        let dir = std::env::temp_dir().join(format!("perch-writer-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let connection = Connection::open(dir.join("db.sqlite3")).unwrap();
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .unwrap();
+        connection
+            .execute_batch("CREATE TABLE t (n INTEGER, pad BLOB)")
+            .unwrap();
+        (dir, connection)
+    }
+
+    fn insert(writer: &Writer, n: i64) -> Pending<()> {
+        writer.submit(move |c| {
+            c.execute("INSERT INTO t VALUES (?1, zeroblob(3000))", [n])?;
+            Ok(())
+        })
+    }
+
+    fn stored(writer: &Writer) -> Vec<i64> {
+        wait(writer.submit(|c| {
+            let mut rows = c.prepare("SELECT n FROM t ORDER BY n")?;
+            let numbers = rows
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<Vec<i64>, _>>()?;
+            Ok(numbers)
+        }))
+        .unwrap()
+    }
+
+    /// SQLITE_FULL (here from the database's page limit, as the disk's own is hard to
+    /// reach in a unit test) answers `Full`, the writer keeps going, and once there is
+    /// room again writes are stored without a restart.
+    #[test]
+    fn a_full_database_refuses_writes_until_there_is_room() {
+        let (dir, connection) = database("full");
+        let pages: i64 = connection
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        connection
+            .pragma_update(None, "max_page_count", pages + 4)
+            .unwrap();
+        let writer = Writer::start(connection).unwrap();
+        let mut acknowledged = Vec::new();
+        let refused = (0..100).find_map(|n| match wait(insert(&writer, n)) {
+            Ok(()) => {
+                acknowledged.push(n);
+                None
+            }
+            Err(error) => Some(error),
+        });
+        assert!(
+            matches!(refused, Some(StoreError::Full)),
+            "a full database should refuse with Full: {refused:?}"
+        );
+        assert!(matches!(wait(insert(&writer, 1000)), Err(StoreError::Full)));
+
+        wait(writer.submit(|c| Ok(c.pragma_update(None, "max_page_count", 1_000_000)?))).unwrap();
+        wait(insert(&writer, 2000)).unwrap();
+        acknowledged.push(2000);
+        assert_eq!(stored(&writer), acknowledged);
+        writer.close();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// SQLite may roll back the whole transaction when a statement hits a full disk. Then
+    /// no write of the batch may be acknowledged, and none after it may run on outside the
+    /// transaction, stored but reported failed.
+    #[test]
+    fn a_transaction_rolled_back_mid_batch_fails_the_whole_batch() {
+        let (dir, connection) = database("rollback");
+        let writer = Writer::start(connection).unwrap();
+        // Hold the writer so that the next three writes queue up and share one batch.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let busy = writer.submit(move |_| {
+            let _ = started.send(());
+            let _ = held.recv();
+            Ok(())
+        });
+        running.recv().unwrap();
+        let before = insert(&writer, 1);
+        // What SQLite does on SQLITE_FULL at its worst: the transaction is gone.
+        let failing = writer.submit_statement(|c| {
+            c.execute_batch("ROLLBACK")?;
+            Err::<(), _>(StoreError::Full)
+        });
+        let after = insert(&writer, 3);
+        release.send(()).unwrap();
+        wait(busy).unwrap();
+        for (name, outcome) in [
+            ("before", wait(before)),
+            ("failing", wait(failing)),
+            ("after", wait(after)),
+        ] {
+            assert!(
+                matches!(outcome, Err(StoreError::Full)),
+                "{name}: {outcome:?}"
+            );
+        }
+        assert_eq!(stored(&writer), Vec::<i64>::new());
+        wait(insert(&writer, 4)).unwrap();
+        assert_eq!(stored(&writer), vec![4]);
+        writer.close();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A panic in the writer (a bug) is not hidden: `died` tells why, and every write
+    /// after it fails at once instead of waiting forever.
+    #[test]
+    fn a_panicking_writer_says_it_died() {
+        let writer = Writer::start(Connection::open_in_memory().unwrap()).unwrap();
+        let died = writer.died();
+        let doomed = writer.submit(|_| -> Result<(), StoreError> { panic!("injected writer bug") });
+        assert!(matches!(wait(doomed), Err(StoreError::Closed)));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let reason = runtime
+            .block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(10), died).await
+            })
+            .expect("died resolves");
+        assert!(reason.contains("injected writer bug"), "{reason}");
+        assert!(matches!(wait(insert(&writer, 1)), Err(StoreError::Closed)));
+        writer.close();
+    }
+
+    /// A writer closed normally did not die.
+    #[test]
+    fn a_closed_writer_did_not_die() {
+        let writer = Writer::start(Connection::open_in_memory().unwrap()).unwrap();
+        let died = writer.died();
+        writer.close();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let outcome = runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_millis(200), died).await
+        });
+        assert!(
+            outcome.is_err(),
+            "died resolved for a normal close: {outcome:?}"
+        );
+    }
 
     /// With the writer busy and its queue full, a submission is refused at once: a
     /// submitter on an async worker must never wait for room in the queue.
