@@ -61,6 +61,23 @@ impl<D> Outboxes<D> {
         }
     }
 
+    /// Queues deliveries that may be lost (presence notices) under one lock: to a queue
+    /// already half full they are dropped instead, so a reader who keeps up with messages
+    /// is never cut off for notices a burst of sign-ins produced.
+    pub fn deliver_droppable_all(&self, deliveries: impl IntoIterator<Item = (u64, D)>) {
+        let mut map = self.lock();
+        for (connection, outbound) in deliveries {
+            let under_pressure = map
+                .get(&connection)
+                .is_some_and(|outbox| outbox.sender.capacity() * 2 < outbox.sender.max_capacity());
+            if under_pressure {
+                tracing::debug!(connection, "queue half full: a presence notice dropped");
+                continue;
+            }
+            Self::deliver_locked(&mut map, connection, outbound);
+        }
+    }
+
     fn deliver_locked(map: &mut HashMap<u64, Outbox<D>>, connection: u64, outbound: D) -> bool {
         let Some(outbox) = map.get(&connection) else {
             return false;
@@ -92,6 +109,26 @@ impl<D> Outboxes<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn droppable_deliveries_give_way_before_anyone_is_cut_off() {
+        let outboxes = Outboxes::<&'static str>::default();
+        let mut mailbox = outboxes.register(7, 4);
+        outboxes.deliver_droppable_all([(7, "notice")]);
+        assert!(outboxes.deliver(7, "post"));
+        assert!(outboxes.deliver(7, "post"));
+        // Half full: notices are dropped, posts still queue, nobody is cut off.
+        outboxes.deliver_droppable_all([(7, "notice"), (7, "notice")]);
+        assert!(outboxes.deliver(7, "post"));
+        let mut received = Vec::new();
+        while let Ok(item) = mailbox.receiver.try_recv() {
+            received.push(item);
+        }
+        assert_eq!(received, ["notice", "post", "post", "post"]);
+        // Room again: notices flow.
+        outboxes.deliver_droppable_all([(7, "notice")]);
+        assert_eq!(mailbox.receiver.try_recv().ok(), Some("notice"));
+    }
 
     #[tokio::test]
     async fn full_queue_cuts_off() {

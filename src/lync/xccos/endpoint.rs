@@ -43,10 +43,10 @@ impl EventSink for Delivery {
                 to,
             ),
             Event::Joined { room, user, roles } => {
-                self.send(join::join_notice(&self.domain, &room.uid, user, *roles), to);
+                self.notify(join::join_notice(&self.domain, &room.uid, user, *roles), to);
             }
             Event::Left { room, user } => {
-                self.send(part::part_notice(&self.domain, &room.uid, user), to);
+                self.notify(part::part_notice(&self.domain, &room.uid, user), to);
             }
             // The session taken out gets what makes SIPE leave the room; the others a
             // roster update.
@@ -57,7 +57,7 @@ impl EventSink for Delivery {
             } => {
                 let others: Vec<SessionRef> =
                     to.iter().filter(|s| *s != session).cloned().collect();
-                self.send(part::part_notice(&self.domain, &room.uid, user), &others);
+                self.notify(part::part_notice(&self.domain, &room.uid, user), &others);
                 if to.contains(session) {
                     let removed = part::removed_from_room(&self.domain, &room.uid);
                     self.send(removed, std::slice::from_ref(session));
@@ -70,17 +70,35 @@ impl EventSink for Delivery {
 impl Delivery {
     /// Serialises `element` once and queues it for every session in `to`.
     fn send(&self, element: Element, to: &[SessionRef]) {
+        if let Some(deliveries) = self.deliveries(element, to) {
+            self.outboxes.deliver_all(deliveries);
+        }
+    }
+
+    /// Like [`Delivery::send`] for presence notices, which give way to posts when a
+    /// reader's queue fills (a burst of sign-ins must not cut off who keeps up with posts).
+    fn notify(&self, element: Element, to: &[SessionRef]) {
+        if let Some(deliveries) = self.deliveries(element, to) {
+            self.outboxes.deliver_droppable_all(deliveries);
+        }
+    }
+
+    fn deliveries<'a>(
+        &self,
+        element: Element,
+        to: &'a [SessionRef],
+    ) -> Option<impl Iterator<Item = (u64, Outbound)> + 'a> {
         if to.is_empty() {
-            return;
+            return None;
         }
         let body = self.wrap(element);
-        self.outboxes.deliver_all(to.iter().map(|session| {
+        Some(to.iter().map(move |session| {
             let info = Outbound::Info {
                 call_id: session.stream.clone(),
                 body: body.clone(),
             };
             (session.connection, info)
-        }));
+        }))
     }
 }
 
