@@ -690,8 +690,15 @@ impl ChatCore {
         label: &str,
         content: &str,
     ) -> impl std::future::Future<Output = Result<i64, ChatError>> + Send + 'static {
-        let pending = self.store.set_preference(user, label, content);
-        async move { Ok(committed(pending).await?) }
+        // Whoever may not use persistent chat stores nothing in it either.
+        let pending = policy::chat_enabled(&self.snapshot(), user)
+            .then(|| self.store.set_preference(user, label, content));
+        async move {
+            match pending {
+                Some(pending) => Ok(committed(pending).await?),
+                None => Err(Denial::NotEnabled.into()),
+            }
+        }
     }
 
     /// Rooms where the user is a member (or a manager, with `managed`), that they may see.

@@ -738,3 +738,23 @@ async fn invitations_to_rooms_the_user_may_no_longer_join_are_not_offered() {
     hub.model.reload(hub.store.as_ref()).unwrap();
     assert!(hub.core.invitations(BOB, 0).await.unwrap().is_empty());
 }
+
+/// Preferences belong to persistent chat: a user it is turned off for stores none.
+#[tokio::test]
+async fn preferences_need_persistent_chat() {
+    let hub = Hub::new().await;
+    assert!(hub.core.set_preference(BOB, "l", "c").await.is_ok());
+    committed(hub.store.set_policy(
+        crate::core::model::PolicyScope::User(CAROL.into()),
+        Some(false),
+    ))
+    .await
+    .unwrap();
+    hub.model.reload(hub.store.as_ref()).unwrap();
+    let refused = hub.core.set_preference(CAROL, "l", "c").await;
+    assert!(
+        matches!(refused, Err(ChatError::Denied(Denial::NotEnabled))),
+        "{refused:?}"
+    );
+    assert_eq!(hub.core.preference(CAROL, "l").await.unwrap(), None);
+}
