@@ -672,14 +672,17 @@ async fn a_room_made_secret_parts_the_outsider_and_then_hides() {
         save_room(store, Some("Lobby"), change);
     })
     .await;
-    // carol is told she left, and alice that carol left.
-    for chat in [&mut carol, &mut alice] {
-        let notice = chat.expect("ntc:part").await;
-        let chanib = notice.child("data").unwrap().child("chanib").unwrap();
-        assert_eq!(chanib.attr("uri"), Some(lobby.as_str()));
-        let uib = chanib.child("uib").unwrap();
-        assert_eq!(uib.attr("uri"), Some("sip:carol@example.test"));
-    }
+    // carol gets what makes her client leave the room (rpl:part 200 naming it), alice
+    // the roster update that carol left.
+    let removed = carol.expect("rpl:part").await;
+    assert_eq!(code(&removed), "200");
+    let chanib = removed.child("data").unwrap().child("chanib").unwrap();
+    assert_eq!(chanib.attr("uri"), Some(lobby.as_str()));
+    let notice = alice.expect("ntc:part").await;
+    let chanib = notice.child("data").unwrap().child("chanib").unwrap();
+    assert_eq!(chanib.attr("uri"), Some(lobby.as_str()));
+    let uib = chanib.child("uib").unwrap();
+    assert_eq!(uib.attr("uri"), Some("sip:carol@example.test"));
     let hidden = Hidden::of(&server, "Lobby");
     assert_eq!(unasked(&mut carol).await, Vec::<String>::new());
 
