@@ -40,7 +40,7 @@ echo "== conformance summary"
 for s in "${SUITES[@]}"; do
     printf '  %-8s %s in %ss\n' "$s" "${STATUS[$s]}" "${TOOK[$s]}"
 done
-for f in sipe-connect-tcp.txt sipe-connect-tls.txt sipe-basic-tcp.txt sipe-basic-tls.txt sipe-wrong-password-tcp.txt sipsak-register.txt ntlm-pyspnego.txt \
+for f in sipe-connect-tcp.txt sipe-connect-tls.txt sipe-basic-tcp.txt sipe-basic-tls.txt sipe-wrong-password-tcp.txt sipe-eviction-tls.txt sipsak-register.txt ntlm-pyspnego.txt \
     xsd.txt; do
     [ -f "$RESULTS/$f" ] || continue
     printf '  %-22s %s PASS, %s FAIL, %s SKIP\n' "$f" \

@@ -25,7 +25,7 @@ if [ ! -f "$SIPE_DIR/harness.py" ]; then
     exit 2
 fi
 
-rm -f "$RESULTS"/sipe-wrong-password-*.txt "$RESULTS"/sipe-connect-*.txt "$RESULTS"/sipe-basic-*.txt "$RESULTS"/sipe-*-finch-debug.log "$RESULTS/perch-sipe.log"
+rm -f "$RESULTS"/sipe-eviction-*.txt "$RESULTS"/sipe-wrong-password-*.txt "$RESULTS"/sipe-connect-*.txt "$RESULTS"/sipe-basic-*.txt "$RESULTS"/sipe-*-finch-debug.log "$RESULTS/perch-sipe.log"
 
 log "setup: $SIPE_DIR/setup.sh"
 sh "$SIPE_DIR/setup.sh" >&2
@@ -58,10 +58,12 @@ admin room create Lobby --category Chat --privacy open --description "Open to al
 admin room create Plaza --category Chat --privacy open --description "Open to all"
 admin room create Team --category Chat --privacy closed --add-members sip:bob@example.test
 admin room create Hideout --category Chat --privacy secret --add-members sip:bob@example.test
+admin room create Evict --category Chat --privacy open --description "Disabled while occupied"
 room_uri() { "$PERCH" admin --data "$DATA" room show "$1" | sed -n 's/^uri: //p'; }
 LOBBY_URI="$(room_uri Lobby)"
 PLAZA_URI="$(room_uri Plaza)"
 TEAM_URI="$(room_uri Team)"
+EVICT_URI="$(room_uri Evict)"
 HISTORY=("Welcome to the lobby" "History is kept in SQLite" "Say hello")
 
 start_perch "$CONFIG" "$DATA" "$RESULTS/perch-sipe.log"
@@ -149,6 +151,45 @@ run_transport() {
     fi
 }
 
+# An administrator disables a room while both clients sit in it. Each SIPE must drop the
+# room (it logs "leaving room"), which it does on an rpl:part 200 naming the room, never on
+# an ntc:part (after which it could not rejoin). The harness holds the clients in the room
+# (--hold) while the room is disabled; its later steps fail by design and are not counted.
+eviction() {
+    local out="$RESULTS/sipe-eviction-tls.txt" hw="$WORK/harness-eviction" rc=0 c left=0
+    local args=(--server "$PERCH_TLS_ADDR" --transport tls --tls-peer-cert "$DATA/dev-cert.pem"
+                --auth ntlm --scenario basic --room "$EVICT_URI" --expect-history 0 --hold 20
+                --workdir "$hw")
+    for c in "${USERS[@]}"; do args+=(--user "$c:$(password_of "$c")"); done
+    timeout -k 10 150 /usr/bin/python3 "$SIPE_DIR/harness.py" "${args[@]}" \
+        </dev/null >"$out.tmp" 2>/dev/null &
+    local harness=$!
+    # Both have joined and the first post went round once the echo step has passed.
+    for _ in $(seq 1 90); do grep -q '^PASS echo' "$out.tmp" 2>/dev/null && break; sleep 1; done
+    "$PERCH" admin --data "$DATA" room disable Evict >&2
+    sleep 5
+    for c in "$hw"/client*; do
+        grep -q "leaving room 'Evict'" "$c/finch-debug.log" 2>/dev/null && left=$((left + 1))
+    done
+    wait "$harness" || rc=$?
+    {
+        echo "# perch conformance: Pidgin-SIPE in a room an administrator disables, over tls ($PERCH_TLS_ADDR)"
+        echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), harness exit $rc (its steps after the hold fail by design)"
+        grep -E '^(PASS|FAIL) (join|echo)' "$out.tmp" | sed 's/^/# /'
+        if [ "$left" = "${#USERS[@]}" ]; then
+            echo "PASS evicted: both SIPE clients dropped room Evict when it was disabled (\"leaving room\")"
+        else
+            echo "FAIL evicted: $left of ${#USERS[@]} SIPE clients dropped room Evict when it was disabled"
+            FAILED_REQUIRED+=("eviction")
+        fi
+    } >"$out"
+    rm -f "$out.tmp"
+    for c in "$hw"/client*; do
+        [ -f "$c/finch-debug.log" ] && cp "$c/finch-debug.log" "$RESULTS/sipe-eviction-$(basename "$c")-finch-debug.log"
+    done
+    SUMMARY+=("sipe-eviction-tls: $(grep -Eo '^(PASS|FAIL)' "$out")")
+}
+
 # A wrong password: SIPE must fail to connect and say why; perch must log the failure
 # without the password.
 wrong_password() {
@@ -178,6 +219,7 @@ run_transport connect tls "$PERCH_TLS_ADDR"
 run_transport basic tcp "$PERCH_TCP_ADDR" "$PLAZA_URI"
 run_transport basic tls "$PERCH_TLS_ADDR" "$LOBBY_URI"
 wrong_password
+eviction
 
 stop_perch
 if grep -Eq ' (ERROR|WARN) ' "$RESULTS/perch-sipe.log"; then
@@ -189,7 +231,7 @@ echo "== SIPE conformance (${SECONDS}s)"
 for s in "${SUMMARY[@]}"; do echo "  $s"; done
 cat "$RESULTS"/sipe-connect-tcp.txt "$RESULTS"/sipe-connect-tls.txt "$RESULTS"/sipe-basic-tcp.txt \
     "$RESULTS"/sipe-basic-tls.txt \
-    "$RESULTS"/sipe-wrong-password-tcp.txt | grep -E '^(PASS|FAIL) ' | sed 's/^/  /'
+    "$RESULTS"/sipe-wrong-password-tcp.txt "$RESULTS"/sipe-eviction-tls.txt | grep -E '^(PASS|FAIL) ' | sed 's/^/  /'
 if [ "${#FAILED_REQUIRED[@]}" -gt 0 ]; then
     echo "  required steps that did not pass:"
     for s in "${FAILED_REQUIRED[@]}"; do echo "    $s"; done
