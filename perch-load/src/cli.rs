@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use perch::core::model::Privacy;
 
+use crate::auth::AuthMethod;
 use crate::null_responder::FanoutMode;
 use crate::prefill::PrefillArgs;
 use crate::provision::RoomClass;
@@ -115,10 +116,15 @@ pub struct Common {
     /// The chat endpoint clients INVITE [default: sip:ocschat@DOMAIN].
     #[arg(long)]
     pub chat_uri: Option<String>,
-    /// Every user's password: REGISTER answers perch's Digest challenge (provision
-    /// --password sets it). Without it perch must trust the clients' addresses.
+    /// Every user's password: REGISTER answers perch's challenge with it (provision
+    /// --password sets it), see --auth. Without it perch must trust the clients' addresses.
     #[arg(long)]
     pub password: Option<String>,
+    /// How REGISTER answers perch's challenge: `digest`, or `ntlm` (NTLMv2 with MS-SIPAE
+    /// signing of every message, as Pidgin-SIPE and Lync sign in). Needs --password.
+    /// [default: digest with --password; without one, none: trusted network]
+    #[arg(long, value_enum, requires = "password")]
+    pub auth: Option<AuthMethod>,
     /// Length of the measurement window, seconds.
     #[arg(long, default_value_t = 20)]
     pub duration: u64,

@@ -1,16 +1,19 @@
-//! A load client that behaves like SIPE: REGISTER from a trusted network, the chat dialog
-//! (INVITE, 200, ACK), `bjoin` of its rooms, posts, and a 200 to every INFO the server
-//! sends. It counts what it sees into the run's [`Metrics`].
+//! A load client that behaves like SIPE: REGISTER (from a trusted network, with Digest, or
+//! with NTLM and MS-SIPAE signing, see [`crate::auth`]), the chat dialog (INVITE, 200,
+//! ACK), `bjoin` of its rooms, posts, and a 200 to every INFO the server sends. Under NTLM
+//! every message it sends is signed and every message perch sends must verify. It counts
+//! what it sees into the run's [`Metrics`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use perch::lync::session::digest::{self, Algorithm, ClientDigest};
+use perch::lync::session::sipae::{SignatureError, SignedParts};
 use perch::lync::sip::Method;
 use perch::lync::sip::request::ClientLine;
 use tokio::sync::watch;
 
+use crate::auth::{self, AuthError, Login, Step};
 use crate::random::Random;
 use crate::run::{Phase, RunContext};
 use crate::stats::{Latency, Metrics, Samples, now_ns};
@@ -32,6 +35,13 @@ pub enum ClientError {
     Timeout(&'static str),
     #[error("the server ended the chat dialog")]
     DialogEnded,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{what}: the server's signature: {error}")]
+    Signature {
+        what: &'static str,
+        error: SignatureError,
+    },
 }
 
 impl ClientError {
@@ -43,6 +53,8 @@ impl ClientError {
             ClientError::Xccos { what, code } => format!("xccos {code} ({what})"),
             ClientError::Timeout(what) => format!("timeout: {what}"),
             ClientError::DialogEnded => "dialog ended by server".to_owned(),
+            ClientError::Auth(e) => e.kind(),
+            ClientError::Signature { what, error } => signature_kind(what, *error),
         }
     }
 }
@@ -63,13 +75,26 @@ struct Reply {
     history: Option<xccos::HistoryPage>,
 }
 
+/// A server message that failed MS-SIPAE verification, as reports count it: an error kind
+/// of its own.
+fn signature_kind(what: &str, error: SignatureError) -> String {
+    let error = match error {
+        SignatureError::Unsigned => "missing",
+        SignatureError::WrongAssociation => "wrong association",
+        SignatureError::Replayed => "replayed",
+        SignatureError::Invalid => "invalid",
+    };
+    format!("server signature {error} ({what})")
+}
+
 /// The answer to a request we sent: its status and, for INVITE, the To header; for a 401,
-/// the challenge.
+/// the challenges; whether its signature failed to verify.
 #[derive(Debug, Default)]
 struct Answer {
     code: Option<u16>,
     to: Option<String>,
-    challenge: Option<String>,
+    challenges: Vec<String>,
+    unverified: Option<SignatureError>,
 }
 
 pub struct Client {
@@ -165,7 +190,8 @@ impl Client {
         format!("pl{}c{}{}", self.index, self.calls, std::process::id())
     }
 
-    /// Queues a request in SIPE's shape (no Via branch inside dialogs) and returns its CSeq.
+    /// Queues a request in SIPE's shape (no Via branch inside dialogs), signed when the
+    /// connection has a security association.
     #[allow(clippy::too_many_arguments)]
     fn queue_request(
         &mut self,
@@ -177,10 +203,48 @@ impl Client {
         extra: &[(&str, &str)],
         body: &str,
     ) {
-        let request = self
-            .line
-            .head(method, uri, to, call_id, cseq)
-            .encode(extra, body.as_bytes());
+        self.queue_signed(method, uri, call_id, cseq, to, extra, body, None);
+    }
+
+    /// [`Client::queue_request`]; `token`: the NTLM AUTHENTICATE (base64) of the REGISTER
+    /// that completes the handshake, which travels in the signature's header.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_signed(
+        &mut self,
+        method: &str,
+        uri: &str,
+        call_id: &str,
+        cseq: u32,
+        to: &str,
+        extra: &[(&str, &str)],
+        body: &str,
+        token: Option<&str>,
+    ) {
+        let head = self.line.head(method, uri, to, call_id, cseq);
+        let cseq_text = cseq.to_string();
+        let signature = self.conn.sign(&SignedParts {
+            call_id,
+            cseq: &cseq_text,
+            method,
+            from: head.from,
+            to,
+            asserted_identity: None,
+            expires: extra
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("Expires"))
+                .map(|(_, value)| *value),
+            code: None,
+        });
+        let authorization = match (signature, token) {
+            (Some((_, signed)), Some(token)) => auth::completing_authorization(&signed, token),
+            (Some((_, signed)), None) => Some(signed),
+            (None, _) => None,
+        };
+        let mut headers = extra.to_vec();
+        if let Some(value) = &authorization {
+            headers.push(("Authorization", value));
+        }
+        let request = head.encode(&headers, body.as_bytes());
         self.conn.queue(&request);
     }
 
@@ -203,7 +267,8 @@ impl Client {
         }
     }
 
-    /// Sends a request and waits for its final answer, whatever it is.
+    /// Sends a request and waits for its final answer, whatever it is; an answer whose
+    /// signature fails is an error.
     async fn exchange(
         &mut self,
         what: &'static str,
@@ -220,11 +285,15 @@ impl Client {
             .await;
         let answer = self.answers.remove(&cseq).unwrap_or_default();
         waited?;
-        Ok(answer)
+        match answer.unverified {
+            Some(error) => Err(ClientError::Signature { what, error }),
+            None => Ok(answer),
+        }
     }
 
-    /// REGISTER; with a password, a 401 is answered with Digest as SIPE does (the
-    /// challenge perch offers first, SHA-256), without one the server must trust us.
+    /// REGISTER, answering as many 401s as the sign-in mechanism allows (none from a
+    /// trusted network, one with Digest, two with NTLM); one more is a refusal. Under NTLM
+    /// the REGISTER that carries the AUTHENTICATE is signed, and so is everything after it.
     async fn register(&mut self) -> Result<(), ClientError> {
         let call_id = self.new_call_id();
         let uri = format!("sip:{}", self.ctx.domain);
@@ -234,7 +303,9 @@ impl Client {
             self.conn.local,
             self.ctx.connector.transport()
         );
-        let mut authorization: Option<String> = None;
+        let ctx = self.ctx.clone();
+        let (mut authorization, mut token): (Option<String>, Option<String>) = (None, None);
+        let mut round = 0;
         loop {
             let answer = self
                 .exchange("REGISTER", |c, cseq| {
@@ -242,55 +313,45 @@ impl Client {
                     if let Some(value) = &authorization {
                         headers.push(("Authorization", value.as_str()));
                     }
-                    c.queue_request("REGISTER", &uri, &call_id, cseq, &to, &headers, "");
+                    c.queue_signed(
+                        "REGISTER",
+                        &uri,
+                        &call_id,
+                        cseq,
+                        &to,
+                        &headers,
+                        "",
+                        token.as_deref(),
+                    );
                 })
                 .await?;
-            match (answer.code, answer.challenge, &self.ctx.password) {
-                (Some(200), _, _) => return Ok(()),
-                (Some(401), Some(challenge), Some(password)) if authorization.is_none() => {
-                    let value =
-                        self.digest(&challenge, password, &uri)
-                            .ok_or(ClientError::Status {
-                                what: "REGISTER (challenge unreadable)",
-                                code: 401,
-                            })?;
-                    authorization = Some(value);
+            match answer.code {
+                Some(200) => return Ok(()),
+                Some(401) if round < ctx.sign_in.rounds() => {
+                    round += 1;
+                    let cnonce = format!("pl{}c{}r{round}", self.index, self.calls);
+                    let login = Login {
+                        aor: &self.aor,
+                        uri: &uri,
+                        cnonce: &cnonce,
+                    };
+                    (authorization, token) = match ctx.sign_in.answer(&answer.challenges, &login)? {
+                        Step::Header(value) => (Some(value), None),
+                        Step::Associate { association, token } => {
+                            self.conn.secure(association);
+                            (None, Some(token))
+                        }
+                    };
                 }
-                (Some(code), _, _) => {
+                Some(code) => {
                     return Err(ClientError::Status {
                         what: "REGISTER",
                         code,
                     });
                 }
-                (None, _, _) => return Err(ClientError::Timeout("REGISTER")),
+                None => return Err(ClientError::Timeout("REGISTER")),
             }
         }
-    }
-
-    /// The `Authorization` value answering a `WWW-Authenticate: Digest ...` challenge.
-    fn digest(&self, challenge: &str, password: &str, uri: &str) -> Option<String> {
-        let params = digest::parse_challenge(challenge)?;
-        let algorithm = params
-            .value("algorithm")
-            .map_or(Some(Algorithm::Md5), |name| {
-                Algorithm::OFFERED
-                    .into_iter()
-                    .find(|a| a.name().eq_ignore_ascii_case(name))
-            })?;
-        let (username, _) = self.aor.split_once('@')?;
-        let cnonce = format!("pl{}c{}", self.index, self.calls);
-        let answer = ClientDigest {
-            algorithm,
-            username,
-            realm: params.value("realm")?,
-            password,
-            method: "REGISTER",
-            uri,
-            nonce: params.value("nonce")?,
-            nc: 1,
-            cnonce: &cnonce,
-        };
-        Some(answer.authorization())
     }
 
     /// INVITE the chat endpoint, then ACK its 200: the dialog every command travels on.
@@ -428,14 +489,20 @@ impl Client {
         let waited = self
             .wait_for(deadline, what, |c| {
                 let answer = c.answers.get(&cseq).and_then(|a| a.code);
+                let unverified = c.answers.get(&cseq).is_some_and(|a| a.unverified.is_some());
                 let replied = c.replies.get(&envid).is_none_or(Option::is_some);
-                matches!(answer, Some(code) if code != 200) || (answer.is_some() && replied)
+                unverified
+                    || matches!(answer, Some(code) if code != 200)
+                    || (answer.is_some() && replied)
             })
             .await;
-        let code = self.answers.remove(&cseq).and_then(|a| a.code);
+        let answer = self.answers.remove(&cseq).unwrap_or_default();
         let reply = self.replies.remove(&envid).flatten();
+        if let Some(error) = answer.unverified {
+            return Err(ClientError::Signature { what, error });
+        }
         waited?;
-        match (code, reply) {
+        match (answer.code, reply) {
             (Some(200), Some(reply)) => Ok(reply),
             (Some(code), _) if code != 200 => Err(ClientError::Status { what, code }),
             _ => Err(ClientError::Timeout(what)),
@@ -443,8 +510,15 @@ impl Client {
     }
 
     /// Queues a post to `room_uid`, its send time in its text. `audience`: the clients that
-    /// should receive it (the author's echo included) once it is acknowledged.
-    pub fn post(&mut self, room_uid: &str, audience: u64) -> Result<(), ClientError> {
+    /// should receive it (the author's echo included) once it is acknowledged. Once the
+    /// window has closed for posts nothing is sent and `false` returned: the drain waits
+    /// only for posts that were counted before it began.
+    pub fn post(&mut self, room_uid: &str, audience: u64) -> Result<bool, ClientError> {
+        let ctx = self.ctx.clone();
+        let open = ctx.posting.read().unwrap_or_else(|e| e.into_inner());
+        if !*open {
+            return Ok(false);
+        }
         self.posts_sent += 1;
         self.envid += 1;
         let sent = now_ns();
@@ -464,7 +538,7 @@ impl Client {
         if metrics.in_window(sent) {
             Metrics::add(&metrics.posts_in_window, 1);
         }
-        Ok(())
+        Ok(true)
     }
 
     pub fn posts_in_flight(&self) -> usize {
@@ -560,7 +634,7 @@ impl Client {
                 method,
                 code,
                 to,
-                challenge,
+                challenges,
             } => {
                 if code < 200 {
                     return;
@@ -585,8 +659,34 @@ impl Client {
                 if let Some(answer) = self.answers.get_mut(&cseq) {
                     answer.code = Some(code);
                     answer.to = to;
-                    answer.challenge = challenge;
+                    answer.challenges = challenges;
                 }
+            }
+            Event::Unverified {
+                error,
+                cseq,
+                method,
+                code,
+            } => {
+                // A final answer fails the request it answers; anything else is counted.
+                if code.is_some_and(|code| code >= 200) {
+                    if method == Method::Info && self.posts.remove(&cseq).is_some() {
+                        Metrics::add(&metrics.posts_failed, 1);
+                        metrics.error(&signature_kind("post", error));
+                        return;
+                    }
+                    // Counted where the request fails (ClientError::Signature).
+                    if let Some(answer) = self.answers.get_mut(&cseq) {
+                        answer.code = code;
+                        answer.unverified = Some(error);
+                        return;
+                    }
+                }
+                let what = match code {
+                    Some(_) => format!("answer to {}", method.as_str()),
+                    None => format!("{} from server", method.as_str()),
+                };
+                metrics.error(&signature_kind(&what, error));
             }
             Event::Request {
                 method: Method::Info,

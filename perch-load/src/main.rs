@@ -4,6 +4,7 @@
 //! responder on perch's SIP codec and raw SQLite inserts. Loopback only. See
 //! bench/README.md.
 
+mod auth;
 mod cli;
 mod client;
 mod error;

@@ -6,13 +6,14 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::auth::SignIn;
 use crate::client::{Client, ClientError};
 use crate::procfs::{self, ProcSample};
 use crate::stats::{Metrics, now_ns};
@@ -29,8 +30,12 @@ pub struct RunContext {
     /// Nothing waits past this.
     pub hard_deadline: Instant,
     pub post_size: usize,
-    /// Every user's password, for Digest; none: the server trusts loopback.
-    pub password: Option<String>,
+    /// How every client signs in.
+    pub sign_in: SignIn,
+    /// Whether clients may still post: a post is counted as sent under the read lock, and
+    /// the coordinator closes it under the write lock before the drain, so the drain never
+    /// misses a post sent as the window closed.
+    pub posting: RwLock<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,6 +292,7 @@ pub async fn coordinate(
     let window_secs = window_started.elapsed().as_secs_f64();
     let (server_window, me_window) = (server_sample(), procfs::sample(me));
 
+    *ctx.posting.write().unwrap_or_else(|e| e.into_inner()) = false;
     let _ = phase.send(Phase::Drain);
     let drain_deadline = (Instant::now() + timing.drain).min(ctx.hard_deadline);
     while !drained(metrics) && Instant::now() < drain_deadline {

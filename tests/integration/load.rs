@@ -412,3 +412,80 @@ async fn refuses_addresses_off_loopback() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not a loopback address"), "{stderr}");
 }
+
+/// perch-load signs its clients in with NTLM (MS-SIPAE: every message signed both ways, as
+/// Pidgin-SIPE does) and with Digest against a perch that trusts no address, and posts
+/// reach everyone without an error; a wrong NTLM password shows as refusals.
+#[tokio::test]
+async fn ntlm_and_digest_sign_in_under_load() {
+    let server = TestServer::start(|c| {
+        c.limits.requests_per_second = 100_000;
+        c.limits.request_burst = 100_000;
+    })
+    .await;
+    let data = server.data_dir.display().to_string();
+    let provision = [
+        "provision",
+        "--data",
+        &data,
+        "--users",
+        "4",
+        "--rooms-of",
+        "4:1",
+        "--password",
+        "s3cret",
+        "--json",
+    ];
+    perch_load_json(&provision, Duration::from_secs(60)).await;
+    // The running server reloads its model when the store's generation moves.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let fanout = |auth: &'static str, password: &'static str| {
+        vec![
+            "--connections",
+            "4",
+            "--rate",
+            "20",
+            "--duration",
+            "2",
+            "--drain",
+            "3",
+            "--timeout",
+            "5",
+            "--setup-timeout",
+            "20",
+            "--auth",
+            auth,
+            "--password",
+            password,
+        ]
+    };
+    for auth in ["ntlm", "digest"] {
+        let report = scenario_json(
+            &server,
+            "fanout",
+            &fanout(auth, "s3cret"),
+            Duration::from_secs(90),
+        )
+        .await;
+        assert_eq!(report["settings"]["auth"], auth, "{report:#}");
+        assert_eq!(report["sessions"], 4, "{report:#}");
+        assert_eq!(report["errors"]["total"], 0, "{report:#}");
+        let deliveries = report["deliveries"].as_u64().unwrap();
+        assert!(deliveries > 0, "{report:#}");
+        assert_eq!(report["expected_deliveries"], deliveries, "{report:#}");
+    }
+    let target = server.running().tcp_addr().unwrap().to_string();
+    let mut wrong = vec![
+        "fanout", "--target", &target, "--data", &data, "--json", "--quiet",
+    ];
+    wrong.extend(fanout("ntlm", "wrong"));
+    let output = perch_load(&wrong, Duration::from_secs(90)).await;
+    assert!(!output.status.success(), "a run without sessions must fail");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["sessions"], 0, "{report:#}");
+    assert_eq!(
+        report["errors"]["by_kind"]["status 401 (REGISTER)"], 4,
+        "{report:#}"
+    );
+    server.stop().await;
+}

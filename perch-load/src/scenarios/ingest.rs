@@ -81,7 +81,9 @@ async fn post_flat_out(
     while *phase.borrow() == Phase::Run && std::time::Instant::now() < ctx.hard_deadline {
         while client.posts_in_flight() < in_flight {
             // Deliveries are not checked here (other members may not be connected).
-            client.post(&rooms[next_room % rooms.len()], 0)?;
+            if !client.post(&rooms[next_room % rooms.len()], 0)? {
+                return Ok(()); // the window has closed
+            }
             next_room += 1;
         }
         client.expire_posts();

@@ -18,6 +18,7 @@ use time::format_description::well_known::Rfc3339;
 
 use tokio::sync::watch;
 
+use crate::auth::SignIn;
 use crate::cli::Common;
 use crate::client::{Client, ClientError};
 use crate::error::LoadError;
@@ -208,6 +209,8 @@ async fn run_once(
         timeout,
     )?;
     let transport = connector.transport();
+    let sign_in = SignIn::new(common.auth, common.password.as_deref()).map_err(LoadError::Plan)?;
+    let auth = sign_in.name();
     let ctx = Arc::new(RunContext {
         metrics: Arc::new(Metrics::new()),
         connector,
@@ -219,7 +222,8 @@ async fn run_once(
         timeout,
         hard_deadline: Instant::now() + run_budget(common),
         post_size: scenario.post_size(),
-        password: common.password.clone(),
+        sign_in,
+        posting: std::sync::RwLock::new(true),
     });
     let timing = Timing {
         duration: Duration::from_secs(common.duration),
@@ -267,6 +271,7 @@ async fn run_once(
     settings.insert("connections".into(), common.connections.to_string());
     settings.insert("duration_s".into(), common.duration.to_string());
     settings.insert("rooms_per_user".into(), common.rooms_per_user.to_string());
+    settings.insert("auth".into(), auth.to_owned());
     if let Some(size) = common.room_size {
         settings.insert("room_size".into(), size.to_string());
     }
@@ -318,7 +323,9 @@ async fn post_on_schedule(
         if now >= due {
             if client.posts_in_flight() < in_flight {
                 let (uid, audience) = next();
-                client.post(&uid, audience)?;
+                if !client.post(&uid, audience)? {
+                    break; // the window has closed
+                }
             } else {
                 ctx.metrics.error("post skipped: in-flight cap");
             }
