@@ -286,7 +286,7 @@ mod tests {
         );
     }
 
-    /// perch's first 401 offers NTLM before Digest: a Digest client takes the Digest one.
+    /// perch's first 401 offers Digest and NTLM: each client takes the scheme it speaks.
     #[test]
     fn digest_skips_the_ntlm_offer() {
         let challenges = vec![

@@ -69,8 +69,8 @@ pub enum Event {
         code: u16,
         /// The To header, kept for INVITE responses (the dialog's remote tag).
         to: Option<String>,
-        /// Every `WWW-Authenticate` of a 401, in order (perch offers NTLM, then Digest
-        /// from the strongest algorithm down).
+        /// Every `WWW-Authenticate` of a 401, in order (perch offers Digest from the
+        /// strongest algorithm down, then NTLM).
         challenges: Vec<String>,
     },
     /// A request from the server (already answered 200 unless it was an ACK).
