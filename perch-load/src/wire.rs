@@ -240,45 +240,11 @@ impl SipConn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use perch::core::credentials::NtHash;
-    use perch::lync::session::ntlm::{
-        self, Challenge, ClientEntropy, ClientIdentity, ReceivedChallenge, TargetNames,
-    };
-    use perch::lync::session::sipae::Role;
-    use std::time::Instant;
     use tokio::io::DuplexStream;
 
-    /// A server's and a client's association from one NTLM exchange, as perch's registrar
-    /// and `auth` make them.
+    /// A server's and a client's association from one NTLM exchange.
     fn pair() -> (Association, Association) {
-        let names = TargetNames {
-            netbios_domain: "EXAMPLE".into(),
-            netbios_computer: "CHAT".into(),
-            dns_domain: "example.test".into(),
-            dns_computer: "chat.example.test".into(),
-        };
-        let challenge = Challenge::new([3; 8], &names, ntlm::filetime(1_800_000_000));
-        let hash = NtHash::derive("pw");
-        let identity = ClientIdentity {
-            user: "alice@example.test",
-            domain: "",
-            workstation: "W",
-            nt_hash: &hash,
-        };
-        let entropy = ClientEntropy {
-            client_challenge: [1; 8],
-            exported_session_key: [2; 16],
-            filetime: 0,
-        };
-        let received = ReceivedChallenge::parse(&challenge.message).unwrap();
-        let (answer, client_keys) = ntlm::respond(&received, &identity, &entropy).unwrap();
-        let server_keys = challenge.verify(&answer, &hash).unwrap();
-        let now = Instant::now();
-        let target = "chat.example.test".to_owned();
-        (
-            Association::new(Role::Server, server_keys, "op1".into(), target.clone(), now),
-            Association::new(Role::Client, client_keys, "op1".into(), target, now),
-        )
+        perch::lync::session::sipae::in_memory_pair("alice@example.test", "", "pw").unwrap()
     }
 
     fn parse(text: &str) -> Message {

@@ -407,6 +407,46 @@ impl Security {
     }
 }
 
+/// Both ends of one NTLM exchange run in memory: the server's association and the
+/// client's, for `user` in `domain` with `password`, opaque `op1`, target
+/// `chat.example.test`. For tests, fuzz targets and tools that need a signing pair
+/// without a server.
+pub fn in_memory_pair(
+    user: &str,
+    domain: &str,
+    password: &str,
+) -> Option<(Association, Association)> {
+    use super::ntlm::{self, ClientEntropy, ClientIdentity, ReceivedChallenge};
+    let names = TargetNames {
+        netbios_domain: "EXAMPLE".into(),
+        netbios_computer: "CHAT".into(),
+        dns_domain: "example.test".into(),
+        dns_computer: "chat.example.test".into(),
+    };
+    let challenge = Challenge::new([5; 8], &names, ntlm::filetime(1_800_000_000));
+    let hash = crate::core::credentials::NtHash::derive(password);
+    let identity = ClientIdentity {
+        user,
+        domain,
+        workstation: "W",
+        nt_hash: &hash,
+    };
+    let entropy = ClientEntropy {
+        client_challenge: [1; 8],
+        exported_session_key: [2; 16],
+        filetime: 0,
+    };
+    let received = ReceivedChallenge::parse(&challenge.message).ok()?;
+    let (answer, client_keys) = ntlm::respond(&received, &identity, &entropy).ok()?;
+    let server_keys = challenge.verify(&answer, &hash).ok()?;
+    let now = Instant::now();
+    let target = "chat.example.test".to_owned();
+    Some((
+        Association::new(Role::Server, server_keys, "op1".into(), target.clone(), now),
+        Association::new(Role::Client, client_keys, "op1".into(), target, now),
+    ))
+}
+
 fn random_hex8() -> String {
     use ring::rand::SecureRandom as _;
     let mut bytes = [0u8; 4];
@@ -418,8 +458,6 @@ fn random_hex8() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::credentials::NtHash;
-    use crate::lync::session::ntlm::{self, ClientEntropy, ClientIdentity, ReceivedChallenge};
     use bytes::Bytes;
 
     fn message(text: &str) -> Message {
@@ -451,45 +489,7 @@ mod tests {
     }
 
     fn pair() -> (Association, Association) {
-        let names = TargetNames {
-            netbios_domain: "EXAMPLE".into(),
-            netbios_computer: "CHAT".into(),
-            dns_domain: "example.test".into(),
-            dns_computer: "chat.example.test".into(),
-        };
-        let challenge = Challenge::new([5; 8], &names, ntlm::filetime(1_800_000_000));
-        let hash = NtHash::derive("pw");
-        let identity = ClientIdentity {
-            user: "alice",
-            domain: "EXAMPLE",
-            workstation: "W",
-            nt_hash: &hash,
-        };
-        let entropy = ClientEntropy {
-            client_challenge: [1; 8],
-            exported_session_key: [2; 16],
-            filetime: 0,
-        };
-        let received = ReceivedChallenge::parse(&challenge.message).unwrap();
-        let (answer, client_keys) = ntlm::respond(&received, &identity, &entropy).unwrap();
-        let server_keys = challenge.verify(&answer, &hash).unwrap();
-        let now = Instant::now();
-        (
-            Association::new(
-                Role::Server,
-                server_keys,
-                "op1".into(),
-                "chat.example.test".into(),
-                now,
-            ),
-            Association::new(
-                Role::Client,
-                client_keys,
-                "op1".into(),
-                "chat.example.test".into(),
-                now,
-            ),
-        )
+        in_memory_pair("alice", "EXAMPLE", "pw").unwrap()
     }
 
     fn with_header(mut message: Message, (name, value): (&str, String)) -> Message {
