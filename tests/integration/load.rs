@@ -109,6 +109,16 @@ async fn perch_load_json(args: &[&str], budget: Duration) -> serde_json::Value {
     })
 }
 
+/// perch-load's `provision` with `args` on the running server's store, then the wait for
+/// the server to reload its model (it does when the store's generation moves).
+async fn provision(server: &TestServer, args: &[&str]) {
+    let data = server.data_dir.display().to_string();
+    let mut all = vec!["provision", "--data", &data, "--json"];
+    all.extend_from_slice(args);
+    perch_load_json(&all, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
 /// Runs `scenario` against `server` over TCP, on its data directory, with `args` after the
 /// common ones; it must succeed and print one JSON report.
 async fn scenario_json(
@@ -174,23 +184,13 @@ async fn lync_model_with_digest_over_tcp() {
         |store| wait(store.set_setting("ParticipantUpdateLimit", 10)).unwrap(),
     )
     .await;
-    let data = server.data_dir.display().to_string();
     // 160 users: rooms of 30 (20 per user), of 150 (2 per user) and of 160 (the large
     // rooms, everyone): 24 rooms each.
-    let provision = [
-        "provision",
-        "--data",
-        &data,
-        "--users",
-        "160",
-        "--lync-model",
-        "--password",
-        "pw",
-        "--json",
-    ];
-    perch_load_json(&provision, Duration::from_secs(60)).await;
-    // The running server reloads its model when the store's generation moves.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    provision(
+        &server,
+        &["--users", "160", "--lync-model", "--password", "pw"],
+    )
+    .await;
     let args = [
         "--password",
         "pw",
@@ -424,21 +424,11 @@ async fn ntlm_and_digest_sign_in_under_load() {
     })
     .await;
     let data = server.data_dir.display().to_string();
-    let provision = [
-        "provision",
-        "--data",
-        &data,
-        "--users",
-        "4",
-        "--rooms-of",
-        "4:1",
-        "--password",
-        "s3cret",
-        "--json",
-    ];
-    perch_load_json(&provision, Duration::from_secs(60)).await;
-    // The running server reloads its model when the store's generation moves.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    provision(
+        &server,
+        &["--users", "4", "--rooms-of", "4:1", "--password", "s3cret"],
+    )
+    .await;
     let fanout = |auth: &'static str, password: &'static str| {
         vec![
             "--connections",
