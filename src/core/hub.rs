@@ -230,6 +230,83 @@ struct Cache {
     rooms: HashMap<i64, Recent>,
 }
 
+/// Most different words one search may hold: each is one more pass over its list of
+/// matches in the full-text index, for every message the search reads.
+pub const MAX_SEARCH_WORDS: usize = 8;
+/// Longest word of a search, in characters. The index may cut a word into several (at a
+/// combining mark, say), each again a pass over its matches; this bounds how many.
+pub const MAX_SEARCH_WORD_CHARS: usize = 64;
+
+/// The words of a search text as the index sees them: cut at every character that is not
+/// a letter or a digit, lower-cased (the index folds case), each kept once. More than
+/// [`MAX_SEARCH_WORDS`] different words, or a longer word than [`MAX_SEARCH_WORD_CHARS`],
+/// is refused rather than shortened: a search on fewer words would find messages the
+/// user did not ask for. Reads no further than the first word too many.
+pub fn search_words(text: &[String]) -> Result<Vec<String>, ChatError> {
+    let mut words: Vec<String> = Vec::new();
+    let pieces = text
+        .iter()
+        .flat_map(|word| word.split(|c: char| !c.is_alphanumeric()))
+        .filter(|piece| !piece.is_empty());
+    for piece in pieces {
+        if piece.chars().nth(MAX_SEARCH_WORD_CHARS).is_some() {
+            return Err(ChatError::Invalid(format!(
+                "a search word is at most {MAX_SEARCH_WORD_CHARS} characters long"
+            )));
+        }
+        let word = piece.to_lowercase();
+        if words.contains(&word) {
+            continue;
+        }
+        if words.len() == MAX_SEARCH_WORDS {
+            return Err(ChatError::Invalid(format!(
+                "a search takes at most {MAX_SEARCH_WORDS} different words"
+            )));
+        }
+        words.push(word);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod search_words_tests {
+    use super::*;
+
+    fn words(text: &str) -> Result<Vec<String>, ChatError> {
+        let text: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+        search_words(&text)
+    }
+
+    #[test]
+    fn repeated_words_count_once_in_any_case() {
+        let hundred = "the The THE ".repeat(34);
+        assert_eq!(words(&hundred).unwrap(), ["the"]);
+        assert_eq!(
+            words(&format!("{hundred} a b c d e f g")).unwrap(),
+            ["the", "a", "b", "c", "d", "e", "f", "g"]
+        );
+    }
+
+    #[test]
+    fn more_than_eight_different_words_are_refused() {
+        let refused = words("a b c d e f g h i").unwrap_err();
+        assert!(matches!(refused, ChatError::Invalid(_)), "{refused:?}");
+        assert!(refused.to_string().contains("at most 8"), "{refused}");
+        // Cut at punctuation, as the index cuts them: nine words in one.
+        assert!(words("a-b-c-d-e-f-g-h-i").is_err());
+        let long = "x".repeat(MAX_SEARCH_WORD_CHARS + 1);
+        assert!(matches!(words(&long), Err(ChatError::Invalid(_))));
+        assert_eq!(words(&long[1..]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn punctuation_separates_and_alone_is_no_word() {
+        assert_eq!(words("Hello, world! -- ??").unwrap(), ["hello", "world"]);
+        assert!(words("!! ...").unwrap().is_empty());
+        assert_eq!(words("Grüße ÉTÉ").unwrap(), ["grüße", "été"]);
+    }
+}
+
 /// Takes a room's `Loading` mark back out if its load ends without finishing (the reader's
 /// future was dropped with its connection, or the read failed), so the room can be loaded
 /// again and `remember` stops collecting for it.
@@ -590,6 +667,16 @@ impl ChatCore {
         let room = Self::room(&snapshot, uid)?.clone();
         policy::check(&snapshot, user, &room, Action::ReadHistory)?;
         let depth = snapshot.settings.default_chat_history as usize;
+        let query = match query {
+            HistoryQuery::Search { words, count } => {
+                let words = search_words(&words)?;
+                if words.is_empty() {
+                    return Ok((room, Vec::new()));
+                }
+                HistoryQuery::Search { words, count }
+            }
+            other => other,
+        };
         let HistoryQuery::Last(count) = query else {
             let messages = self.store.history(room.id, query).await?;
             return Ok((room, messages.into_iter().map(Arc::new).collect()));

@@ -399,13 +399,40 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<ChatMessage> {
     })
 }
 
-/// Quotes each word as an FTS5 string, so user input cannot inject query syntax.
+/// Quotes each word as an FTS5 string, so user input cannot inject query syntax. A word
+/// given again (in any case: the index folds case) is left out: each costs a pass over
+/// its list of matches and adds nothing.
 pub fn fts_query(words: &[String]) -> String {
+    let mut seen = std::collections::HashSet::new();
     words
         .iter()
+        .filter(|w| seen.insert(w.to_lowercase()))
         .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
         .collect::<Vec<_>>()
         .join(" AND ")
+}
+
+/// A room's messages for a search: FTS5 walks the matches newest first, reading only
+/// rowids within the room's first and last message ids (`rowid BETWEEN` is handed to
+/// the index), and the LIMIT ends the walk. Ordered by the FTS rowid (the message id):
+/// ordering by `m.id` made SQLite read and sort every match in the store first. The `+`
+/// keeps the room check off the messages indexes, so FTS5 stays the outer loop.
+const SEARCH: &str = "SELECT m.id, m.room_id, m.author, m.ts, m.body, m.extra, m.extra_gateway
+     FROM messages_fts f JOIN messages m ON m.id = f.rowid
+     WHERE messages_fts MATCH ?1 AND f.rowid BETWEEN ?2 AND ?3 AND +m.room_id = ?4
+     ORDER BY f.rowid DESC LIMIT ?5";
+
+/// The first and last message ids of a room; `None` when it has none.
+fn room_span(c: &Connection, room_id: i64) -> Result<Option<(i64, i64)>, StoreError> {
+    // Two subqueries, so each is one seek in `messages_by_room`: with both aggregates in
+    // one SELECT, SQLite would scan the room's entries.
+    let mut s = c.prepare_cached(
+        "SELECT (SELECT min(id) FROM messages WHERE room_id = ?1),
+                (SELECT max(id) FROM messages WHERE room_id = ?1)",
+    )?;
+    let (first, last): (Option<i64>, Option<i64>) =
+        s.query_row([room_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(first.zip(last))
 }
 
 pub fn history(
@@ -443,17 +470,16 @@ pub fn history(
             if words.is_empty() {
                 return Ok(Vec::new());
             }
-            // Ordered by the FTS rowid (the message id), so FTS5 yields matches newest
-            // first and the LIMIT ends the scan; ordering by `m.id` made SQLite read and
-            // sort every match in the store first.
-            let mut s = c.prepare_cached(
-                "SELECT m.id, m.room_id, m.author, m.ts, m.body, m.extra, m.extra_gateway
-                 FROM messages_fts f JOIN messages m ON m.id = f.rowid
-                 WHERE messages_fts MATCH ?1 AND m.room_id = ?2
-                 ORDER BY f.rowid DESC LIMIT ?3",
-            )?;
-            s.query_map(params![fts_query(words), room_id, count], message_from_row)?
-                .collect::<Result<_, _>>()?
+            // An empty room is answered without touching the index.
+            let Some((first, last)) = room_span(c, room_id)? else {
+                return Ok(Vec::new());
+            };
+            let mut s = c.prepare_cached(SEARCH)?;
+            s.query_map(
+                params![fts_query(words), first, last, room_id, count],
+                message_from_row,
+            )?
+            .collect::<Result<_, _>>()?
         }
     };
     messages.reverse();
@@ -511,4 +537,93 @@ pub fn set_preference(
         |r| r.get(0),
     )?;
     Ok(seqid)
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+    use crate::core::model::Room;
+
+    fn store_with_rooms() -> (Connection, i64, i64) {
+        let mut c = Connection::open_in_memory().unwrap();
+        super::super::configure(&c).unwrap();
+        super::super::migrate::migrate(&mut c).unwrap();
+        let category = save_category(&c, crate::core::fixtures::category("C", "x", true)).unwrap();
+        let quiet = save_room(&c, Room::new("quiet", "Quiet", category.id)).unwrap();
+        let busy = save_room(&c, Room::new("busy", "Busy", category.id)).unwrap();
+        (c, quiet.id, busy.id)
+    }
+
+    fn post(c: &Connection, room_id: i64, text: &str) -> i64 {
+        let message = ChatMessage {
+            id: 0,
+            room_id,
+            author: "a@x".into(),
+            ts: 0,
+            text: text.into(),
+            extension: None,
+        };
+        append_message(c, message).unwrap().id
+    }
+
+    /// Virtual-machine steps the search statement took so far: SQLite steps once or more
+    /// for every match FTS5 hands it, so this counts the matches a search looked at.
+    fn search_steps(c: &Connection) -> i32 {
+        c.prepare_cached(SEARCH)
+            .unwrap()
+            .get_status(StatementStatus::VmStep)
+    }
+
+    fn search(c: &Connection, room_id: i64, words: &[&str]) -> Vec<ChatMessage> {
+        let query = HistoryQuery::Search {
+            words: words.iter().map(|w| w.to_string()).collect(),
+            count: 10,
+        };
+        history(c, room_id, &query).unwrap()
+    }
+
+    /// A room whose messages are few and recent is searched without walking the matches of
+    /// another room's long history: the index reads only the room's span of ids.
+    #[test]
+    fn a_search_does_not_walk_other_rooms_matches() {
+        let (c, quiet, busy) = store_with_rooms();
+        c.execute_batch("BEGIN").unwrap();
+        for n in 0..3000 {
+            post(&c, busy, &format!("common chatter {n}"));
+        }
+        c.execute_batch("COMMIT").unwrap();
+        let only = post(&c, quiet, "common news");
+        let found = search(&c, quiet, &["common"]);
+        assert_eq!(found.iter().map(|m| m.id).collect::<Vec<_>>(), [only]);
+        let steps = search_steps(&c);
+        assert!(
+            steps < 500,
+            "{steps} steps: the search walked the busy room's matches"
+        );
+        // The busy room is searched as before: newest first, ten of them.
+        let busy_found = search(&c, busy, &["common", "COMMON", "chatter"]);
+        assert_eq!(busy_found.len(), 10);
+        assert_eq!(busy_found.last().unwrap().text, "common chatter 2999");
+    }
+
+    #[test]
+    fn an_empty_room_is_answered_without_the_index() {
+        let (c, quiet, busy) = store_with_rooms();
+        post(&c, busy, "common");
+        assert!(search(&c, quiet, &["common"]).is_empty());
+        assert_eq!(search_steps(&c), 0);
+    }
+
+    #[test]
+    fn repeated_words_are_one_term_of_the_query() {
+        let words: Vec<String> = ["the", "The", "THE", "plan", "the"]
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        assert_eq!(fts_query(&words), "\"the\" AND \"plan\"");
+        let quoted = vec!["a\"b".to_owned()];
+        assert_eq!(fts_query(&quoted), "\"a\"\"b\"");
+    }
 }
