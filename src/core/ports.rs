@@ -34,6 +34,14 @@ pub enum StoreError {
     /// to fix; the store carries on, and writes succeed again once space is freed.
     #[error("the server's disk is full: not stored, try again later")]
     Full,
+    /// A read ran past its time budget and was stopped: the query costs more than the
+    /// store lets one request take (a search over very common words, say).
+    #[error("the query took longer than its budget of {budget:?} and was stopped")]
+    TimedOut { budget: std::time::Duration },
+    /// A read was stopped because whoever asked for it went away (its future was dropped).
+    #[error("the query was cancelled")]
+    Cancelled,
+    /// The store was closed: nothing more is written, and reads still running are stopped.
     #[error("the store is closed")]
     Closed,
     #[error("database schema version {found} is newer than this perch supports ({supported})")]
@@ -49,7 +57,8 @@ pub enum StoreError {
 /// async code with [`committed`], or call [`wait`] from blocking code.
 pub type Pending<T> = oneshot::Receiver<Result<T, StoreError>>;
 
-/// A read in progress.
+/// A read in progress. Dropping it before it resolves cancels the read: a backend stops
+/// the query rather than finish work nobody waits for.
 pub type Read<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
 /// Blocks until a submitted write is committed. Must not be called on an async runtime thread.
@@ -242,6 +251,7 @@ pub trait ChangeFeed: Send + Sync {
 pub trait Store:
     DirectoryStore + ModelStore + ArchiveStore + InvitationStore + PreferenceStore + ChangeFeed
 {
-    /// Commits everything queued and stops the writer. Later writes fail with `Closed`.
+    /// Commits everything queued and stops the writer; reads still running are stopped.
+    /// Later writes and reads fail with `Closed`.
     fn close(&self);
 }

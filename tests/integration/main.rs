@@ -13,6 +13,7 @@ mod limits;
 mod load;
 mod ntlm;
 mod registrar;
+mod search_cost;
 mod secrecy;
 mod support;
 mod torture;

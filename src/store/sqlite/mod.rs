@@ -1,17 +1,19 @@
 //! SQLite store: WAL mode, one writer thread with group commit, a small pool of read
-//! connections for queries run on blocking threads, and a change feed that sees
+//! connections for queries run on blocking threads (each read within a time budget, and
+//! stopped when nobody waits for it any more), and a change feed that sees
 //! administrators' changes from this process at once and from others by polling.
 
 mod chat;
 mod migrate;
+mod reads;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
-use tokio::sync::{Semaphore, watch};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use tokio::sync::watch;
 
 use crate::core::credentials::{CredentialError, DigestHa1, NtHash, ScramHash, ScramVerifier};
 use crate::core::model::{Addin, Category, Group, PolicyScope, Room};
@@ -22,10 +24,12 @@ use crate::core::ports::{
 };
 
 use self::migrate::migrate;
+use self::reads::{Lane, Reads};
 use self::writer::Writer;
 
 pub use self::chat::fts_query;
 pub use self::migrate::SCHEMA_VERSION;
+pub use self::reads::ReadBudgets;
 
 pub const DATABASE_FILE: &str = "perch.sqlite3";
 
@@ -51,18 +55,14 @@ pub struct SqliteStore {
     poller: OnceLock<std::sync::mpsc::Sender<()>>,
 }
 
-/// Read connections, shared with the blocking threads reads run on.
-struct Reads {
-    path: PathBuf,
-    pool: Mutex<Vec<Connection>>,
-    /// Reads at once; more wait their turn, so a burst of history searches cannot take
-    /// every core (and a blocking thread each) from the rest of the server.
-    permits: Arc<Semaphore>,
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database in `data_dir` and brings its schema up to date.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, ReadBudgets::default())
+    }
+
+    /// Like [`SqliteStore::open`], with other time budgets for reads.
+    pub fn open_with(data_dir: &Path, budgets: ReadBudgets) -> Result<Self, StoreError> {
         let path = data_dir.join(DATABASE_FILE);
         make_private(data_dir, &path)?;
         let mut connection = Connection::open(&path)?;
@@ -72,12 +72,8 @@ impl SqliteStore {
         // never be lost once acknowledged, so every commit is synced.
         connection.pragma_update(None, "synchronous", "FULL")?;
         migrate(&mut connection)?;
-        let reads = Arc::new(Reads {
-            path,
-            pool: Mutex::new(Vec::new()),
-            permits: Arc::new(Semaphore::new(concurrent_reads())),
-        });
-        let generation = reads.run(generation)?;
+        let reads = Arc::new(Reads::new(path, budgets)?);
+        let generation = reads.run_now(generation)?;
         Ok(Self {
             writer: Writer::start(connection)?,
             reads,
@@ -98,29 +94,16 @@ impl SqliteStore {
         &self,
         query: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.reads.run(query)
+        self.reads.run_now(query)
     }
 
-    /// Runs a query on a blocking thread once a read permit is free.
+    /// Runs a query on a blocking thread once a permit of its lane is free.
     fn read_later<T: Send + 'static>(
         &self,
+        lane: Lane,
         query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Read<T> {
-        let reads = self.reads.clone();
-        Box::pin(async move {
-            let permit = reads
-                .permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| StoreError::Closed)?;
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                reads.run(query)
-            })
-            .await
-            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
-        })
+        self.reads.later(lane, query)
     }
 
     /// Submits an administrative write: it bumps the generation in the same transaction,
@@ -153,10 +136,12 @@ impl SqliteStore {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(POLL_INTERVAL)
                 {
-                    match reads.run(generation) {
+                    match reads.run_now(generation) {
                         Ok(now) => {
                             changes.send_if_modified(|seen| advance(seen, now));
                         }
+                        // Closed: no read will work again, and nobody needs the feed.
+                        Err(StoreError::Closed) => break,
                         Err(error) => tracing::warn!(%error, "cannot poll for changes"),
                     }
                 }
@@ -175,36 +160,6 @@ fn advance(seen: &mut i64, now: i64) -> bool {
         *seen = now;
     }
     moved
-}
-
-/// Twice the cores: enough to keep them busy while some reads wait on the disk.
-fn concurrent_reads() -> usize {
-    std::thread::available_parallelism().map_or(4, |n| 2 * n.get())
-}
-
-impl Reads {
-    fn run<T>(
-        &self,
-        query: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let pooled = self.pool.lock().ok().and_then(|mut pool| pool.pop());
-        let connection = match pooled {
-            Some(connection) => connection,
-            None => {
-                let connection = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                configure(&connection)?;
-                connection
-            }
-        };
-        let result = query(&connection);
-        if let Ok(mut pool) = self.pool.lock() {
-            pool.push(connection);
-        }
-        result
-    }
 }
 
 fn generation(c: &Connection) -> Result<i64, StoreError> {
@@ -455,7 +410,12 @@ impl ArchiveStore for SqliteStore {
     }
 
     fn history(&self, room_id: i64, query: HistoryQuery) -> Read<Vec<ChatMessage>> {
-        self.read_later(move |c| chat::history(c, room_id, &query))
+        // Searches have permits of their own: the history a join loads never waits for them.
+        let lane = match query {
+            HistoryQuery::Search { .. } => Lane::Search,
+            _ => Lane::Plain,
+        };
+        self.read_later(lane, move |c| chat::history(c, room_id, &query))
     }
 
     fn clear_room(&self, id: i64, until: Option<i64>) -> Pending<usize> {
@@ -471,14 +431,14 @@ impl InvitationStore for SqliteStore {
 
     fn invitations(&self, user: &str, after: i64) -> Read<Vec<(i64, i64)>> {
         let user = user.to_owned();
-        self.read_later(move |c| chat::invitations(c, &user, after))
+        self.read_later(Lane::Plain, move |c| chat::invitations(c, &user, after))
     }
 }
 
 impl PreferenceStore for SqliteStore {
     fn preference(&self, user: &str, label: &str) -> Read<Option<(i64, String)>> {
         let (user, label) = (user.to_owned(), label.to_owned());
-        self.read_later(move |c| chat::preference(c, &user, &label))
+        self.read_later(Lane::Plain, move |c| chat::preference(c, &user, &label))
     }
 
     fn set_preference(&self, user: &str, label: &str, content: &str) -> Pending<i64> {
@@ -498,12 +458,14 @@ impl ChangeFeed for SqliteStore {
 impl Store for SqliteStore {
     fn close(&self) {
         self.writer.close();
+        self.reads.close();
     }
 }
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.writer.close();
+        self.reads.close();
     }
 }
 
