@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use perch::core::hub::ChatCore;
 use perch::core::ids::{Gateway, SessionRef};
-use perch::core::ports::{HistoryQuery, ModelStore, Store, wait};
+use perch::core::ports::{HistoryQuery, Store, wait};
 use perch::store::SqliteStore;
 
 use crate::chat::{seed, snapshot};
