@@ -314,6 +314,9 @@ struct Watched {
     closed: bool,
     /// The store is gone: the thread ends.
     ended: bool,
+    /// When the thread wakes next by itself (`None`: only when woken), so a read whose
+    /// deadline comes later wakes nobody: a busy store costs no wake-up per read.
+    wakes_at: Option<Instant>,
 }
 
 struct Watch {
@@ -355,16 +358,20 @@ impl Watchdog {
         }
         let id = state.next_id;
         state.next_id += 1;
+        let deadline = Instant::now() + budget;
+        let sooner = state.wakes_at.is_none_or(|at| deadline < at);
         state.reads.insert(
             id,
             Watch {
-                deadline: Instant::now() + budget,
+                deadline,
                 budget,
                 control,
             },
         );
         drop(state);
-        self.wake.notify_one();
+        if sooner {
+            self.wake.notify_one();
+        }
         WatchGuard { watchdog: self, id }
     }
 
@@ -399,6 +406,7 @@ impl Watchdog {
                 };
                 next = Some(next.map_or(due, |next| next.min(due)));
             }
+            state.wakes_at = next;
             state = match next {
                 Some(due) => {
                     let wait = due.saturating_duration_since(now);
