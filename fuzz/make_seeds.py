@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora under fuzz/corpus/<target>/ (run from anywhere; overwrites).
+"""Writes the seed corpora under fuzz/corpus/<target>/ (run from anywhere; overwrites all
+but the `regress-*` inputs kept from findings).
 
 SIP seeds: SIPE's messages from ../shared/reference/xccos-protocol.md §1 (REGISTER,
 SUBSCRIBE, INVITE, ACK, INFO, UPDATE, BYE), a few responses, compact-form, folded-header and
@@ -9,7 +10,9 @@ made-up ma-chan URI / id), a few server replies from the same files (`*` filled 
 handful of hand-made XML edge cases. The framer seeds are SIP streams behind the 6 control
 bytes described in fuzz_targets/framer.rs. The `ntlm` seeds (mode byte, see
 fuzz_targets/ntlm.rs) are NTLM messages and MS-SIPAE-signed SIP messages made with the
-fixed keys and entropy of that target.
+fixed keys and entropy of that target. The `session` seeds (10 control bytes, see
+fuzz_targets/session.rs) are the transcripts' client commands, and other requests and
+answers, in the chat dialog that target sets up, signed in by trust and by NTLM.
 """
 
 import base64
@@ -510,6 +513,96 @@ def ntlm_seeds():
     }
 
 
+# Session target: 10 control bytes (see fuzz_targets/session.rs), then a stream in the chat
+# dialog the target sets up (Call-ID `fuzz`, From tag `fuzz`, the INVITE was CSeq 1).
+SESSION_ROOM = "00000000-0000-4000-8000-00000000f022"
+
+
+def session_request(method, cseq, body="", extra=(), to="<sip:ocschat@example.test>",
+                    uri="sip:ocschat@example.test", call_id="fuzz"):
+    headers = [
+        "Via: SIP/2.0/TLS 127.0.0.1:5555", "Max-Forwards: 70",
+        "From: <sip:alice@example.test>;tag=fuzz", f"To: {to}", f"Call-ID: {call_id}",
+        f"CSeq: {cseq} {method}", *extra,
+    ]
+    if body:
+        headers.append("Content-Type: text/plain")
+    return message(f"{method} {uri} SIP/2.0", headers, body)
+
+
+def session_response(code, reason, cseq, method):
+    """alice's answer to perch's own request `cseq` in the chat dialog."""
+    return message(
+        f"SIP/2.0 {code} {reason}",
+        [
+            "Via: SIP/2.0/TLS 127.0.0.1:5061", "From: <sip:ocschat@example.test>;tag=x",
+            "To: <sip:alice@example.test>;tag=fuzz", "Call-ID: fuzz", f"CSeq: {cseq} {method}",
+        ],
+    )
+
+
+def session_seeds():
+    """Control bytes + stream; every room of the transcripts is the target's Lobby."""
+    bodies = []
+    for path in sorted((REPO / "conformance" / "transcripts").glob("*.txt")):
+        for line in path.read_text().splitlines():
+            m = re.match(r"^\w+ > INFO (.*)$", line)
+            if m:
+                body = re.sub(r"\{[A-Z][A-Za-z]*\.id\}", SESSION_ROOM, m.group(1))
+                body = re.sub(r"\{[A-Z][A-Za-z]*\}", f"ma-chan://{DOMAIN}/{SESSION_ROOM}", body)
+                bodies.append(body)
+    ack = session_request("ACK", 1)
+    join_body = next(b for b in bodies if "cmd:join" in b)
+    join = session_request("INFO", 2, join_body)
+
+    def control(mode, revoke=0, reads=(255, 255, 255, 255), steps=(0, 1, 2, 3)):
+        return bytes(reads) + bytes(steps) + bytes([mode, revoke])
+
+    streams = {}
+    for body in dict.fromkeys(bodies):
+        kind = re.search(r'<(?:cmd id="cmd:(\w+)"|(grpchat))', body)
+        name = kind.group(1) or "grpchat"
+        n = sum(1 for k in streams if k.rsplit("-", 1)[0] == name)
+        first = join if name in ("grpchat", "bccontext", "part") else b""
+        cseq = 3 if first else 2
+        streams[f"{name}-{n}"] = ack + first + session_request("INFO", cseq, body)
+    streams["requests"] = b"".join([
+        ack,
+        session_request("OPTIONS", 2, uri="sip:example.test"),
+        session_request("SUBSCRIBE", 3, uri="sip:alice@example.test", to="<sip:alice@example.test>",
+                        extra=("Event: vnd-microsoft-provisioning-v2", "Expires: 0")),
+        session_request("UPDATE", 4, extra=("Session-Expires: 1800",)),
+        session_request("CANCEL", 1),
+        session_request("SERVICE", 5, uri="sip:example.test"),
+        session_request("INVITE", 6, call_id="fuzz-2", extra=("Contact: <sip:alice@example.test;gruu>",)),
+        session_request("BYE", 7),
+        b"\r\n\r\n",
+    ])
+    streams["register-refresh"] = ack + session_request(
+        "REGISTER", 4, uri="sip:example.test", to="<sip:alice@example.test>",
+        extra=("Contact: <sip:127.0.0.1:5555;transport=tls>",))
+    streams["unregister"] = join + session_request(
+        "REGISTER", 4, uri="sip:example.test", to="<sip:alice@example.test>",
+        extra=("Expires: 0",))
+    # perch's INFOs in the dialog are CSeq 1, 2, ...: answer them, then drop the dialog.
+    streams["answers"] = b"".join([
+        ack, session_request("INFO", 2, next(b for b in bodies if "cmd:requri" in b)),
+        session_response(200, "OK", 1, "INFO"), session_request("INFO", 3, join_body),
+        session_response(481, "Call Leg/Transaction Does Not Exist", 2, "INFO"),
+    ])
+
+    seeds = {}
+    for name, stream in streams.items():
+        seeds[f"trust-{name}"] = control(0) + stream
+        seeds[f"ntlm-signed-{name}"] = control(3) + stream
+    seeds["ntlm-unsigned-join"] = control(1) + ack + join
+    seeds["trust-revoke-direct-first"] = control(0, 1) + ack + join
+    seeds["ntlm-signed-revoke-registrar-second"] = control(3, 4, reads=(60, 60, 60, 60)) + ack + join
+    seeds["ntlm-signed-revoke-after-end"] = control(3, 255) + ack + join
+    seeds["trust-slow-clock"] = control(0, 0, reads=(0, 3, 10, 40), steps=(255, 200, 0, 250)) + ack + join
+    return seeds
+
+
 def write(target, name, data):
     assert len(data) < 4096, (target, name, len(data))
     directory = CORPUS / target
@@ -518,8 +611,11 @@ def write(target, name, data):
 
 
 def main():
+    # Regression inputs (`regress-*`, from findings) are kept; every other seed is rewritten.
     if CORPUS.exists():
-        shutil.rmtree(CORPUS)
+        for path in CORPUS.glob("*/*"):
+            if path.is_file() and not path.name.startswith("regress-"):
+                path.unlink()
     msgs = sip_messages()
     streams = sip_streams(msgs)
     for target in ("sip_parse", "sip_roundtrip"):
@@ -558,6 +654,9 @@ def main():
 
     for name, data in ntlm_seeds().items():
         write("ntlm", name, data)
+
+    for name, data in session_seeds().items():
+        write("session", name, data)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use perch::lync::sip::framer::{self, Frame, FrameLimits};
 use perch::lync::sip::message::{salvage_response_headers, split_list};
-use perch::lync::sip::{NameAddr, Params, SipUri, StartLine, header, response};
+use perch::lync::sip::{NameAddr, Params, SipUri, StartLine, response};
 use perch::lync::sip::Message;
 
 fn views(message: &Message) {
@@ -16,7 +16,7 @@ fn views(message: &Message) {
     let _ = message.call_id();
     if let StartLine::Request { uri, .. } = &message.start {
         let _ = SipUri::parse(uri).map(|u| u.aor());
-        let _ = header::parse_aor(uri);
+        let _ = perch::core::ids::user_id(uri);
     }
     for name in ["From", "To", "Contact", "Record-Route", "Route"] {
         for value in message.headers.get_all(name) {
