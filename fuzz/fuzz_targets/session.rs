@@ -155,7 +155,11 @@ fn request(
 }
 
 fn register(cseq: u32, authorization: Option<&str>) -> Vec<u8> {
-    let mut extra = vec![("Contact", "<sip:127.0.0.1:5555;transport=tls>")];
+    // SIPE's Supported header: what gets it an NTLM offer.
+    let mut extra = vec![
+        ("Contact", "<sip:127.0.0.1:5555;transport=tls>"),
+        ("Supported", "gruu-10, adhoclist, msrtc-event-categories"),
+    ];
     if let Some(value) = authorization {
         extra.push(("Authorization", value));
     }

@@ -309,7 +309,11 @@ impl Client {
         loop {
             let answer = self
                 .exchange("REGISTER", |c, cseq| {
-                    let mut headers = vec![("Contact", contact.as_str())];
+                    // As SIPE's: what makes perch offer NTLM beside Digest.
+                    let mut headers = vec![
+                        ("Contact", contact.as_str()),
+                        ("Supported", "gruu-10, adhoclist, msrtc-event-categories"),
+                    ];
                     if let Some(value) = &authorization {
                         headers.push(("Authorization", value.as_str()));
                     }

@@ -36,8 +36,13 @@ fn parse(bytes: &[u8]) -> Message {
     .unwrap()
 }
 
+/// A REGISTER as SIPE sends it: its `Supported` header is what gets it an NTLM offer.
 fn register(client: &Client, cseq: u32, authorization: Option<&str>) -> Vec<u8> {
-    client.register_request("ntlm-reg", cseq, authorization)
+    let mut message = parse(&client.register_request("ntlm-reg", cseq, authorization));
+    message
+        .headers
+        .push("Supported", "gruu-10, adhoclist, msrtc-event-categories");
+    message.encode().to_vec()
 }
 
 fn ntlm_field(reply: &Message, name: &str) -> Option<String> {
@@ -381,6 +386,27 @@ async fn a_new_handshake_replaces_the_association_and_an_expired_one_ends_the_re
     // Past its lifetime the association ends, and with it the registration and connection.
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert!(client.closed_by_server().await);
+    server.stop().await;
+}
+
+/// A client that shows no sign of speaking Microsoft's dialect is offered Digest alone:
+/// PJSIP, for one, drops a whole 401 whose NTLM challenge it cannot parse.
+#[tokio::test]
+async fn only_microsoft_style_clients_are_offered_ntlm() {
+    let server = TestServer::start(|_| {}).await;
+    let mut client = server.tcp().await;
+    client
+        .send(&client.register_request("plain", 1, None))
+        .await;
+    let reply = client.response().await;
+    assert_eq!(status(&reply), 401);
+    assert!(
+        reply
+            .headers
+            .get_all("WWW-Authenticate")
+            .all(|v| v.starts_with("Digest ")),
+        "{reply:?}"
+    );
     server.stop().await;
 }
 

@@ -425,8 +425,8 @@ fn authenticate_ntlm(
     Ok(None)
 }
 
-/// The first 401: every mechanism perch offers. SIPE takes NTLM, Digest clients take
-/// Digest (RFC 3261 §22.4: a client ignores schemes it does not know).
+/// The first 401: Digest always, and NTLM for clients that show they speak it. SIPE takes
+/// NTLM, Digest clients take Digest.
 fn challenge(
     shared: &Shared,
     peer: IpAddr,
@@ -450,7 +450,12 @@ fn challenge(
     for value in digest::challenges(realm, &nonce, stale) {
         reply.headers.push("WWW-Authenticate", value);
     }
-    if let Some(settings) = &shared.settings.ntlm {
+    if let Some(settings) = shared
+        .settings
+        .ntlm
+        .as_ref()
+        .filter(|_| speaks_msrtc(request))
+    {
         reply.headers.push(
             "WWW-Authenticate",
             format!(
@@ -468,6 +473,18 @@ fn challenge(
         }
     }
     Ok(reply)
+}
+
+/// Whether a REGISTER comes from a Microsoft-style client (Lync, Pidgin-SIPE), which is
+/// offered NTLM as the client's headers indicate: `Supported: msrtc-event-categories` or an
+/// `ms-keep-alive` header. Others get Digest alone: some SIP stacks (PJSIP) drop a whole
+/// 401 whose NTLM challenge they cannot parse.
+fn speaks_msrtc(request: &Message) -> bool {
+    request
+        .headers
+        .tokens("Supported")
+        .any(|option| option.eq_ignore_ascii_case("msrtc-event-categories"))
+        || request.headers.get("ms-keep-alive").is_some()
 }
 
 /// A server challenge from the OS generator; without it a challenge would be guessable,

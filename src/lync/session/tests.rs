@@ -556,7 +556,7 @@ async fn a_481_to_a_server_info_ends_the_dialog() {
 }
 
 #[tokio::test]
-async fn register_from_an_untrusted_address_is_challenged_with_ntlm_and_digest() {
+async fn register_from_an_untrusted_address_is_challenged() {
     let rig = Rig::new().await;
     let mut client = rig.connect(1, UNTRUSTED);
     let challenge = client.register();
@@ -565,11 +565,9 @@ async fn register_from_an_untrusted_address_is_challenged_with_ntlm_and_digest()
         .headers
         .get_all("WWW-Authenticate")
         .partition(|offer| offer.starts_with("NTLM "));
-    assert_eq!(
-        ntlm,
-        [r#"NTLM realm="SIP Communications Service", targetname="example.test", version=4"#],
-        "{challenge:?}"
-    );
+    // This REGISTER shows no Microsoft extension, so NTLM is not offered (see
+    // tests/integration/ntlm.rs for the client that gets it).
+    assert!(ntlm.is_empty(), "{challenge:?}");
     assert!(!digest.is_empty(), "{challenge:?}");
     for offer in digest {
         assert!(offer.starts_with("Digest "), "{offer}");
