@@ -280,11 +280,7 @@ impl Session {
         for call_id in call_ids {
             self.send_bye(&call_id, now);
         }
-        if let Some(registration) = self.registration.take() {
-            self.shared
-                .registrar
-                .unbind(&registration.aor, self.info.id);
-        }
+        self.unbind();
         self.security = Security::default();
         self.outputs.push(Output::Close);
     }
@@ -703,12 +699,7 @@ impl Session {
             // the client signs in again (SIPE re-authenticates well before this).
             tracing::info!(connection = self.info.id, "security association expired");
             self.security.association = None;
-            self.end_all_dialogs();
-            if let Some(registration) = self.registration.take() {
-                self.shared
-                    .registrar
-                    .unbind(&registration.aor, self.info.id);
-            }
+            self.end_registration();
             self.outputs.push(Output::Close);
         }
         let timeout = self.shared.settings.transaction_timeout;
@@ -722,18 +713,22 @@ impl Session {
             .is_some_and(|r| r.expires_at <= now)
         {
             tracing::info!(connection = self.info.id, "registration expired");
-            self.end_all_dialogs();
-            if let Some(registration) = self.registration.take() {
-                self.shared
-                    .registrar
-                    .unbind(&registration.aor, self.info.id);
-            }
+            self.end_registration();
         }
     }
 
     /// The connection is gone: leave every dialog and drop the binding.
     pub fn closed(&mut self) {
+        self.end_registration();
+    }
+
+    /// Ends every dialog (the chat endpoint is told), then the registration and its binding.
+    fn end_registration(&mut self) {
         self.end_all_dialogs();
+        self.unbind();
+    }
+
+    fn unbind(&mut self) {
         if let Some(registration) = self.registration.take() {
             self.shared
                 .registrar
