@@ -198,7 +198,7 @@ impl Session {
             !self
                 .shared
                 .user_requests
-                .allow(registration.aor.clone(), now)
+                .allow(registration.aor.as_str(), now)
         });
         if !self.rate.allow(now) || user_over {
             // Not stored as the transaction's answer: a retry after the pause is served.

@@ -1,6 +1,7 @@
 //! A token bucket per connection: requests beyond the sustained rate and burst are answered
 //! 503 with Retry-After, which Lync clients honour by retrying.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
@@ -72,20 +73,29 @@ impl<K: Hash + Eq> KeyedBuckets<K> {
         }
     }
 
-    pub fn allow(&self, key: K, now: Instant) -> bool {
+    /// Takes a token from `key`'s bucket. The key is copied only when it gets a bucket, so
+    /// a request of a known user costs a lookup, not an allocation.
+    pub fn allow<Q>(&self, key: &Q, now: Instant) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let Ok(mut buckets) = self.buckets.lock() else {
             return true;
         };
-        if !buckets.contains_key(&key) && buckets.len() >= self.capacity {
+        if let Some(bucket) = buckets.get_mut(key) {
+            return bucket.allow(now);
+        }
+        if buckets.len() >= self.capacity {
             buckets.retain(|_, bucket| !bucket.idle(now));
             if buckets.len() >= self.capacity {
                 return true;
             }
         }
-        buckets
-            .entry(key)
-            .or_insert_with(|| TokenBucket::new(self.per_second, self.burst))
-            .allow(now)
+        let mut bucket = TokenBucket::new(self.per_second, self.burst);
+        let allowed = bucket.allow(now);
+        buckets.insert(key.to_owned(), bucket);
+        allowed
     }
 }
 

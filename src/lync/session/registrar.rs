@@ -103,12 +103,18 @@ impl ChallengeLimits {
         }
     }
 
-    fn allow(&self, peer: IpAddr, now: Instant) -> bool {
+    /// Whether `peer` may have another challenge; `Overloaded` (503) if not.
+    fn admit(&self, peer: IpAddr, now: Instant) -> Result<(), SipError> {
         use crate::net::limits::{address_group, network_prefix};
         // The network first: a flood from many addresses in one network is stopped
         // before it makes an entry per address.
-        self.per_network.allow(network_prefix(peer), now)
-            && self.per_address.allow(address_group(peer), now)
+        if self.per_network.allow(&network_prefix(peer), now)
+            && self.per_address.allow(&address_group(peer), now)
+        {
+            return Ok(());
+        }
+        tracing::info!(%peer, "challenge refused: too many from this address or network");
+        Err(SipError::Overloaded)
     }
 }
 
@@ -338,10 +344,7 @@ fn authenticate_ntlm(
     };
     let token = answer.get("gssapi-data").unwrap_or_default();
     if token.is_empty() {
-        if !shared.challenges.allow(peer, now) {
-            tracing::info!(%peer, "challenge refused: too many from this address or network");
-            return Err(SipError::Overloaded);
-        }
+        shared.challenges.admit(peer, now)?;
         let opaque = random_token();
         let challenge =
             Challenge::new(random_nonce()?, &settings.names, ntlm::filetime(unix_now()));
@@ -435,10 +438,7 @@ fn challenge(
     stale: bool,
     now: Instant,
 ) -> Result<Message, SipError> {
-    if !shared.challenges.allow(peer, now) {
-        tracing::info!(%peer, "challenge refused: too many from this address or network");
-        return Err(SipError::Overloaded);
-    }
+    shared.challenges.admit(peer, now)?;
     let realm = if realm.is_empty() {
         shared.settings.domain.as_str()
     } else {
