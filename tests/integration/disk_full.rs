@@ -16,7 +16,6 @@ use perch::lync::sip::Message;
 use perch::store::SqliteStore;
 use tokio::net::TcpStream;
 
-use crate::chat::{seed, snapshot};
 use crate::support::*;
 
 /// Kills perch when a test ends, failed or not, so no server outlives it (and a tmpfs
@@ -53,18 +52,7 @@ fn free_port() -> u16 {
 /// A store in `data` with alice and bob (trusted network, no passwords) and the seeded rooms;
 /// returns the Lobby and the config file to start perch with.
 async fn prepare(data: &Path, config_dir: &Path, port: u16) -> (Room, PathBuf) {
-    let setup_dir = data.to_owned();
-    let room = tokio::task::spawn_blocking(move || {
-        let store = SqliteStore::open(&setup_dir).unwrap();
-        perch::core::service::add_user(&store, "alice@example.test", None, None, true).unwrap();
-        perch::core::service::add_user(&store, "bob@example.test", None, None, true).unwrap();
-        seed(&store);
-        let room = snapshot(&store).room_by_name("Lobby").unwrap().clone();
-        store.close();
-        room
-    })
-    .await
-    .unwrap();
+    let room = crate::durability::seeded_store(data).await;
     std::fs::create_dir_all(config_dir).unwrap();
     let config = config_dir.join("perch.toml");
     std::fs::write(

@@ -129,11 +129,11 @@ async fn post_until_killed(client: &mut Client, lobby: &str, round: usize) -> Ve
     acknowledged
 }
 
-#[tokio::test]
-async fn acknowledged_posts_survive_sigkill() {
-    let data = temp_dir("durability");
-    let setup_dir = data.clone();
-    let room = tokio::task::spawn_blocking(move || {
+/// A store in `data` for a perch process: alice and bob (no passwords) and the seeded
+/// rooms, closed again; returns the Lobby.
+pub(crate) async fn seeded_store(data: &std::path::Path) -> perch::core::model::Room {
+    let setup_dir = data.to_owned();
+    tokio::task::spawn_blocking(move || {
         let store = SqliteStore::open(&setup_dir).unwrap();
         perch::core::service::add_user(&store, "alice@example.test", None, None, true).unwrap();
         perch::core::service::add_user(&store, "bob@example.test", None, None, true).unwrap();
@@ -143,7 +143,13 @@ async fn acknowledged_posts_survive_sigkill() {
         room
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn acknowledged_posts_survive_sigkill() {
+    let data = temp_dir("durability");
+    let room = seeded_store(&data).await;
     let lobby = perch::lync::xccos::uri::room_uri(DOMAIN, &room.uid);
     let config = data.join("perch.toml");
     std::fs::write(&config, "domain = \"example.test\"\ntrusted_networks = [\"127.0.0.0/8\"]\n[listen]\ntls = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n").unwrap();
