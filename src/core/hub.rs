@@ -8,6 +8,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::ids::{Gateway, SessionRef, now_ticks};
@@ -184,41 +185,130 @@ pub struct Joined {
 /// A post that passed every check and whose store write (if its category keeps history)
 /// is under way. Submitting in the caller's order keeps one connection's posts in order
 /// and lets them share commits; [`AcceptedPost::completed`] finishes the lifecycle.
+/// Dropped before it completes (the client went away), the post is still cached and
+/// published once committed: it is durable, so the room must see it.
 pub struct AcceptedPost {
     core: Arc<ChatCore>,
     room: Arc<Room>,
-    message: Accepted,
+    message: Option<Accepted>,
 }
 
 /// Where an accepted message is: with the store, or (history off) only here.
 enum Accepted {
-    Stored(Pending<ChatMessage>),
+    Stored(Arc<PostSlot>),
     Live(ChatMessage),
 }
 
 impl AcceptedPost {
-    /// Waits for the commit, adds the message to the room's recent history and publishes
-    /// it to everyone in the room. Returns the message with its id.
-    pub async fn completed(self) -> Result<Arc<ChatMessage>, ChatError> {
-        let message = match self.message {
-            Accepted::Stored(pending) => {
-                let stored = Arc::new(committed(pending).await?);
-                self.core.remember(&stored);
-                stored
+    /// Waits for the commit; the message then joins the room's recent history and is
+    /// published to everyone in the room, after every earlier post of the room. Returns
+    /// the message with its id.
+    pub async fn completed(mut self) -> Result<Arc<ChatMessage>, ChatError> {
+        let message = match &self.message {
+            Some(Accepted::Stored(slot)) => {
+                let slot = slot.clone();
+                let outcome = std::future::poll_fn(|cx| slot.poll_settled(cx)).await;
+                self.core.publish_settled(&self.room);
+                self.message = None;
+                outcome?
             }
             // History off: delivered live, never stored, so it has no id.
-            Accepted::Live(message) => Arc::new(message),
+            Some(Accepted::Live(_)) => {
+                let Some(Accepted::Live(message)) = self.message.take() else {
+                    unreachable!("matched as live just above");
+                };
+                let message = Arc::new(message);
+                let recipients = self.core.recipients(self.room.id);
+                self.core.publish(
+                    &Event::Posted {
+                        room: self.room.clone(),
+                        message: message.clone(),
+                    },
+                    recipients,
+                );
+                message
+            }
+            None => unreachable!("completed consumes the post, so it runs once"),
         };
-        let recipients = self.core.recipients(self.room.id);
-        self.core.publish(
-            &Event::Posted {
-                room: self.room,
-                message: message.clone(),
-            },
-            recipients,
-        );
         Ok(message)
     }
+}
+
+impl Drop for AcceptedPost {
+    fn drop(&mut self) {
+        let Some(Accepted::Stored(slot)) = self.message.take() else {
+            return;
+        };
+        // Abandoned while its commit was under way: publish it once committed. Without a
+        // runtime the room's next completed post publishes it instead.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (core, room) = (self.core.clone(), self.room.clone());
+            runtime.spawn(async move {
+                std::future::poll_fn(|cx| slot.poll_settled(cx).map(|_| ())).await;
+                core.publish_settled(&room);
+            });
+        }
+    }
+}
+
+/// One stored post from submission until it is published.
+struct PostSlot {
+    state: Mutex<SlotState>,
+}
+
+enum SlotState {
+    Committing(Pending<ChatMessage>),
+    Settled(Result<Arc<ChatMessage>, StoreError>),
+}
+
+impl PostSlot {
+    /// The commit's outcome once the store has given it, for the post's own waiter (the
+    /// only one that needs the error: publishers just skip a failed write).
+    fn poll_settled(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Arc<ChatMessage>, StoreError>> {
+        let mut state = locked(&self.state);
+        if let SlotState::Committing(pending) = &mut *state {
+            let std::task::Poll::Ready(answer) = std::pin::Pin::new(pending).poll(cx) else {
+                return std::task::Poll::Pending;
+            };
+            *state = SlotState::Settled(answer.unwrap_or(Err(StoreError::Closed)).map(Arc::new));
+        }
+        std::task::Poll::Ready(match &mut *state {
+            SlotState::Settled(Ok(message)) => Ok(message.clone()),
+            SlotState::Settled(Err(error)) => Err(std::mem::replace(error, StoreError::Closed)),
+            SlotState::Committing(_) => unreachable!("settled just above"),
+        })
+    }
+
+    /// Without waiting: `None` while the commit is under way, then the message, or `Some(None)`
+    /// for a write that failed.
+    fn try_settled(&self) -> Option<Option<Arc<ChatMessage>>> {
+        use tokio::sync::oneshot::error::TryRecvError;
+        let mut state = locked(&self.state);
+        if let SlotState::Committing(pending) = &mut *state {
+            let answer = match pending.try_recv() {
+                Err(TryRecvError::Empty) => return None,
+                Ok(answer) => answer,
+                Err(TryRecvError::Closed) => Err(StoreError::Closed),
+            };
+            *state = SlotState::Settled(answer.map(Arc::new));
+        }
+        match &*state {
+            SlotState::Settled(outcome) => Some(outcome.as_ref().ok().cloned()),
+            SlotState::Committing(_) => None,
+        }
+    }
+}
+
+/// A room's stored posts from submission until published, in submission order. The
+/// store numbers messages in the order it receives them, so this is id order, and
+/// publishing from the front keeps the cache and every occupant in id order whichever
+/// waiter wakes first.
+#[derive(Default)]
+struct PostQueue {
+    slots: VecDeque<Arc<PostSlot>>,
 }
 
 /// The recent history of active rooms. `epoch` moves whenever the cache is cleared (an
@@ -343,6 +433,9 @@ pub struct ChatCore {
     store: Arc<dyn Store>,
     live: Mutex<Live>,
     cache: Mutex<Cache>,
+    /// Stored posts not yet published, per room (a room's entry outlives its posts: rooms
+    /// are few and made by administrators).
+    posts: Mutex<HashMap<i64, Arc<Mutex<PostQueue>>>>,
     sinks: RwLock<HashMap<Gateway, Arc<dyn EventSink>>>,
 }
 
@@ -361,6 +454,7 @@ impl ChatCore {
             store,
             live: Mutex::new(Live::default()),
             cache: Mutex::new(Cache::default()),
+            posts: Mutex::new(HashMap::new()),
             sinks: RwLock::new(HashMap::new()),
         }
     }
@@ -622,19 +716,55 @@ impl ChatCore {
             .ok_or(ChatError::Denied(Denial::NotFound))?;
         // The store takes the message itself: no copy of the text per post.
         let message = if policy::keeps_history(category) {
-            Accepted::Stored(self.store.append_message(message))
+            let queue = self.post_queue(room.id);
+            let mut queue = locked(&queue);
+            // Submitted while holding the room's queue, so the queue's order is the
+            // order the store numbers them in.
+            let slot = Arc::new(PostSlot {
+                state: Mutex::new(SlotState::Committing(self.store.append_message(message))),
+            });
+            queue.slots.push_back(slot.clone());
+            Accepted::Stored(slot)
         } else {
             Accepted::Live(message)
         };
         Ok(AcceptedPost {
             core: self.clone(),
             room: room.clone(),
-            message,
+            message: Some(message),
         })
     }
 
-    /// Records a committed message in its room's recent history, in id order whatever
-    /// order the commits' waiters wake in.
+    fn post_queue(&self, room: i64) -> Arc<Mutex<PostQueue>> {
+        locked(&self.posts).entry(room).or_default().clone()
+    }
+
+    /// Publishes the room's committed posts from the front of its queue, each after the
+    /// ones before it, stopping at the first whose commit is still under way; failed
+    /// writes are dropped (their senders hear of the failure). Runs under the queue's lock
+    /// so two publishers cannot interleave.
+    fn publish_settled(&self, room: &Arc<Room>) {
+        let queue = self.post_queue(room.id);
+        let mut queue = locked(&queue);
+        while let Some(front) = queue.slots.front() {
+            let Some(outcome) = front.try_settled() else {
+                break;
+            };
+            queue.slots.pop_front();
+            if let Some(message) = outcome {
+                self.remember(&message);
+                self.publish(
+                    &Event::Posted {
+                        room: room.clone(),
+                        message,
+                    },
+                    self.recipients(room.id),
+                );
+            }
+        }
+    }
+
+    /// Records a committed message in its room's recent history (called in id order).
     fn remember(&self, message: &Arc<ChatMessage>) {
         let depth = self.snapshot().settings.default_chat_history as usize;
         let mut cache = locked(&self.cache);

@@ -620,6 +620,80 @@ async fn cache_stays_in_id_order_when_commits_are_awaited_out_of_order() {
 }
 
 #[tokio::test]
+async fn posts_are_published_in_id_order_whichever_completes_first() {
+    let hub = Hub::new().await;
+    let (a, b) = (session(1), session(2));
+    hub.join(ALICE, &a, "Lobby");
+    hub.join(BOB, &b, "Lobby");
+    hub.take();
+    let uid = hub.uid("Lobby");
+    let mut accepted: Vec<AcceptedPost> = ["one", "two", "three"]
+        .into_iter()
+        .map(|text| {
+            hub.core
+                .post(ALICE, &a, &uid, text.into(), None)
+                .ok()
+                .unwrap()
+        })
+        .collect();
+    // The last post's waiter wakes first: it publishes the two before it, then itself.
+    let third = accepted.pop().unwrap().completed().await.unwrap();
+    let published: Vec<String> = hub
+        .take()
+        .into_iter()
+        .map(|(seen, _)| match seen {
+            Seen::Posted { text, .. } => text,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(published, ["one", "two", "three"]);
+    // The earlier waiters still get their own messages, and nothing is published twice.
+    for post in accepted {
+        assert!(post.completed().await.unwrap().id < third.id);
+    }
+    assert!(hub.take().is_empty());
+}
+
+#[tokio::test]
+async fn an_abandoned_post_is_still_cached_and_published() {
+    let hub = Hub::new().await;
+    let (a, b) = (session(1), session(2));
+    hub.join(ALICE, &a, "Lobby");
+    hub.join(BOB, &b, "Lobby");
+    hub.post(ALICE, &a, "Lobby", "before").await;
+    // Loads the cache.
+    assert_eq!(
+        hub.history(BOB, "Lobby", HistoryQuery::Last(10))
+            .await
+            .len(),
+        1
+    );
+    hub.take();
+    // The client went away before its post was acknowledged: the post is stored, so the
+    // room must see it all the same.
+    let abandoned = hub
+        .core
+        .post(ALICE, &a, &hub.uid("Lobby"), "abandoned".into(), None)
+        .ok()
+        .unwrap();
+    drop(abandoned);
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events.extend(hub.take());
+        if !events.is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(matches!(&events[0].0, Seen::Posted { text, .. } if text == "abandoned"));
+    assert_eq!(events[0].1, sessions(&[&a, &b]));
+    let cached = hub.history(BOB, "Lobby", HistoryQuery::Last(10)).await;
+    assert_eq!(texts(&cached), ["before", "abandoned"]);
+    assert_eq!(cached, hub.stored("Lobby", HistoryQuery::Last(10)).await);
+}
+
+#[tokio::test]
 async fn reconcile_after_disabling_a_room_evicts_its_occupants() {
     let hub = Hub::new().await;
     let (a, b) = (session(1), session(2));

@@ -6,6 +6,7 @@ mod dialogs;
 mod disk_full;
 mod durability;
 mod fuzz_regressions;
+mod history_cache;
 mod hostile;
 mod layers;
 mod limits;
