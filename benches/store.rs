@@ -201,6 +201,7 @@ fn seed(store: &dyn Store) -> (i64, String) {
         display_name: "Alice".into(),
         enabled: true,
         credentials: None,
+        unlocked_at: 0,
     }))
     .expect("add user");
     let change = CategoryChange {

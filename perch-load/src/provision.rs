@@ -170,6 +170,7 @@ fn provision(
                 display_name: format!("Load {i}"),
                 enabled: true,
                 credentials,
+                unlocked_at: 0,
             })
         })
         .collect();

@@ -45,6 +45,7 @@ impl Drop for TempDir {
 /// An enabled user without a password.
 pub fn user(aor: &str) -> UserRecord {
     UserRecord {
+        unlocked_at: 0,
         aor: aor.into(),
         display_name: String::new(),
         enabled: true,

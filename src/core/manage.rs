@@ -446,6 +446,7 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         let user = |aor: &str| UserRecord {
+            unlocked_at: 0,
             aor: aor.into(),
             display_name: String::new(),
             enabled: true,

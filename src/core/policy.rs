@@ -215,6 +215,7 @@ mod tests {
 
     fn user(aor: &str) -> UserRecord {
         UserRecord {
+            unlocked_at: 0,
             aor: aor.into(),
             display_name: String::new(),
             enabled: true,

@@ -102,6 +102,8 @@ pub struct UserRecord {
     /// A verifier per sign-in mechanism; `None` for a user without a password (trusted
     /// networks only).
     pub credentials: Option<Credentials>,
+    /// When an administrator last lifted the user's sign-in throttle (ticks; 0 = never).
+    pub unlocked_at: i64,
 }
 
 /// A partial update; `None` leaves a field as it is.
@@ -110,6 +112,7 @@ pub struct UserChange {
     pub display_name: Option<String>,
     pub enabled: Option<bool>,
     pub credentials: Option<Credentials>,
+    pub unlocked_at: Option<i64>,
 }
 
 impl UserChange {
@@ -123,6 +126,9 @@ impl UserChange {
         }
         if let Some(credentials) = self.credentials {
             user.credentials = Some(credentials);
+        }
+        if let Some(at) = self.unlocked_at {
+            user.unlocked_at = at;
         }
     }
 }

@@ -484,6 +484,7 @@ pub fn add_user(
 ) -> Result<UserRecord, ServiceError> {
     let aor = user_name(name)?;
     let user = UserRecord {
+        unlocked_at: 0,
         credentials: password.map(|p| Credentials::derive(&aor, p)),
         display_name: display_name.unwrap_or_default().to_owned(),
         enabled,
@@ -503,6 +504,7 @@ pub fn set_user(
 ) -> Result<UserRecord, ServiceError> {
     let aor = user_name(name)?;
     let change = UserChange {
+        unlocked_at: None,
         display_name: display_name.map(str::to_owned),
         enabled,
         credentials: password.map(|p| Credentials::derive(&aor, p)),

@@ -327,6 +327,7 @@ async fn a_user_without_an_nt_hash_is_told_to_set_a_password_and_cannot_use_ntlm
                     display_name: None,
                     enabled: None,
                     credentials: Some(credentials),
+                    unlocked_at: None,
                 },
             ))
             .unwrap();

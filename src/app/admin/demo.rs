@@ -59,6 +59,7 @@ fn provision_users(store: &dyn Store) -> Result<(), StoreError> {
         let aor = format!("{user}@{DEMO_DOMAIN}");
         if store.user(&aor)?.is_none() {
             wait(store.add_user(crate::core::ports::UserRecord {
+                unlocked_at: 0,
                 credentials: Some(crate::core::credentials::Credentials::derive(
                     &aor, password,
                 )),

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_chat.sql"),
     include_str!("migrations/0003_message_parts.sql"),
     include_str!("migrations/0004_credentials.sql"),
+    include_str!("migrations/0005_unlocks.sql"),
 ];
 
 pub fn migrate(connection: &mut Connection) -> Result<(), StoreError> {

@@ -190,8 +190,7 @@ fn bump_generation(connection: &Connection) -> Result<i64, StoreError> {
     )?)
 }
 
-const USER_COLUMNS: &str =
-    "aor, display_name, enabled, ha1_md5, ha1_sha256, scram_sha1, scram_sha256, nt_hash";
+const USER_COLUMNS: &str = "aor, display_name, enabled, ha1_md5, ha1_sha256, scram_sha1, scram_sha256, nt_hash, unlocked_at";
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     let aor: String = row.get(0)?;
@@ -226,6 +225,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         display_name: row.get(1)?,
         enabled: row.get(2)?,
         credentials,
+        unlocked_at: row.get(8)?,
     })
 }
 
@@ -292,8 +292,8 @@ impl DirectoryStore for SqliteStore {
                 verifier_columns(user.credentials.as_ref());
             c.execute(
                 "INSERT INTO users (aor, display_name, enabled, ha1_md5, ha1_sha256,
-                                    scram_sha1, scram_sha256, nt_hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                    scram_sha1, scram_sha256, nt_hash, created_at, unlocked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     user.aor,
                     user.display_name,
@@ -303,7 +303,8 @@ impl DirectoryStore for SqliteStore {
                     scram_sha1,
                     scram_sha256,
                     nt_hash,
-                    now_seconds()
+                    now_seconds(),
+                    user.unlocked_at
                 ],
             )?;
             Ok(user)
@@ -320,7 +321,8 @@ impl DirectoryStore for SqliteStore {
                 verifier_columns(user.credentials.as_ref());
             c.execute(
                 "UPDATE users SET display_name = ?2, enabled = ?3, ha1_md5 = ?4, ha1_sha256 = ?5,
-                                  scram_sha1 = ?6, scram_sha256 = ?7, nt_hash = ?8
+                                  scram_sha1 = ?6, scram_sha256 = ?7, nt_hash = ?8,
+                                  unlocked_at = ?9
                  WHERE aor = ?1",
                 params![
                     aor,
@@ -330,7 +332,8 @@ impl DirectoryStore for SqliteStore {
                     sha256,
                     scram_sha1,
                     scram_sha256,
-                    nt_hash
+                    nt_hash,
+                    user.unlocked_at
                 ],
             )?;
             Ok(user)
@@ -568,6 +571,7 @@ mod tests {
         {
             let store = SqliteStore::open(&data).unwrap();
             crate::core::ports::wait(store.add_user(crate::core::ports::UserRecord {
+                unlocked_at: 0,
                 aor: "alice@example.test".into(),
                 display_name: String::new(),
                 enabled: true,
@@ -597,6 +601,7 @@ mod tests {
 
     fn user(aor: &str) -> UserRecord {
         UserRecord {
+            unlocked_at: 0,
             aor: aor.into(),
             display_name: "A".into(),
             enabled: true,
