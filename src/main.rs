@@ -64,7 +64,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Users: add, set, remove, list.
+    /// Users: add, set, remove, unlock, list.
     #[command(subcommand)]
     User(UserCommand),
     /// Groups of users and groups: add, member add|remove, remove, list.
@@ -123,6 +123,9 @@ enum UserCommand {
     },
     /// Remove a user.
     Remove { uri: String },
+    /// Lift a user's sign-in throttle: the running server forgets their failed sign-ins
+    /// from every address.
+    Unlock { uri: String },
     /// List users: URI, state, whether a password is set, display name.
     List,
 }
@@ -375,6 +378,10 @@ fn run_user(store: &dyn Store, command: UserCommand) -> Result<(), AdminError> {
         UserCommand::Remove { uri } => {
             perch::core::service::remove_user(store, &uri)?;
             println!("removed {uri}");
+        }
+        UserCommand::Unlock { uri } => {
+            let aor = perch::core::service::unlock_user(store, &uri)?;
+            println!("unlocked sip:{aor}");
         }
         UserCommand::List => {
             for line in admin::user::list(store)? {

@@ -14,7 +14,7 @@ use crate::app::config::Config;
 use crate::core::SnapshotHandle;
 use crate::core::hub::ChatCore;
 use crate::core::ports::{Store, StoreError};
-use crate::core::snapshot::revoked_users;
+use crate::core::snapshot::{revoked_users, unlocked_users};
 use crate::lync::session::sipae::NtlmSettings;
 use crate::lync::session::{LyncProtocol, Outboxes, SessionSettings, Shared};
 use crate::lync::sip::FrameLimits;
@@ -261,6 +261,10 @@ async fn follow_changes(
                 let revoked = revoked_users(&before, &model.snapshot());
                 if !revoked.is_empty() {
                     lync.revoke(&revoked);
+                }
+                let unlocked = unlocked_users(&before, &model.snapshot());
+                if !unlocked.is_empty() {
+                    lync.unlock(&unlocked);
                 }
                 core.reconcile();
             }

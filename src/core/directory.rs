@@ -13,6 +13,7 @@ pub struct User {
     pub display_name: String,
     pub enabled: bool,
     pub credentials: Option<Credentials>,
+    pub unlocked_at: i64,
 }
 
 impl From<UserRecord> for User {
@@ -22,6 +23,7 @@ impl From<UserRecord> for User {
             display_name: record.display_name,
             enabled: record.enabled,
             credentials: record.credentials,
+            unlocked_at: record.unlocked_at,
         }
     }
 }
@@ -245,6 +247,7 @@ mod tests {
             display_name: String::new(),
             enabled: true,
             credentials: None,
+            unlocked_at: 0,
         }
     }
 

@@ -512,6 +512,17 @@ pub fn set_user(
     Ok(wait(store.update_user(&aor, change))?)
 }
 
+/// Lifts the user's sign-in throttle: a running server forgets their failed sign-ins from
+/// every address once it sees the change.
+pub fn unlock_user(store: &dyn Store, name: &str) -> Result<String, ServiceError> {
+    let aor = user_name(name)?;
+    let change = UserChange {
+        unlocked_at: Some(crate::core::ids::now_ticks()),
+        ..UserChange::default()
+    };
+    Ok(wait(store.update_user(&aor, change))?.aor)
+}
+
 pub fn remove_user(store: &dyn Store, name: &str) -> Result<String, ServiceError> {
     let aor = user_name(name)?;
     wait(store.remove_user(&aor))?;

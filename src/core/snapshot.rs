@@ -59,6 +59,22 @@ pub fn revoked_users(before: &Snapshot, after: &Snapshot) -> Vec<String> {
         .collect()
 }
 
+/// Users an administrator unlocked between two snapshots: their failed sign-ins are to be
+/// forgotten.
+pub fn unlocked_users(before: &Snapshot, after: &Snapshot) -> Vec<String> {
+    after
+        .directory
+        .users()
+        .filter(|new| {
+            before
+                .directory
+                .user(&new.aor)
+                .is_some_and(|old| old.unlocked_at != new.unlocked_at)
+        })
+        .map(|new| new.aor.clone())
+        .collect()
+}
+
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub directory: Directory,

@@ -432,3 +432,61 @@ async fn strangers_cannot_lock_a_user_out() {
     assert_eq!(status(&alice.response().await), 200);
     server.stop().await;
 }
+
+/// `perch admin user unlock` lifts a throttle at once: after failures that make alice's own
+/// address wait seconds, the running server forgets them as soon as the change is stored.
+#[tokio::test]
+async fn an_administrator_unlocks_a_throttled_user() {
+    use std::time::Duration;
+    let server = TestServer::start(|c| c.auth.max_failures_per_user = 1).await;
+    let mut alice = server.tcp().await;
+    let mut cseq = 0;
+    // Each failure doubles the wait before the next attempt: 1 s, 2 s, then 4 s.
+    for wait in [1, 2, 0] {
+        cseq += 1;
+        alice.send(&register(&alice, cseq, None)).await;
+        let (realm, nonce, _) = challenge(&alice.response().await, Algorithm::Sha256);
+        let auth = digest_answer(Algorithm::Sha256, "alice", "guess", &realm, &nonce, 1);
+        cseq += 1;
+        alice.send(&register(&alice, cseq, Some(&auth))).await;
+        assert_eq!(status(&alice.response().await), 403);
+        tokio::time::sleep(Duration::from_millis(wait * 1000 + 100)).await;
+    }
+    cseq += 1;
+    alice.send(&register(&alice, cseq, None)).await;
+    assert_eq!(status(&alice.response().await), 403, "throttled for 4 s");
+
+    // From another process, as an operator would: the change reaches the server through
+    // the store's change feed, well before the 4 s are over.
+    let unlock = tokio::process::Command::new(env!("CARGO_BIN_EXE_perch"))
+        .args(["admin", "--data"])
+        .arg(&server.data_dir)
+        .args(["user", "unlock", "sip:alice@example.test"])
+        .env("PERCH_DOMAIN", DOMAIN)
+        .output()
+        .await
+        .unwrap();
+    assert!(unlock.status.success(), "{unlock:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&unlock.stdout),
+        "unlocked sip:alice@example.test\n"
+    );
+    let mut challenged = None;
+    for _ in 0..20 {
+        cseq += 1;
+        alice.send(&register(&alice, cseq, None)).await;
+        let reply = alice.response().await;
+        if status(&reply) == 401 {
+            challenged = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reply = challenged.expect("still throttled 2 s after the unlock");
+    let (realm, nonce, _) = challenge(&reply, Algorithm::Sha256);
+    let auth = digest_answer(Algorithm::Sha256, "alice", "alice-pw", &realm, &nonce, 1);
+    cseq += 1;
+    alice.send(&register(&alice, cseq, Some(&auth))).await;
+    assert_eq!(status(&alice.response().await), 200);
+    server.stop().await;
+}

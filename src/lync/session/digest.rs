@@ -350,6 +350,13 @@ impl FailureThrottle {
         }
     }
 
+    /// Forgets a user's failures from every address.
+    pub fn forget_user(&self, user: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.retain(|key, _| !matches!(key, ThrottleKey::UserAddress(u, _) if u == user));
+        }
+    }
+
     /// A successful sign-in clears that user's failures from that address.
     pub fn record_success(&self, address: IpAddr, user: &str) {
         if let Ok(mut failures) = self.failures.lock() {

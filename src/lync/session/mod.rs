@@ -191,6 +191,15 @@ impl Shared {
             }
         }
     }
+
+    /// Forgets these users' failed sign-ins from every address (`perch admin user unlock`).
+    /// An address that is abusive for all users together stays refused until its window ends.
+    pub fn unlock(&self, users: &[String]) {
+        for user in users {
+            tracing::info!(user, "sign-in throttle lifted by an administrator");
+            self.throttle.forget_user(user);
+        }
+    }
 }
 
 /// A random token for tags and branches.
