@@ -64,7 +64,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Users: add, set, remove, unlock, list.
+    /// Users: add, set, remove, unlock, prefs, list.
     #[command(subcommand)]
     User(UserCommand),
     /// Groups of users and groups: add, member add|remove, remove, list.
@@ -123,6 +123,13 @@ enum UserCommand {
     },
     /// Remove a user.
     Remove { uri: String },
+    /// Show a user's client preferences (label, version, bytes), or clear them.
+    Prefs {
+        uri: String,
+        /// Remove them all: the user's client starts again from its defaults.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Lift a user's sign-in throttle: the running server forgets their failed sign-ins
     /// from every address.
     Unlock { uri: String },
@@ -378,6 +385,15 @@ fn run_user(store: &dyn Store, command: UserCommand) -> Result<(), AdminError> {
         UserCommand::Remove { uri } => {
             perch::core::service::remove_user(store, &uri)?;
             println!("removed {uri}");
+        }
+        UserCommand::Prefs { uri, clear: false } => {
+            for entry in perch::core::service::preferences(store, &uri)? {
+                println!("{}\t{}\t{}", entry.label, entry.seqid, entry.bytes);
+            }
+        }
+        UserCommand::Prefs { uri, clear: true } => {
+            let (aor, removed) = perch::core::service::clear_preferences(store, &uri)?;
+            println!("removed {removed} preferences of sip:{aor}");
         }
         UserCommand::Unlock { uri } => {
             let aor = perch::core::service::unlock_user(store, &uri)?;

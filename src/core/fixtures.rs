@@ -11,8 +11,8 @@ use super::ids::new_room_uid;
 use super::model::{Addin, Category, Group, PolicyScope, Principal, Privacy, Room};
 use super::ports::{
     ArchiveStore, ChangeFeed, ChatMessage, DirectoryStore, HistoryQuery, InvitationStore,
-    ModelData, ModelStore, Pending, PreferenceStore, Read, Store, StoreError, UserChange,
-    UserRecord,
+    ModelData, ModelStore, Pending, PreferenceEntry, PreferenceQuota, PreferenceStore, Read, Store,
+    StoreError, UserChange, UserRecord,
 };
 
 /// A fresh directory under the system's temporary one, removed when dropped.
@@ -376,8 +376,25 @@ impl PreferenceStore for MemoryStore {
         )
     }
 
-    fn set_preference(&self, user: &str, label: &str, content: &str) -> Pending<i64> {
+    fn set_preference(
+        &self,
+        user: &str,
+        label: &str,
+        content: &str,
+        quota: PreferenceQuota,
+    ) -> Pending<i64> {
         let mut m = self.state.lock().unwrap();
+        let others: Vec<usize> = m
+            .preferences
+            .iter()
+            .filter(|(u, l, _, _)| u == user && l != label)
+            .map(|(_, l, _, c)| l.len() + c.len())
+            .collect();
+        if others.len() + 1 > quota.labels
+            || others.iter().sum::<usize>() + label.len() + content.len() > quota.bytes
+        {
+            return done(Err(StoreError::QuotaExceeded("preference quota".into())));
+        }
         let seqid = m
             .preferences
             .iter()
@@ -387,6 +404,29 @@ impl PreferenceStore for MemoryStore {
         m.preferences
             .push((user.to_owned(), label.to_owned(), seqid, content.to_owned()));
         done(Ok(seqid))
+    }
+
+    fn preferences(&self, user: &str) -> Read<Vec<PreferenceEntry>> {
+        let m = self.state.lock().unwrap();
+        let mut entries: Vec<PreferenceEntry> = m
+            .preferences
+            .iter()
+            .filter(|(u, _, _, _)| u == user)
+            .map(|(_, label, seqid, content)| PreferenceEntry {
+                label: label.clone(),
+                seqid: *seqid,
+                bytes: label.len() + content.len(),
+            })
+            .collect();
+        entries.sort_by(|a, b| a.label.cmp(&b.label));
+        later(entries)
+    }
+
+    fn clear_preferences(&self, user: &str) -> Pending<usize> {
+        let mut m = self.state.lock().unwrap();
+        let before = m.preferences.len();
+        m.preferences.retain(|(u, _, _, _)| u != user);
+        done(Ok(before - m.preferences.len()))
     }
 }
 

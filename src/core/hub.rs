@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use super::ids::{Gateway, SessionRef, now_ticks};
 use super::model::{Category, Room};
 use super::policy::{self, Action, Denial, Roles};
-use super::ports::{ChatMessage, Extension, HistoryQuery, Pending, Store, StoreError, committed};
+use super::ports::{
+    ChatMessage, Extension, HistoryQuery, Pending, PreferenceQuota, Store, StoreError, committed,
+};
 use super::snapshot::{Snapshot, SnapshotHandle};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,9 @@ pub enum ChatError {
     Invalid(String),
     #[error("message of {size} bytes exceeds the limit of {limit}")]
     TooLarge { size: usize, limit: u32 },
+    /// The user keeps as much as they may (preferences).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -318,6 +323,27 @@ struct PostQueue {
 struct Cache {
     epoch: u64,
     rooms: HashMap<i64, Recent>,
+}
+
+/// Longest preference label, in bytes.
+pub const MAX_PREFERENCE_LABEL: usize = 256;
+/// Longest content of one preference, in bytes (base64 text, as clients send it).
+pub const MAX_PREFERENCE_CONTENT: usize = 64 * 1024;
+/// What one user may keep in preferences: Lync's client keeps a handful of labels (its room
+/// list among them), so this leaves room to spare while bounding what a user can make
+/// perch hold.
+pub const PREFERENCE_QUOTA: PreferenceQuota = PreferenceQuota {
+    labels: 32,
+    bytes: 256 * 1024,
+};
+
+fn check_preference_label(label: &str) -> Result<(), ChatError> {
+    if label.is_empty() || label.len() > MAX_PREFERENCE_LABEL {
+        return Err(ChatError::Invalid(format!(
+            "a preference label is 1 to {MAX_PREFERENCE_LABEL} bytes long"
+        )));
+    }
+    Ok(())
 }
 
 /// Most different words one search may hold: each is one more pass over its list of
@@ -897,6 +923,7 @@ impl ChatCore {
         user: &str,
         label: &str,
     ) -> Result<Option<(i64, String)>, ChatError> {
+        check_preference_label(label)?;
         Ok(self.store.preference(user, label).await?)
     }
 
@@ -907,14 +934,26 @@ impl ChatCore {
         label: &str,
         content: &str,
     ) -> impl std::future::Future<Output = Result<i64, ChatError>> + Send + 'static {
-        // Whoever may not use persistent chat stores nothing in it either.
-        let pending = policy::chat_enabled(&self.snapshot(), user)
-            .then(|| self.store.set_preference(user, label, content));
-        async move {
-            match pending {
-                Some(pending) => Ok(committed(pending).await?),
-                None => Err(Denial::NotEnabled.into()),
+        let checked = check_preference_label(label).and_then(|()| {
+            if content.len() > MAX_PREFERENCE_CONTENT {
+                return Err(ChatError::TooLarge {
+                    size: content.len(),
+                    limit: MAX_PREFERENCE_CONTENT as u32,
+                });
             }
+            // Whoever may not use persistent chat stores nothing in it either.
+            if !policy::chat_enabled(&self.snapshot(), user) {
+                return Err(Denial::NotEnabled.into());
+            }
+            Ok(self
+                .store
+                .set_preference(user, label, content, PREFERENCE_QUOTA))
+        });
+        async move {
+            committed(checked?).await.map_err(|error| match error {
+                StoreError::QuotaExceeded(reason) => ChatError::QuotaExceeded(reason),
+                other => other.into(),
+            })
         }
     }
 

@@ -832,3 +832,64 @@ async fn preferences_need_persistent_chat() {
     );
     assert_eq!(hub.core.preference(CAROL, "l").await.unwrap(), None);
 }
+
+/// What one user keeps in preferences is bounded in labels and in bytes; replacing a
+/// preference counts it once; other users are not affected.
+#[tokio::test]
+async fn preferences_are_bounded_per_user() {
+    let hub = Hub::new().await;
+    let labels = PREFERENCE_QUOTA.labels;
+    for n in 0..labels {
+        hub.core
+            .set_preference(BOB, &format!("label {n}"), "c")
+            .await
+            .unwrap();
+    }
+    let refused = hub.core.set_preference(BOB, "one more", "c").await;
+    assert!(
+        matches!(refused, Err(ChatError::QuotaExceeded(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        hub.core.set_preference(BOB, "label 0", "d").await.unwrap(),
+        2
+    );
+    assert!(
+        hub.core
+            .set_preference(CAROL, "one more", "c")
+            .await
+            .is_ok()
+    );
+
+    // Bytes: contents of the largest size fill the quota before the labels do.
+    let big = "x".repeat(MAX_PREFERENCE_CONTENT);
+    let fit = PREFERENCE_QUOTA.bytes / (MAX_PREFERENCE_CONTENT + 3);
+    for n in 0..fit {
+        hub.core
+            .set_preference(ALICE, &format!("b{n}"), &big)
+            .await
+            .unwrap();
+    }
+    let refused = hub.core.set_preference(ALICE, "bn", &big).await;
+    assert!(
+        matches!(refused, Err(ChatError::QuotaExceeded(_))),
+        "{refused:?}"
+    );
+    // Replacing one with the same size still fits: it is counted once.
+    assert!(hub.core.set_preference(ALICE, "b0", &big).await.is_ok());
+
+    let too_long = format!("{big}x");
+    assert!(matches!(
+        hub.core.set_preference(CAROL, "l", &too_long).await,
+        Err(ChatError::TooLarge { .. })
+    ));
+    let label = "l".repeat(MAX_PREFERENCE_LABEL + 1);
+    assert!(matches!(
+        hub.core.set_preference(CAROL, &label, "c").await,
+        Err(ChatError::Invalid(_))
+    ));
+    assert!(matches!(
+        hub.core.set_preference(CAROL, "", "c").await,
+        Err(ChatError::Invalid(_))
+    ));
+}

@@ -30,6 +30,9 @@ pub enum StoreError {
     /// The write queue is full: the caller should refuse the request, not wait.
     #[error("the store is overloaded")]
     Overloaded,
+    /// A write would take the user past what they may keep (preferences).
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The disk holding the store is full: nothing of the write was kept. The operator's
     /// to fix; the store carries on, and writes succeed again once space is freed.
     #[error("the server's disk is full: not stored, try again later")]
@@ -239,12 +242,40 @@ pub trait InvitationStore: Send + Sync {
     fn invitations(&self, user: &str, after: i64) -> Read<Vec<(i64, i64)>>;
 }
 
+/// How much one user may keep in preferences, labels and contents together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreferenceQuota {
+    pub labels: usize,
+    pub bytes: usize,
+}
+
+/// One stored preference, as an administrator sees it (not its content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreferenceEntry {
+    pub label: String,
+    pub seqid: i64,
+    /// Bytes of label and content together, as counted against the quota.
+    pub bytes: usize,
+}
+
 /// Per-user client preferences.
 pub trait PreferenceStore: Send + Sync {
     /// (seqid, content) of a preference.
     fn preference(&self, user: &str, label: &str) -> Read<Option<(i64, String)>>;
-    /// Stores a preference and returns its new seqid.
-    fn set_preference(&self, user: &str, label: &str, content: &str) -> Pending<i64>;
+    /// Stores a preference and returns its new seqid. Refused with
+    /// [`StoreError::QuotaExceeded`] when the user's preferences, this one in place of any
+    /// it replaces, would exceed `quota`: the check and the write are one transaction.
+    fn set_preference(
+        &self,
+        user: &str,
+        label: &str,
+        content: &str,
+        quota: PreferenceQuota,
+    ) -> Pending<i64>;
+    /// Every preference of a user, by label.
+    fn preferences(&self, user: &str) -> Read<Vec<PreferenceEntry>>;
+    /// Removes every preference of a user; returns how many there were.
+    fn clear_preferences(&self, user: &str) -> Pending<usize>;
 }
 
 /// Tells a running core that administrators changed the model, whichever process or node

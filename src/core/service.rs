@@ -11,7 +11,9 @@ use super::model::{
     SETTING_NAMES,
 };
 use super::policy::{self, Denial};
-use super::ports::{Store, StoreError, UserChange, UserRecord, wait};
+use super::ports::{
+    PreferenceEntry, Store, StoreError, UserChange, UserRecord, read_blocking, wait,
+};
 use super::snapshot::Snapshot;
 
 /// Who asks for an administrative change.
@@ -517,7 +519,7 @@ pub fn set_user(
 pub fn unlock_user(store: &dyn Store, name: &str) -> Result<String, ServiceError> {
     let aor = user_name(name)?;
     let change = UserChange {
-        unlocked_at: Some(crate::core::ids::now_ticks()),
+        unlocked_at: Some(now_ticks()),
         ..UserChange::default()
     };
     Ok(wait(store.update_user(&aor, change))?.aor)
@@ -531,6 +533,19 @@ pub fn remove_user(store: &dyn Store, name: &str) -> Result<String, ServiceError
 
 pub fn users(store: &dyn Store) -> Result<Vec<UserRecord>, ServiceError> {
     Ok(store.users()?)
+}
+
+/// A user's stored client preferences (labels, versions and sizes; not their contents).
+pub fn preferences(store: &dyn Store, name: &str) -> Result<Vec<PreferenceEntry>, ServiceError> {
+    let aor = user_name(name)?;
+    Ok(read_blocking(store.preferences(&aor))?)
+}
+
+/// Removes a user's client preferences; their client starts again from its defaults.
+pub fn clear_preferences(store: &dyn Store, name: &str) -> Result<(String, usize), ServiceError> {
+    let aor = user_name(name)?;
+    let removed = wait(store.clear_preferences(&aor))?;
+    Ok((aor, removed))
 }
 
 #[cfg(test)]

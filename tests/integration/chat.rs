@@ -936,6 +936,55 @@ async fn server_info_invitations_associations_and_preferences() {
     server.stop().await;
 }
 
+/// One user can make perch keep only so much in preferences; an administrator sees them
+/// and can clear them (`perch admin user prefs`).
+#[tokio::test]
+async fn preferences_are_bounded_and_administered() {
+    use perch::core::hub::PREFERENCE_QUOTA;
+    let server = start().await;
+    let mut bob = Chat::connect(&server, "bob").await;
+    let content = "A".repeat(1000);
+    let set = |n: usize| format!(r#"<pref label="label.{n}" content="{content}"/>"#);
+    for n in 0..PREFERENCE_QUOTA.labels {
+        assert_eq!(
+            code(&bob.command("setpref", &set(n)).await),
+            "200",
+            "label {n}"
+        );
+    }
+    let refused = bob.command("setpref", &set(PREFERENCE_QUOTA.labels)).await;
+    assert_eq!(code(&refused), "403");
+
+    let admin = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_perch"))
+            .args(["admin", "--data"])
+            .arg(&server.data_dir)
+            .args(["user", "prefs", "bob@example.test"])
+            .args(args)
+            .env("PERCH_DOMAIN", DOMAIN)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let listing = admin(&[]);
+    assert_eq!(listing.lines().count(), PREFERENCE_QUOTA.labels);
+    assert!(
+        listing.lines().any(|l| l == "label.0\t1\t1007"),
+        "{listing}"
+    );
+    assert_eq!(
+        admin(&["--clear"]),
+        format!(
+            "removed {} preferences of sip:bob@example.test\n",
+            PREFERENCE_QUOTA.labels
+        )
+    );
+    assert_eq!(admin(&[]), "");
+    assert_eq!(code(&bob.command("setpref", &set(99)).await), "200");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn disabling_a_room_disconnects_its_occupants() {
     let server = start().await;

@@ -12,7 +12,7 @@ use super::envelope::ResultCode;
 pub fn result_code(error: &ChatError) -> ResultCode {
     match error {
         ChatError::Denied(Denial::NotFound) => ResultCode::NotFound,
-        ChatError::Denied(_) => ResultCode::Forbidden,
+        ChatError::Denied(_) | ChatError::QuotaExceeded(_) => ResultCode::Forbidden,
         ChatError::Invalid(_) | ChatError::TooLarge { .. } => ResultCode::BadRequest,
         ChatError::Store(_) => ResultCode::ServerError,
     }
@@ -21,7 +21,9 @@ pub fn result_code(error: &ChatError) -> ResultCode {
 pub fn info_error(error: ChatError) -> SipError {
     match error {
         ChatError::Denied(Denial::NotFound) => SipError::NotFound(error.to_string()),
-        ChatError::Denied(_) => SipError::Forbidden(error.to_string()),
+        ChatError::Denied(_) | ChatError::QuotaExceeded(_) => {
+            SipError::Forbidden(error.to_string())
+        }
         ChatError::Invalid(_) => SipError::Malformed(error.to_string()),
         ChatError::TooLarge { .. } => SipError::BodyTooLarge(error.to_string()),
         ChatError::Store(StoreError::Overloaded) => SipError::Overloaded,
@@ -51,6 +53,11 @@ mod tests {
                 403,
             ),
             (ChatError::Invalid("x".into()), ResultCode::BadRequest, 400),
+            (
+                ChatError::QuotaExceeded("x".into()),
+                ResultCode::Forbidden,
+                403,
+            ),
             (
                 ChatError::TooLarge { size: 2, limit: 1 },
                 ResultCode::BadRequest,

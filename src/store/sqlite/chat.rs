@@ -5,7 +5,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::core::ids::Gateway;
 use crate::core::model::{Addin, Category, Group, PolicyScope, Principal, Room};
-use crate::core::ports::{ChatMessage, Extension, HistoryQuery, ModelData, StoreError};
+use crate::core::ports::{
+    ChatMessage, Extension, HistoryQuery, ModelData, PreferenceEntry, PreferenceQuota, StoreError,
+};
 
 /// Principals from a query returning one text column. Rows were written from parsed
 /// principals; one that no longer parses is skipped rather than failing the whole load.
@@ -528,7 +530,26 @@ pub fn set_preference(
     user: &str,
     label: &str,
     content: &str,
+    quota: PreferenceQuota,
 ) -> Result<i64, StoreError> {
+    let (others, other_bytes): (i64, i64) = c.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(length(CAST(label AS BLOB)) + length(CAST(content AS BLOB))), 0)
+         FROM preferences WHERE user = ?1 AND label != ?2",
+        params![user, label],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if others as usize + 1 > quota.labels {
+        return Err(StoreError::QuotaExceeded(format!(
+            "at most {} preference labels per user",
+            quota.labels
+        )));
+    }
+    if other_bytes as usize + label.len() + content.len() > quota.bytes {
+        return Err(StoreError::QuotaExceeded(format!(
+            "at most {} bytes of preferences per user",
+            quota.bytes
+        )));
+    }
     let seqid: i64 = c.query_row(
         "INSERT INTO preferences (user, label, seqid, content) VALUES (?1, ?2, 1, ?3)
          ON CONFLICT (user, label) DO UPDATE SET seqid = seqid + 1, content = excluded.content
@@ -537,6 +558,25 @@ pub fn set_preference(
         |r| r.get(0),
     )?;
     Ok(seqid)
+}
+
+pub fn preferences(c: &Connection, user: &str) -> Result<Vec<PreferenceEntry>, StoreError> {
+    let mut s = c.prepare_cached(
+        "SELECT label, seqid, length(CAST(label AS BLOB)) + length(CAST(content AS BLOB))
+         FROM preferences WHERE user = ?1 ORDER BY label",
+    )?;
+    Ok(s.query_map([user], |r| {
+        Ok(PreferenceEntry {
+            label: r.get(0)?,
+            seqid: r.get(1)?,
+            bytes: r.get::<_, i64>(2)? as usize,
+        })
+    })?
+    .collect::<Result<_, _>>()?)
+}
+
+pub fn clear_preferences(c: &Connection, user: &str) -> Result<usize, StoreError> {
+    Ok(c.execute("DELETE FROM preferences WHERE user = ?1", [user])?)
 }
 
 #[cfg(test)]
@@ -625,5 +665,50 @@ mod tests {
         assert_eq!(fts_query(&words), "\"the\" AND \"plan\"");
         let quoted = vec!["a\"b".to_owned()];
         assert_eq!(fts_query(&quoted), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn preferences_keep_to_the_quota() {
+        let (c, _, _) = store_with_rooms();
+        let quota = PreferenceQuota {
+            labels: 2,
+            bytes: 20,
+        };
+        assert_eq!(set_preference(&c, "u", "a", "12345", quota).unwrap(), 1);
+        assert_eq!(set_preference(&c, "u", "b", "12345", quota).unwrap(), 1);
+        let third = set_preference(&c, "u", "c", "1", quota).unwrap_err();
+        assert!(
+            third.to_string().contains("at most 2 preference labels"),
+            "{third}"
+        );
+        // Replacing counts the new content instead of the old: 1+5 + 1+13 = 20 fits, 21 not.
+        assert_eq!(
+            set_preference(&c, "u", "b", "1234567890123", quota).unwrap(),
+            2
+        );
+        let over = set_preference(&c, "u", "b", "12345678901234", quota).unwrap_err();
+        assert!(over.to_string().contains("at most 20 bytes"), "{over}");
+        // Counted in bytes, not characters.
+        assert!(set_preference(&c, "u", "b", "ééééééé", quota).is_err());
+        assert!(set_preference(&c, "v", "c", "1", quota).is_ok());
+        let listed = preferences(&c, "u").unwrap();
+        assert_eq!(
+            listed,
+            [
+                PreferenceEntry {
+                    label: "a".into(),
+                    seqid: 1,
+                    bytes: 6
+                },
+                PreferenceEntry {
+                    label: "b".into(),
+                    seqid: 2,
+                    bytes: 14
+                },
+            ]
+        );
+        assert_eq!(clear_preferences(&c, "u").unwrap(), 2);
+        assert!(preferences(&c, "u").unwrap().is_empty());
+        assert_eq!(preferences(&c, "v").unwrap().len(), 1);
     }
 }

@@ -19,8 +19,8 @@ use crate::core::credentials::{CredentialError, DigestHa1, NtHash, ScramHash, Sc
 use crate::core::model::{Addin, Category, Group, PolicyScope, Room};
 use crate::core::ports::{
     ArchiveStore, ChangeFeed, ChatMessage, Credentials, DirectoryStore, HistoryQuery,
-    InvitationStore, ModelData, ModelStore, Pending, PreferenceStore, Read, Store, StoreError,
-    UserChange, UserRecord,
+    InvitationStore, ModelData, ModelStore, Pending, PreferenceEntry, PreferenceQuota,
+    PreferenceStore, Read, Store, StoreError, UserChange, UserRecord,
 };
 
 use self::migrate::migrate;
@@ -444,10 +444,26 @@ impl PreferenceStore for SqliteStore {
         self.read_later(Lane::Plain, move |c| chat::preference(c, &user, &label))
     }
 
-    fn set_preference(&self, user: &str, label: &str, content: &str) -> Pending<i64> {
+    fn set_preference(
+        &self,
+        user: &str,
+        label: &str,
+        content: &str,
+        quota: PreferenceQuota,
+    ) -> Pending<i64> {
         let (user, label, content) = (user.to_owned(), label.to_owned(), content.to_owned());
         self.writer
-            .submit(move |c| chat::set_preference(c, &user, &label, &content))
+            .submit(move |c| chat::set_preference(c, &user, &label, &content, quota))
+    }
+
+    fn preferences(&self, user: &str) -> Read<Vec<PreferenceEntry>> {
+        let user = user.to_owned();
+        self.read_later(Lane::Plain, move |c| chat::preferences(c, &user))
+    }
+
+    fn clear_preferences(&self, user: &str) -> Pending<usize> {
+        let user = user.to_owned();
+        self.admin_write(move |c| chat::clear_preferences(c, &user))
     }
 }
 

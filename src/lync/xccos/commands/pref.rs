@@ -8,20 +8,13 @@ use crate::lync::xccos::xml::Element;
 
 use super::{Context, Reply, failure};
 
-/// Longest preference content accepted (base64 text).
-const MAX_CONTENT: usize = 64 * 1024;
-
 fn label(command: &Command) -> Result<(&Element, String), ChatError> {
     let pref = command
         .data
         .child("pref")
         .ok_or_else(|| ChatError::Invalid("missing pref element".into()))?;
+    // The hub decides what a label may be.
     let label = pref.attr("label").unwrap_or_default().trim();
-    if label.is_empty() || label.len() > 256 {
-        return Err(ChatError::Invalid(
-            "pref label must be 1 to 256 characters".into(),
-        ));
-    }
     Ok((pref, label.to_owned()))
 }
 
@@ -62,15 +55,9 @@ pub fn get(ctx: &Context<'_>, command: &Command) -> Reply {
 }
 
 pub fn set(ctx: &Context<'_>, command: &Command) -> Reply {
-    let checked = label(command).and_then(|(pref, label)| {
+    let checked = label(command).map(|(pref, label)| {
         let content = pref.attr("content").unwrap_or_default();
-        if content.len() > MAX_CONTENT {
-            return Err(ChatError::TooLarge {
-                size: content.len(),
-                limit: MAX_CONTENT as u32,
-            });
-        }
-        Ok((label, content.to_owned()))
+        (label, content.to_owned())
     });
     let (label, content) = match checked {
         Ok(pair) => pair,
