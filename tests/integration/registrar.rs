@@ -490,3 +490,25 @@ async fn an_administrator_unlocks_a_throttled_user() {
     assert_eq!(status(&alice.response().await), 200);
     server.stop().await;
 }
+
+/// Sign-in names match without regard to case: `sip:ALICE@example.test` with alice's
+/// password signs in as alice, again and again (no attempt is counted as a failure), and
+/// the chat dialog it opens is alice's.
+#[tokio::test]
+async fn sign_in_names_match_in_any_case() {
+    let server = TestServer::start(|c| c.auth.max_failures_per_user = 1).await;
+    for attempt in 0..3 {
+        let mut client = server.tcp().await;
+        client.user = "ALICE".into();
+        client.send(&register(&client, 1, None)).await;
+        let (realm, nonce, _) = challenge(&client.response().await, Algorithm::Sha256);
+        let auth = digest_answer(Algorithm::Sha256, "alice", "alice-pw", &realm, &nonce, 1);
+        client.send(&register(&client, 2, Some(&auth))).await;
+        assert_eq!(status(&client.response().await), 200, "attempt {attempt}");
+        let call_id = client.new_call_id();
+        let invite = client.invite_chat(&call_id, &[("Contact", "<sip:ALICE@example.test>")], "");
+        client.send(&invite).await;
+        assert_eq!(status(&client.response().await), 200, "attempt {attempt}");
+    }
+    server.stop().await;
+}
