@@ -244,10 +244,23 @@ pub struct SiegeArgs {
     /// What the hostile connections do.
     #[arg(long, value_enum, default_value = "mix")]
     pub attack: Attack,
-    /// Sign-ins (REGISTER, chat dialog, join of one room) by the legitimate client, spread
-    /// over the window.
+    /// Sign-ins by the legitimate client, spread over the window: REGISTER (answering the
+    /// challenge with --password), chat dialog, join of one room, a post acknowledged and
+    /// echoed back, BYE.
     #[arg(long, default_value_t = 20)]
     pub probes: usize,
+    /// Also, through the window, N connections (from 127.0.1.1 on: another /24 than the
+    /// probe's) that send REGISTERs without credentials back to back, each with a new
+    /// Call-ID and branch, and reopen when closed; one in ten answers every challenge with
+    /// a wrong password. 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub nonce_flood: usize,
+    /// Also, through the window, one user (signed in as the probe is, from an address of
+    /// its own) tries to open N chat dialogs: half of them on one connection, the rest 16
+    /// per connection on new ones, all held open. perch's caps (8 per connection, 32 per
+    /// user by default) should refuse most. 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub dialog_flood: usize,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -13,7 +13,7 @@ use perch::lync::sip::Method;
 use perch::lync::sip::request::ClientLine;
 use tokio::sync::watch;
 
-use crate::auth::{self, AuthError, Login, Step};
+use crate::auth::{self, AuthError, Login, SignIn, Step};
 use crate::random::Random;
 use crate::run::{Phase, RunContext};
 use crate::stats::{Latency, Metrics, Samples, now_ns};
@@ -122,6 +122,27 @@ pub struct Client {
     samples: Samples,
     /// Draws the words of this client's posts.
     words: Random,
+    /// A fresh Via branch on every request (off: SIPE's shape, no branch).
+    branches: bool,
+    /// The post [`Client::post_confirmed`] waits for: its CSeq, its send time, its final
+    /// status once answered, and whether its delivery came back to us.
+    watched: Option<Watched>,
+}
+
+/// One post followed to its acknowledgement and its echo.
+#[derive(Debug, Clone, Copy)]
+struct Watched {
+    cseq: u32,
+    sent_ns: u64,
+    status: Option<u16>,
+    echoed: bool,
+}
+
+/// The answers to one REGISTER exchange that was not meant to succeed (see
+/// [`Client::register_attempt`]): every final status, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegisterAttempt {
+    pub codes: Vec<u16>,
 }
 
 impl Client {
@@ -132,6 +153,30 @@ impl Client {
         aor: String,
     ) -> Result<Client, ClientError> {
         let started = now_ns();
+        let mut client = Client::connect(ctx, index, aor).await?;
+        client.register().await?;
+        let done = now_ns();
+        let metrics = client.ctx.metrics.clone();
+        Metrics::add(&metrics.registered, 1);
+        Metrics::mark(
+            &metrics.login_first_ns,
+            &metrics.login_last_ns,
+            started,
+            done,
+        );
+        client
+            .samples
+            .record(&metrics, Latency::Login, started, done);
+        Ok(client)
+    }
+
+    /// Connects (TCP, or TLS with its handshake) as connection number `index` and signs
+    /// nothing in yet: [`Client::login`] registers, [`Client::register_attempt`] tries.
+    pub async fn connect(
+        ctx: Arc<RunContext>,
+        index: usize,
+        aor: String,
+    ) -> Result<Client, ClientError> {
         let (stream, local) = ctx
             .connector
             .connect(ctx.connector.source_for(index))
@@ -145,7 +190,7 @@ impl Client {
             &format!("pl{index}"),
             &format!("pl{index}"),
         );
-        let mut client = Client {
+        let client = Client {
             conn,
             ctx,
             index,
@@ -164,21 +209,17 @@ impl Client {
             events: Vec::new(),
             samples: Samples::default(),
             words: Random::new(index as u64),
+            branches: false,
+            watched: None,
         };
-        client.register().await?;
-        let done = now_ns();
-        let metrics = client.ctx.metrics.clone();
-        Metrics::add(&metrics.registered, 1);
-        Metrics::mark(
-            &metrics.login_first_ns,
-            &metrics.login_last_ns,
-            started,
-            done,
-        );
-        client
-            .samples
-            .record(&metrics, Latency::Login, started, done);
         Ok(client)
+    }
+
+    /// From now on every request carries a Via branch of its own (RFC 3261), as a client
+    /// that is not SIPE would send it.
+    pub fn with_branches(mut self) -> Self {
+        self.branches = true;
+        self
     }
 
     fn metrics(&self) -> &Metrics {
@@ -220,7 +261,20 @@ impl Client {
         body: &str,
         token: Option<&str>,
     ) {
-        let head = self.line.head(method, uri, to, call_id, cseq);
+        let branched;
+        let line = if self.branches {
+            branched = ClientLine::new(
+                self.conn.via_transport,
+                &format!("{};branch=z9hG4bKpl{}c{cseq}", self.conn.local, self.index),
+                &self.aor,
+                &format!("pl{}", self.index),
+                &format!("pl{}", self.index),
+            );
+            &branched
+        } else {
+            &self.line
+        };
+        let head = line.head(method, uri, to, call_id, cseq);
         let cseq_text = cseq.to_string();
         let signature = self.conn.sign(&SignedParts {
             call_id,
@@ -295,6 +349,35 @@ impl Client {
     /// trusted network, one with Digest, two with NTLM); one more is a refusal. Under NTLM
     /// the REGISTER that carries the AUTHENTICATE is signed, and so is everything after it.
     async fn register(&mut self) -> Result<(), ClientError> {
+        let ctx = self.ctx.clone();
+        let codes = self.register_exchange(&ctx.sign_in).await?;
+        match codes.last() {
+            Some(200) => Ok(()),
+            Some(&code) => Err(ClientError::Status {
+                what: "REGISTER",
+                code,
+            }),
+            None => Err(ClientError::Timeout("REGISTER")),
+        }
+    }
+
+    /// One REGISTER exchange (a new Call-ID) that answers as many 401s as `sign_in` allows,
+    /// with what it gives: `SignIn::Trusted` answers none, so the 401 is its result; a
+    /// `SignIn::Digest` with a wrong password gets perch's refusal. For floods: the
+    /// outcome is what perch answered, not an error. Does not count a login.
+    pub async fn register_attempt(
+        &mut self,
+        sign_in: &SignIn,
+    ) -> Result<RegisterAttempt, ClientError> {
+        self.register_exchange(sign_in)
+            .await
+            .map(|codes| RegisterAttempt { codes })
+    }
+
+    /// REGISTER and the answers to its 401s; returns every final status in order (the
+    /// last one is the outcome). Only an answer that never came, or a broken connection,
+    /// is an error.
+    async fn register_exchange(&mut self, sign_in: &SignIn) -> Result<Vec<u16>, ClientError> {
         let call_id = self.new_call_id();
         let uri = format!("sip:{}", self.ctx.domain);
         let to = format!("<sip:{}>", self.aor);
@@ -303,9 +386,9 @@ impl Client {
             self.conn.local,
             self.ctx.connector.transport()
         );
-        let ctx = self.ctx.clone();
         let (mut authorization, mut token): (Option<String>, Option<String>) = (None, None);
         let mut round = 0;
+        let mut codes = Vec::new();
         loop {
             let answer = self
                 .exchange("REGISTER", |c, cseq| {
@@ -329,9 +412,12 @@ impl Client {
                     );
                 })
                 .await?;
-            match answer.code {
-                Some(200) => return Ok(()),
-                Some(401) if round < ctx.sign_in.rounds() => {
+            let Some(code) = answer.code else {
+                return Err(ClientError::Timeout("REGISTER"));
+            };
+            codes.push(code);
+            match code {
+                401 if round < sign_in.rounds() => {
                     round += 1;
                     let cnonce = format!("pl{}c{}r{round}", self.index, self.calls);
                     let login = Login {
@@ -339,7 +425,7 @@ impl Client {
                         uri: &uri,
                         cnonce: &cnonce,
                     };
-                    (authorization, token) = match ctx.sign_in.answer(&answer.challenges, &login)? {
+                    (authorization, token) = match sign_in.answer(&answer.challenges, &login)? {
                         Step::Header(value) => (Some(value), None),
                         Step::Associate { association, token } => {
                             self.conn.secure(association);
@@ -347,13 +433,7 @@ impl Client {
                         }
                     };
                 }
-                Some(code) => {
-                    return Err(ClientError::Status {
-                        what: "REGISTER",
-                        code,
-                    });
-                }
-                None => return Err(ClientError::Timeout("REGISTER")),
+                _ => return Ok(codes),
             }
         }
     }
@@ -364,7 +444,7 @@ impl Client {
         let chat = self.ctx.chat_uri.clone();
         let contact = format!("<sip:{};gruu>", self.aor);
         let answer = self
-            .request("INVITE", |c, cseq| {
+            .exchange("INVITE", |c, cseq| {
                 c.queue_request(
                     "INVITE",
                     &chat,
@@ -377,6 +457,20 @@ impl Client {
             })
             .await?;
         let to = answer.to.unwrap_or_else(|| format!("<{chat}>"));
+        match answer.code {
+            Some(200) => {}
+            Some(code) => {
+                // A refusal is acknowledged too (RFC 3261 17.1.1.3), with its To tag.
+                let cseq = self.cseq;
+                self.queue_request("ACK", &chat, &call_id, cseq, &to, &[], "");
+                self.conn.flush().await?;
+                return Err(ClientError::Status {
+                    what: "INVITE",
+                    code,
+                });
+            }
+            None => return Err(ClientError::Timeout("INVITE")),
+        }
         // The ACK carries the INVITE's CSeq number.
         let cseq = self.cseq;
         self.queue_request("ACK", &chat, &call_id, cseq, &to, &[], "");
@@ -545,6 +639,46 @@ impl Client {
         Ok(true)
     }
 
+    /// Posts to `room_uid` and waits, within the request timeout, for its SIP 200 and for
+    /// its delivery back to us (the author's echo: perch sends every post to everyone in
+    /// the room, its author included). The post counts like any other (acked, expected
+    /// and received deliveries).
+    pub async fn post_confirmed(&mut self, room_uid: &str) -> Result<(), ClientError> {
+        if !self.post(room_uid, 1)? {
+            return Err(ClientError::Timeout("post (the window closed)"));
+        }
+        let cseq = self.cseq;
+        let sent_ns = self.posts.get(&cseq).map_or(0, |(sent, _)| *sent);
+        self.watched = Some(Watched {
+            cseq,
+            sent_ns,
+            status: None,
+            echoed: false,
+        });
+        let deadline = Instant::now() + self.ctx.timeout;
+        let acked = self
+            .wait_for(deadline, "post ack", |c| {
+                c.watched.is_some_and(|w| w.status.is_some())
+            })
+            .await;
+        let status = self.watched.and_then(|w| w.status);
+        let outcome = match (acked, status) {
+            (Err(error), _) => Err(error),
+            (Ok(()), Some(200)) => {
+                self.wait_for(deadline, "post echo", |c| {
+                    c.watched.is_some_and(|w| w.echoed)
+                })
+                .await
+            }
+            (Ok(()), code) => Err(ClientError::Status {
+                what: "post",
+                code: code.unwrap_or(0),
+            }),
+        };
+        self.watched = None;
+        outcome
+    }
+
     pub fn posts_in_flight(&self) -> usize {
         self.posts.len()
     }
@@ -646,6 +780,9 @@ impl Client {
                 if method == Method::Info
                     && let Some((sent, audience)) = self.posts.remove(&cseq)
                 {
+                    if let Some(watched) = self.watched.as_mut().filter(|w| w.cseq == cseq) {
+                        watched.status = Some(code);
+                    }
                     let now = now_ns();
                     if code == 200 {
                         Metrics::add(&metrics.posts_acked, 1);
@@ -697,6 +834,9 @@ impl Client {
                 body,
             } => match xccos::classify(&body) {
                 Incoming::Delivery { sent_ns } => {
+                    if let Some(watched) = self.watched.as_mut().filter(|w| w.sent_ns == sent_ns) {
+                        watched.echoed = true;
+                    }
                     let now = now_ns();
                     Metrics::add(&metrics.deliveries, 1);
                     if metrics.in_window(now) {

@@ -136,6 +136,8 @@ fn dispatch(command: Command) -> Result<ExitCode, LoadError> {
             Scenario::Siege(SiegeOptions {
                 attack: args.attack,
                 probes: args.probes,
+                nonce_flood: args.nonce_flood,
+                dialog_flood: args.dialog_flood,
             }),
             args.common,
         ),

@@ -23,11 +23,21 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// The most resident memory the process has had since it started (`VmHWM`), KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_kib(&status, "VmHWM:")
+}
+
 /// `VmRSS:   12345 kB` → 12345.
 fn parse_rss_kib(status: &str) -> Option<u64> {
+    status_kib(status, "VmRSS:")
+}
+
+fn status_kib(status: &str, field: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
 }
@@ -81,8 +91,9 @@ mod tests {
 
     #[test]
     fn parses_status_and_stat() {
-        let status = "Name:\tperch\nVmPeak:\t 999 kB\nVmRSS:\t   20480 kB\nThreads:\t3\n";
+        let status = "Name:\tperch\nVmPeak:\t 999 kB\nVmHWM:\t   30720 kB\nVmRSS:\t   20480 kB\nThreads:\t3\n";
         assert_eq!(parse_rss_kib(status), Some(20480));
+        assert_eq!(status_kib(status, "VmHWM:"), Some(30720));
         let stat = "4242 (perch (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
     }
@@ -91,6 +102,7 @@ mod tests {
     fn reads_itself() {
         let me = sample(std::process::id()).unwrap();
         assert!(me.rss_kib > 0);
+        assert!(peak_rss_kib(std::process::id()).is_some_and(|peak| peak >= me.rss_kib));
         assert!(load_average().is_some());
         assert!(ticks_per_second() > 0.0);
     }
