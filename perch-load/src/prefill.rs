@@ -30,11 +30,13 @@ use crate::procfs;
 use crate::random::Random;
 use crate::text::TextGenerator;
 
-/// perch's migration that defines the messages table, its FTS5 index and triggers: the
-/// trigger dropped during a load is recreated from this text, never retyped.
-const CHAT_MIGRATION: &str = include_str!("../../src/store/sqlite/migrations/0002_chat.sql");
-/// The schema version perch's migrations bring the database to. Those after 0002 only add
-/// columns with constant defaults, which prefill's inserts leave to SQLite.
+/// perch's migration that defines the messages' FTS5 index and its triggers: the trigger
+/// dropped during a load is recreated from this text, never retyped.
+const FTS_MIGRATION: &str =
+    include_str!("../../src/store/sqlite/migrations/0006_search_by_room.sql");
+/// The schema version perch's migrations bring the database to. Those after 0002 add
+/// columns with constant defaults, which prefill's inserts leave to SQLite, and (0006)
+/// index each message's room, which the trigger and the rebuild take from the view.
 const CHAT_SCHEMA_VERSION: i64 = perch::store::sqlite::SCHEMA_VERSION;
 const INSERT_TRIGGER: &str = "messages_fts_insert";
 
@@ -222,7 +224,7 @@ pub fn run(args: &PrefillArgs) -> Result<PrefillReport, PrefillError> {
         && normalize(&stored) != normalize(migration_trigger)
     {
         return Err(PrefillError::Schema(format!(
-            "trigger {INSERT_TRIGGER} differs from perch's migration 0002: {stored}"
+            "trigger {INSERT_TRIGGER} differs from perch's migration 0006: {stored}"
         )));
     }
     if trigger_missing && !args.quiet {
@@ -445,13 +447,13 @@ fn lock_exclusively(connection: &Connection, path: &Path) -> Result<(), PrefillE
 fn trigger_from_migration() -> Result<&'static str, PrefillError> {
     let missing = || {
         PrefillError::Schema(format!(
-            "migration 0002 has no trigger {INSERT_TRIGGER} this tool can find"
+            "migration 0006 has no trigger {INSERT_TRIGGER} this tool can find"
         ))
     };
-    let start = CHAT_MIGRATION
+    let start = FTS_MIGRATION
         .find(&format!("CREATE TRIGGER {INSERT_TRIGGER} "))
         .ok_or_else(missing)?;
-    let rest = &CHAT_MIGRATION[start..];
+    let rest = &FTS_MIGRATION[start..];
     let end = rest.find("END;").ok_or_else(missing)? + "END;".len();
     Ok(&rest[..end])
 }
@@ -690,7 +692,8 @@ fn index_after_load(
             let to = from.saturating_add(chunk - 1).min(last);
             let tx = connection.transaction()?;
             tx.execute(
-                "INSERT INTO messages_fts (rowid, body) SELECT id, body FROM messages WHERE id BETWEEN ?1 AND ?2",
+                "INSERT INTO messages_fts (rowid, body, room_key)
+                 SELECT id, body, room_key FROM messages_fts_source WHERE id BETWEEN ?1 AND ?2",
                 params![from, to],
             )?;
             tx.commit()?;

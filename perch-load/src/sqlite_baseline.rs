@@ -65,13 +65,17 @@ const TABLE: &str = "CREATE TABLE messages (
     extra   TEXT NOT NULL DEFAULT ''
 ) STRICT;";
 
-/// perch's indexes on messages (migration 0002).
+/// perch's indexes on messages (migrations 0002 and 0006).
 const PERCH_INDEXES: &str = "
 CREATE INDEX messages_by_room ON messages (room_id, id);
 CREATE INDEX messages_by_room_time ON messages (room_id, ts);
-CREATE VIRTUAL TABLE messages_fts USING fts5 (body, content = 'messages', content_rowid = 'id');
+CREATE VIEW messages_fts_source (id, body, room_key) AS
+    SELECT id, body, 'r' || room_id FROM messages;
+CREATE VIRTUAL TABLE messages_fts USING fts5 (
+    body, room_key, content = 'messages_fts_source', content_rowid = 'id'
+);
 CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body);
+    INSERT INTO messages_fts (rowid, body, room_key) VALUES (new.id, new.body, 'r' || new.room_id);
 END;";
 
 fn remove_database(path: &Path) {

@@ -221,7 +221,7 @@ struct StoreView {
 /// perch's reading of a search text: its own FTS query builder over the words.
 fn fts_query(term: &str) -> String {
     let words: Vec<String> = term.split_whitespace().map(str::to_owned).collect();
-    perch::store::sqlite::fts_query(&words)
+    perch::store::sqlite::fts_words(&words)
 }
 
 /// Reads the rooms' message counts, id ranges and term matches (read-only; perch may be

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_message_parts.sql"),
     include_str!("migrations/0004_credentials.sql"),
     include_str!("migrations/0005_unlocks.sql"),
+    include_str!("migrations/0006_search_by_room.sql"),
 ];
 
 pub fn migrate(connection: &mut Connection) -> Result<(), StoreError> {

@@ -27,7 +27,7 @@ use self::migrate::migrate;
 use self::reads::{Lane, Reads};
 use self::writer::Writer;
 
-pub use self::chat::fts_query;
+pub use self::chat::{fts_query, fts_words};
 pub use self::migrate::SCHEMA_VERSION;
 pub use self::reads::ReadBudgets;
 
