@@ -617,6 +617,12 @@ impl Client {
         if !*open {
             return Ok(false);
         }
+        self.queue_post(room_uid, audience)?;
+        Ok(true)
+    }
+
+    /// Queues a post whether or not the window is open; returns its CSeq.
+    fn queue_post(&mut self, room_uid: &str, audience: u64) -> Result<u32, ClientError> {
         self.posts_sent += 1;
         self.envid += 1;
         let sent = now_ns();
@@ -636,18 +642,16 @@ impl Client {
         if metrics.in_window(sent) {
             Metrics::add(&metrics.posts_in_window, 1);
         }
-        Ok(true)
+        Ok(cseq)
     }
 
     /// Posts to `room_uid` and waits, within the request timeout, for its SIP 200 and for
     /// its delivery back to us (the author's echo: perch sends every post to everyone in
     /// the room, its author included). The post counts like any other (acked, expected
-    /// and received deliveries).
+    /// and received deliveries), except that it is sent even once the window has closed:
+    /// its caller waits for it.
     pub async fn post_confirmed(&mut self, room_uid: &str) -> Result<(), ClientError> {
-        if !self.post(room_uid, 1)? {
-            return Err(ClientError::Timeout("post (the window closed)"));
-        }
-        let cseq = self.cseq;
+        let cseq = self.queue_post(room_uid, 1)?;
         let sent_ns = self.posts.get(&cseq).map_or(0, |(sent, _)| *sent);
         self.watched = Some(Watched {
             cseq,

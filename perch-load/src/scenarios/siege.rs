@@ -675,6 +675,10 @@ impl Probe {
             }
             tokio::time::sleep_until(next.into()).await;
             next += self.every;
+            // A probe delayed past the window's end is not started.
+            if *phase.borrow() != Phase::Run {
+                return;
+            }
             let held = self.siege.open.load(Ordering::Relaxed);
             self.siege.open_at_probes.fetch_min(held, Ordering::Relaxed);
             let started = now_ns();
