@@ -70,8 +70,8 @@ start_perch() {
         if ! kill -0 "$PERCH_PID" 2>/dev/null; then
             log "perch exited during start-up:"; tail -20 "$logfile" >&2; PERCH_PID=""; return 1
         fi
-        PERCH_TLS_ADDR="$(sed -n 's/.*listening for SIP over TLS addr=Some(\([^)]*\)).*/\1/p' "$logfile" | head -1)"
-        PERCH_TCP_ADDR="$(sed -n 's/.*listening for SIP over plain TCP addr=Some(\([^)]*\)).*/\1/p' "$logfile" | head -1)"
+        PERCH_TLS_ADDR="$(sed -n 's/.*listening for SIP over TLS addr=\([^ ]*\).*/\1/p' "$logfile" | head -1)"
+        PERCH_TCP_ADDR="$(sed -n 's/.*listening for SIP over plain TCP addr=\([^ ]*\).*/\1/p' "$logfile" | head -1)"
         if [ -n "$PERCH_TLS_ADDR" ] && { [ "$want_tcp" = 0 ] || [ -n "$PERCH_TCP_ADDR" ]; }; then
             log "perch pid $PERCH_PID listening: tls=$PERCH_TLS_ADDR tcp=${PERCH_TCP_ADDR:-off}"
             return 0

@@ -37,6 +37,12 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create the store in the data directory (or bring its schema up to date) and exit.
+    /// `serve` does the same when it starts; `admin` needs a store that exists.
+    Init {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Run the server.
     Serve {
         #[command(flatten)]
@@ -160,8 +166,12 @@ impl From<String> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     let result = match cli.command {
+        Command::Init { common } => init(&common).map_err(Failure::from),
         Command::Serve {
             common,
             demo,
@@ -189,13 +199,65 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(common: &Common) -> Result<Config, String> {
-    let mut config =
-        Config::load(common.config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
+/// Help and version go to standard output with status 0; a usage error is one line on
+/// standard error and status 1, like every other refusal.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    // clap's message is its first paragraph; usage and tips follow blank lines.
+    let rendered = error.render().to_string();
+    let paragraph = rendered.split("\n\n").next().unwrap_or_default();
+    let message = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    let _ = writeln!(
+        std::io::stderr(),
+        "perch: {message} (perch --help, or --help after a command, lists what it takes)"
+    );
+    ExitCode::FAILURE
+}
+
+/// The configuration from the file, the environment and `--data`, over `defaults`.
+/// `PERCH_*` variables that name no setting are ignored, with a warning each.
+fn load_config(common: &Common, defaults: toml::Table) -> Result<Config, String> {
+    let loaded = Config::load_over(defaults, common.config.as_deref(), std::env::vars())
+        .map_err(|e| e.to_string())?;
+    for name in &loaded.ignored_variables {
+        let _ = writeln!(
+            std::io::stderr(),
+            "perch: warning: ignoring environment variable {name}: it names no setting"
+        );
+    }
+    let mut config = loaded.config;
     if let Some(data) = &common.data {
         config.data_dir = data.clone();
     }
     Ok(config)
+}
+
+fn init(common: &Common) -> Result<(), String> {
+    let config = load_config(common, toml::Table::new())?;
+    let existed = SqliteStore::exists(&config.data_dir);
+    let store = SqliteStore::open(&config.data_dir).map_err(|e| e.to_string())?;
+    store.close();
+    let verb = if existed { "is up to date" } else { "created" };
+    let _ = writeln!(
+        std::io::stdout(),
+        "store in {} {verb}",
+        config.data_dir.display()
+    );
+    Ok(())
 }
 
 /// Standard error for log lines, with every write error swallowed. A log that cannot be
@@ -233,30 +295,41 @@ fn init_logging(config: &Config, json: bool) {
 
 /// `demo`: `None` for a normal server, `Some(trust_loopback)` for `--demo`.
 fn serve(common: &Common, demo: Option<bool>, log_json: bool) -> Result<(), Failure> {
-    let mut config = load_config(common)?;
-    if let Some(trust_loopback) = demo {
-        perch::app::admin::demo::prepare_config(&mut config, common.data.is_some(), trust_loopback);
+    let defaults = match demo {
+        Some(_) => perch::app::admin::demo::config_defaults(),
+        None => toml::Table::new(),
+    };
+    let mut config = load_config(common, defaults)?;
+    if demo == Some(true) {
+        perch::app::admin::demo::trust_loopback(&mut config);
     }
     let demo = demo.is_some();
     init_logging(&config, log_json);
     raise_open_file_limit();
+    // Sockets and a configured certificate first: nothing is created on disk for a server
+    // that cannot start.
+    let prepared = server::prepare(&config).map_err(|e| e.to_string())?;
+    let new_store = !SqliteStore::exists(&config.data_dir);
     let sqlite = SqliteStore::open(&config.data_dir).map_err(|e| e.to_string())?;
     let store_died = sqlite.writer_died();
     let store: Arc<dyn Store> = Arc::new(sqlite);
-    if demo {
-        perch::app::admin::demo::provision(store.as_ref()).map_err(|e| e.to_string())?;
+    if demo && new_store {
+        perch::app::admin::demo::provision(store.as_ref(), &config.domain)
+            .map_err(|e| e.to_string())?;
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start: {e}"))?;
     runtime.block_on(async {
-        let running = server::start(&config, store)
+        let stop = stop_signal();
+        let running = server::start_prepared(&config, store.clone(), prepared)
             .await
             .map_err(|e| e.to_string())?;
         if demo {
-            let instructions = perch::app::admin::demo::instructions(&config, &running);
+            let instructions =
+                perch::app::admin::demo::instructions(&config, &running, store.as_ref());
             let _ = writeln!(std::io::stdout(), "{instructions}");
         }
         tokio::select! {
-            () = wait_for_signal() => {
+            () = stop => {
                 tracing::info!("shutting down");
                 running.shutdown().await;
                 tracing::info!("stopped");
@@ -277,25 +350,24 @@ fn serve(common: &Common, demo: Option<bool>, log_json: bool) -> Result<(), Fail
     })
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+/// Registers for SIGTERM and SIGINT at once, so that a signal arriving before the server
+/// has announced itself stops it gracefully too; resolves when one arrives. Must be called
+/// inside the runtime.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            // Without handlers the default action (ending the process) still applies.
+            _ => std::future::pending().await,
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -308,12 +380,19 @@ fn raise_open_file_limit() {
 }
 
 fn run_admin(common: &Common, command: AdminCommand) -> Result<(), String> {
-    let config = load_config(common)?;
+    let config = load_config(common, toml::Table::new())?;
+    // An edit in a store the server never reads would look like it worked.
+    if !SqliteStore::exists(&config.data_dir) {
+        return Err(format!(
+            "no store in {}: give the server's data directory (--data DIR, or data_dir in --config), or create one with `perch init`",
+            config.data_dir.display()
+        ));
+    }
     let store = SqliteStore::open(&config.data_dir).map_err(|e| e.to_string())?;
     // The chat-model commands work on the model as stored when they start.
     let model = || admin::Context::load(&store, &config.domain);
     let lines = match command {
-        AdminCommand::User(command) => run_user(&store, command).map(|()| Vec::new()),
+        AdminCommand::User(command) => run_user(&store, &config.domain, command),
         AdminCommand::Group(command) => model().and_then(|ctx| admin::group::run(&ctx, command)),
         AdminCommand::Policy(command) => model().and_then(|ctx| admin::policy::run(&ctx, command)),
         AdminCommand::Config(command) => model().and_then(|ctx| admin::config::run(&ctx, command)),
@@ -325,12 +404,20 @@ fn run_admin(common: &Common, command: AdminCommand) -> Result<(), String> {
     };
     store.close();
     for line in lines.map_err(|e| e.to_string())? {
-        println!("{line}");
+        // A closed pipe (`perch admin room list | head`) ends the listing, not in a panic.
+        if writeln!(std::io::stdout(), "{line}").is_err() {
+            break;
+        }
     }
     Ok(())
 }
 
-fn run_user(store: &dyn Store, command: UserCommand) -> Result<(), AdminError> {
+fn run_user(
+    store: &dyn Store,
+    domain: &str,
+    command: UserCommand,
+) -> Result<Vec<String>, AdminError> {
+    let mut lines = Vec::new();
     match command {
         UserCommand::Add {
             uri,
@@ -351,7 +438,14 @@ fn run_user(store: &dyn Store, command: UserCommand) -> Result<(), AdminError> {
                 password.as_deref(),
                 !disabled,
             )?;
-            println!("added sip:{}", user.aor);
+            lines.push(format!("added sip:{}", user.aor));
+            if !user.aor.ends_with(&format!("@{domain}")) {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "perch: warning: sip:{} is not in the server's domain {domain}: it cannot sign in to this server",
+                    user.aor
+                );
+            }
         }
         UserCommand::Set {
             uri,
@@ -380,30 +474,36 @@ fn run_user(store: &dyn Store, command: UserCommand) -> Result<(), AdminError> {
                 password.as_deref(),
                 enabled,
             )?;
-            println!("updated sip:{}", user.aor);
+            lines.push(format!("updated sip:{}", user.aor));
         }
         UserCommand::Remove { uri } => {
-            perch::core::service::remove_user(store, &uri)?;
-            println!("removed {uri}");
+            let snapshot = perch::core::Snapshot::from_model(store.load_model()?);
+            let removed = perch::core::service::remove_user(store, &snapshot, &uri)?;
+            lines.push(format!("removed sip:{}", removed.aor));
+            for (kind, names) in [
+                ("rooms", &removed.rooms),
+                ("categories", &removed.categories),
+                ("groups", &removed.groups),
+            ] {
+                if !names.is_empty() {
+                    lines.push(format!("removed from {kind}: {}", names.join(", ")));
+                }
+            }
         }
         UserCommand::Prefs { uri, clear: false } => {
             for entry in perch::core::service::preferences(store, &uri)? {
-                println!("{}\t{}\t{}", entry.label, entry.seqid, entry.bytes);
+                lines.push(format!("{}\t{}\t{}", entry.label, entry.seqid, entry.bytes));
             }
         }
         UserCommand::Prefs { uri, clear: true } => {
             let (aor, removed) = perch::core::service::clear_preferences(store, &uri)?;
-            println!("removed {removed} preferences of sip:{aor}");
+            lines.push(format!("removed {removed} preferences of sip:{aor}"));
         }
         UserCommand::Unlock { uri } => {
             let aor = perch::core::service::unlock_user(store, &uri)?;
-            println!("unlocked sip:{aor}");
+            lines.push(format!("unlocked sip:{aor}"));
         }
-        UserCommand::List => {
-            for line in admin::user::list(store)? {
-                println!("{line}");
-            }
-        }
+        UserCommand::List => lines = admin::user::list(store)?,
     }
-    Ok(())
+    Ok(lines)
 }

@@ -108,6 +108,7 @@ domain = "$DOMAIN"
 tcp = "127.0.0.1:0"
 tls = "127.0.0.1:0"
 EOF
+"$PERCH" init --data "$DATA" >&2  # admin needs a store; serve would make one later
 printf '%s\n' "$PASSWORD" | "$PERCH" admin --data "$DATA" user add "$USER_PART@$DOMAIN" --password-stdin >&2
 : >"$SERVER_LOG"  # exists before start_perch first reads it (it runs under pipefail)
 start_perch "$CONFIG" "$DATA" "$SERVER_LOG"

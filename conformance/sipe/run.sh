@@ -46,6 +46,7 @@ tcp = "127.0.0.1:0"
 EOF
 # Each user's password is its local part plus "-pw" (alice-pw).
 password_of() { printf '%s-pw' "${1%@*}"; }
+"$PERCH" init --data "$DATA" >&2  # admin needs a store; serve would make one later
 for u in "${USERS[@]}" carol@example.test; do
     password_of "$u" | "$PERCH" admin --data "$DATA" user add "$u" --password-stdin >&2
 done

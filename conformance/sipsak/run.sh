@@ -79,6 +79,7 @@ tls = "127.0.0.1:0"
 # the generated certificate also names the domain, so sipsak can verify it for sip:$DOMAIN
 dev_cert_names = ["$DOMAIN"]
 EOF
+"$PERCH" init --data "$DATA" >&2  # admin needs a store; serve would make one later
 printf '%s\n' "$PASSWORD" | "$PERCH" admin --data "$DATA" user add "$USER_PART@$DOMAIN" --password-stdin >&2
 start_perch "$CONFIG" "$DATA" "$RESULTS/perch-sipsak.log"
 CERT="$DATA/dev-cert.pem"

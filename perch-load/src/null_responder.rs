@@ -144,7 +144,7 @@ pub async fn serve(options: NullOptions) -> Result<(), NullError> {
     })?;
     let acceptor = match &options.tls_dir {
         Some(dir) => {
-            let paths = perch::net::tls::ensure_dev_certificate(dir, &[])?;
+            let paths = perch::net::tls::ensure_dev_certificate(dir, "localhost", &[])?;
             Some(TlsAcceptor::from(perch::net::tls::server_config(&paths)?))
         }
         None => None,

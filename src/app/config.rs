@@ -17,6 +17,7 @@ pub struct Config {
     /// The chat endpoint clients INVITE; default `ocschat@<domain>`.
     pub chat_uri: Option<String>,
     /// Networks whose REGISTER is accepted without a challenge.
+    #[serde(deserialize_with = "networks")]
     pub trusted_networks: Vec<IpNet>,
     pub listen: Listen,
     pub tls: Tls,
@@ -274,12 +275,30 @@ pub enum ConfigError {
 /// Values are read as TOML (`["127.0.0.0/8"]`, `5000`) and otherwise as plain strings.
 pub const ENV_PREFIX: &str = "PERCH_";
 
+/// A loaded configuration, and the `PERCH_*` variables that name no setting (ignored, so
+/// that a variable meant for something else never stops perch; the caller warns).
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub ignored_variables: Vec<String>,
+}
+
 impl Config {
     /// Loads the file (if any), then applies environment overrides, then validates.
     pub fn load(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Loaded, ConfigError> {
+        Self::load_over(toml::Table::new(), path, env)
+    }
+
+    /// Like [`Config::load`], with `defaults` under the file and the environment (the
+    /// demo's loopback listeners and domain).
+    pub fn load_over(
+        defaults: toml::Table,
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
         let (text, origin) = match path {
             Some(path) => (
                 std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -290,35 +309,81 @@ impl Config {
             ),
             None => (String::new(), "configuration".to_owned()),
         };
-        let mut table: toml::Table =
+        Self::from_text(defaults, &text, origin, env)
+    }
+
+    /// The file's `text` (from `origin`) over `defaults`, then the environment.
+    fn from_text(
+        defaults: toml::Table,
+        text: &str,
+        origin: String,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let file: toml::Table =
             text.parse()
                 .map_err(|e: toml::de::Error| ConfigError::Invalid {
                     origin: origin.clone(),
                     message: one_line(&e.to_string()),
                 })?;
-        for (name, value) in env {
-            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
+        let mut table = defaults;
+        merge(&mut table, file);
+        let mut config = deserialize(&table).map_err(|message| ConfigError::Invalid {
+            origin: origin.clone(),
+            message,
+        })?;
+        // Each variable is applied on its own, so that an error names the one at fault.
+        let file_valid = config.validate().is_ok();
+        let mut ignored_variables = Vec::new();
+        let mut applied: Vec<(String, String)> = Vec::new();
+        let mut variables: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+            .collect();
+        variables.sort();
+        for (name, value) in variables {
+            let blame = |message| ConfigError::Invalid {
+                origin: format!("environment variable {name}"),
+                message,
             };
+            let key = &name[ENV_PREFIX.len()..];
             let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
-            set_path(&mut table, &path, parse_env_value(&value)).map_err(|message| {
-                ConfigError::Invalid {
-                    origin: format!("environment variable {name}"),
-                    message,
-                }
-            })?;
+            if !is_setting(&path) {
+                ignored_variables.push(name);
+                continue;
+            }
+            set_path(&mut table, &path, parse_env_value(&value)).map_err(blame)?;
+            config = deserialize(&table).map_err(blame)?;
+            applied.push((name, path.join(".")));
         }
-        let config: Config =
-            table
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                    origin: origin.clone(),
-                    message: one_line(&e.to_string()),
-                })?;
-        config
-            .validate()
-            .map_err(|message| ConfigError::Invalid { origin, message })?;
-        Ok(config)
+        config.validate().map_err(|message| {
+            // Settings that only make sense together (tls.cert and tls.key) are checked
+            // once all are applied: blame the variables the message names, or all of them.
+            let origin = if file_valid && !applied.is_empty() {
+                let named: Vec<&str> = applied
+                    .iter()
+                    .filter(|(_, key)| message.contains(&format!("`{key}`")))
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                let names = if named.is_empty() {
+                    applied.iter().map(|(name, _)| name.as_str()).collect()
+                } else {
+                    named
+                };
+                let noun = if names.len() == 1 {
+                    "variable"
+                } else {
+                    "variables"
+                };
+                format!("environment {noun} {}", names.join(", "))
+            } else {
+                origin
+            };
+            ConfigError::Invalid { origin, message }
+        })?;
+        Ok(Loaded {
+            config,
+            ignored_variables,
+        })
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -424,6 +489,54 @@ impl Config {
     }
 }
 
+/// `trusted_networks`: `a.b.c.d/n` or an IPv6 prefix; a bare address is a network of one.
+fn networks<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{text:?} is not a network: write a.b.c.d/n (like 10.0.0.0/8) or an IPv6 prefix (like fd00::/8)"
+                    ))
+                })
+        })
+        .collect()
+}
+
+fn deserialize(table: &toml::Table) -> Result<Config, String> {
+    table
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| one_line(&e.to_string()))
+}
+
+/// Whether a key path names a setting: a table holding just that key (with a value of any
+/// type) fails only for its value, never as an unknown field.
+fn is_setting(path: &[String]) -> bool {
+    let mut probe = toml::Table::new();
+    if path.iter().any(String::is_empty)
+        || set_path(&mut probe, path, toml::Value::Boolean(false)).is_err()
+    {
+        return false;
+    }
+    !deserialize(&probe).is_err_and(|message| message.contains("unknown field"))
+}
+
+/// Lays `over` on `base`, table by table.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(value)) => merge(inner, value),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -456,12 +569,12 @@ mod tests {
     use super::*;
 
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let dir = std::env::temp_dir().join(format!("perch-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{}.toml", text.len()));
-        std::fs::write(&path, text).unwrap();
+        load_loaded(text, env).map(|loaded| loaded.config)
+    }
+
+    fn load_loaded(text: &str, env: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        Config::load(Some(&path), env)
+        Config::from_text(toml::Table::new(), text, "perch.toml".into(), env)
     }
 
     #[test]
@@ -481,6 +594,82 @@ mod tests {
         assert_eq!(config.trusted_networks.len(), 1);
         assert_eq!(config.chat_aor(), "ocschat@corp.test");
         assert_eq!(config.registrar.default_expires_secs, 3600);
+    }
+
+    #[test]
+    fn variables_are_blamed_by_name_and_unknown_ones_ignored() {
+        let loaded = load_loaded(
+            "domain = \"corp.test\"\n",
+            &[
+                ("PERCH_FOO", "1"),
+                ("PERCH_LIMITS__NO_SUCH_LIMIT", "1"),
+                ("PERCH_", "1"),
+                ("PERCH_LIMITS__MAX_HEADERS", "50"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.ignored_variables,
+            ["PERCH_", "PERCH_FOO", "PERCH_LIMITS__NO_SUCH_LIMIT"]
+        );
+        assert_eq!(loaded.config.limits.max_headers, 50);
+        for (name, value, key) in [
+            ("PERCH_LIMITS__MAX_HEADERS", "many", "max_headers"),
+            ("PERCH_DOMAIN", "bad domain", "domain"),
+            ("PERCH_LIMITS__MAX_HEADERS", "0", "max_headers"),
+            ("PERCH_DOMAIN__SUB", "x", "domain"),
+        ] {
+            let err = load("", &[(name, value)]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("environment variable {name}: ")) && err.contains(key),
+                "{err}"
+            );
+        }
+        // The file's own mistakes are the file's.
+        let err = load("domain = \"bad domain\"\n", &[("PERCH_FOO", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("perch.toml: "), "{err}");
+    }
+
+    #[test]
+    fn trusted_networks_errors_show_the_value_and_the_form() {
+        let err = load("trusted_networks = [\"10.0.0.0/33\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"10.0.0.0/33\"") && err.contains("a.b.c.d/n"),
+            "{err}"
+        );
+        let config = load("trusted_networks = [\"192.0.2.7\", \"fd00::/8\"]\n", &[]).unwrap();
+        let nets: Vec<String> = config
+            .trusted_networks
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["192.0.2.7/32", "fd00::/8"]);
+    }
+
+    #[test]
+    fn defaults_lie_under_the_file_and_the_environment() {
+        let mut defaults = toml::Table::new();
+        defaults.insert("domain".into(), toml::Value::String("demo.test".into()));
+        let mut listen = toml::Table::new();
+        listen.insert("tls".into(), toml::Value::String("127.0.0.1:5061".into()));
+        listen.insert("tcp".into(), toml::Value::String("127.0.0.1:5060".into()));
+        defaults.insert("listen".into(), toml::Value::Table(listen));
+        let env = [("PERCH_LISTEN__TCP".to_owned(), "127.0.0.1:6060".to_owned())];
+        let config = Config::from_text(
+            defaults,
+            "[listen]\ntls = \"127.0.0.1:6061\"\n",
+            "perch.toml".into(),
+            env,
+        )
+        .unwrap()
+        .config;
+        assert_eq!(config.domain, "demo.test");
+        assert_eq!(config.listen.tls, Some("127.0.0.1:6061".parse().unwrap()));
+        assert_eq!(config.listen.tcp, Some("127.0.0.1:6060".parse().unwrap()));
     }
 
     #[test]

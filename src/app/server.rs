@@ -32,11 +32,50 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("key `{key}`: cannot listen on {addr}: {source}")]
     Bind {
+        key: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("keys `tls.cert` and `tls.key`: {0}")]
+    Certificate(TlsError),
+}
+
+/// What `serve` takes and checks before it touches the data directory: the listening
+/// sockets and a configured certificate. A port in use or a missing certificate then stops
+/// perch with nothing created.
+pub struct Prepared {
+    tls: Option<std::net::TcpListener>,
+    tcp: Option<std::net::TcpListener>,
+    certificate: Option<(CertificatePaths, Arc<rustls::ServerConfig>)>,
+}
+
+pub fn prepare(config: &Config) -> Result<Prepared, ServeError> {
+    let bind = |key, addr: Option<SocketAddr>| {
+        addr.map(|addr| {
+            std::net::TcpListener::bind(addr)
+                .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+                .map_err(|source| ServeError::Bind { key, addr, source })
+        })
+        .transpose()
+    };
+    let certificate = match (&config.tls.cert, &config.tls.key, config.listen.tls) {
+        (Some(cert), Some(key), Some(_)) => {
+            let paths = CertificatePaths {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            let tls_config = tls::server_config(&paths).map_err(ServeError::Certificate)?;
+            Some((paths, tls_config))
+        }
+        _ => None,
+    };
+    Ok(Prepared {
+        tls: bind("listen.tls", config.listen.tls)?,
+        tcp: bind("listen.tcp", config.listen.tcp)?,
+        certificate,
+    })
 }
 
 pub struct RunningServer {
@@ -97,7 +136,16 @@ pub fn assemble(config: &Config, store: Arc<dyn Store>) -> Result<Assembled, Sto
     Ok(Assembled { model, core, lync })
 }
 
+/// Binds, then starts serving `store` (what tests and benchmarks call).
 pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServer, ServeError> {
+    start_prepared(config, store, prepare(config)?).await
+}
+
+pub async fn start_prepared(
+    config: &Config,
+    store: Arc<dyn Store>,
+    prepared: Prepared,
+) -> Result<RunningServer, ServeError> {
     let Assembled { model, core, lync } = assemble(config, store.clone())?;
     let session_shared = lync.clone();
     let lync = Arc::new(LyncProtocol::new(lync));
@@ -123,22 +171,28 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServ
         store: store.clone(),
     };
 
-    if let Some(addr) = config.listen.tls {
-        let paths = match (&config.tls.cert, &config.tls.key) {
-            (Some(cert), Some(key)) => CertificatePaths {
-                cert: cert.clone(),
-                key: key.clone(),
-            },
-            _ => tls::ensure_dev_certificate(&config.data_dir, &config.tls.dev_cert_names)?,
+    if let Some(listener) = prepared.tls {
+        let (paths, tls_config) = match prepared.certificate {
+            Some(configured) => configured,
+            None => {
+                let paths = tls::ensure_dev_certificate(
+                    &config.data_dir,
+                    &config.domain,
+                    &config.tls.dev_cert_names,
+                )?;
+                let tls_config = tls::server_config(&paths)?;
+                (paths, tls_config)
+            }
         };
-        let tls_config = tls::server_config(&paths)?;
         if let Some(cert) = tls::load_certificates(&paths.cert)?.first() {
             tracing::info!(cert = %paths.cert.display(), sha256 = %tls::fingerprint(cert), "TLS certificate");
         }
-        let listener = bind(addr).await?;
+        let listener = tokio_listener(listener, "listen.tls")?;
         server.tls_addr = listener.local_addr().ok();
         server.certificate = Some(paths);
-        tracing::info!(addr = ?server.tls_addr, "listening for SIP over TLS");
+        if let Some(addr) = server.tls_addr {
+            tracing::info!(%addr, "listening for SIP over TLS");
+        }
         tasks.spawn(accept_loop(
             listener,
             Transport::Tls,
@@ -149,10 +203,12 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServ
             shutdown_rx.clone(),
         ));
     }
-    if let Some(addr) = config.listen.tcp {
-        let listener = bind(addr).await?;
+    if let Some(listener) = prepared.tcp {
+        let listener = tokio_listener(listener, "listen.tcp")?;
         server.tcp_addr = listener.local_addr().ok();
-        tracing::info!(addr = ?server.tcp_addr, "listening for SIP over plain TCP");
+        if let Some(addr) = server.tcp_addr {
+            tracing::info!(%addr, "listening for SIP over plain TCP");
+        }
         tasks.spawn(accept_loop(
             listener,
             Transport::Tcp,
@@ -174,10 +230,14 @@ pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<RunningServ
     Ok(server)
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })
+fn tokio_listener(
+    listener: std::net::TcpListener,
+    key: &'static str,
+) -> Result<TcpListener, ServeError> {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    TcpListener::from_std(listener).map_err(|source| ServeError::Bind { key, addr, source })
 }
 
 fn session_settings(config: &Config) -> SessionSettings {

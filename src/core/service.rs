@@ -104,17 +104,7 @@ pub fn save_room(
     existing: Option<&str>,
     change: RoomChange,
 ) -> Result<SavedRoom, ServiceError> {
-    let before = existing
-        .map(|name| managed_room(snapshot, actor, name))
-        .transpose()?;
-    let outcome = manage::room(snapshot, existing, &new_room_uid(), change)?;
-    if let Actor::User(user) = actor {
-        let category = snapshot
-            .category(outcome.room.category)
-            .ok_or_else(|| ManageError::NotFound("category".into()))?;
-        policy::check_room_change(snapshot, user, before, category)
-            .map_err(ServiceError::Denied)?;
-    }
+    let outcome = decide_room(snapshot, actor, existing, change)?;
     let removed = outcome.removed;
     let room = wait(store.save_room(outcome.room))?;
     let invited = outcome.invite.len();
@@ -128,6 +118,42 @@ pub fn save_room(
         removed,
         invited,
     })
+}
+
+/// What [`save_room`] would do, without doing it (`--dry-run`).
+pub fn preview_room(
+    snapshot: &Snapshot,
+    actor: &Actor,
+    existing: Option<&str>,
+    change: RoomChange,
+) -> Result<SavedRoom, ServiceError> {
+    let outcome = decide_room(snapshot, actor, existing, change)?;
+    Ok(SavedRoom {
+        room: outcome.room,
+        created: existing.is_none(),
+        removed: outcome.removed,
+        invited: outcome.invite.len(),
+    })
+}
+
+fn decide_room(
+    snapshot: &Snapshot,
+    actor: &Actor,
+    existing: Option<&str>,
+    change: RoomChange,
+) -> Result<manage::RoomOutcome, ServiceError> {
+    let before = existing
+        .map(|name| managed_room(snapshot, actor, name))
+        .transpose()?;
+    let outcome = manage::room(snapshot, existing, &new_room_uid(), change)?;
+    if let Actor::User(user) = actor {
+        let category = snapshot
+            .category(outcome.room.category)
+            .ok_or_else(|| ManageError::NotFound("category".into()))?;
+        policy::check_room_change(snapshot, user, before, category)
+            .map_err(ServiceError::Denied)?;
+    }
+    Ok(outcome)
 }
 
 /// Removes a room and its history.
@@ -239,6 +265,20 @@ pub fn save_category(
         category,
         created: existing.is_none(),
         purged,
+    })
+}
+
+/// What [`save_category`] would do, without doing it (`--dry-run`).
+pub fn preview_category(
+    snapshot: &Snapshot,
+    existing: Option<&str>,
+    change: CategoryChange,
+) -> Result<SavedCategory, ServiceError> {
+    let (category, purged) = manage::category(snapshot, existing, change)?;
+    Ok(SavedCategory {
+        category,
+        created: existing.is_none(),
+        purged: purged.into_iter().map(|p| (p.room, p.removed)).collect(),
     })
 }
 
@@ -525,10 +565,66 @@ pub fn unlock_user(store: &dyn Store, name: &str) -> Result<String, ServiceError
     Ok(wait(store.update_user(&aor, change))?.aor)
 }
 
-pub fn remove_user(store: &dyn Store, name: &str) -> Result<String, ServiceError> {
+/// A removed user, and where they were named (each list now without them).
+#[derive(Debug, Default)]
+pub struct RemovedUser {
+    pub aor: String,
+    pub rooms: Vec<String>,
+    pub categories: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+/// Removes a user, and takes them off every room, category and group that names them: a
+/// list naming someone who no longer exists misleads whoever reads it, and would hand a
+/// later user of the same name the old one's rights.
+pub fn remove_user(
+    store: &dyn Store,
+    snapshot: &Snapshot,
+    name: &str,
+) -> Result<RemovedUser, ServiceError> {
     let aor = user_name(name)?;
     wait(store.remove_user(&aor))?;
-    Ok(aor)
+    let principal = Principal::User(aor.clone());
+    // Every list keeps its other entries; `true` when the user was on it.
+    let strip = |lists: &mut [&mut Vec<Principal>]| {
+        let mut named = false;
+        for list in lists.iter_mut() {
+            let before = list.len();
+            list.retain(|p| p != &principal);
+            named |= list.len() != before;
+        }
+        named
+    };
+    let mut removed = RemovedUser {
+        aor: aor.clone(),
+        ..RemovedUser::default()
+    };
+    for room in snapshot.rooms() {
+        let mut room = room.clone();
+        if strip(&mut [&mut room.members, &mut room.managers, &mut room.presenters]) {
+            removed.rooms.push(room.name.clone());
+            wait(store.save_room(room))?;
+        }
+    }
+    for category in snapshot.categories() {
+        let mut category = category.clone();
+        if strip(&mut [
+            &mut category.allowed,
+            &mut category.denied,
+            &mut category.creators,
+        ]) {
+            removed.categories.push(category.name.clone());
+            wait(store.save_category(category))?;
+        }
+    }
+    for group in snapshot.directory.groups() {
+        let mut group = group.clone();
+        if strip(&mut [&mut group.members]) {
+            removed.groups.push(group.name.clone());
+            wait(store.save_group(group))?;
+        }
+    }
+    Ok(removed)
 }
 
 pub fn users(store: &dyn Store) -> Result<Vec<UserRecord>, ServiceError> {

@@ -168,9 +168,40 @@ fn users_get_every_verifier_from_their_password() {
         add_user(&scene.store, "not a user", None, None, true),
         Err(ServiceError::Invalid(_))
     ));
-    assert_eq!(
-        remove_user(&scene.store, "new@example.test").unwrap(),
-        "new@example.test"
-    );
+    let removed = remove_user(&scene.store, &scene.snapshot(), "new@example.test").unwrap();
+    assert_eq!(removed.aor, "new@example.test");
     assert!(scene.store.user("new@example.test").unwrap().is_none());
+}
+
+#[test]
+fn a_removed_user_leaves_every_list_that_named_them() {
+    let scene = Scene::new();
+    let snapshot = scene.snapshot();
+    let mut crew = Group {
+        name: "crew".into(),
+        description: String::new(),
+        members: vec![
+            Principal::User(MANAGER.into()),
+            Principal::User(MEMBER.into()),
+        ],
+    };
+    wait(scene.store.save_group(crew.clone())).unwrap();
+    let mut eng = snapshot.category_by_name("Eng").unwrap().clone();
+    eng.denied = vec![Principal::User(MANAGER.into())];
+    wait(scene.store.save_category(eng)).unwrap();
+
+    let removed = remove_user(&scene.store, &scene.snapshot(), MANAGER).unwrap();
+    assert_eq!(removed.rooms, ["Hideout", "Lobby"]);
+    assert_eq!(removed.categories, ["Eng"]);
+    assert_eq!(removed.groups, ["crew"]);
+    let after = scene.snapshot();
+    let gone = Principal::User(MANAGER.into());
+    for room in after.rooms() {
+        assert!(!room.managers.contains(&gone), "{}", room.name);
+    }
+    let hideout = after.room_by_name("Hideout").unwrap();
+    assert_eq!(hideout.members, [Principal::User(MEMBER.into())]);
+    assert!(after.category_by_name("Eng").unwrap().denied.is_empty());
+    crew.members.remove(0);
+    assert_eq!(after.directory.group("crew").unwrap().members, crew.members);
 }

@@ -39,10 +39,12 @@ pub struct CertificatePaths {
     pub key: PathBuf,
 }
 
-/// Makes sure a development certificate exists in `data_dir`, generating one valid for
-/// `names` (plus localhost and the loopback addresses) if it does not.
+/// Makes sure a development certificate exists in `data_dir`, generating one for `domain`
+/// (its subject's common name) valid for the domain, `names`, localhost and the loopback
+/// addresses, if it does not.
 pub fn ensure_dev_certificate(
     data_dir: &Path,
+    domain: &str,
     names: &[String],
 ) -> Result<CertificatePaths, TlsError> {
     let paths = CertificatePaths {
@@ -52,16 +54,33 @@ pub fn ensure_dev_certificate(
     if paths.cert.exists() && paths.key.exists() {
         return Ok(paths);
     }
-    let mut subject_names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    subject_names.extend(names.iter().cloned());
-    let certified = rcgen::generate_simple_self_signed(subject_names)
-        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let mut subject_names: Vec<String> = vec![domain.to_owned()];
+    for name in names
+        .iter()
+        .map(String::as_str)
+        .chain(["localhost", "127.0.0.1", "::1"])
+    {
+        if !subject_names.iter().any(|known| known == name) {
+            subject_names.push(name.to_owned());
+        }
+    }
+    let generate = || -> Result<(String, String), rcgen::Error> {
+        let mut params = rcgen::CertificateParams::new(subject_names)?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, domain);
+        let key = rcgen::KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    let (cert_pem, key_pem) = generate().map_err(|e| TlsError::Generate(e.to_string()))?;
     std::fs::create_dir_all(data_dir).map_err(|source| TlsError::Write {
         path: data_dir.display().to_string(),
         source,
     })?;
-    write_private(&paths.key, certified.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(&paths.cert, certified.cert.pem()).map_err(|source| TlsError::Write {
+    write_private(&paths.key, key_pem.as_bytes())?;
+    std::fs::write(&paths.cert, cert_pem).map_err(|source| TlsError::Write {
         path: paths.cert.display().to_string(),
         source,
     })?;

@@ -20,6 +20,13 @@ impl Admin {
         let admin = Self {
             data: temp_dir(label),
         };
+        let init = Command::new(env!("CARGO_BIN_EXE_perch"))
+            .arg("init")
+            .arg("--data")
+            .arg(&admin.data)
+            .output()
+            .unwrap();
+        assert!(init.status.success(), "{init:?}");
         for user in ["alice", "bob", "carol"] {
             admin.ok(&format!("user add {user}@{DOMAIN} --no-password"));
         }
@@ -173,7 +180,14 @@ fn admin_room_lifecycle() {
         wait(post_message(&store, lobby.id, "alice@chat.test", ts, body)).unwrap();
     }
     store.close();
-    let cleared = a.ok("room clear Lobby --until 2025-01-01T00:00:00Z");
+    // Not on a terminal and without --yes: refused, nothing deleted.
+    a.fails(
+        "room clear Lobby --until 2025-01-01T00:00:00Z",
+        "not confirmed: delete messages up to the given time of room Lobby needs --yes",
+    );
+    let kept = read_history(&a.store(), lobby.id, HistoryQuery::Last(10));
+    assert_eq!(kept.len(), 2);
+    let cleared = a.ok("room clear Lobby --until 2025-01-01T00:00:00Z --yes");
     assert!(cleared.contains("deleted 1 message(s)"), "{cleared}");
     let left = read_history(&a.store(), lobby.id, HistoryQuery::Last(10));
     assert_eq!(
@@ -181,13 +195,17 @@ fn admin_room_lifecycle() {
         ["new"]
     );
     a.fails(
-        "room clear Lobby --until yesterday",
+        "room clear Lobby --until yesterday --yes",
         "\"yesterday\" is not an RFC 3339 time",
     );
-    assert!(a.ok("room clear Lobby").contains("deleted 1 message(s)"));
+    assert!(
+        a.ok("room clear Lobby --yes")
+            .contains("deleted 1 message(s)")
+    );
 
     a.fails("category remove Eng", "category Eng still has 1 room(s)");
-    a.ok("room remove Lobby");
+    a.fails("room remove Lobby", "not confirmed: remove room Lobby");
+    a.ok("room remove Lobby --yes");
     a.fails("room remove Lobby", "room Lobby does not exist");
     assert!(a.ok("category remove Eng").contains("removed category Eng"));
     a.fails("category remove Eng", "category Eng does not exist");
@@ -344,4 +362,70 @@ fn admin_addins() {
     );
     a.fails("addin remove Stocks", "add-in Stocks does not exist");
     assert!(a.prints("room show Ticker", "addin: "));
+}
+
+#[test]
+fn admin_room_moves_say_whom_they_remove_and_a_dry_run_changes_nothing() {
+    let a = Admin::new("admin-move");
+    a.ok("category create Eng");
+    a.ok("category set Eng --add-allowed domain:chat.test");
+    a.ok("category create Small");
+    a.ok("category set Small --add-allowed alice@chat.test");
+    a.ok("room create Team --category Eng --add-members alice@chat.test bob@chat.test");
+
+    let preview = a.ok("room set Team --category Small --dry-run");
+    assert!(preview.starts_with("would update room Team "), "{preview}");
+    assert!(
+        preview.contains("would remove (outside the new category's scope): sip:bob@chat.test"),
+        "{preview}"
+    );
+    assert!(a.prints("room show Team", "category: Eng"));
+    assert!(a.prints(
+        "room show Team",
+        "members: sip:alice@chat.test, sip:bob@chat.test"
+    ));
+
+    let moved = a.ok("room set Team --category Small");
+    assert!(
+        moved.contains("removed (outside the new category's scope): sip:bob@chat.test"),
+        "{moved}"
+    );
+    assert!(a.prints("room show Team", "members: sip:alice@chat.test"));
+
+    let preview = a.ok("category set Small --remove-allowed alice@chat.test --dry-run");
+    assert!(
+        preview.contains(
+            "would remove from room Team (outside the category's scope now): sip:alice@chat.test"
+        ),
+        "{preview}"
+    );
+    assert!(a.prints("room show Team", "members: sip:alice@chat.test"));
+}
+
+#[test]
+fn admin_user_remove_takes_the_user_off_every_list() {
+    let a = Admin::new("admin-user-remove");
+    a.ok("group add crew");
+    a.ok("group member add crew bob@chat.test carol@chat.test");
+    a.ok("category create Eng");
+    a.ok("category set Eng --add-allowed domain:chat.test --add-creators bob@chat.test");
+    a.ok("room create Team --category Eng --add-members alice@chat.test bob@chat.test --add-managers bob@chat.test");
+
+    let out = a.ok("user remove sip:BOB@chat.test");
+    assert_eq!(
+        out,
+        "removed sip:bob@chat.test\nremoved from rooms: Team\nremoved from categories: Eng\nremoved from groups: crew\n"
+    );
+    let shown = a.ok("room show Team");
+    assert!(!shown.contains("bob@"), "{shown}");
+    assert!(!a.ok("category show Eng").contains("bob@"));
+    assert!(!a.ok("group list").contains("bob@"));
+
+    // A user of another domain is added, with a warning that they cannot sign in here.
+    let out = a.run("user add eve@other.test --no-password");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "perch: warning: sip:eve@other.test is not in the server's domain chat.test: it cannot sign in to this server\n"
+    );
 }

@@ -12,6 +12,7 @@ mod layers;
 mod limits;
 mod load;
 mod ntlm;
+mod operator;
 mod registrar;
 mod search_cost;
 mod secrecy;

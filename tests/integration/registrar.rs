@@ -367,7 +367,8 @@ async fn rights_end_when_they_are_taken_away() {
                 .unwrap();
         }),
         ("remove", |store| {
-            perch::core::service::remove_user(store, "alice@example.test").unwrap();
+            let snapshot = perch::core::Snapshot::from_model(store.load_model().unwrap());
+            perch::core::service::remove_user(store, &snapshot, "alice@example.test").unwrap();
         }),
     ];
     for (what, change) in changes {

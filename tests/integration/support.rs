@@ -92,21 +92,7 @@ impl TestServer {
     pub async fn tls(&self) -> Client {
         let addr = self.running().tls_addr().unwrap();
         let cert_path = &self.running().certificate().unwrap().cert;
-        let cert = perch::net::tls::load_certificates(cert_path).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::clone(&cert[0])).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let tls = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
+        let tls = tls_connect(addr, cert_path, "localhost").await.unwrap();
         Client::over(Box::new(tls), "tls")
     }
 
@@ -386,4 +372,27 @@ pub fn read_history(
     query: perch::core::ports::HistoryQuery,
 ) -> Vec<perch::core::ports::ChatMessage> {
     perch::core::ports::read_blocking(store.history(room_id, query)).unwrap()
+}
+
+/// A TLS connection to `addr` that trusts only the certificate in `cert_path` and checks
+/// that it names `name`, as a client that verifies names would.
+pub async fn tls_connect(
+    addr: std::net::SocketAddr,
+    cert_path: &std::path::Path,
+    name: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let cert = perch::net::tls::load_certificates(cert_path).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::clone(&cert[0])).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await?;
+    connector
+        .connect(ServerName::try_from(name.to_owned()).unwrap(), tcp)
+        .await
 }

@@ -49,6 +49,10 @@ pub enum Command {
         denied: DeniedFlags,
         #[command(flatten)]
         creators: CreatorFlags,
+        /// Say what the change would do (the principals it would take out of rooms)
+        /// without doing it.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Remove a category that holds no rooms.
     Remove { name: String },
@@ -88,6 +92,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
             allowed,
             denied,
             creators,
+            dry_run,
         } => {
             let current = found(snapshot.category_by_name(&name), "category", &name)?;
             let change = CategoryChange {
@@ -100,6 +105,10 @@ pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
                 denied: denied.edits(&current.denied)?,
                 creators: creators.edits(&current.creators)?,
             };
+            if dry_run {
+                let preview = service::preview_category(snapshot, Some(&name), change)?;
+                return Ok(report(&preview, "would update", "would remove"));
+            }
             save(ctx, Some(&name), change)
         }
         Command::Remove { name } => {
@@ -148,13 +157,17 @@ fn save(
 ) -> Result<Lines, AdminError> {
     let saved = service::save_category(ctx.store, &ctx.snapshot, existing, change)?;
     let verb = if saved.created { "created" } else { "updated" };
+    Ok(report(&saved, verb, "removed"))
+}
+
+fn report(saved: &service::SavedCategory, verb: &str, removal: &str) -> Lines {
     let mut lines = vec![format!("{verb} category {}", saved.category.name)];
     lines.extend(saved.purged.iter().map(|(room, removed)| {
         format!(
-            "removed from room {} (outside the category's scope now): {}",
+            "{removal} from room {} (outside the category's scope now): {}",
             room.name,
             super::names(removed)
         )
     }));
-    Ok(lines)
+    lines
 }

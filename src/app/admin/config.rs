@@ -11,8 +11,16 @@ use super::{AdminError, Context, Lines, show};
 pub enum Command {
     /// Show every setting with its current value.
     Show,
-    /// Set one setting, e.g. `DefaultChatHistory 100` (1 to 500).
-    Set { name: String, value: String },
+    /// Set one setting, e.g. `DefaultChatHistory 100`.
+    Set {
+        /// DefaultChatHistory (messages a joiner gets, 1-500), ParticipantUpdateLimit
+        /// (occupants above which roster notices stop), MaxFileSizeKB, MessageSizeLimit,
+        /// StorySizeLimit (bytes of a post), SearchLimit (results of a search).
+        #[arg(value_name = "SETTING")]
+        name: String,
+        /// A whole number.
+        value: String,
+    },
 }
 
 pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {

@@ -2,12 +2,14 @@
 //! passwords, which SIPE signs in with over NTLM and Digest clients with Digest. Loopback
 //! is trusted (no password needed) only with `--trust-loopback`.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::app::config::Config;
 use crate::app::server::RunningServer;
 use crate::core::Snapshot;
+use crate::core::credentials::NtHash;
 use crate::core::ids::new_room_uid;
 use crate::core::ids::now_ticks;
 use crate::core::manage::{self, CategoryChange, ListEdit, RoomChange};
@@ -23,40 +25,44 @@ pub const DEMO_USERS: &[(&str, &str, &str)] = &[
     ("carol", "carol-demo", "Carol Demo"),
 ];
 
-/// Adjusts a configuration for the demo: loopback listeners (TLS 5061, TCP 5060), the demo
-/// domain, its own data directory unless one was given, and loopback trusted only when
-/// asked for.
-pub fn prepare_config(config: &mut Config, data_given: bool, trust_loopback: bool) {
-    config.domain = DEMO_DOMAIN.into();
-    if !data_given {
-        config.data_dir = PathBuf::from("perch-demo-data");
-    }
-    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
-    config.listen.tls = Some(loopback(5061));
-    if config.listen.tcp.is_none() {
-        config.listen.tcp = Some(loopback(5060));
-    }
-    if !trust_loopback {
-        return;
-    }
-    for net in ["127.0.0.0/8", "::1/128"] {
-        if let Ok(net) = net.parse()
-            && !config.trusted_networks.contains(&net)
-        {
+/// What the demo sets unless the configuration file, a `PERCH_*` variable or `--data` says
+/// otherwise: the demo domain, its own data directory, and loopback listeners (TLS 5061,
+/// TCP 5060).
+pub fn config_defaults() -> toml::Table {
+    let text = |value: &str| toml::Value::String(value.to_owned());
+    let mut listen = toml::Table::new();
+    listen.insert("tls".into(), text("127.0.0.1:5061"));
+    listen.insert("tcp".into(), text("127.0.0.1:5060"));
+    let mut table = toml::Table::new();
+    table.insert("domain".into(), text(DEMO_DOMAIN));
+    table.insert("data_dir".into(), text("perch-demo-data"));
+    table.insert("listen".into(), toml::Value::Table(listen));
+    table
+}
+
+/// `--trust-loopback`: clients on this machine sign in as anyone without a password.
+pub fn trust_loopback(config: &mut Config) {
+    let loopback: [IpNet; 2] = [
+        IpNet::from(Ipv4Net::new_assert(Ipv4Addr::LOCALHOST, 8)),
+        IpNet::from(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
+    ];
+    for net in loopback {
+        if !config.trusted_networks.contains(&net) {
             config.trusted_networks.push(net);
         }
     }
 }
 
-/// Creates what the demo needs and does not have yet: users, a category, rooms, history.
-pub fn provision(store: &dyn Store) -> Result<(), String> {
-    provision_users(store).map_err(|e| e.to_string())?;
-    provision_rooms(store)
+/// Fills a new store with the demo's users, category, rooms and history. Only a new one:
+/// what an administrator changed or removed afterwards stays as they left it.
+pub fn provision(store: &dyn Store, domain: &str) -> Result<(), String> {
+    provision_users(store, domain).map_err(|e| e.to_string())?;
+    provision_rooms(store, domain)
 }
 
-fn provision_users(store: &dyn Store) -> Result<(), StoreError> {
+fn provision_users(store: &dyn Store, domain: &str) -> Result<(), StoreError> {
     for (user, password, name) in DEMO_USERS {
-        let aor = format!("{user}@{DEMO_DOMAIN}");
+        let aor = format!("{user}@{domain}");
         if store.user(&aor)?.is_none() {
             wait(store.add_user(crate::core::ports::UserRecord {
                 unlocked_at: 0,
@@ -91,7 +97,7 @@ const DEMO_ROOMS: &[DemoRoom] = &[
         RoomType::Normal,
         &[],
         &[],
-        "Open to everyone at example.test",
+        "Open to everyone in the domain",
     ),
     (
         "Team",
@@ -128,19 +134,19 @@ const DEMO_HISTORY: &[(&str, &str)] = &[
     ),
 ];
 
-fn provision_rooms(store: &dyn Store) -> Result<(), String> {
+fn provision_rooms(store: &dyn Store, domain: &str) -> Result<(), String> {
     let snapshot = || {
         store
             .load_model()
             .map(Snapshot::from_model)
             .map_err(|e| e.to_string())
     };
-    let user = |name: &str| Principal::User(format!("{name}@{DEMO_DOMAIN}"));
+    let user = |name: &str| Principal::User(format!("{name}@{domain}"));
     if snapshot()?.category_by_name(DEMO_CATEGORY).is_none() {
         let change = CategoryChange {
             name: Some(DEMO_CATEGORY.into()),
             description: Some("Rooms of the perch demo".into()),
-            allowed: vec![ListEdit::Add(vec![Principal::Domain(DEMO_DOMAIN.into())])],
+            allowed: vec![ListEdit::Add(vec![Principal::Domain(domain.into())])],
             creators: vec![ListEdit::Add(vec![user("alice")])],
             ..CategoryChange::default()
         };
@@ -171,7 +177,7 @@ fn provision_rooms(store: &dyn Store) -> Result<(), String> {
                 let pending = store.append_message(ChatMessage {
                     id: 0,
                     room_id: room.id,
-                    author: format!("{author}@{DEMO_DOMAIN}"),
+                    author: format!("{author}@{domain}"),
                     ts: now_ticks(),
                     text: (*text).to_owned(),
                     extension: None,
@@ -183,7 +189,25 @@ fn provision_rooms(store: &dyn Store) -> Result<(), String> {
     Ok(())
 }
 
-pub fn instructions(config: &Config, server: &RunningServer) -> String {
+/// The demo user's line for the banner, as the store has them now: an administrator may
+/// have changed a password or removed a user since the store was made.
+fn user_line(store: &dyn Store, domain: &str, user: &str, password: &str) -> Option<String> {
+    let aor = format!("{user}@{domain}");
+    let record = store.user(&aor).ok().flatten()?;
+    let unchanged = record
+        .credentials
+        .and_then(|c| c.nt_hash)
+        .is_some_and(|hash| hash == NtHash::derive(password));
+    Some(if !record.enabled {
+        format!("    {aor}  disabled by an administrator")
+    } else if unchanged {
+        format!("    {aor}  password {password}")
+    } else {
+        format!("    {aor}  password changed by an administrator")
+    })
+}
+
+pub fn instructions(config: &Config, server: &RunningServer, store: &dyn Store) -> String {
     let fingerprint = server
         .certificate()
         .and_then(|paths| tls::load_certificates(&paths.cert).ok())
@@ -206,9 +230,10 @@ pub fn instructions(config: &Config, server: &RunningServer) -> String {
                 .join(", ")
         )
     };
+    let domain = config.domain.as_str();
     let users: Vec<String> = DEMO_USERS
         .iter()
-        .map(|(u, p, _)| format!("    {u}@{DEMO_DOMAIN}  password {p}"))
+        .filter_map(|(user, password, _)| user_line(store, domain, user, password))
         .collect();
     format!(
         "\nperch demo is running (data in {data}).\n\
@@ -218,11 +243,11 @@ pub fn instructions(config: &Config, server: &RunningServer) -> String {
          \n  Rooms in category Demo: Lobby (open, with history), Team (closed: alice, bob),\n\
          \x20 Announcements (auditorium: alice presents), Hideout (secret: alice).\n\
          \n  Pidgin + SIPE: add an \"Office Communicator\" account, username alice@{domain},\n\
-         \x20 server 127.0.0.1:5060 with connection type TCP (or 127.0.0.1:5061 with TLS after\n\
-         \x20 accepting the certificate above), authentication scheme NTLM, password alice-demo.\n\
+         \x20 server {tcp} with connection type TCP (or {tls} with TLS after\n\
+         \x20 accepting the certificate above), authentication scheme NTLM, and alice's password.\n\
          \x20 Then Buddies > Join a Chat > Room List to see the rooms, and join Lobby.\n\
-         \x20 A Digest SIP client (pjsua, Linphone): username alice, realm {domain}, password\n\
-         \x20 alice-demo, over TLS to 127.0.0.1:5061 (SHA-256 or MD5, qop=auth).\n\
+         \x20 A Digest SIP client (pjsua, Linphone): username alice, realm {domain}, alice's\n\
+         \x20 password, over TLS to {tls} (SHA-256 or MD5, qop=auth).\n\
          \n  Stop with Ctrl-C.\n",
         data = config.data_dir.display(),
         tls = server
@@ -235,6 +260,5 @@ pub fn instructions(config: &Config, server: &RunningServer) -> String {
             .unwrap_or_else(|| "off".into()),
         users = users.join("\n"),
         chat = config.chat_aor(),
-        domain = DEMO_DOMAIN,
     )
 }

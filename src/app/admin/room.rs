@@ -35,6 +35,9 @@ pub enum Command {
         /// Take the add-in off the room.
         #[arg(long, conflicts_with = "addin")]
         no_addin: bool,
+        /// Say what the change would do (who a move would take out) without doing it.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         options: RoomOptions,
     },
@@ -42,14 +45,21 @@ pub enum Command {
     Disable { name: String },
     /// Enable a disabled room.
     Enable { name: String },
-    /// Remove a room and its history.
-    Remove { name: String },
-    /// Delete a room's messages up to and including a time (all of them without --until).
+    /// Remove a room and its history (asks first on a terminal; --yes to confirm).
+    Remove {
+        name: String,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+    /// Delete a room's messages up to and including a time (all of them without --until;
+    /// asks first on a terminal; --yes to confirm).
     Clear {
         name: String,
         /// RFC 3339 time, e.g. 2024-05-01T12:00:00Z.
         #[arg(long, value_name = "TIME")]
         until: Option<String>,
+        #[command(flatten)]
+        confirm: Confirm,
     },
     /// Show every property of a room and its URI.
     Show { name: String },
@@ -158,6 +168,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
             new_name,
             category,
             no_addin,
+            dry_run,
             options,
         } => {
             let mut change = RoomChange {
@@ -168,16 +179,37 @@ pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
             if no_addin {
                 change.addin = Some(None);
             }
+            if dry_run {
+                let preview =
+                    service::preview_room(snapshot, &Actor::Operator, Some(&name), change)?;
+                return Ok(report(ctx, &preview, true));
+            }
             save(ctx, Some(&name), change)
         }
         Command::Disable { name } => set_disabled(ctx, &name, true),
         Command::Enable { name } => set_disabled(ctx, &name, false),
-        Command::Remove { name } => {
+        Command::Remove { name, confirm } => {
+            let room = found(snapshot.room_by_name(&name), "room", &name)?;
+            confirm.check(&format!(
+                "remove room {} and its history of {}",
+                room.name,
+                room_uri(ctx.domain, &room.uid)
+            ))?;
             let room = service::remove_room(ctx.store, snapshot, &Actor::Operator, &name)?;
             Ok(vec![format!("removed room {}", room.name)])
         }
-        Command::Clear { name, until } => {
+        Command::Clear {
+            name,
+            until,
+            confirm,
+        } => {
             let until = until.as_deref().map(ticks).transpose()?;
+            let room = found(snapshot.room_by_name(&name), "room", &name)?;
+            let span = match &until {
+                Some(_) => "messages up to the given time",
+                None => "every message",
+            };
+            confirm.check(&format!("delete {span} of room {}", room.name))?;
             let (room, deleted) =
                 service::clear_room(ctx.store, snapshot, &Actor::Operator, &name, until)?;
             Ok(vec![format!(
@@ -224,7 +256,17 @@ fn set_disabled(ctx: &Context, name: &str, disabled: bool) -> Result<Lines, Admi
 /// Stores a room (new when `existing` is `None`) as the operator and says what happened.
 fn save(ctx: &Context, existing: Option<&str>, change: RoomChange) -> Result<Lines, AdminError> {
     let saved = service::save_room(ctx.store, &ctx.snapshot, &Actor::Operator, existing, change)?;
-    let verb = if saved.created { "created" } else { "updated" };
+    Ok(report(ctx, &saved, false))
+}
+
+/// What a save did, or (`dry_run`) would do.
+fn report(ctx: &Context, saved: &service::SavedRoom, dry_run: bool) -> Lines {
+    let (verb, removal, invitation) = match (dry_run, saved.created) {
+        (true, true) => ("would create", "would remove", "would invite"),
+        (true, false) => ("would update", "would remove", "would invite"),
+        (false, true) => ("created", "removed", "invited"),
+        (false, false) => ("updated", "removed", "invited"),
+    };
     let mut lines = vec![format!(
         "{verb} room {} {}",
         saved.room.name,
@@ -232,14 +274,47 @@ fn save(ctx: &Context, existing: Option<&str>, change: RoomChange) -> Result<Lin
     )];
     if !saved.removed.is_empty() {
         lines.push(format!(
-            "removed (outside the new category's scope): {}",
+            "{removal} (outside the new category's scope): {}",
             super::names(&saved.removed)
         ));
     }
     if saved.invited > 0 {
-        lines.push(format!("invited {} user(s)", saved.invited));
+        lines.push(format!("{invitation} {} user(s)", saved.invited));
     }
-    Ok(lines)
+    lines
+}
+
+/// `--yes`, or a question on a terminal, before a command that deletes history.
+#[derive(Args)]
+pub struct Confirm {
+    /// Do it without asking.
+    #[arg(long)]
+    yes: bool,
+}
+
+impl Confirm {
+    fn check(&self, what: &str) -> Result<(), AdminError> {
+        use std::io::{BufRead, IsTerminal, Write};
+        if self.yes {
+            return Ok(());
+        }
+        let refused = || AdminError::Invalid(format!("not confirmed: {what} needs --yes"));
+        if !std::io::stdin().is_terminal() {
+            return Err(refused());
+        }
+        let mut stderr = std::io::stderr();
+        let _ = write!(stderr, "{what}? This cannot be undone. [y/N] ");
+        let _ = stderr.flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|_| refused())?;
+        match answer.trim() {
+            "y" | "Y" | "yes" => Ok(()),
+            _ => Err(refused()),
+        }
+    }
 }
 
 /// An RFC 3339 time as 100 ns ticks since the Unix epoch.

@@ -28,9 +28,15 @@ pub fn read_password(source: PasswordSource) -> Result<String, AdminError> {
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
         PasswordSource::Prompt => {
-            let first = rpassword::prompt_password("Password: ").map_err(AdminError::Password)?;
-            let second =
-                rpassword::prompt_password("Password again: ").map_err(AdminError::Password)?;
+            let prompt = |text| {
+                rpassword::prompt_password(text).map_err(|error| {
+                    AdminError::Invalid(format!(
+                        "cannot ask for the password on a terminal ({error}): give it on standard input with --password-stdin"
+                    ))
+                })
+            };
+            let first = prompt("Password: ")?;
+            let second = prompt("Password again: ")?;
             if first != second {
                 return Err(AdminError::Invalid("the passwords do not match".into()));
             }

@@ -347,6 +347,26 @@ impl FailureThrottle {
             }
             entry.last = now;
             entry.count = entry.count.saturating_add(1);
+            // Once per window and key, when the throttle engages: an operator sees a
+            // lockout without a line per refused attempt.
+            match &key {
+                ThrottleKey::Address(group) if entry.count == self.per_address => {
+                    tracing::warn!(
+                        address = %group,
+                        failures = entry.count,
+                        "sign-ins from this address refused for the rest of the window: too many failures"
+                    );
+                }
+                ThrottleKey::UserAddress(user, group) if entry.count == self.per_user_address => {
+                    tracing::warn!(
+                        user,
+                        address = %group,
+                        failures = entry.count,
+                        "sign-ins of this user from this address now wait, 1 s and doubling"
+                    );
+                }
+                _ => {}
+            }
         }
     }
 
@@ -422,6 +442,55 @@ impl ClientDigest<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `run` logs at WARN and above, as text lines.
+    fn warnings(run: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, run);
+        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn lockouts_are_logged_once_when_they_begin() {
+        let throttle = FailureThrottle::new(Duration::from_secs(60), 4, 2);
+        let now = Instant::now();
+        let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        let log = warnings(|| {
+            for _ in 0..6 {
+                throttle.record_failure(peer, Some("alice@example.test"), now);
+            }
+        });
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(
+            lines[0].contains("user=\"alice@example.test\"")
+                && lines[0].contains("address=192.0.2.7")
+                && lines[0].contains("now wait"),
+            "{log}"
+        );
+        assert!(
+            lines[1].contains("address=192.0.2.7") && lines[1].contains("too many failures"),
+            "{log}"
+        );
+    }
 
     #[test]
     fn rfc_2617_md5_example() {

@@ -235,7 +235,14 @@ fn authenticate(
     {
         return match shared.model.snapshot().directory.active_user(aor) {
             Some(_) => Ok(None),
-            None => Err(SipError::Forbidden("unknown or disabled user".into())),
+            None => {
+                tracing::info!(
+                    user = aor,
+                    %peer,
+                    "registration refused: unknown or disabled user (trusted network)"
+                );
+                Err(SipError::Forbidden("unknown or disabled user".into()))
+            }
         };
     }
     if shared.throttle.is_blocked(peer, Some(aor), now) {

@@ -56,6 +56,15 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Whether `data_dir` holds a store (perhaps of an older schema, which opening
+    /// migrates).
+    pub fn exists(data_dir: &Path) -> bool {
+        data_dir
+            .join(DATABASE_FILE)
+            .metadata()
+            .is_ok_and(|metadata| metadata.is_file() && metadata.len() > 0)
+    }
+
     /// Opens (creating if needed) the database in `data_dir` and brings its schema up to date.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         Self::open_with(data_dir, ReadBudgets::default())
