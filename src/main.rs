@@ -99,6 +99,7 @@ enum UserCommand {
     Add {
         /// user@domain or sip:user@domain
         uri: String,
+        /// Display name.
         #[arg(long)]
         name: Option<String>,
         /// Read the password from the first line of standard input.
@@ -114,6 +115,7 @@ enum UserCommand {
     /// Change a user's display name, password or enabled flag.
     Set {
         uri: String,
+        /// New display name.
         #[arg(long)]
         name: Option<String>,
         /// Set a new password, read from the first line of standard input.
@@ -122,8 +124,10 @@ enum UserCommand {
         /// Set a new password, asked for on the terminal.
         #[arg(long)]
         password: bool,
+        /// Let the user sign in again.
         #[arg(long, conflicts_with = "disable")]
         enable: bool,
+        /// Refuse the user's sign-ins and end their registrations at once.
         #[arg(long)]
         disable: bool,
     },
@@ -506,4 +510,37 @@ fn run_user(
         UserCommand::List => lines = admin::user::list(store)?,
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command and every flag or argument says what it is in `--help`.
+    #[test]
+    fn every_command_and_flag_is_described() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in command.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(path.clone());
+                }
+                for arg in sub.get_arguments() {
+                    let id = arg.get_id().as_str();
+                    if arg.is_positional() || matches!(id, "help" | "version") {
+                        continue;
+                    }
+                    if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                        missing.push(format!("{path} --{id}"));
+                    }
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "perch", &mut missing);
+        assert!(missing.is_empty(), "without a description: {missing:#?}");
+        Cli::command().debug_assert();
+    }
 }

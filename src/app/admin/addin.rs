@@ -14,6 +14,7 @@ pub enum Command {
     /// Change an add-in's URL.
     Set {
         name: String,
+        /// The new http(s) URL of the add-in's page.
         #[arg(long)]
         url: String,
     },

@@ -17,6 +17,7 @@ pub enum Command {
     /// Create a category. Nobody is in its scope until `set --add-allowed`.
     Create {
         name: String,
+        /// What the category holds.
         #[arg(long)]
         description: Option<String>,
         /// Adding members to its rooms does not invite them.
@@ -35,12 +36,16 @@ pub enum Command {
         /// Rename the category.
         #[arg(long = "name", value_name = "NEW")]
         new_name: Option<String>,
+        /// New description.
         #[arg(long)]
         description: Option<String>,
+        /// Whether adding members to its rooms invites them.
         #[arg(long, value_name = "true|false")]
         invitations: Option<bool>,
+        /// Whether its rooms take file uploads.
         #[arg(long, value_name = "true|false")]
         file_upload: Option<bool>,
+        /// Whether its rooms keep history.
         #[arg(long, value_name = "true|false")]
         chat_history: Option<bool>,
         #[command(flatten)]

@@ -13,6 +13,7 @@ pub enum Command {
     /// Add a group.
     Add {
         name: String,
+        /// What the group is.
         #[arg(long)]
         description: Option<String>,
     },

@@ -14,8 +14,10 @@ pub enum Command {
     #[command(group = clap::ArgGroup::new("state").required(true).args(["enable", "disable"]))]
     Set {
         scope: String,
+        /// Persistent chat on.
         #[arg(long)]
         enable: bool,
+        /// Persistent chat off: signed-in users of SCOPE cannot use the chat service.
         #[arg(long)]
         disable: bool,
     },

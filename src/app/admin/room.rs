@@ -18,6 +18,7 @@ pub enum Command {
     /// Create a room in a category (closed and normal unless told otherwise).
     Create {
         name: String,
+        /// The category the room belongs to (its scope decides who may be on the room).
         #[arg(long)]
         category: String,
         #[command(flatten)]
@@ -70,6 +71,7 @@ pub enum Command {
 /// Properties `create` and `set` share.
 #[derive(Args)]
 pub struct RoomOptions {
+    /// What the room is for; clients show it as its topic.
     #[arg(long)]
     description: Option<String>,
     /// open, closed or secret.
@@ -115,10 +117,13 @@ impl RoomOptions {
 
 #[derive(Args)]
 pub struct Filter {
+    /// Only rooms in this category.
     #[arg(long)]
     category: Option<String>,
+    /// Only open, closed or secret rooms.
     #[arg(long)]
     privacy: Option<Privacy>,
+    /// Only normal rooms or only auditoriums.
     #[arg(long = "type", value_name = "TYPE")]
     kind: Option<RoomType>,
     /// Only disabled rooms.
@@ -133,8 +138,10 @@ pub struct Filter {
     /// Rooms whose manager list names this principal.
     #[arg(long, value_name = "PRINCIPAL")]
     manager: Option<String>,
+    /// Only rooms showing this add-in.
     #[arg(long)]
     addin: Option<String>,
+    /// Only rooms whose invitations setting is inherit or false.
     #[arg(long)]
     invitations: Option<Invitations>,
     /// Rooms whose name contains TEXT (ignoring case).
