@@ -91,6 +91,13 @@ enum AdminCommand {
     /// Room add-ins: create, set, remove, list.
     #[command(subcommand)]
     Addin(admin::addin::Command),
+    /// Copy the store, consistently, to a new file while the server runs (restore: stop
+    /// the server, put the copy in place of the data directory's perch.sqlite3, start it).
+    Backup {
+        /// The copy to write; it must not exist yet.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -392,6 +399,17 @@ fn run_admin(common: &Common, command: AdminCommand) -> Result<(), String> {
             config.data_dir.display()
         ));
     }
+    if let AdminCommand::Backup { to } = &command {
+        let bytes =
+            perch::store::sqlite::backup(&config.data_dir, to).map_err(|e| e.to_string())?;
+        let _ = writeln!(
+            std::io::stdout(),
+            "backed up {} to {} ({bytes} bytes)",
+            config.data_dir.display(),
+            to.display()
+        );
+        return Ok(());
+    }
     let store = SqliteStore::open(&config.data_dir).map_err(|e| e.to_string())?;
     // The chat-model commands work on the model as stored when they start.
     let model = || admin::Context::load(&store, &config.domain);
@@ -405,6 +423,7 @@ fn run_admin(common: &Common, command: AdminCommand) -> Result<(), String> {
         }
         AdminCommand::Room(command) => model().and_then(|ctx| admin::room::run(&ctx, command)),
         AdminCommand::Addin(command) => model().and_then(|ctx| admin::addin::run(&ctx, command)),
+        AdminCommand::Backup { .. } => Ok(Vec::new()), // done above, without the writer
     };
     store.close();
     for line in lines.map_err(|e| e.to_string())? {

@@ -205,3 +205,90 @@ async fn acknowledged_posts_survive_sigkill() {
     assert_eq!(integrity, "ok");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// `perch admin backup` while a client posts to a running perch: the copy is a store of
+/// its own, private, and its history is the live store's history up to some post, with no
+/// gap.
+#[tokio::test]
+async fn an_online_backup_is_a_consistent_copy_while_posts_go_on() {
+    let data = temp_dir("backup");
+    let room = seeded_store(&data).await;
+    let lobby = perch::lync::xccos::uri::room_uri(DOMAIN, &room.uid);
+    let config = data.join("perch.toml");
+    std::fs::write(&config, "domain = \"example.test\"\ntrusted_networks = [\"127.0.0.0/8\"]\n[listen]\ntls = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n").unwrap();
+    let copy_dir = temp_dir("backup-copy");
+    std::fs::create_dir_all(&copy_dir).unwrap();
+    let copy = copy_dir.join(perch::store::sqlite::DATABASE_FILE);
+
+    let backup = |to: std::path::PathBuf| {
+        let data = data.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_perch"))
+                .args(["admin", "backup", "--to"])
+                .arg(&to)
+                .arg("--data")
+                .arg(&data)
+                .output()
+                .unwrap()
+        })
+    };
+    let (mut child, addr) = spawn_perch(&data, &config);
+    let mut client = chat_client(addr, &lobby).await;
+    let poster = async { post_until_killed(&mut client, &lobby, 0).await };
+    let backer = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let out = backup(copy.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        child.kill().expect("SIGKILL");
+        out
+    };
+    let (acked, out) = tokio::join!(poster, backer);
+    let _ = child.wait();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("backed up "));
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let again = backup(copy.clone()).await.unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.starts_with("perch: ")
+            && stderr.contains("File exists")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+
+    let texts = |dir: std::path::PathBuf| {
+        let room_id = room.id;
+        tokio::task::spawn_blocking(move || {
+            let store = SqliteStore::open(&dir).unwrap();
+            let texts: Vec<String> = read_history(&store, room_id, HistoryQuery::Last(1_000_000))
+                .into_iter()
+                .map(|m| m.text)
+                .collect();
+            store.close();
+            texts
+        })
+    };
+    let live = texts(data.clone()).await.unwrap();
+    let copied = texts(copy_dir.clone()).await.unwrap();
+    let posted_before = copied
+        .iter()
+        .filter(|t| t.starts_with("round 0 post"))
+        .count();
+    assert!(posted_before > 0, "the copy was taken before any post");
+    assert!(
+        posted_before < acked.len(),
+        "posting went on after the copy ({posted_before} of {} in it)",
+        acked.len()
+    );
+    assert_eq!(
+        copied[..],
+        live[..copied.len()],
+        "the copy is not a prefix of the store"
+    );
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&copy_dir);
+}

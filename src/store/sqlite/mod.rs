@@ -171,6 +171,45 @@ fn advance(seen: &mut i64, now: i64) -> bool {
     moved
 }
 
+/// Writes a consistent copy of the store in `data_dir` to `target` (a new file, 0600 like
+/// the store) while a server may go on writing; returns its size in bytes.
+///
+/// `VACUUM INTO` reads one snapshot in one read transaction, which WAL lets writers work
+/// beside; the backup API would start over each time another connection writes, so under
+/// steady posting it might never finish.
+pub fn backup(data_dir: &Path, target: &Path) -> Result<u64, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| StoreError::Io { path, source }
+    };
+    // Created empty here so that the copy is private from its first byte, and so that an
+    // existing file is never overwritten.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(target)
+        .map_err(io(target))?;
+    let copy = || -> Result<(), StoreError> {
+        let source = Connection::open_with_flags(
+            data_dir.join(DATABASE_FILE),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&source)?;
+        let target = target
+            .to_str()
+            .ok_or_else(|| StoreError::Backend("the backup path is not UTF-8".into()))?;
+        source.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
+    };
+    if let Err(error) = copy() {
+        let _ = std::fs::remove_file(target);
+        return Err(error);
+    }
+    Ok(std::fs::metadata(target).map_err(io(target))?.len())
+}
+
 fn generation(c: &Connection) -> Result<i64, StoreError> {
     Ok(c.query_row(
         "SELECT value FROM meta WHERE key = 'generation'",
