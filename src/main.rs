@@ -58,6 +58,9 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// Shell completions and manual pages (what a package installs).
+    #[command(subcommand)]
+    Generate(GenerateCommand),
     /// Administer users, groups, policy, settings, categories, rooms and add-ins in the data
     /// directory. A running server picks changes up within a second.
     Admin {
@@ -65,6 +68,21 @@ enum Command {
         common: Common,
         #[command(subcommand)]
         command: Box<AdminCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenerateCommand {
+    /// Print the completion script for a shell.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (perch.1, and one per command: perch-admin-room.1 ...).
+    Man {
+        /// The directory to write them to (it must exist).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 
@@ -190,6 +208,7 @@ fn main() -> ExitCode {
             log_json,
         } => serve(&common, demo.then_some(trust_loopback), log_json),
         Command::Admin { common, command } => run_admin(&common, *command).map_err(Failure::from),
+        Command::Generate(command) => generate(command).map_err(Failure::from),
     };
     // Written, not `eprintln!`ed: a failing stderr must not turn the exit status into a
     // panic's 101.
@@ -255,6 +274,26 @@ fn load_config(common: &Common, defaults: toml::Table) -> Result<Config, String>
         config.data_dir = data.clone();
     }
     Ok(config)
+}
+
+fn generate(command: GenerateCommand) -> Result<(), String> {
+    use clap::CommandFactory;
+    let mut cli = Cli::command();
+    match command {
+        GenerateCommand::Completions { shell } => {
+            // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cli, "perch", &mut script);
+            std::io::stdout()
+                .write_all(&script)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::BrokenPipe => Ok(()),
+                    _ => Err(format!("cannot write the completions: {e}")),
+                })
+        }
+        GenerateCommand::Man { out } => clap_mangen::generate_to(cli, &out)
+            .map_err(|e| format!("cannot write manual pages to {}: {e}", out.display())),
+    }
 }
 
 fn init(common: &Common) -> Result<(), String> {

@@ -294,3 +294,33 @@ fn the_readme_admin_examples_run_top_to_bottom_on_a_fresh_store() {
     }
     let _ = std::fs::remove_dir_all(&work);
 }
+
+#[test]
+fn manual_pages_and_completions_are_generated_from_the_commands() {
+    let out = temp_dir("man");
+    std::fs::create_dir_all(&out).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_perch"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let man = run(&["generate", "man", "--out", out.to_str().unwrap()]);
+    assert!(man.status.success(), "{man:?}");
+    let page = std::fs::read_to_string(out.join("perch-admin-backup.1")).unwrap();
+    assert!(page.contains("consistently"), "{page}");
+    assert!(out.join("perch.1").exists() && out.join("perch-serve.1").exists());
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run(&["generate", "completions", shell]);
+        assert!(script.status.success());
+        assert!(
+            String::from_utf8_lossy(&script.stdout).contains("backup"),
+            "{shell}"
+        );
+    }
+    refused(
+        &run(&["generate", "man", "--out", "/nonexistent/man"]),
+        "cannot write manual pages to /nonexistent/man",
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
