@@ -329,18 +329,76 @@ impl Write for LossyStderr {
     }
 }
 
-fn init_logging(config: &Config, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// Swaps the log filter of a running server (SIGHUP with a new `log.level`).
+type LogFilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// Logging to standard error; `RUST_LOG`, when set, overrides `log.level` (then a reload
+/// leaves the filter as it is: `None`).
+fn init_logging(config: &Config, json: bool) -> Option<LogFilterHandle> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, fmt, reload};
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let fixed = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&config.log.level));
+    let (filter, handle) = reload::Layer::new(filter);
+    let layer = fmt::layer()
         .with_writer(|| LossyStderr(std::io::stderr()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if json || config.log.format == LogFormat::Json {
-        builder.json().init();
+    let layer = if json || config.log.format == LogFormat::Json {
+        layer.json().boxed()
     } else {
-        builder.init();
+        layer.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .init();
+    (!fixed).then_some(handle)
+}
+
+/// SIGHUP: reads the configuration again, reloads the TLS certificate and the log level
+/// without dropping a connection, and says which other changes wait for a restart. A
+/// configuration that does not load changes nothing.
+fn reload(
+    running: &mut server::RunningServer,
+    current: &mut Config,
+    load: &dyn Fn() -> Result<Config, String>,
+    log_filter: Option<&LogFilterHandle>,
+) {
+    let new = match load() {
+        Ok(new) => new,
+        Err(error) => {
+            tracing::error!(%error, "SIGHUP: configuration not reloaded; nothing changed");
+            return;
+        }
+    };
+    if let Err(error) = running.reload_certificate(&new) {
+        tracing::error!(%error, "SIGHUP: certificate not reloaded; the one in use stays");
     }
+    if let Some(handle) = log_filter
+        && new.log.level != current.log.level
+    {
+        match tracing_subscriber::EnvFilter::try_new(&new.log.level) {
+            Ok(filter) => {
+                let _ = handle.reload(filter);
+            }
+            Err(error) => tracing::error!(%error, "SIGHUP: log.level not applied"),
+        }
+    }
+    // Everything else is wired into listeners, sessions and limits at start.
+    let rest = |config: &Config| {
+        let mut config = config.clone();
+        config.tls = Default::default();
+        config.log.level.clear();
+        format!("{config:?}")
+    };
+    if rest(&new) != rest(current) {
+        tracing::warn!("SIGHUP: other changed settings take effect at the next restart");
+    }
+    tracing::info!("SIGHUP: configuration reloaded (certificate, log level)");
+    *current = new;
 }
 
 /// `demo`: `None` for a normal server, `Some(trust_loopback)` for `--demo`.
@@ -353,8 +411,21 @@ fn serve(common: &Common, demo: Option<bool>, log_json: bool) -> Result<(), Fail
     if demo == Some(true) {
         perch::app::admin::demo::trust_loopback(&mut config);
     }
+    let trust_loopback = demo == Some(true);
     let demo = demo.is_some();
-    init_logging(&config, log_json);
+    let log_filter = init_logging(&config, log_json);
+    let load_again = || -> Result<Config, String> {
+        let defaults = if demo {
+            perch::app::admin::demo::config_defaults()
+        } else {
+            toml::Table::new()
+        };
+        let mut config = load_config(common, defaults)?;
+        if trust_loopback {
+            perch::app::admin::demo::trust_loopback(&mut config);
+        }
+        Ok(config)
+    };
     raise_open_file_limit();
     // Sockets and a configured certificate first: nothing is created on disk for a server
     // that cannot start.
@@ -370,7 +441,11 @@ fn serve(common: &Common, demo: Option<bool>, log_json: bool) -> Result<(), Fail
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start: {e}"))?;
     runtime.block_on(async {
         let stop = stop_signal();
-        let running = server::start_prepared(&config, store.clone(), prepared)
+        tokio::pin!(stop);
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+        tokio::pin!(store_died);
+        let mut running = server::start_prepared(&config, store.clone(), prepared)
             .await
             .map_err(|e| e.to_string())?;
         if demo {
@@ -378,23 +453,28 @@ fn serve(common: &Common, demo: Option<bool>, log_json: bool) -> Result<(), Fail
                 perch::app::admin::demo::instructions(&config, &running, store.as_ref());
             let _ = writeln!(std::io::stdout(), "{instructions}");
         }
-        tokio::select! {
-            () = stop => {
-                tracing::info!("shutting down");
-                running.shutdown().await;
-                tracing::info!("stopped");
-                Ok(())
-            }
-            // Without its writer perch would go on signing users in and refusing every
-            // post; stopping lets a supervisor restart it with a working store.
-            reason = store_died => {
-                tracing::error!(
-                    %reason,
-                    exit_status = EXIT_STORE_DIED,
-                    "the store writer died: no write can be stored; stopping"
-                );
-                let _ = tokio::time::timeout(SHUTDOWN_AFTER_STORE_DIED, running.shutdown()).await;
-                Err(Failure::StoreDied(reason))
+        loop {
+            tokio::select! {
+                () = &mut stop => {
+                    tracing::info!("shutting down");
+                    running.shutdown().await;
+                    tracing::info!("stopped");
+                    return Ok(());
+                }
+                Some(()) = hangup.recv() => {
+                    reload(&mut running, &mut config, &load_again, log_filter.as_ref());
+                }
+                // Without its writer perch would go on signing users in and refusing every
+                // post; stopping lets a supervisor restart it with a working store.
+                reason = &mut store_died => {
+                    tracing::error!(
+                        %reason,
+                        exit_status = EXIT_STORE_DIED,
+                        "the store writer died: no write can be stored; stopping"
+                    );
+                    let _ = tokio::time::timeout(SHUTDOWN_AFTER_STORE_DIED, running.shutdown()).await;
+                    return Err(Failure::StoreDied(reason));
+                }
             }
         }
     })

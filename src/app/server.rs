@@ -82,6 +82,8 @@ pub struct RunningServer {
     tls_addr: Option<SocketAddr>,
     tcp_addr: Option<SocketAddr>,
     certificate: Option<CertificatePaths>,
+    /// What the TLS listener hands new connections; replaced by `reload_certificate`.
+    tls_acceptor: Option<watch::Sender<TlsAcceptor>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     store: Arc<dyn Store>,
@@ -99,6 +101,33 @@ impl RunningServer {
     /// The certificate being served over TLS.
     pub fn certificate(&self) -> Option<&CertificatePaths> {
         self.certificate.as_ref()
+    }
+
+    /// Reads the certificate and key again (the configured files, or the generated ones)
+    /// and serves them to every new TLS connection; connections already up keep theirs.
+    /// On an error the certificate in use stays.
+    pub fn reload_certificate(&mut self, config: &Config) -> Result<(), ServeError> {
+        let Some(sender) = &self.tls_acceptor else {
+            return Ok(());
+        };
+        let paths = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => CertificatePaths {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => tls::ensure_dev_certificate(
+                &config.data_dir,
+                &config.domain,
+                &config.tls.dev_cert_names,
+            )?,
+        };
+        let tls_config = tls::server_config(&paths).map_err(ServeError::Certificate)?;
+        if let Some(cert) = tls::load_certificates(&paths.cert)?.first() {
+            tracing::info!(cert = %paths.cert.display(), sha256 = %tls::fingerprint(cert), "TLS certificate reloaded");
+        }
+        sender.send_replace(TlsAcceptor::from(tls_config));
+        self.certificate = Some(paths);
+        Ok(())
     }
 
     /// Stops accepting, lets connections finish the message in hand, then flushes the store.
@@ -166,6 +195,7 @@ pub async fn start_prepared(
         tls_addr: None,
         tcp_addr: None,
         certificate: None,
+        tls_acceptor: None,
         shutdown,
         tasks: JoinSet::new(),
         store: store.clone(),
@@ -193,10 +223,12 @@ pub async fn start_prepared(
         if let Some(addr) = server.tls_addr {
             tracing::info!(%addr, "listening for SIP over TLS");
         }
+        let (acceptor, current) = watch::channel(TlsAcceptor::from(tls_config));
+        server.tls_acceptor = Some(acceptor);
         tasks.spawn(accept_loop(
             listener,
             Transport::Tls,
-            Some(TlsAcceptor::from(tls_config)),
+            Some(current),
             lync.clone(),
             settings,
             limits.clone(),

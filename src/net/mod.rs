@@ -103,10 +103,12 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts connections until `shutdown` turns true, then waits for the connections it
 /// started to finish their current message.
+/// `acceptor` holds the TLS configuration of the moment: a new certificate sent into it
+/// (on SIGHUP) serves the next handshakes, and connections already up keep theirs.
 pub async fn accept_loop<P: Protocol>(
     listener: TcpListener,
     transport: Transport,
-    acceptor: Option<TlsAcceptor>,
+    acceptor: Option<watch::Receiver<TlsAcceptor>>,
     protocol: Arc<P>,
     settings: DriverSettings,
     limits: Arc<ConnectionLimits>,
@@ -143,7 +145,8 @@ pub async fn accept_loop<P: Protocol>(
                     local,
                     transport,
                 };
-                let (acceptor, protocol, shutdown) = (acceptor.clone(), protocol.clone(), shutdown.clone());
+                let acceptor = acceptor.as_ref().map(|current| current.borrow().clone());
+                let (protocol, shutdown) = (protocol.clone(), shutdown.clone());
                 connections.spawn(async move {
                     handle_connection(stream, info, acceptor, protocol, settings, shutdown).await;
                     drop(slot);

@@ -324,3 +324,111 @@ fn manual_pages_and_completions_are_generated_from_the_commands() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A self-signed certificate for localhost, written to `cert` and `key`; returns its DER.
+fn write_certificate(cert: &Path, key: &Path) -> Vec<u8> {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(cert, certified.cert.pem()).unwrap();
+    std::fs::write(key, certified.signing_key.serialize_pem()).unwrap();
+    certified.cert.der().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_without_dropping_connections() {
+    use crate::support::{Client, status};
+    let work = temp_dir("sighup");
+    std::fs::create_dir_all(&work).unwrap();
+    let (cert, key) = (work.join("cert.pem"), work.join("key.pem"));
+    write_certificate(&cert, &key);
+    let first = work.join("first.pem");
+    std::fs::copy(&cert, &first).unwrap();
+    let config = work.join("perch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "domain = \"example.test\"\ntrusted_networks = [\"127.0.0.0/8\"]\n[listen]\ntls = \"127.0.0.1:0\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let data = work.join("data");
+    perch(&["init"], &data, &[]);
+    let added = perch(
+        &[
+            "admin",
+            "user",
+            "add",
+            "alice@example.test",
+            "--no-password",
+        ],
+        &data,
+        &[],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_perch"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(work.join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| -> String {
+        loop {
+            let line = lines
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    };
+    let line = wait_for("listening for SIP over TLS");
+    let addr: SocketAddr = line
+        .rsplit("addr=")
+        .next()
+        .and_then(|a| a.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+
+    let tls = tls_connect(addr, &first, "localhost").await.unwrap();
+    let mut old = Client::over(Box::new(tls), "tls");
+    assert_eq!(status(&old.register_plain().await), 200);
+
+    // A new certificate in place of the old, then SIGHUP.
+    write_certificate(&cert, &key);
+    let hup = |pid: u32| {
+        Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(hup(child.id()).success());
+    wait_for("TLS certificate reloaded");
+    tls_connect(addr, &cert, "localhost").await.unwrap();
+    assert!(tls_connect(addr, &first, "localhost").await.is_err());
+    let second = work.join("second.pem");
+    std::fs::copy(&cert, &second).unwrap();
+    // The connection made before the reload goes on.
+    assert_eq!(status(&old.register_plain().await), 200);
+
+    // A certificate that does not load leaves the one in use.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    assert!(hup(child.id()).success());
+    wait_for("certificate not reloaded");
+    tls_connect(addr, &second, "localhost").await.unwrap();
+
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    assert!(child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&work);
+}
