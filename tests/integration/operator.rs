@@ -167,6 +167,28 @@ impl Demo {
     }
 }
 
+impl Drop for Demo {
+    /// A failed test leaves no server behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A child process killed when dropped, so that a failed test leaves no server behind.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_honours_the_environment_and_keeps_what_an_administrator_changed() {
     let data = temp_dir("demo");
@@ -376,8 +398,9 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
     let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = Reaped(child);
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
             let _ = lines_tx.send(line);
@@ -413,7 +436,7 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
             .status()
             .unwrap()
     };
-    assert!(hup(child.id()).success());
+    assert!(hup(child.0.id()).success());
     wait_for("TLS certificate reloaded");
     tls_connect(addr, &cert, "localhost").await.unwrap();
     assert!(tls_connect(addr, &first, "localhost").await.is_err());
@@ -424,11 +447,11 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
 
     // A certificate that does not load leaves the one in use.
     std::fs::write(&cert, "not a certificate").unwrap();
-    assert!(hup(child.id()).success());
+    assert!(hup(child.0.id()).success());
     wait_for("certificate not reloaded");
     tls_connect(addr, &second, "localhost").await.unwrap();
 
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    assert!(child.wait().unwrap().success());
+    let _ = Command::new("kill").arg(child.0.id().to_string()).status();
+    assert!(child.0.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&work);
 }
