@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod core;
+pub mod http;
 pub mod lync;
 pub mod net;
 pub mod store;

@@ -20,6 +20,7 @@ pub struct Config {
     #[serde(deserialize_with = "networks")]
     pub trusted_networks: Vec<IpNet>,
     pub listen: Listen,
+    pub http: Http,
     pub tls: Tls,
     pub limits: Limits,
     pub auth: Auth,
@@ -34,6 +35,14 @@ pub struct Listen {
     pub tls: Option<SocketAddr>,
     /// Plain TCP: off unless set (tests, sipp and debugging).
     pub tcp: Option<SocketAddr>,
+}
+
+/// The HTTPS side (health, readiness, metrics), with the SIP listeners' certificate.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Off unless set, e.g. `127.0.0.1:8443`: what it serves is for operators.
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -161,6 +170,7 @@ impl Default for Config {
             chat_uri: None,
             trusted_networks: Vec::new(),
             listen: Listen::default(),
+            http: Http::default(),
             tls: Tls::default(),
             limits: Limits::default(),
             auth: Auth::default(),

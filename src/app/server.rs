@@ -48,6 +48,7 @@ pub enum ServeError {
 pub struct Prepared {
     tls: Option<std::net::TcpListener>,
     tcp: Option<std::net::TcpListener>,
+    http: Option<std::net::TcpListener>,
     certificate: Option<(CertificatePaths, Arc<rustls::ServerConfig>)>,
 }
 
@@ -60,8 +61,9 @@ pub fn prepare(config: &Config) -> Result<Prepared, ServeError> {
         })
         .transpose()
     };
-    let certificate = match (&config.tls.cert, &config.tls.key, config.listen.tls) {
-        (Some(cert), Some(key), Some(_)) => {
+    let tls_wanted = config.listen.tls.is_some() || config.http.listen.is_some();
+    let certificate = match (&config.tls.cert, &config.tls.key, tls_wanted) {
+        (Some(cert), Some(key), true) => {
             let paths = CertificatePaths {
                 cert: cert.clone(),
                 key: key.clone(),
@@ -74,6 +76,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, ServeError> {
     Ok(Prepared {
         tls: bind("listen.tls", config.listen.tls)?,
         tcp: bind("listen.tcp", config.listen.tcp)?,
+        http: bind("http.listen", config.http.listen)?,
         certificate,
     })
 }
@@ -81,6 +84,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, ServeError> {
 pub struct RunningServer {
     tls_addr: Option<SocketAddr>,
     tcp_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
     certificate: Option<CertificatePaths>,
     /// What the TLS listener hands new connections; replaced by `reload_certificate`.
     tls_acceptor: Option<watch::Sender<TlsAcceptor>>,
@@ -96,6 +100,11 @@ impl RunningServer {
 
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp_addr
+    }
+
+    /// The HTTPS listener (health, readiness, metrics), when configured.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The certificate being served over TLS.
@@ -194,6 +203,7 @@ pub async fn start_prepared(
     let mut server = RunningServer {
         tls_addr: None,
         tcp_addr: None,
+        http_addr: None,
         certificate: None,
         tls_acceptor: None,
         shutdown,
@@ -201,7 +211,8 @@ pub async fn start_prepared(
         store: store.clone(),
     };
 
-    if let Some(listener) = prepared.tls {
+    // One certificate for SIP over TLS and HTTPS; a SIGHUP replaces it for both.
+    let current_tls = if prepared.tls.is_some() || prepared.http.is_some() {
         let (paths, tls_config) = match prepared.certificate {
             Some(configured) => configured,
             None => {
@@ -217,21 +228,44 @@ pub async fn start_prepared(
         if let Some(cert) = tls::load_certificates(&paths.cert)?.first() {
             tracing::info!(cert = %paths.cert.display(), sha256 = %tls::fingerprint(cert), "TLS certificate");
         }
+        server.certificate = Some(paths);
+        let (acceptor, current) = watch::channel(TlsAcceptor::from(tls_config));
+        server.tls_acceptor = Some(acceptor);
+        Some(current)
+    } else {
+        None
+    };
+    if let (Some(listener), Some(current)) = (prepared.tls, &current_tls) {
         let listener = tokio_listener(listener, "listen.tls")?;
         server.tls_addr = listener.local_addr().ok();
-        server.certificate = Some(paths);
         if let Some(addr) = server.tls_addr {
             tracing::info!(%addr, "listening for SIP over TLS");
         }
-        let (acceptor, current) = watch::channel(TlsAcceptor::from(tls_config));
-        server.tls_acceptor = Some(acceptor);
         tasks.spawn(accept_loop(
             listener,
             Transport::Tls,
-            Some(current),
+            Some(current.clone()),
             lync.clone(),
             settings,
             limits.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    if let (Some(listener), Some(current)) = (prepared.http, &current_tls) {
+        let listener = tokio_listener(listener, "http.listen")?;
+        server.http_addr = listener.local_addr().ok();
+        if let Some(addr) = server.http_addr {
+            tracing::info!(%addr, "listening for HTTPS (healthz, readyz, metrics)");
+        }
+        let router = crate::http::router(crate::http::HttpState {
+            store: store.clone(),
+            database: config.data_dir.join(crate::store::sqlite::DATABASE_FILE),
+        });
+        tasks.spawn(crate::http::serve(
+            listener,
+            current.clone(),
+            settings.handshake_timeout,
+            router,
             shutdown_rx.clone(),
         ));
     }

@@ -438,4 +438,8 @@ impl ChangeFeed for MemoryStore {
 
 impl Store for MemoryStore {
     fn close(&self) {}
+
+    fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

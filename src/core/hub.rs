@@ -6,6 +6,7 @@
 //! A pool of nodes plugs in here: an event from another node goes to [`ChatCore::publish`]
 //! with this node's recipients, as a local one does.
 
+use super::metrics::metrics;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -510,7 +511,10 @@ impl ChatCore {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         for sessions in to.chunk_by(|a, b| a.gateway == b.gateway) {
             match sinks.get(&sessions[0].gateway) {
-                Some(sink) => sink.deliver(event, sessions),
+                Some(sink) => {
+                    metrics().deliveries.inc_by(sessions.len() as u64);
+                    sink.deliver(event, sessions)
+                }
                 None => tracing::warn!(
                     gateway = sessions[0].gateway.name(),
                     "event for a gateway that is not attached"
@@ -778,6 +782,7 @@ impl ChatCore {
             };
             queue.slots.pop_front();
             if let Some(message) = outcome {
+                metrics().posts.inc();
                 self.remember(&message);
                 self.publish(
                     &Event::Posted {

@@ -10,6 +10,7 @@ pub(crate) mod fixtures;
 pub mod hub;
 pub mod ids;
 pub mod manage;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod ports;

@@ -291,4 +291,8 @@ pub trait Store:
     /// Commits everything queued and stops the writer; reads still running are stopped.
     /// Later writes and reads fail with `Closed`.
     fn close(&self);
+
+    /// Whether the store can take writes and answer reads now (readiness probes). Blocks
+    /// for at most a short read.
+    fn ready(&self) -> Result<(), StoreError>;
 }

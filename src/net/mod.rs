@@ -6,6 +6,7 @@
 //! will plug in the same way with the same defences.
 
 pub mod limits;
+pub mod metrics;
 pub mod outbox;
 pub mod tls;
 
@@ -133,6 +134,7 @@ pub async fn accept_loop<P: Protocol>(
                 let slot = match limits.acquire(peer.ip()) {
                     Ok(slot) => slot,
                     Err(refusal) => {
+                        metrics::metrics().refused.inc();
                         tracing::debug!(%peer, ?refusal, "connection refused: limit reached");
                         continue;
                     }
@@ -147,8 +149,13 @@ pub async fn accept_loop<P: Protocol>(
                 };
                 let acceptor = acceptor.as_ref().map(|current| current.borrow().clone());
                 let (protocol, shutdown) = (protocol.clone(), shutdown.clone());
+                let label = transport.label();
+                metrics::metrics().accepted.get_or_create(&label).inc();
+                let open = metrics::metrics().open.get_or_create(&label).clone();
+                open.inc();
                 connections.spawn(async move {
                     handle_connection(stream, info, acceptor, protocol, settings, shutdown).await;
+                    open.dec();
                     drop(slot);
                 });
             }

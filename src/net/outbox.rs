@@ -90,6 +90,7 @@ impl<D> Outboxes<D> {
                     connection,
                     "outgoing queue full: disconnecting a slow client"
                 );
+                super::metrics::metrics().cut_off.inc();
                 outbox.cut_off.notify_one();
                 map.remove(&connection);
                 false

@@ -10,22 +10,29 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
     // The core: no protocol, no backend, no sockets.
     (
         "core",
-        &["lync", "net", "store", "app"],
-        &["rusqlite", "quick_xml", "tokio_rustls", "rustls"],
+        &["lync", "net", "store", "app", "http"],
+        &["rusqlite", "quick_xml", "tokio_rustls", "rustls", "axum"],
     ),
     // Backends implement the core's ports and know nothing of connections or protocols.
     (
         "store",
-        &["lync", "net", "app"],
-        &["quick_xml", "tokio_rustls", "rustls"],
+        &["lync", "net", "app", "http"],
+        &["quick_xml", "tokio_rustls", "rustls", "axum"],
     ),
     // The gateway translates and renders; it never touches a backend or the app.
-    ("lync", &["store", "app"], &["rusqlite"]),
+    ("lync", &["store", "app", "http"], &["rusqlite", "axum"]),
+    // The HTTPS side renders what the core and the network layer count, and asks the
+    // store's port; no SIP, no backend.
+    (
+        "http",
+        &["lync", "store", "app"],
+        &["rusqlite", "quick_xml"],
+    ),
     // The network layer is generic over the protocol.
     (
         "net",
-        &["lync", "core", "store", "app"],
-        &["rusqlite", "quick_xml"],
+        &["lync", "core", "store", "app", "http"],
+        &["rusqlite", "quick_xml", "axum"],
     ),
 ];
 

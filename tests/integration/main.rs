@@ -8,6 +8,7 @@ mod durability;
 mod fuzz_regressions;
 mod history_cache;
 mod hostile;
+mod http;
 mod layers;
 mod limits;
 mod load;

@@ -134,6 +134,7 @@ impl Demo {
                 ("PERCH_DOMAIN", "demo.test"),
                 ("PERCH_LISTEN__TLS", "127.0.0.1:0"),
                 ("PERCH_LISTEN__TCP", "127.0.0.1:0"),
+                ("PERCH_HTTP__LISTEN", "127.0.0.1:0"),
                 ("RUST_LOG", "warn"),
             ])
             .stdout(Stdio::piped())
@@ -199,6 +200,11 @@ async fn the_demo_honours_the_environment_and_keeps_what_an_administrator_change
         demo.banner
     );
     assert!(!demo.banner.contains(":5061"), "{}", demo.banner);
+    assert!(
+        demo.banner.contains("HTTPS         127.0.0.1:"),
+        "{}",
+        demo.banner
+    );
     // The certificate names the demo domain, and localhost, to a client that checks.
     let cert = data.join(perch::net::tls::DEV_CERT_FILE);
     for name in ["demo.test", "localhost"] {

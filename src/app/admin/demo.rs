@@ -37,6 +37,9 @@ pub fn config_defaults() -> toml::Table {
     table.insert("domain".into(), text(DEMO_DOMAIN));
     table.insert("data_dir".into(), text("perch-demo-data"));
     table.insert("listen".into(), toml::Value::Table(listen));
+    let mut http = toml::Table::new();
+    http.insert("listen".into(), text("127.0.0.1:8443"));
+    table.insert("http".into(), toml::Value::Table(http));
     table
 }
 
@@ -237,7 +240,7 @@ pub fn instructions(config: &Config, server: &RunningServer, store: &dyn Store) 
         .collect();
     format!(
         "\nperch demo is running (data in {data}).\n\
-         \n  SIP over TLS  {tls}   certificate {cert}\n                     SHA-256 {fingerprint}\n  SIP over TCP  {tcp}\n\
+         \n  SIP over TLS  {tls}   certificate {cert}\n                     SHA-256 {fingerprint}\n  SIP over TCP  {tcp}\n  HTTPS         {http}   /healthz /readyz /metrics\n\
          \n  Users (NTLM and Digest passwords; {trusted}):\n{users}\n\
          \n  Chat endpoint: sip:{chat}\n\
          \n  Rooms in category Demo: Lobby (open, with history), Team (closed: alice, bob),\n\
@@ -256,6 +259,10 @@ pub fn instructions(config: &Config, server: &RunningServer, store: &dyn Store) 
             .unwrap_or_else(|| "off".into()),
         tcp = server
             .tcp_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
+        http = server
+            .http_addr()
             .map(|a| a.to_string())
             .unwrap_or_else(|| "off".into()),
         users = users.join("\n"),

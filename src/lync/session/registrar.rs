@@ -2,6 +2,7 @@
 //! answered in the exact shape SIPE requires (xccos-protocol.md §1.3), and the table of
 //! bindings.
 
+use crate::core::metrics::metrics;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -234,7 +235,10 @@ fn authenticate(
         .any(|net| net.contains(&peer))
     {
         return match shared.model.snapshot().directory.active_user(aor) {
-            Some(_) => Ok(None),
+            Some(_) => {
+                metrics().sign_in("trusted", "success");
+                Ok(None)
+            }
             None => {
                 tracing::info!(
                     user = aor,
@@ -246,6 +250,7 @@ fn authenticate(
         };
     }
     if shared.throttle.is_blocked(peer, Some(aor), now) {
+        metrics().sign_in("any", "throttled");
         return Err(SipError::Forbidden(
             "too many failed attempts; try again later".into(),
         ));
@@ -316,6 +321,7 @@ fn authenticate_digest(
         .and_then(|credentials| credentials.digest.as_ref());
     let proven = credentials.is_some_and(|ha1| answer.verify("REGISTER", ha1));
     if !proven {
+        metrics().sign_in("digest", "failure");
         shared.throttle.record_failure(peer, Some(aor), now);
         // Deliberately silent about whether the user exists.
         tracing::info!(user = aor, %peer, "registration refused: bad credentials");
@@ -323,6 +329,7 @@ fn authenticate_digest(
     }
     match shared.nonces.check(&answer.nonce, answer.nc, now) {
         NonceCheck::Fresh => {
+            metrics().sign_in("digest", "success");
             shared.throttle.record_success(peer, aor);
             Ok(None)
         }
@@ -389,6 +396,7 @@ fn authenticate_ntlm(
     let message =
         Authenticate::parse(&bytes).map_err(|error| SipError::Malformed(error.to_string()))?;
     let fail = |reason: &str| {
+        metrics().sign_in("ntlm", "failure");
         shared.throttle.record_failure(peer, Some(aor), now);
         // Deliberately silent about whether the user exists; the names are bounded.
         tracing::info!(user = aor, %peer, reason, "registration refused: NTLM authentication failed");
@@ -429,6 +437,7 @@ fn authenticate_ntlm(
     {
         return fail(&error.to_string());
     }
+    metrics().sign_in("ntlm", "success");
     shared.throttle.record_success(peer, aor);
     tracing::info!(user = aor, %peer, "NTLM security association established");
     security.association = Some(association);

@@ -527,6 +527,13 @@ impl Store for SqliteStore {
         self.writer.close();
         self.reads.close();
     }
+
+    fn ready(&self) -> Result<(), StoreError> {
+        if let Some(reason) = self.writer.death() {
+            return Err(StoreError::Backend(format!("the writer died: {reason}")));
+        }
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+    }
 }
 
 impl Drop for SqliteStore {

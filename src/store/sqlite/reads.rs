@@ -102,6 +102,7 @@ impl Reads {
     ) -> Read<T> {
         let reads = self.clone();
         Box::pin(async move {
+            let started = std::time::Instant::now();
             let control = Arc::new(Control::default());
             let mut cancel = CancelOnDrop {
                 control: Some(control.clone()),
@@ -129,6 +130,11 @@ impl Reads {
                 }
             });
             cancel.disarm();
+            let kind = match lane {
+                Lane::Plain => "history",
+                Lane::Search => "search",
+            };
+            crate::core::metrics::metrics().read(kind, started.elapsed());
             outcome?
         })
     }

@@ -7,6 +7,7 @@
 //! themselves once space is freed. Only a panic (a bug) ends it; [`Writer::died`] reports
 //! that, so a server can stop instead of running on with every write failing.
 
+use crate::core::metrics::metrics;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
@@ -106,6 +107,11 @@ impl Writer {
         })
     }
 
+    /// Why the writer thread died, if it has.
+    pub fn death(&self) -> Option<String> {
+        self.died.borrow().clone()
+    }
+
     /// Resolves, with the reason, if the writer thread dies; never if it stops normally.
     /// Every later write fails then, so a server should stop rather than run on.
     pub fn died(&self) -> impl Future<Output = String> + Send + 'static {
@@ -189,7 +195,10 @@ impl Writer {
             return failed(StoreError::Closed);
         };
         match sender.try_send(job) {
-            Ok(()) => pending,
+            Ok(()) => {
+                metrics().writer_queue.inc();
+                pending
+            }
             Err(TrySendError::Full(_)) => failed(StoreError::Overloaded),
             Err(TrySendError::Disconnected(_)) => failed(StoreError::Closed),
         }
@@ -247,7 +256,13 @@ fn run(connection: &mut Connection, receiver: &Receiver<Job>) {
             }
         }
         let writes = batch.len();
+        metrics().writer_queue.dec_by(writes as i64);
+        let started = std::time::Instant::now();
         let (committed, found_full) = run_batch(connection, batch);
+        metrics()
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics().commit_batch_writes.observe(writes as f64);
         if let Err(BatchError::Failed(error)) = &committed {
             tracing::error!(%error, writes, "store: batch commit failed");
         }

@@ -1,0 +1,71 @@
+//! The network layer's counters for `/metrics`: connections by transport, those refused
+//! at the door, and those cut off for not reading. Process-wide, like the core's
+//! (`core::metrics`), which this layer does not see.
+
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::Transport;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ByTransport {
+    pub transport: &'static str,
+}
+
+pub struct NetMetrics {
+    pub open: Family<ByTransport, Gauge>,
+    pub accepted: Family<ByTransport, Counter>,
+    pub refused: Counter,
+    pub cut_off: Counter,
+}
+
+pub fn metrics() -> &'static NetMetrics {
+    static METRICS: OnceLock<NetMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| NetMetrics {
+        open: Family::default(),
+        accepted: Family::default(),
+        refused: Counter::default(),
+        cut_off: Counter::default(),
+    })
+}
+
+impl Transport {
+    pub fn label(self) -> ByTransport {
+        ByTransport {
+            transport: match self {
+                Transport::Tls => "tls",
+                Transport::Tcp => "tcp",
+            },
+        }
+    }
+}
+
+impl NetMetrics {
+    pub fn register(&'static self, registry: &mut Registry) {
+        registry.register(
+            "connections",
+            "SIP connections open, by transport",
+            self.open.clone(),
+        );
+        registry.register(
+            "connections_accepted",
+            "SIP connections accepted, by transport",
+            self.accepted.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once: over the total or per-address cap",
+            self.refused.clone(),
+        );
+        registry.register(
+            "connections_cut_off",
+            "Connections closed because their client did not read what perch sent",
+            self.cut_off.clone(),
+        );
+    }
+}
