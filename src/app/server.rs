@@ -131,10 +131,13 @@ impl RunningServer {
             )?,
         };
         let tls_config = tls::server_config(&paths).map_err(ServeError::Certificate)?;
-        if let Some(cert) = tls::load_certificates(&paths.cert)?.first() {
-            tracing::info!(cert = %paths.cert.display(), sha256 = %tls::fingerprint(cert), "TLS certificate reloaded");
-        }
+        let fingerprint = tls::load_certificates(&paths.cert)?
+            .first()
+            .map(tls::fingerprint)
+            .unwrap_or_default();
         sender.send_replace(TlsAcceptor::from(tls_config));
+        // Logged once in use: a handshake after this line gets the new certificate.
+        tracing::info!(cert = %paths.cert.display(), sha256 = %fingerprint, "TLS certificate reloaded");
         self.certificate = Some(paths);
         Ok(())
     }

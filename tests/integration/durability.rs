@@ -94,39 +94,43 @@ async fn chat_client(addr: SocketAddr, lobby: &str) -> Client {
 /// Posts until the connection breaks; returns the texts that were acknowledged with 200.
 async fn post_until_killed(client: &mut Client, lobby: &str, round: usize) -> Vec<String> {
     let mut acknowledged = Vec::new();
-    let to = client.dialog_to.clone();
     for n in 0.. {
         let text = format!("round {round} post {n}");
-        let body = format!(
-            r#"<xccos ver="1" envid="{}" xmlns="urn:parlano:xml:ns:xccos"><grpchat id="grpchat" seqid="1" chanUri="{lobby}" author="sip:alice@example.test"><chat>{text}</chat></grpchat></xccos>"#,
-            n + 10
-        );
-        let info = client.request(
-            "INFO",
-            "sip:ocschat@example.test",
-            "dur-call",
-            n as u32 + 3,
-            &to,
-            &[],
-            &body,
-        );
-        if client.try_send(&info).await.is_err() {
-            break;
-        }
-        // Server INFOs (the echo of earlier posts) are skipped; only our 200 counts.
-        let acked = loop {
-            match client.receive().await {
-                Some(Received::Message(m)) if m.method().is_some() => continue,
-                Some(Received::Message(m)) => break status(&m) == 200,
-                _ => break false,
-            }
-        };
-        if !acked {
+        if !post(client, lobby, &text, n).await {
             break;
         }
         acknowledged.push(text);
     }
     acknowledged
+}
+
+/// Posts `text` as the `n`th post of the dialog; whether it was acknowledged with 200.
+async fn post(client: &mut Client, lobby: &str, text: &str, n: usize) -> bool {
+    let to = client.dialog_to.clone();
+    let body = format!(
+        r#"<xccos ver="1" envid="{}" xmlns="urn:parlano:xml:ns:xccos"><grpchat id="grpchat" seqid="1" chanUri="{lobby}" author="sip:alice@example.test"><chat>{text}</chat></grpchat></xccos>"#,
+        n + 10
+    );
+    let info = client.request(
+        "INFO",
+        "sip:ocschat@example.test",
+        "dur-call",
+        n as u32 + 3,
+        &to,
+        &[],
+        &body,
+    );
+    if client.try_send(&info).await.is_err() {
+        return false;
+    }
+    // Server INFOs (the echo of earlier posts) are skipped; only our 200 counts.
+    loop {
+        match client.receive().await {
+            Some(Received::Message(m)) if m.method().is_some() => continue,
+            Some(Received::Message(m)) => return status(&m) == 200,
+            _ => return false,
+        }
+    }
 }
 
 /// A store in `data` for a perch process: alice and bob (no passwords) and the seeded
@@ -234,15 +238,40 @@ async fn an_online_backup_is_a_consistent_copy_while_posts_go_on() {
     };
     let (mut child, addr) = spawn_perch(&data, &config);
     let mut client = chat_client(addr, &lobby).await;
-    let poster = async { post_until_killed(&mut client, &lobby, 0).await };
+    // Posts before the copy, posts while it is made, posts after it: the copy holds the
+    // first, maybe some of the second, none of the third.
+    let mut n = 0;
+    let mut acked = Vec::new();
+    for _ in 0..5 {
+        let text = format!("before {n}");
+        assert!(post(&mut client, &lobby, &text, n).await);
+        acked.push(text);
+        n += 1;
+    }
+    let (done, mut copied) = tokio::sync::oneshot::channel::<()>();
     let backer = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
         let out = backup(copy.clone()).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        child.kill().expect("SIGKILL");
+        let _ = done.send(());
         out
     };
-    let (acked, out) = tokio::join!(poster, backer);
+    let poster = async {
+        let mut during = Vec::new();
+        while copied.try_recv().is_err() {
+            let text = format!("during {n}");
+            assert!(post(&mut client, &lobby, &text, n).await);
+            during.push(text);
+            n += 1;
+        }
+        during
+    };
+    let (out, during) = tokio::join!(backer, poster);
+    acked.extend(during);
+    let after: Vec<String> = (0..5).map(|k| format!("after {k}")).collect();
+    for text in &after {
+        assert!(post(&mut client, &lobby, text, n).await);
+        n += 1;
+    }
+    child.kill().expect("SIGKILL");
     let _ = child.wait();
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("backed up "));
@@ -274,21 +303,17 @@ async fn an_online_backup_is_a_consistent_copy_while_posts_go_on() {
     };
     let live = texts(data.clone()).await.unwrap();
     let copied = texts(copy_dir.clone()).await.unwrap();
-    let posted_before = copied
-        .iter()
-        .filter(|t| t.starts_with("round 0 post"))
-        .count();
-    assert!(posted_before > 0, "the copy was taken before any post");
-    assert!(
-        posted_before < acked.len(),
-        "posting went on after the copy ({posted_before} of {} in it)",
-        acked.len()
-    );
     assert_eq!(
         copied[..],
         live[..copied.len()],
         "the copy is not a prefix of the store"
     );
+    for text in &acked[..5] {
+        assert!(copied.contains(text), "{text} is missing from the copy");
+    }
+    for text in &after {
+        assert!(live.contains(text) && !copied.contains(text), "{text}");
+    }
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(&copy_dir);
 }
