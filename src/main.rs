@@ -109,12 +109,31 @@ enum AdminCommand {
     /// Room add-ins: create, set, remove, list.
     #[command(subcommand)]
     Addin(admin::addin::Command),
+    /// Tokens of the HTTPS admin API: create (the secret is shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Copy the store, consistently, to a new file while the server runs (restore: stop
     /// the server, put the copy in place of the data directory's perch.sqlite3, start it).
     Backup {
         /// The copy to write; it must not exist yet.
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print its secret (only its digest is kept: store the secret now).
+    Create {
+        /// What the token is for, e.g. ansible or grafana.
+        name: String,
+    },
+    /// List tokens: name, created, last used.
+    List,
+    /// Revoke a token: requests with it are refused from now on.
+    Revoke {
+        /// The token's name.
+        name: String,
     },
 }
 
@@ -542,6 +561,7 @@ fn run_admin(common: &Common, command: AdminCommand) -> Result<(), String> {
         }
         AdminCommand::Room(command) => model().and_then(|ctx| admin::room::run(&ctx, command)),
         AdminCommand::Addin(command) => model().and_then(|ctx| admin::addin::run(&ctx, command)),
+        AdminCommand::Token(command) => run_token(&store, command).map_err(AdminError::from),
         AdminCommand::Backup { .. } => Ok(Vec::new()), // done above, without the writer
     };
     store.close();
@@ -552,6 +572,41 @@ fn run_admin(common: &Common, command: AdminCommand) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn run_token(
+    store: &dyn Store,
+    command: TokenCommand,
+) -> Result<Vec<String>, perch::core::service::ServiceError> {
+    use perch::core::service;
+    let time = |ticks: i64| match ticks {
+        0 => "never".to_owned(),
+        ticks => admin::format_ticks(ticks),
+    };
+    Ok(match command {
+        TokenCommand::Create { name } => {
+            let secret = service::create_admin_token(store, &name)?;
+            vec![
+                format!("created token {name}; its secret (shown only now):"),
+                secret,
+            ]
+        }
+        TokenCommand::List => service::admin_tokens(store)?
+            .into_iter()
+            .map(|t| {
+                format!(
+                    "{}\t{}\t{}",
+                    t.name,
+                    time(t.created_at),
+                    time(t.last_used_at)
+                )
+            })
+            .collect(),
+        TokenCommand::Revoke { name } => {
+            service::revoke_admin_token(store, &name)?;
+            vec![format!("revoked token {name}")]
+        }
+    })
 }
 
 fn run_user(

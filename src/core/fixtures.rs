@@ -10,9 +10,9 @@ use tokio::sync::{oneshot, watch};
 use super::ids::new_room_uid;
 use super::model::{Addin, Category, Group, PolicyScope, Principal, Privacy, Room};
 use super::ports::{
-    ArchiveStore, ChangeFeed, ChatMessage, DirectoryStore, HistoryQuery, InvitationStore,
-    ModelData, ModelStore, Pending, PreferenceEntry, PreferenceQuota, PreferenceStore, Read, Store,
-    StoreError, UserChange, UserRecord,
+    AdminToken, AdminTokenStore, ArchiveStore, ChangeFeed, ChatMessage, DirectoryStore,
+    HistoryQuery, InvitationStore, ModelData, ModelStore, Pending, PreferenceEntry,
+    PreferenceQuota, PreferenceStore, Read, Store, StoreError, UserChange, UserRecord,
 };
 
 /// A fresh directory under the system's temporary one, removed when dropped.
@@ -98,6 +98,7 @@ struct Memory {
     messages: Vec<ChatMessage>,
     invitations: Vec<(i64, String, i64)>,
     preferences: Vec<(String, String, i64, String)>,
+    admin_tokens: Vec<(String, [u8; 32], AdminToken)>,
     next_id: i64,
 }
 
@@ -427,6 +428,52 @@ impl PreferenceStore for MemoryStore {
         let before = m.preferences.len();
         m.preferences.retain(|(u, _, _, _)| u != user);
         done(Ok(before - m.preferences.len()))
+    }
+}
+
+impl AdminTokenStore for MemoryStore {
+    fn add_admin_token(&self, name: &str, digest: [u8; 32], now: i64) -> Pending<()> {
+        let mut m = self.state.lock().unwrap();
+        if m.admin_tokens
+            .iter()
+            .any(|(n, d, _)| n == name || *d == digest)
+        {
+            return done(Err(StoreError::Backend("UNIQUE constraint failed".into())));
+        }
+        m.admin_tokens.push((
+            name.to_owned(),
+            digest,
+            AdminToken {
+                name: name.to_owned(),
+                created_at: now,
+                last_used_at: 0,
+            },
+        ));
+        done(Ok(()))
+    }
+
+    fn admin_tokens(&self) -> Result<Vec<AdminToken>, StoreError> {
+        let m = self.state.lock().unwrap();
+        let mut tokens: Vec<AdminToken> =
+            m.admin_tokens.iter().map(|(_, _, t)| t.clone()).collect();
+        tokens.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(tokens)
+    }
+
+    fn remove_admin_token(&self, name: &str) -> Pending<bool> {
+        let mut m = self.state.lock().unwrap();
+        let before = m.admin_tokens.len();
+        m.admin_tokens.retain(|(n, _, _)| n != name);
+        done(Ok(m.admin_tokens.len() != before))
+    }
+
+    fn use_admin_token(&self, digest: [u8; 32], now: i64) -> Pending<Option<String>> {
+        let mut m = self.state.lock().unwrap();
+        let found = m.admin_tokens.iter_mut().find(|(_, d, _)| *d == digest);
+        done(Ok(found.map(|(name, _, token)| {
+            token.last_used_at = now;
+            name.clone()
+        })))
     }
 }
 

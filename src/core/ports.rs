@@ -278,6 +278,27 @@ pub trait PreferenceStore: Send + Sync {
     fn clear_preferences(&self, user: &str) -> Pending<usize>;
 }
 
+/// An admin API token as an administrator sees it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    pub name: String,
+    pub created_at: i64,
+    /// When it last authenticated a request (ticks; 0 = never).
+    pub last_used_at: i64,
+}
+
+/// Tokens of the HTTPS admin API, kept as SHA-256 digests of their secrets.
+pub trait AdminTokenStore: Send + Sync {
+    /// Names are unique: the service checks first, and a racing second add fails in the
+    /// store.
+    fn add_admin_token(&self, name: &str, digest: [u8; 32], now: i64) -> Pending<()>;
+    fn admin_tokens(&self) -> Result<Vec<AdminToken>, StoreError>;
+    /// Whether a token of that name existed.
+    fn remove_admin_token(&self, name: &str) -> Pending<bool>;
+    /// The name of the token whose secret has this digest, marked used at `now`.
+    fn use_admin_token(&self, digest: [u8; 32], now: i64) -> Pending<Option<String>>;
+}
+
 /// Tells a running core that administrators changed the model, whichever process or node
 /// made the change. The value is a counter that only moves forward.
 pub trait ChangeFeed: Send + Sync {
@@ -286,7 +307,13 @@ pub trait ChangeFeed: Send + Sync {
 
 /// Everything a server needs from one backend.
 pub trait Store:
-    DirectoryStore + ModelStore + ArchiveStore + InvitationStore + PreferenceStore + ChangeFeed
+    DirectoryStore
+    + ModelStore
+    + ArchiveStore
+    + InvitationStore
+    + PreferenceStore
+    + AdminTokenStore
+    + ChangeFeed
 {
     /// Commits everything queued and stops the writer; reads still running are stopped.
     /// Later writes and reads fail with `Closed`.

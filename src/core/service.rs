@@ -12,7 +12,7 @@ use super::model::{
 };
 use super::policy::{self, Denial};
 use super::ports::{
-    PreferenceEntry, Store, StoreError, UserChange, UserRecord, read_blocking, wait,
+    AdminToken, PreferenceEntry, Store, StoreError, UserChange, UserRecord, read_blocking, wait,
 };
 use super::snapshot::Snapshot;
 
@@ -642,6 +642,74 @@ pub fn clear_preferences(store: &dyn Store, name: &str) -> Result<(String, usize
     let aor = user_name(name)?;
     let removed = wait(store.clear_preferences(&aor))?;
     Ok((aor, removed))
+}
+
+/// What a new admin token's secret starts with, so that it is recognisable in a
+/// configuration file or a leaked log (and can be searched for).
+pub const ADMIN_TOKEN_PREFIX: &str = "perch_";
+
+fn admin_token_digest(secret: &str) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Makes an admin API token and returns its secret, which is shown once: only its SHA-256
+/// digest is stored (the secret has 256 random bits, so no slow hash is needed).
+pub fn create_admin_token(store: &dyn Store, name: &str) -> Result<String, ServiceError> {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom as _;
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !valid {
+        return Err(ServiceError::Invalid(format!(
+            "token name {name:?}: 1 to 64 letters, digits, '-', '_' or '.'"
+        )));
+    }
+    if store.admin_tokens()?.iter().any(|t| t.name == name) {
+        return Err(ManageError::Duplicate(format!("token {name}")).into());
+    }
+    let mut random = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut random)
+        .map_err(|_| ServiceError::Invalid("the system random generator failed".into()))?;
+    let secret = format!(
+        "{ADMIN_TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
+    );
+    wait(store.add_admin_token(name, admin_token_digest(&secret), now_ticks()))?;
+    Ok(secret)
+}
+
+pub fn admin_tokens(store: &dyn Store) -> Result<Vec<AdminToken>, ServiceError> {
+    Ok(store.admin_tokens()?)
+}
+
+pub fn revoke_admin_token(store: &dyn Store, name: &str) -> Result<(), ServiceError> {
+    if wait(store.remove_admin_token(name))? {
+        Ok(())
+    } else {
+        Err(ManageError::NotFound(format!("token {name}")).into())
+    }
+}
+
+/// The name of the token `secret` belongs to, if any (and it is marked used).
+pub async fn authenticate_admin(
+    store: &dyn Store,
+    secret: &str,
+) -> Result<Option<String>, ServiceError> {
+    if !secret.starts_with(ADMIN_TOKEN_PREFIX) {
+        return Ok(None);
+    }
+    let named = store
+        .use_admin_token(admin_token_digest(secret), now_ticks())
+        .await
+        .map_err(|_| StoreError::Closed)??;
+    Ok(named)
 }
 
 #[cfg(test)]

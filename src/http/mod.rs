@@ -2,7 +2,10 @@
 //! takes writes and answers reads) and `/metrics` (Prometheus text). It serves the SIP
 //! listeners' certificate, and a SIGHUP's new certificate at once, like them.
 //!
-//! Off unless `http.listen` is set; `--demo` turns it on at 127.0.0.1:8443.
+//! Off unless `http.listen` is set; `--demo` turns it on at 127.0.0.1:8443. The admin API
+//! (`api`) is on the same listener.
+
+pub mod api;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +53,7 @@ pub fn router(state: HttpState) -> Router {
         "Size of the store on disk (database and write-ahead log)",
         store_bytes.clone(),
     );
+    let api = api::router(state.store.clone());
     let shared = Arc::new(Shared {
         state,
         registry,
@@ -60,6 +64,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .with_state(shared)
+        .merge(api)
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

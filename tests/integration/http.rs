@@ -11,8 +11,29 @@ use crate::support::{TestServer, tls_connect};
 
 /// One GET over a new TLS connection: the status and the body.
 async fn get(addr: SocketAddr, cert: &Path, path: &str) -> (u16, String) {
+    call(addr, cert, "GET", path, None, None).await
+}
+
+/// One request over a new TLS connection, with a bearer token and a JSON body if given.
+async fn call(
+    addr: SocketAddr,
+    cert: &Path,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
     let mut tls = tls_connect(addr, cert, "localhost").await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or_default();
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     let _ = tls.read_to_end(&mut response).await;
@@ -85,5 +106,122 @@ async fn health_readiness_and_metrics_over_https() {
     );
     assert!(sample(&after, "perch_store_bytes ") > 0.0, "{after}");
     assert!(after.ends_with("# EOF\n"), "{after}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_does_what_perch_admin_does_with_a_token() {
+    let server = TestServer::start_seeded(
+        |config| config.http.listen = Some("127.0.0.1:0".parse().unwrap()),
+        seed,
+    )
+    .await;
+    let addr = server.running().http_addr().unwrap();
+    let cert = server.running().certificate().unwrap().cert.clone();
+    let store = server.store.clone();
+    let token = tokio::task::spawn_blocking(move || {
+        perch::core::service::create_admin_token(store.as_ref(), "tests").unwrap()
+    })
+    .await
+    .unwrap();
+    let api = |method: &'static str, path: String, body: Option<String>| {
+        let (cert, token) = (cert.clone(), token.clone());
+        async move { call(addr, &cert, method, &path, Some(&token), body.as_deref()).await }
+    };
+
+    // No token, a made-up one: 401, and nothing said about which tokens exist.
+    let (status, body) = call(addr, &cert, "GET", "/api/v1/users", None, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("an admin token is needed"), "{body}");
+    let forged = "perch_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let (status, _) = call(addr, &cert, "GET", "/api/v1/users", Some(forged), None).await;
+    assert_eq!(status, 401);
+
+    let new_user = r#"{"uri": "sip:Dora@example.test", "password": "pw"}"#;
+    let (status, body) = api("POST", "/api/v1/users".into(), Some(new_user.into())).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (201, r#"{"uri":"sip:dora@example.test"}"#)
+    );
+    let (status, body) = api("POST", "/api/v1/users".into(), Some(new_user.into())).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("already exists"), "{body}");
+    let (_, users) = api("GET", "/api/v1/users".into(), None).await;
+    assert!(
+        users.contains(r#""uri":"sip:dora@example.test""#),
+        "{users}"
+    );
+
+    let room = r#"{"name": "Api", "category": "General", "privacy": "open", "managers": ["sip:dora@example.test"]}"#;
+    let (status, body) = api("POST", "/api/v1/rooms".into(), Some(room.into())).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api(
+        "POST",
+        "/api/v1/rooms".into(),
+        Some(r#"{"name": "Bad", "category": "General", "privacy": "public"}"#.into()),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#"privacy \"public\""#), "{body}");
+    let (status, body) = api("POST", "/api/v1/rooms/api/disable".into(), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""disabled":true"#), "{body}");
+    let (status, body) = api("POST", "/api/v1/rooms/Api/enable".into(), None).await;
+    assert!(
+        status == 200 && body.contains(r#""disabled":false"#),
+        "{body}"
+    );
+    let (_, rooms) = api("GET", "/api/v1/rooms".into(), None).await;
+    assert!(rooms.contains(r#""name":"Api""#), "{rooms}");
+
+    let (status, body) = api("DELETE", "/api/v1/users/dora@example.test".into(), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""rooms":["Api"]"#), "{body}");
+    let (_, shown) = api("GET", "/api/v1/rooms/Api".into(), None).await;
+    assert!(shown.contains(r#""managers":[]"#), "{shown}");
+    let (status, _) = api("DELETE", "/api/v1/rooms/Api".into(), None).await;
+    assert_eq!(status, 200);
+    let (status, body) = api("GET", "/api/v1/rooms/Api".into(), None).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (404, r#"{"error":"room Api does not exist"}"#)
+    );
+
+    // Every operation the OpenAPI file describes is routed: its answer is the API's JSON,
+    // never the router's empty 404 or 405.
+    let spec: serde_json::Value =
+        serde_json::from_str(include_str!("../../schemas/openapi.json")).unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = spec["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 7);
+    for (path, operations) in paths {
+        let concrete = path
+            .replace("{uri}", "nobody@example.test")
+            .replace("{name}", "Nowhere");
+        for (method, operation) in operations.as_object().unwrap() {
+            assert!(operation["responses"].is_object(), "{method} {path}");
+            let body = (method == "post").then(|| "{}".to_owned());
+            let (status, text) = api(
+                Box::leak(method.to_uppercase().into_boxed_str()),
+                concrete.clone(),
+                body,
+            )
+            .await;
+            assert!(
+                status != 405 && (text.starts_with('{') || text.starts_with('[')),
+                "{method} {path}: {status} {text:?}"
+            );
+        }
+    }
+
+    // A revoked token is refused at once.
+    let store = server.store.clone();
+    tokio::task::spawn_blocking(move || {
+        perch::core::service::revoke_admin_token(store.as_ref(), "tests").unwrap()
+    })
+    .await
+    .unwrap();
+    let (status, body) = api("GET", "/api/v1/users".into(), None).await;
+    assert_eq!(status, 401, "{body}");
     server.stop().await;
 }

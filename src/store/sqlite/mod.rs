@@ -18,9 +18,9 @@ use tokio::sync::watch;
 use crate::core::credentials::{CredentialError, DigestHa1, NtHash, ScramHash, ScramVerifier};
 use crate::core::model::{Addin, Category, Group, PolicyScope, Room};
 use crate::core::ports::{
-    ArchiveStore, ChangeFeed, ChatMessage, Credentials, DirectoryStore, HistoryQuery,
-    InvitationStore, ModelData, ModelStore, Pending, PreferenceEntry, PreferenceQuota,
-    PreferenceStore, Read, Store, StoreError, UserChange, UserRecord,
+    AdminToken, AdminTokenStore, ArchiveStore, ChangeFeed, ChatMessage, Credentials,
+    DirectoryStore, HistoryQuery, InvitationStore, ModelData, ModelStore, Pending, PreferenceEntry,
+    PreferenceQuota, PreferenceStore, Read, Store, StoreError, UserChange, UserRecord,
 };
 
 use self::migrate::migrate;
@@ -512,6 +512,54 @@ impl PreferenceStore for SqliteStore {
     fn clear_preferences(&self, user: &str) -> Pending<usize> {
         let user = user.to_owned();
         self.admin_write(move |c| chat::clear_preferences(c, &user))
+    }
+}
+
+impl AdminTokenStore for SqliteStore {
+    fn add_admin_token(&self, name: &str, digest: [u8; 32], now: i64) -> Pending<()> {
+        let name = name.to_owned();
+        self.writer.submit(move |c| {
+            c.execute(
+                "INSERT INTO admin_tokens (name, digest, created_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![name, digest.as_slice(), now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn admin_tokens(&self) -> Result<Vec<AdminToken>, StoreError> {
+        self.read(|c| {
+            let mut statement =
+                c.prepare("SELECT name, created_at, last_used_at FROM admin_tokens ORDER BY name")?;
+            let tokens = statement
+                .query_map([], |row| {
+                    Ok(AdminToken {
+                        name: row.get(0)?,
+                        created_at: row.get(1)?,
+                        last_used_at: row.get(2)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(tokens)
+        })
+    }
+
+    fn remove_admin_token(&self, name: &str) -> Pending<bool> {
+        let name = name.to_owned();
+        self.writer
+            .submit(move |c| Ok(c.execute("DELETE FROM admin_tokens WHERE name = ?1", [name])? > 0))
+    }
+
+    fn use_admin_token(&self, digest: [u8; 32], now: i64) -> Pending<Option<String>> {
+        self.writer.submit(move |c| {
+            use rusqlite::OptionalExtension;
+            Ok(c.query_row(
+                "UPDATE admin_tokens SET last_used_at = ?2 WHERE digest = ?1 RETURNING name",
+                rusqlite::params![digest.as_slice(), now],
+                |row| row.get(0),
+            )
+            .optional()?)
+        })
     }
 }
 

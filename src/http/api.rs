@@ -1,0 +1,373 @@
+//! The admin API: JSON over HTTPS for what `perch admin` does, through the same service
+//! functions (so the same rules and the same one-line errors), authenticated by admin
+//! tokens (`Authorization: Bearer perch_...`, made with `perch admin token create`).
+//! `schemas/openapi.json` describes it; a test keeps the two in step.
+//!
+//! Covered so far: users (list, add, remove), rooms (list, show, create, disable, enable,
+//! remove) and categories (list).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::core::Snapshot;
+use crate::core::manage::{ListEdit, ManageError, RoomChange};
+use crate::core::model::{Principal, Privacy, Room, RoomType};
+use crate::core::ports::{Store, StoreError};
+use crate::core::service::{self, Actor, RoomFilter, ServiceError};
+
+/// Largest JSON body the API reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A refusal: the status and the one line `perch admin` would print.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// The one mapping from the service's typed errors to HTTP statuses.
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        let status = match &error {
+            ServiceError::Invalid(_) | ServiceError::Manage(ManageError::Invalid(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            ServiceError::Manage(ManageError::NotFound(_)) => StatusCode::NOT_FOUND,
+            ServiceError::Manage(ManageError::Duplicate(_)) => StatusCode::CONFLICT,
+            ServiceError::Denied(_) => StatusCode::FORBIDDEN,
+            ServiceError::Store(StoreError::Duplicate(_) | StoreError::Conflict(_)) => {
+                StatusCode::CONFLICT
+            }
+            ServiceError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+            ServiceError::Store(StoreError::QuotaExceeded(_)) => StatusCode::FORBIDDEN,
+            ServiceError::Store(
+                StoreError::Overloaded | StoreError::Full | StoreError::TimedOut { .. },
+            ) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, error.to_string())
+    }
+}
+
+/// A body that is not the JSON an operation takes: the same one-line JSON error.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        ApiError(rejection.status(), rejection.body_text())
+    }
+}
+
+type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ServiceError::Store(error).into()
+    }
+}
+
+type ApiResult = Result<(StatusCode, Json<Value>), ApiError>;
+
+pub fn router(store: Arc<dyn Store>) -> Router {
+    Router::new()
+        .route("/api/v1/users", get(list_users).post(add_user))
+        .route("/api/v1/users/{uri}", axum::routing::delete(remove_user))
+        .route("/api/v1/categories", get(list_categories))
+        .route("/api/v1/rooms", get(list_rooms).post(create_room))
+        .route("/api/v1/rooms/{name}", get(show_room).delete(remove_room))
+        .route("/api/v1/rooms/{name}/disable", post(disable_room))
+        .route("/api/v1/rooms/{name}/enable", post(enable_room))
+        .route_layer(middleware::from_fn_with_state(store.clone(), authenticate))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(store)
+}
+
+/// Every API route needs a token; the refusal says why, never whether a token exists.
+async fn authenticate(
+    State(store): State<Arc<dyn Store>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    let refused = |text: &str| {
+        let mut response = ApiError(StatusCode::UNAUTHORIZED, text.to_owned()).into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"perch\""),
+        );
+        response
+    };
+    let Some(secret) = presented else {
+        return refused("an admin token is needed: Authorization: Bearer perch_...");
+    };
+    match service::authenticate_admin(store.as_ref(), secret).await {
+        Ok(Some(name)) => {
+            tracing::debug!(token = name, path = %request.uri().path(), "admin API request");
+            next.run(request).await
+        }
+        Ok(None) => refused("unknown or revoked admin token"),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+/// Runs blocking service work (it waits for commits) off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the request's task failed: {e}"),
+        )
+    })?
+}
+
+fn snapshot(store: &dyn Store) -> Result<Snapshot, ApiError> {
+    Ok(Snapshot::from_model(store.load_model()?))
+}
+
+async fn list_users(State(store): State<Arc<dyn Store>>) -> ApiResult {
+    blocking(move || {
+        let users: Vec<Value> = service::users(store.as_ref())?
+            .into_iter()
+            .map(|u| {
+                json!({
+                    "uri": format!("sip:{}", u.aor),
+                    "name": u.display_name,
+                    "enabled": u.enabled,
+                    "password": u.credentials.is_some(),
+                })
+            })
+            .collect();
+        Ok((StatusCode::OK, Json(Value::Array(users))))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    uri: String,
+    name: Option<String>,
+    /// Without one the user signs in only from a trusted network.
+    password: Option<String>,
+    #[serde(default = "enabled")]
+    enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+async fn add_user(State(store): State<Arc<dyn Store>>, body: Body<NewUser>) -> ApiResult {
+    let Json(new) = body?;
+    blocking(move || {
+        let user = service::add_user(
+            store.as_ref(),
+            &new.uri,
+            new.name.as_deref(),
+            new.password.as_deref(),
+            new.enabled,
+        )?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({ "uri": format!("sip:{}", user.aor) })),
+        ))
+    })
+    .await
+}
+
+async fn remove_user(State(store): State<Arc<dyn Store>>, Path(uri): Path<String>) -> ApiResult {
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let removed = service::remove_user(store.as_ref(), &snapshot, &uri)?;
+        Ok((
+            StatusCode::OK,
+            Json(json!({
+                "removed": format!("sip:{}", removed.aor),
+                "rooms": removed.rooms,
+                "categories": removed.categories,
+                "groups": removed.groups,
+            })),
+        ))
+    })
+    .await
+}
+
+async fn list_categories(State(store): State<Arc<dyn Store>>) -> ApiResult {
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let categories: Vec<Value> = snapshot
+            .categories()
+            .into_iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "description": c.description,
+                    "allowed": names(&c.allowed),
+                    "denied": names(&c.denied),
+                    "creators": names(&c.creators),
+                })
+            })
+            .collect();
+        Ok((StatusCode::OK, Json(Value::Array(categories))))
+    })
+    .await
+}
+
+fn names(principals: &[Principal]) -> Vec<String> {
+    principals.iter().map(ToString::to_string).collect()
+}
+
+fn room_json(snapshot: &Snapshot, room: &Room) -> Value {
+    json!({
+        "name": room.name,
+        "uid": room.uid,
+        "description": room.description,
+        "category": snapshot.category(room.category).map(|c| c.name.clone()),
+        "privacy": room.privacy.to_string(),
+        "type": room.kind.to_string(),
+        "invitations": room.invitations.to_string(),
+        "disabled": room.disabled,
+        "addin": room.addin,
+        "members": names(&room.members),
+        "managers": names(&room.managers),
+        "presenters": names(&room.presenters),
+    })
+}
+
+async fn list_rooms(State(store): State<Arc<dyn Store>>) -> ApiResult {
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let rooms: Vec<Value> =
+            service::find_rooms(&snapshot, &Actor::Operator, &RoomFilter::default())?
+                .into_iter()
+                .map(|room| room_json(&snapshot, room))
+                .collect();
+        Ok((StatusCode::OK, Json(Value::Array(rooms))))
+    })
+    .await
+}
+
+async fn show_room(State(store): State<Arc<dyn Store>>, Path(name): Path<String>) -> ApiResult {
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let room = snapshot
+            .room_by_name(&name)
+            .ok_or_else(|| ServiceError::from(ManageError::NotFound(format!("room {name}"))))?;
+        Ok((StatusCode::OK, Json(room_json(&snapshot, room))))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRoom {
+    name: String,
+    category: String,
+    description: Option<String>,
+    privacy: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    members: Vec<String>,
+    #[serde(default)]
+    managers: Vec<String>,
+    #[serde(default)]
+    presenters: Vec<String>,
+}
+
+fn parsed<T: std::str::FromStr<Err = String>>(what: &str, text: &str) -> Result<T, ApiError> {
+    text.parse()
+        .map_err(|e: String| ApiError(StatusCode::BAD_REQUEST, format!("{what} {text:?}: {e}")))
+}
+
+fn principals(texts: &[String]) -> Result<Vec<ListEdit>, ApiError> {
+    if texts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = texts
+        .iter()
+        .map(|t| parsed::<Principal>("principal", t))
+        .collect::<Result<_, _>>()?;
+    Ok(vec![ListEdit::Add(list)])
+}
+
+async fn create_room(State(store): State<Arc<dyn Store>>, body: Body<NewRoom>) -> ApiResult {
+    let Json(new) = body?;
+    blocking(move || {
+        let change = RoomChange {
+            name: Some(new.name),
+            category: Some(new.category),
+            description: new.description,
+            privacy: new
+                .privacy
+                .as_deref()
+                .map(|p| parsed::<Privacy>("privacy", p))
+                .transpose()?,
+            kind: new
+                .kind
+                .as_deref()
+                .map(|k| parsed::<RoomType>("type", k))
+                .transpose()?,
+            members: principals(&new.members)?,
+            managers: principals(&new.managers)?,
+            presenters: principals(&new.presenters)?,
+            ..RoomChange::default()
+        };
+        let snapshot = snapshot(store.as_ref())?;
+        let saved = service::save_room(store.as_ref(), &snapshot, &Actor::Operator, None, change)?;
+        let after = self::snapshot(store.as_ref())?;
+        Ok((StatusCode::CREATED, Json(room_json(&after, &saved.room))))
+    })
+    .await
+}
+
+async fn set_disabled(store: Arc<dyn Store>, name: String, disabled: bool) -> ApiResult {
+    blocking(move || {
+        let change = RoomChange {
+            disabled: Some(disabled),
+            ..RoomChange::default()
+        };
+        let snapshot = snapshot(store.as_ref())?;
+        let saved = service::save_room(
+            store.as_ref(),
+            &snapshot,
+            &Actor::Operator,
+            Some(&name),
+            change,
+        )?;
+        Ok((StatusCode::OK, Json(room_json(&snapshot, &saved.room))))
+    })
+    .await
+}
+
+async fn disable_room(State(store): State<Arc<dyn Store>>, Path(name): Path<String>) -> ApiResult {
+    set_disabled(store, name, true).await
+}
+
+async fn enable_room(State(store): State<Arc<dyn Store>>, Path(name): Path<String>) -> ApiResult {
+    set_disabled(store, name, false).await
+}
+
+async fn remove_room(State(store): State<Arc<dyn Store>>, Path(name): Path<String>) -> ApiResult {
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let room = service::remove_room(store.as_ref(), &snapshot, &Actor::Operator, &name)?;
+        Ok((StatusCode::OK, Json(json!({ "removed": room.name }))))
+    })
+    .await
+}
