@@ -3,8 +3,9 @@
 //! tokens (`Authorization: Bearer perch_...`, made with `perch admin token create`).
 //! `schemas/openapi.json` describes it; a test keeps the two in step.
 //!
-//! Covered so far: users (list, add, remove), rooms (list, show, create, disable, enable,
-//! remove) and categories (list).
+//! Covered so far: users (list, add, change, unlock, remove), rooms (list, show, create,
+//! change with an optional dry run, disable, enable, remove), categories (list) and the
+//! server's chat settings (show, set).
 
 use std::sync::Arc;
 
@@ -79,10 +80,18 @@ type ApiResult = Result<(StatusCode, Json<Value>), ApiError>;
 pub fn router(store: Arc<dyn Store>) -> Router {
     Router::new()
         .route("/api/v1/users", get(list_users).post(add_user))
-        .route("/api/v1/users/{uri}", axum::routing::delete(remove_user))
+        .route(
+            "/api/v1/users/{uri}",
+            axum::routing::delete(remove_user).patch(change_user),
+        )
+        .route("/api/v1/users/{uri}/unlock", post(unlock_user))
+        .route("/api/v1/settings", get(show_settings).put(set_setting))
         .route("/api/v1/categories", get(list_categories))
         .route("/api/v1/rooms", get(list_rooms).post(create_room))
-        .route("/api/v1/rooms/{name}", get(show_room).delete(remove_room))
+        .route(
+            "/api/v1/rooms/{name}",
+            get(show_room).delete(remove_room).patch(change_room),
+        )
         .route("/api/v1/rooms/{name}/disable", post(disable_room))
         .route("/api/v1/rooms/{name}/enable", post(enable_room))
         .route_layer(middleware::from_fn_with_state(store.clone(), authenticate))
@@ -185,6 +194,87 @@ async fn add_user(State(store): State<Arc<dyn Store>>, body: Body<NewUser>) -> A
         Ok((
             StatusCode::CREATED,
             Json(json!({ "uri": format!("sip:{}", user.aor) })),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEdit {
+    name: Option<String>,
+    password: Option<String>,
+    enabled: Option<bool>,
+}
+
+async fn change_user(
+    State(store): State<Arc<dyn Store>>,
+    Path(uri): Path<String>,
+    body: Body<UserEdit>,
+) -> ApiResult {
+    let Json(edit) = body?;
+    blocking(move || {
+        let user = service::set_user(
+            store.as_ref(),
+            &uri,
+            edit.name.as_deref(),
+            edit.password.as_deref(),
+            edit.enabled,
+        )?;
+        Ok((
+            StatusCode::OK,
+            Json(json!({
+                "uri": format!("sip:{}", user.aor),
+                "name": user.display_name,
+                "enabled": user.enabled,
+                "password": user.credentials.is_some(),
+            })),
+        ))
+    })
+    .await
+}
+
+async fn unlock_user(State(store): State<Arc<dyn Store>>, Path(uri): Path<String>) -> ApiResult {
+    blocking(move || {
+        let aor = service::unlock_user(store.as_ref(), &uri)?;
+        Ok((
+            StatusCode::OK,
+            Json(json!({ "unlocked": format!("sip:{aor}") })),
+        ))
+    })
+    .await
+}
+
+async fn show_settings(State(store): State<Arc<dyn Store>>) -> ApiResult {
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let settings: serde_json::Map<String, Value> = crate::core::model::SETTING_NAMES
+            .iter()
+            .map(|name| {
+                let value = snapshot.settings.get(name).unwrap_or_default();
+                ((*name).to_owned(), json!(value))
+            })
+            .collect();
+        Ok((StatusCode::OK, Json(Value::Object(settings))))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Setting {
+    name: String,
+    value: u32,
+}
+
+async fn set_setting(State(store): State<Arc<dyn Store>>, body: Body<Setting>) -> ApiResult {
+    let Json(setting) = body?;
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let name = service::set_setting(store.as_ref(), &snapshot, &setting.name, setting.value)?;
+        Ok((
+            StatusCode::OK,
+            Json(json!({ "name": name, "value": setting.value })),
         ))
     })
     .await
@@ -332,6 +422,100 @@ async fn create_room(State(store): State<Arc<dyn Store>>, body: Body<NewRoom>) -
         let saved = service::save_room(store.as_ref(), &snapshot, &Actor::Operator, None, change)?;
         let after = self::snapshot(store.as_ref())?;
         Ok((StatusCode::CREATED, Json(room_json(&after, &saved.room))))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RoomEdit {
+    /// A new name.
+    name: Option<String>,
+    /// Move to this category: whoever it does not allow leaves the room (named in the
+    /// answer's `removed`).
+    category: Option<String>,
+    description: Option<String>,
+    privacy: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    add_members: Vec<String>,
+    #[serde(default)]
+    remove_members: Vec<String>,
+    #[serde(default)]
+    add_managers: Vec<String>,
+    #[serde(default)]
+    remove_managers: Vec<String>,
+    #[serde(default)]
+    add_presenters: Vec<String>,
+    #[serde(default)]
+    remove_presenters: Vec<String>,
+    /// Say what the change would do without doing it.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Removals first, then additions, as `perch admin room set` applies them.
+fn edits(remove: &[String], add: &[String]) -> Result<Vec<ListEdit>, ApiError> {
+    let parse = |texts: &[String]| -> Result<Vec<Principal>, ApiError> {
+        texts
+            .iter()
+            .map(|t| parsed::<Principal>("principal", t))
+            .collect()
+    };
+    let mut edits = Vec::new();
+    if !remove.is_empty() {
+        edits.push(ListEdit::Remove(parse(remove)?));
+    }
+    if !add.is_empty() {
+        edits.push(ListEdit::Add(parse(add)?));
+    }
+    Ok(edits)
+}
+
+async fn change_room(
+    State(store): State<Arc<dyn Store>>,
+    Path(name): Path<String>,
+    body: Body<RoomEdit>,
+) -> ApiResult {
+    let Json(edit) = body?;
+    blocking(move || {
+        let change = RoomChange {
+            name: edit.name,
+            category: edit.category,
+            description: edit.description,
+            privacy: edit
+                .privacy
+                .as_deref()
+                .map(|p| parsed::<Privacy>("privacy", p))
+                .transpose()?,
+            kind: edit
+                .kind
+                .as_deref()
+                .map(|k| parsed::<RoomType>("type", k))
+                .transpose()?,
+            members: edits(&edit.remove_members, &edit.add_members)?,
+            managers: edits(&edit.remove_managers, &edit.add_managers)?,
+            presenters: edits(&edit.remove_presenters, &edit.add_presenters)?,
+            ..RoomChange::default()
+        };
+        let snapshot = snapshot(store.as_ref())?;
+        let saved = if edit.dry_run {
+            service::preview_room(&snapshot, &Actor::Operator, Some(&name), change)?
+        } else {
+            service::save_room(
+                store.as_ref(),
+                &snapshot,
+                &Actor::Operator,
+                Some(&name),
+                change,
+            )?
+        };
+        let mut answer = room_json(&snapshot, &saved.room);
+        answer["removed"] = json!(names(&saved.removed));
+        answer["invited"] = json!(saved.invited);
+        answer["dry_run"] = json!(edit.dry_run);
+        Ok((StatusCode::OK, Json(answer)))
     })
     .await
 }

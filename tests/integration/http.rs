@@ -173,6 +173,61 @@ async fn the_admin_api_does_what_perch_admin_does_with_a_token() {
     );
     let (_, rooms) = api("GET", "/api/v1/rooms".into(), None).await;
     assert!(rooms.contains(r#""name":"Api""#), "{rooms}");
+    let edit =
+        r#"{"add_members": ["sip:dora@example.test"], "description": "new", "dry_run": true}"#;
+    let (status, body) = api("PATCH", "/api/v1/rooms/Api".into(), Some(edit.into())).await;
+    assert!(
+        status == 200 && body.contains(r#""dry_run":true"#),
+        "{body}"
+    );
+    let (_, shown) = api("GET", "/api/v1/rooms/Api".into(), None).await;
+    assert!(
+        shown.contains(r#""members":[]"#),
+        "a dry run changed the room: {shown}"
+    );
+    let edit = r#"{"add_members": ["sip:dora@example.test"], "description": "new"}"#;
+    let (status, body) = api("PATCH", "/api/v1/rooms/Api".into(), Some(edit.into())).await;
+    assert!(
+        status == 200 && body.contains(r#""members":["sip:dora@example.test"]"#),
+        "{body}"
+    );
+    let (status, body) = api(
+        "PUT",
+        "/api/v1/settings".into(),
+        Some(r#"{"name": "DefaultChatHistory", "value": 501}"#.into()),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("between 1 and 500"), "{body}");
+    let (status, _) = api(
+        "PUT",
+        "/api/v1/settings".into(),
+        Some(r#"{"name": "defaultchathistory", "value": 42}"#.into()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, settings) = api("GET", "/api/v1/settings".into(), None).await;
+    assert!(
+        settings.contains(r#""DefaultChatHistory":42"#),
+        "{settings}"
+    );
+    let (status, body) = api(
+        "PATCH",
+        "/api/v1/users/dora@example.test".into(),
+        Some(r#"{"enabled": false}"#.into()),
+    )
+    .await;
+    assert!(
+        status == 200 && body.contains(r#""enabled":false"#),
+        "{body}"
+    );
+    let (status, _) = api(
+        "POST",
+        "/api/v1/users/dora@example.test/unlock".into(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
 
     let (status, body) = api("DELETE", "/api/v1/users/dora@example.test".into(), None).await;
     assert_eq!(status, 200, "{body}");
@@ -193,14 +248,14 @@ async fn the_admin_api_does_what_perch_admin_does_with_a_token() {
         serde_json::from_str(include_str!("../../schemas/openapi.json")).unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = spec["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 7);
+    assert_eq!(paths.len(), 9);
     for (path, operations) in paths {
         let concrete = path
             .replace("{uri}", "nobody@example.test")
             .replace("{name}", "Nowhere");
         for (method, operation) in operations.as_object().unwrap() {
             assert!(operation["responses"].is_object(), "{method} {path}");
-            let body = (method == "post").then(|| "{}".to_owned());
+            let body = matches!(method.as_str(), "post" | "put" | "patch").then(|| "{}".to_owned());
             let (status, text) = api(
                 Box::leak(method.to_uppercase().into_boxed_str()),
                 concrete.clone(),
