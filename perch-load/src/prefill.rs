@@ -30,8 +30,10 @@ use crate::procfs;
 use crate::random::Random;
 use crate::text::TextGenerator;
 
-/// perch's migration that defines the messages' FTS5 index and its triggers: the trigger
-/// dropped during a load is recreated from this text, never retyped.
+/// perch's migration that defined the messages' FTS5 index and its triggers. perch indexes
+/// posts itself since migration 0008 (once per writer batch); `--fts triggers` puts the
+/// old per-row insert trigger, taken from this text and never retyped, in place for its
+/// load only.
 const FTS_MIGRATION: &str =
     include_str!("../../src/store/sqlite/migrations/0006_search_by_room.sql");
 /// The schema version perch's migrations bring the database to. Those after 0002 add
@@ -39,6 +41,9 @@ const FTS_MIGRATION: &str =
 /// index each message's room, which the trigger and the rebuild take from the view.
 const CHAT_SCHEMA_VERSION: i64 = perch::store::sqlite::SCHEMA_VERSION;
 const INSERT_TRIGGER: &str = "messages_fts_insert";
+/// A `meta` row a load leaves while its rows are not indexed yet (the id they start
+/// after); the next run finds it after an interruption and indexes everything.
+const PENDING_MARK: &str = "prefill_unindexed_after";
 
 #[derive(Args, Debug, Clone)]
 pub struct PrefillArgs {
@@ -80,8 +85,8 @@ pub struct PrefillArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// How the full-text index is built: after the load for the new rows (deferred) or for
-    /// all rows (rebuild), perch's insert trigger dropped meanwhile and then recreated; or
-    /// by that trigger as each row goes in (triggers).
+    /// all rows (rebuild); or by a per-row insert trigger (perch's before migration 0008)
+    /// as each row goes in (triggers).
     #[arg(long, value_enum, default_value_t = FtsMode::Rebuild)]
     pub fts: FtsMode,
     /// Afterwards run `PRAGMA integrity_check` and the FTS5 `integrity-check` against the
@@ -99,11 +104,12 @@ pub struct PrefillArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FtsMode {
-    /// Index the new rows after the load, in chunks (the trigger dropped meanwhile).
+    /// Index the new rows after the load, in chunks.
     Deferred,
-    /// FTS5's `rebuild` of the whole index after the load (the trigger dropped meanwhile).
+    /// FTS5's `rebuild` of the whole index after the load.
     Rebuild,
-    /// perch's trigger indexes each row as it goes in.
+    /// A per-row insert trigger (perch's before migration 0008) indexes each row as it
+    /// goes in; it is dropped again afterwards.
     Triggers,
 }
 
@@ -219,17 +225,24 @@ pub fn run(args: &PrefillArgs) -> Result<PrefillReport, PrefillError> {
     lock_exclusively(&connection, &path)?;
     let migration_trigger = trigger_from_migration()?;
     check_schema(&connection)?;
-    let trigger_missing = stored_trigger(&connection)?.is_none();
-    if let Some(stored) = stored_trigger(&connection)?
-        && normalize(&stored) != normalize(migration_trigger)
-    {
-        return Err(PrefillError::Schema(format!(
-            "trigger {INSERT_TRIGGER} differs from perch's migration 0006: {stored}"
-        )));
+    // An insert trigger left behind is an interrupted `--fts triggers` load: what went in
+    // was indexed, and perch indexes its posts itself, so it only goes.
+    if let Some(stored) = stored_trigger(&connection)? {
+        if normalize(&stored) != normalize(migration_trigger) {
+            return Err(PrefillError::Schema(format!(
+                "trigger {INSERT_TRIGGER} is not the one this tool puts in place: {stored}"
+            )));
+        }
+        connection.execute_batch(&format!("DROP TRIGGER {INSERT_TRIGGER}"))?;
     }
-    if trigger_missing && !args.quiet {
+    let interrupted: Option<i64> = connection
+        .query_row("SELECT value FROM meta WHERE key = ?1", [PENDING_MARK], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if interrupted.is_some() && !args.quiet {
         eprintln!(
-            "perch-load prefill: trigger {INSERT_TRIGGER} is missing (an interrupted prefill?): the full-text index will be rebuilt and the trigger recreated"
+            "perch-load prefill: an earlier load left rows unindexed (interrupted?): the full-text index will be rebuilt"
         );
     }
     // A rollback journal (appends journal little) without fsync while loading: a crash
@@ -241,8 +254,8 @@ pub fn run(args: &PrefillArgs) -> Result<PrefillReport, PrefillError> {
     connection.pragma_update(None, "temp_store", "MEMORY")?;
 
     let rooms = select_rooms(&connection, args)?;
-    // Without the trigger (an interrupted run) nobody knows which rows are indexed.
-    let mode = if trigger_missing {
+    // After an interruption nobody knows which rows are indexed.
+    let mode = if interrupted.is_some() {
         FtsMode::Rebuild
     } else {
         args.fts
@@ -251,45 +264,38 @@ pub fn run(args: &PrefillArgs) -> Result<PrefillReport, PrefillError> {
         connection.query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| {
             r.get(0)
         })?;
-    let drop_trigger = mode != FtsMode::Triggers && !trigger_missing && args.messages > 0;
-    if drop_trigger {
-        connection.execute_batch(&format!("DROP TRIGGER {INSERT_TRIGGER}"))?;
+    if mode == FtsMode::Triggers {
+        connection.execute_batch(migration_trigger)?;
+    } else if args.messages > 0 && interrupted.is_none() {
+        connection.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![PENDING_MARK, max_id_before],
+        )?;
     }
+    let index = |connection: &mut Connection| -> Result<(), PrefillError> {
+        if mode == FtsMode::Triggers {
+            connection.execute_batch(&format!("DROP TRIGGER {INSERT_TRIGGER}"))?;
+            // The trigger indexed each row; make what went in durable.
+            connection.pragma_update(None, "synchronous", "FULL")?;
+            connection.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
+            Ok(())
+        } else {
+            index_after_load(connection, mode, max_id_before, args)
+        }
+    };
     let loaded = match load(&mut connection, args, &rooms) {
         Ok(loaded) => loaded,
         Err(error) => {
-            // Leave a usable store behind: index what went in and put the trigger back.
-            if drop_trigger || trigger_missing {
-                if !args.quiet {
-                    eprintln!(
-                        "perch-load prefill: failed ({error}); restoring the full-text index"
-                    );
-                }
-                let _ = index_after_load(
-                    &mut connection,
-                    mode,
-                    max_id_before,
-                    args,
-                    migration_trigger,
-                );
+            // Leave a usable store behind: index what went in.
+            if !args.quiet {
+                eprintln!("perch-load prefill: failed ({error}); restoring the full-text index");
             }
+            let _ = index(&mut connection);
             return Err(error);
         }
     };
     let index_started = Instant::now();
-    if drop_trigger || trigger_missing {
-        index_after_load(
-            &mut connection,
-            mode,
-            max_id_before,
-            args,
-            migration_trigger,
-        )?;
-    } else {
-        // The trigger indexed each row; make what went in durable.
-        connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
-    }
+    index(&mut connection)?;
     let fts_secs = index_started.elapsed().as_secs_f64();
     connection.pragma_update(None, "journal_mode", "WAL")?;
     let verify_secs = if args.verify {
@@ -677,7 +683,6 @@ fn index_after_load(
     mode: FtsMode,
     after_id: i64,
     args: &PrefillArgs,
-    trigger: &str,
 ) -> Result<(), PrefillError> {
     if mode == FtsMode::Deferred {
         let last: i64 =
@@ -710,9 +715,8 @@ fn index_after_load(
         }
         tx.execute_batch("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")?;
     }
-    if stored_trigger(&tx)?.is_none() {
-        tx.execute_batch(trigger)?;
-    }
+    // Indexed: the mark goes in the same transaction.
+    tx.execute("DELETE FROM meta WHERE key = ?1", [PENDING_MARK])?;
     tx.commit()?;
     Ok(())
 }
@@ -1006,12 +1010,12 @@ mod tests {
             ),
         );
         assert_eq!(first_room as u64, report.rooms[0].markers["pmk10"]);
-        // The trigger is back, exactly as the migration has it, and indexes new rows.
+        // No trigger and no mark are left: perch indexes its posts itself.
         let c = Connection::open(dir.join(DATABASE_FILE)).unwrap();
-        let stored = stored_trigger(&c).unwrap().unwrap();
+        assert!(stored_trigger(&c).unwrap().is_none());
         assert_eq!(
-            normalize(&stored),
-            normalize(trigger_from_migration().unwrap())
+            count(&dir, &format!("SELECT count(*) FROM meta WHERE key = '{PENDING_MARK}'")),
+            0
         );
         let mode: String = c
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -1034,9 +1038,13 @@ mod tests {
         let dir = provisioned("repair");
         run(&args(&dir, 1000)).unwrap();
         {
+            // What an interrupted load leaves: its mark, and rows not in the index.
             let c = Connection::open(dir.join(DATABASE_FILE)).unwrap();
-            c.execute_batch(&format!("DROP TRIGGER {INSERT_TRIGGER}"))
-                .unwrap();
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, 0)",
+                [PENDING_MARK],
+            )
+            .unwrap();
             c.execute(
                 "INSERT INTO messages (room_id, author, ts, body) SELECT room_id, author, ts, 'unindexed pmk10' FROM messages LIMIT 1",
                 [],
@@ -1054,7 +1062,13 @@ mod tests {
             1
         );
         let c = Connection::open(dir.join(DATABASE_FILE)).unwrap();
-        assert!(stored_trigger(&c).unwrap().is_some());
+        assert!(stored_trigger(&c).unwrap().is_none());
+        let marks: i64 = c
+            .query_row("SELECT count(*) FROM meta WHERE key = ?1", [PENDING_MARK], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(marks, 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

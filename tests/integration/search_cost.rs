@@ -59,7 +59,8 @@ async fn start(
     }
 }
 
-/// Appends `texts` to room `room` in one transaction, the FTS5 trigger indexing them.
+/// Appends `texts` to room `room` in one transaction and indexes them, as perch's writer
+/// does for a batch of posts.
 fn bulk(dir: &Path, room: &str, texts: impl Iterator<Item = String>) {
     let c = rusqlite::Connection::open(dir.join(DATABASE_FILE)).unwrap();
     c.busy_timeout(Duration::from_secs(10)).unwrap();
@@ -67,6 +68,11 @@ fn bulk(dir: &Path, room: &str, texts: impl Iterator<Item = String>) {
         .query_row("SELECT id FROM rooms WHERE name = ?1", [room], |r| r.get(0))
         .unwrap();
     c.execute_batch("BEGIN").unwrap();
+    let before: i64 = c
+        .query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     {
         let mut insert = c
             .prepare("INSERT INTO messages (room_id, author, ts, body) VALUES (?1, 'carol@example.test', 1, ?2)")
@@ -75,6 +81,12 @@ fn bulk(dir: &Path, room: &str, texts: impl Iterator<Item = String>) {
             insert.execute(rusqlite::params![room_id, text]).unwrap();
         }
     }
+    c.execute(
+        "INSERT INTO messages_fts (rowid, body, room_key)
+         SELECT id, body, room_key FROM messages_fts_source WHERE id > ?1",
+        [before],
+    )
+    .unwrap();
     c.execute_batch("COMMIT").unwrap();
 }
 

@@ -361,6 +361,34 @@ pub fn clear_room(c: &Connection, id: i64, until: Option<i64>) -> Result<usize, 
     )?)
 }
 
+/// Adds the messages `ids` (posts of this batch) to the full-text index, in one statement:
+/// FTS5 then writes one segment for the batch, not one per post (the writer's `Flush`;
+/// migration 0008 dropped the per-row insert trigger).
+pub fn index_messages(c: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
+    let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+        return Ok(());
+    };
+    // A batch's posts are numbered in order, usually without gaps: a range then, else
+    // the list itself.
+    let contiguous = last - first + 1 == ids.len() as i64;
+    if contiguous {
+        c.prepare_cached(
+            "INSERT INTO messages_fts (rowid, body, room_key)
+             SELECT id, body, room_key FROM messages_fts_source WHERE id BETWEEN ?1 AND ?2",
+        )?
+        .execute(params![first, last])?;
+    } else {
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        c.prepare_cached(
+            "INSERT INTO messages_fts (rowid, body, room_key)
+             SELECT id, body, room_key FROM messages_fts_source
+             WHERE id IN (SELECT value FROM json_each('[' || ?1 || ']'))",
+        )?
+        .execute([list])?;
+    }
+    Ok(())
+}
+
 pub fn append_message(c: &Connection, message: ChatMessage) -> Result<ChatMessage, StoreError> {
     let mut statement = c.prepare_cached(
         "INSERT INTO messages (room_id, author, ts, body, extra, extra_gateway)
@@ -612,7 +640,10 @@ mod tests {
             text: text.into(),
             extension: None,
         };
-        append_message(c, message).unwrap().id
+        let id = append_message(c, message).unwrap().id;
+        // As the store's writer does for each batch.
+        index_messages(c, &[id]).unwrap();
+        id
     }
 
     /// Virtual-machine steps the search statement took so far: SQLite steps once or more

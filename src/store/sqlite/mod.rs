@@ -84,7 +84,7 @@ impl SqliteStore {
         let reads = Arc::new(Reads::new(path, budgets)?);
         let generation = reads.run_now(generation)?;
         Ok(Self {
-            writer: Writer::start(connection)?,
+            writer: Writer::start(connection, Some(Box::new(chat::index_messages)))?,
             reads,
             changes: Arc::new(watch::channel(generation).0),
             poller: OnceLock::new(),
@@ -456,8 +456,11 @@ impl ModelStore for SqliteStore {
 
 impl ArchiveStore for SqliteStore {
     fn append_message(&self, message: ChatMessage) -> Pending<ChatMessage> {
-        self.writer
-            .submit_statement(move |c| chat::append_message(c, message))
+        self.writer.submit_deferring(move |c| {
+            let stored = chat::append_message(c, message)?;
+            let id = stored.id;
+            Ok((stored, id))
+        })
     }
 
     fn history(&self, room_id: i64, query: HistoryQuery) -> Read<Vec<ChatMessage>> {
@@ -639,6 +642,67 @@ fn make_private(data_dir: &Path, database: &Path) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    /// Posts are indexed per batch by the writer: whatever the batches hold (posts only,
+    /// posts followed by a clear of their room, a room removed), the index always equals
+    /// the messages (FTS5's integrity check against its content) and finds every post.
+    #[test]
+    fn posts_indexed_per_batch_keep_the_index_equal_to_the_messages() {
+        use crate::core::ports::{ArchiveStore, ChatMessage, HistoryQuery, ModelStore, wait};
+        let dir = crate::core::fixtures::TempDir::new("fts-batches");
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let category =
+            wait(store.save_category(crate::core::fixtures::category("C", "x", true))).unwrap();
+        let room = |name: &str| {
+            wait(store.save_room(crate::core::model::Room::new(name, name, category.id))).unwrap()
+        };
+        let (kept, cleared, removed) = (room("kept"), room("cleared"), room("removed"));
+        let post = |room_id: i64, n: usize| {
+            store.append_message(ChatMessage {
+                id: 0,
+                room_id,
+                author: "a@x".into(),
+                ts: n as i64,
+                text: format!("findable word{n}"),
+                extension: None,
+            })
+        };
+        // Submitted without waiting, so that they share batches with what follows.
+        let mut pending = Vec::new();
+        for n in 0..300 {
+            pending.push(post([kept.id, cleared.id, removed.id][n % 3], n));
+        }
+        let clear = store.clear_room(cleared.id, None);
+        let later = post(kept.id, 300);
+        let remove = store.remove_room(removed.id);
+        for p in pending {
+            wait(p).unwrap();
+        }
+        wait(clear).unwrap();
+        wait(later).unwrap();
+        wait(remove).unwrap();
+        let check = wait(store.writer.submit(|c| {
+            Ok(c.execute(
+                "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)",
+                [],
+            )?)
+        }));
+        assert!(check.is_ok(), "{check:?}");
+        let search = |room_id: i64| {
+            crate::core::ports::read_blocking(store.history(
+                room_id,
+                HistoryQuery::Search {
+                    words: vec!["findable".into()],
+                    count: 1000,
+                },
+            ))
+            .unwrap()
+            .len()
+        };
+        assert_eq!(search(kept.id), 101);
+        assert_eq!(search(cleared.id), 0);
+        store.close();
+    }
+
     #[test]
     fn concurrent_administrators_wait_their_turn_instead_of_failing() {
         // Several `perch admin` processes at once: separate connections to one file.

@@ -21,7 +21,21 @@ use crate::core::ports::{Pending, StoreError};
 
 /// Runs a write inside the batch transaction, or (given the error) only prepares to report
 /// the batch's failure when the batch failed before the write's turn.
-type Job = Box<dyn FnOnce(Result<&mut Transaction<'_>, BatchError>) -> Ran + Send>;
+type Run = Box<dyn FnOnce(Result<&mut Transaction<'_>, BatchError>) -> Ran + Send>;
+
+struct Job {
+    run: Run,
+    /// Whether the job leaves work for the batch's [`Flush`] (appends do); any other job
+    /// runs only after the flush, so it sees that work done.
+    defers: bool,
+}
+
+/// Work a batch owes for the rows its deferring jobs wrote (their ids), done once in one
+/// statement before the batch commits, or before a job that is not deferring. The store
+/// indexes posts for full-text search this way: an FTS5 insert per post, as a trigger did,
+/// wrote a segment of its own for each (FTS5 flushes at every statement savepoint), which
+/// was half of the writer's time per post.
+pub type Flush = Box<dyn FnMut(&Connection, &[i64]) -> rusqlite::Result<()> + Send>;
 type Completion = Box<dyn FnOnce(Result<(), BatchError>) + Send>;
 
 /// What running a job left behind.
@@ -30,6 +44,8 @@ struct Ran {
     complete: Completion,
     /// The write itself failed because the disk is full.
     disk_full: bool,
+    /// The row a deferring job wrote, for the flush.
+    deferred: Option<i64>,
 }
 
 /// Why a whole batch was not committed, as told to each of its writers.
@@ -79,7 +95,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(mut connection: Connection) -> Result<Self, StoreError> {
+    pub fn start(mut connection: Connection, mut flush: Option<Flush>) -> Result<Self, StoreError> {
         let (sender, receiver) = sync_channel::<Job>(QUEUE_DEPTH);
         let (death, died) = watch::channel(None);
         let thread = std::thread::Builder::new()
@@ -88,7 +104,9 @@ impl Writer {
                 // A panic here is a bug, and the connection's state after it unknown, so
                 // the writer does not go on: the batch in hand and the queued writes are
                 // answered `Closed` as they are dropped, and whoever watches `died` is told.
-                let run = catch_unwind(AssertUnwindSafe(|| run(&mut connection, &receiver)));
+                let run = catch_unwind(AssertUnwindSafe(|| {
+                    run(&mut connection, &receiver, &mut flush)
+                }));
                 if let Err(panic) = run {
                     drop(receiver);
                     let reason = panic_text(panic.as_ref());
@@ -147,15 +165,20 @@ impl Writer {
         self.enqueue_then(move |tx| run_in_savepoint(tx, work), then)
     }
 
-    /// Like `submit`, for work that runs exactly one SQL statement: SQLite undoes a failed
-    /// statement (triggers included) on its own and keeps the rest of the transaction, so
-    /// no savepoint is needed. That matters for posts: FTS5 writes its pending index to
-    /// disk at every savepoint release, one tiny segment per post.
-    pub fn submit_statement<T: Send + 'static>(
+    /// Runs `work` in the batch's transaction without a savepoint: the work is one
+    /// statement, which SQLite undoes on its own if it fails. Its row (the id `work`
+    /// returns with its value) is completed by the batch's [`Flush`] before the batch
+    /// commits. For posts, where a savepoint per write would cost.
+    pub fn submit_deferring<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&Connection) -> Result<(T, i64), StoreError> + Send + 'static,
     ) -> Pending<T> {
-        self.enqueue(move |tx| work(tx))
+        self.push(
+            true,
+            move |tx| work(tx),
+            |(value, _)| value,
+            |(_, id)| Some(*id),
+        )
     }
 
     fn enqueue<T: Send + 'static>(
@@ -170,14 +193,25 @@ impl Writer {
         work: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
         then: impl FnOnce(T) -> U + Send + 'static,
     ) -> Pending<U> {
+        self.push(false, work, then, |_| None)
+    }
+
+    fn push<T: Send + 'static, U: Send + 'static>(
+        &self,
+        defers: bool,
+        work: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+        then: impl FnOnce(T) -> U + Send + 'static,
+        deferred_row: impl FnOnce(&T) -> Option<i64> + Send + 'static,
+    ) -> Pending<U> {
         let (reply, pending) = oneshot::channel();
-        let job: Job = Box::new(move |tx| {
+        let run: Run = Box::new(move |tx| {
             let outcome = match tx {
                 Ok(tx) => work(tx),
                 // The batch already failed: the write is not run, only answered.
                 Err(error) => Err(error.into()),
             };
             Ran {
+                deferred: outcome.as_ref().ok().and_then(deferred_row),
                 disk_full: matches!(outcome, Err(StoreError::Full)),
                 complete: Box::new(move |commit| {
                     let result = match (commit, outcome) {
@@ -194,7 +228,7 @@ impl Writer {
         let Some(sender) = sender else {
             return failed(StoreError::Closed);
         };
-        match sender.try_send(job) {
+        match sender.try_send(Job { run, defers }) {
             Ok(()) => {
                 metrics().writer_queue.inc();
                 pending
@@ -243,7 +277,7 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-fn run(connection: &mut Connection, receiver: &Receiver<Job>) {
+fn run(connection: &mut Connection, receiver: &Receiver<Job>, flush: &mut Option<Flush>) {
     // Whether the last batches found the disk full: said once when it fills and once when
     // writes succeed again, not for every refused batch.
     let mut disk_full = false;
@@ -258,7 +292,7 @@ fn run(connection: &mut Connection, receiver: &Receiver<Job>) {
         let writes = batch.len();
         metrics().writer_queue.dec_by(writes as i64);
         let started = std::time::Instant::now();
-        let (committed, found_full) = run_batch(connection, batch);
+        let (committed, found_full) = run_batch(connection, batch, flush);
         metrics()
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -282,24 +316,33 @@ fn run(connection: &mut Connection, receiver: &Receiver<Job>) {
 
 /// Runs one batch in one transaction, commits it and answers each writer. Returns the
 /// batch's result and whether any write in it found the disk full.
-fn run_batch(connection: &mut Connection, batch: Vec<Job>) -> (Result<(), BatchError>, bool) {
+fn run_batch(
+    connection: &mut Connection,
+    batch: Vec<Job>,
+    flush: &mut Option<Flush>,
+) -> (Result<(), BatchError>, bool) {
     let mut completions = Vec::with_capacity(batch.len());
     let mut found_full = false;
     let committed = match connection.transaction() {
         Err(e) => {
             let error = BatchError::of(&e);
             for job in batch {
-                completions.push(job(Err(error.clone())).complete);
+                completions.push((job.run)(Err(error.clone())).complete);
             }
             Err(error)
         }
         Ok(mut tx) => {
             let mut aborted: Option<BatchError> = None;
+            let mut deferred: Vec<i64> = Vec::new();
             for job in batch {
+                if !job.defers {
+                    settle(flush, &tx, &mut deferred, &mut aborted, &mut found_full);
+                }
                 let ran = match &aborted {
-                    None => job(Ok(&mut tx)),
-                    Some(error) => job(Err(error.clone())),
+                    None => (job.run)(Ok(&mut tx)),
+                    Some(error) => (job.run)(Err(error.clone())),
                 };
+                deferred.extend(ran.deferred);
                 found_full |= ran.disk_full;
                 completions.push(ran.complete);
                 // After SQLITE_FULL or an I/O error SQLite may roll back the whole
@@ -317,8 +360,10 @@ fn run_batch(connection: &mut Connection, batch: Vec<Job>) -> (Result<(), BatchE
                     });
                 }
             }
+            settle(flush, &tx, &mut deferred, &mut aborted, &mut found_full);
             match aborted {
-                // Nothing left to roll back: dropping the transaction does nothing.
+                // Rolled back as the transaction is dropped (or, when SQLite already rolled
+                // it back, nothing is left to roll back).
                 Some(error) => Err(error),
                 // A failed commit is rolled back as the transaction is dropped.
                 None => tx.commit().map_err(|e| BatchError::of(&e)),
@@ -329,6 +374,24 @@ fn run_batch(connection: &mut Connection, batch: Vec<Job>) -> (Result<(), BatchE
         complete(committed.clone());
     }
     (committed, found_full)
+}
+
+/// Runs the flush for the rows deferred so far (if the batch still stands); a failure
+/// fails the batch.
+fn settle(
+    flush: &mut Option<Flush>,
+    tx: &Transaction<'_>,
+    deferred: &mut Vec<i64>,
+    aborted: &mut Option<BatchError>,
+    found_full: &mut bool,
+) {
+    if let (Some(flush), None, false) = (flush.as_mut(), &aborted, deferred.is_empty())
+        && let Err(e) = flush(tx, deferred)
+    {
+        *found_full |= is_disk_full(&e);
+        *aborted = Some(BatchError::of(&e));
+    }
+    deferred.clear();
 }
 
 #[cfg(test)]
@@ -381,7 +444,7 @@ mod tests {
         connection
             .pragma_update(None, "max_page_count", pages + 4)
             .unwrap();
-        let writer = Writer::start(connection).unwrap();
+        let writer = Writer::start(connection, None).unwrap();
         let mut acknowledged = Vec::new();
         let refused = (0..100).find_map(|n| match wait(insert(&writer, n)) {
             Ok(()) => {
@@ -410,7 +473,7 @@ mod tests {
     #[test]
     fn a_transaction_rolled_back_mid_batch_fails_the_whole_batch() {
         let (dir, connection) = database("rollback");
-        let writer = Writer::start(connection).unwrap();
+        let writer = Writer::start(connection, None).unwrap();
         // Hold the writer so that the next three writes queue up and share one batch.
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, running) = std::sync::mpsc::channel::<()>();
@@ -422,9 +485,9 @@ mod tests {
         running.recv().unwrap();
         let before = insert(&writer, 1);
         // What SQLite does on SQLITE_FULL at its worst: the transaction is gone.
-        let failing = writer.submit_statement(|c| {
+        let failing = writer.submit_deferring(|c| {
             c.execute_batch("ROLLBACK")?;
-            Err::<(), _>(StoreError::Full)
+            Err::<((), i64), _>(StoreError::Full)
         });
         let after = insert(&writer, 3);
         release.send(()).unwrap();
@@ -450,7 +513,7 @@ mod tests {
     /// after it fails at once instead of waiting forever.
     #[test]
     fn a_panicking_writer_says_it_died() {
-        let writer = Writer::start(Connection::open_in_memory().unwrap()).unwrap();
+        let writer = Writer::start(Connection::open_in_memory().unwrap(), None).unwrap();
         let died = writer.died();
         let doomed = writer.submit(|_| -> Result<(), StoreError> { panic!("injected writer bug") });
         assert!(matches!(wait(doomed), Err(StoreError::Closed)));
@@ -471,7 +534,7 @@ mod tests {
     /// A writer closed normally did not die.
     #[test]
     fn a_closed_writer_did_not_die() {
-        let writer = Writer::start(Connection::open_in_memory().unwrap()).unwrap();
+        let writer = Writer::start(Connection::open_in_memory().unwrap(), None).unwrap();
         let died = writer.died();
         writer.close();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -491,7 +554,7 @@ mod tests {
     /// submitter on an async worker must never wait for room in the queue.
     #[test]
     fn a_full_queue_refuses_instead_of_blocking() {
-        let writer = Writer::start(Connection::open_in_memory().unwrap()).unwrap();
+        let writer = Writer::start(Connection::open_in_memory().unwrap(), None).unwrap();
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, running) = std::sync::mpsc::channel::<()>();
         let busy = writer.submit(move |_| {
