@@ -236,9 +236,11 @@ pub fn run(args: &PrefillArgs) -> Result<PrefillReport, PrefillError> {
         connection.execute_batch(&format!("DROP TRIGGER {INSERT_TRIGGER}"))?;
     }
     let interrupted: Option<i64> = connection
-        .query_row("SELECT value FROM meta WHERE key = ?1", [PENDING_MARK], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [PENDING_MARK],
+            |r| r.get(0),
+        )
         .optional()?;
     if interrupted.is_some() && !args.quiet {
         eprintln!(
@@ -1014,7 +1016,10 @@ mod tests {
         let c = Connection::open(dir.join(DATABASE_FILE)).unwrap();
         assert!(stored_trigger(&c).unwrap().is_none());
         assert_eq!(
-            count(&dir, &format!("SELECT count(*) FROM meta WHERE key = '{PENDING_MARK}'")),
+            count(
+                &dir,
+                &format!("SELECT count(*) FROM meta WHERE key = '{PENDING_MARK}'")
+            ),
             0
         );
         let mode: String = c
@@ -1064,9 +1069,11 @@ mod tests {
         let c = Connection::open(dir.join(DATABASE_FILE)).unwrap();
         assert!(stored_trigger(&c).unwrap().is_none());
         let marks: i64 = c
-            .query_row("SELECT count(*) FROM meta WHERE key = ?1", [PENDING_MARK], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM meta WHERE key = ?1",
+                [PENDING_MARK],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(marks, 0);
         let _ = std::fs::remove_dir_all(&dir);
