@@ -359,8 +359,9 @@ fn ingest(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Bulk-inserts `count` messages into the room straight through rusqlite (the FTS trigger
-/// indexes them), in one transaction with syncing off, then checkpoints the WAL.
+/// Bulk-inserts `count` messages into the room straight through rusqlite and indexes them
+/// for search in the same transaction (as perch's writer does per batch), with syncing
+/// off, then checkpoints the WAL.
 fn bulk_fill(dir: &Path, room: i64, count: usize) {
     let mut connection =
         rusqlite::Connection::open(dir.join(DATABASE_FILE)).expect("open for bulk fill");
@@ -371,6 +372,9 @@ fn bulk_fill(dir: &Path, room: i64, count: usize) {
         .pragma_update(None, "cache_size", -262_144)
         .expect("pragma");
     let tx = connection.transaction().expect("begin");
+    let before: i64 = tx
+        .query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| r.get(0))
+        .expect("max id");
     {
         let mut insert = tx
             .prepare("INSERT INTO messages (room_id, author, ts, body, extra) VALUES (?1, ?2, ?3, ?4, '')")
@@ -384,6 +388,12 @@ fn bulk_fill(dir: &Path, room: i64, count: usize) {
                 .expect("insert");
         }
     }
+    tx.execute(
+        "INSERT INTO messages_fts (rowid, body, room_key)
+         SELECT id, body, room_key FROM messages_fts_source WHERE id > ?1",
+        [before],
+    )
+    .expect("index");
     tx.commit().expect("commit");
     connection
         .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
