@@ -3,9 +3,11 @@
 //! tokens (`Authorization: Bearer perch_...`, made with `perch admin token create`).
 //! `schemas/openapi.json` describes it; a test keeps the two in step.
 //!
-//! Covered so far: users (list, add, change, unlock, remove), rooms (list, show, create,
-//! change with an optional dry run, disable, enable, remove), categories (list) and the
-//! server's chat settings (show, set).
+//! Covered: users (list, add, change, unlock, remove), rooms (list, show, create, change
+//! with an optional dry run, disable, enable, remove), categories (list, create, change
+//! with an optional dry run, remove), groups (list, add, member edits, remove), policy
+//! (list, set, remove), add-ins (list, create, change, remove) and the server's chat
+//! settings (show, set).
 
 use std::sync::Arc;
 
@@ -86,7 +88,29 @@ pub fn router(store: Arc<dyn Store>) -> Router {
         )
         .route("/api/v1/users/{uri}/unlock", post(unlock_user))
         .route("/api/v1/settings", get(show_settings).put(set_setting))
-        .route("/api/v1/categories", get(list_categories))
+        .route(
+            "/api/v1/categories",
+            get(list_categories).post(create_category),
+        )
+        .route(
+            "/api/v1/categories/{name}",
+            axum::routing::patch(change_category).delete(remove_category),
+        )
+        .route("/api/v1/groups", get(list_groups).post(add_group))
+        .route(
+            "/api/v1/groups/{name}",
+            axum::routing::patch(edit_group).delete(remove_group),
+        )
+        .route("/api/v1/policies", get(list_policies).put(set_policy))
+        .route(
+            "/api/v1/policies/{scope}",
+            axum::routing::delete(remove_policy),
+        )
+        .route("/api/v1/addins", get(list_addins).post(create_addin))
+        .route(
+            "/api/v1/addins/{name}",
+            axum::routing::put(change_addin).delete(remove_addin),
+        )
         .route("/api/v1/rooms", get(list_rooms).post(create_room))
         .route(
             "/api/v1/rooms/{name}",
@@ -552,6 +576,339 @@ async fn remove_room(State(store): State<Arc<dyn Store>>, Path(name): Path<Strin
         let snapshot = snapshot(store.as_ref())?;
         let room = service::remove_room(store.as_ref(), &snapshot, &Actor::Operator, &name)?;
         Ok((StatusCode::OK, Json(json!({ "removed": room.name }))))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CategoryEdit {
+    /// A new name (for a change) or the name (to create).
+    name: Option<String>,
+    description: Option<String>,
+    invitations: Option<bool>,
+    file_upload: Option<bool>,
+    chat_history: Option<bool>,
+    #[serde(default)]
+    add_allowed: Vec<String>,
+    #[serde(default)]
+    remove_allowed: Vec<String>,
+    #[serde(default)]
+    add_denied: Vec<String>,
+    #[serde(default)]
+    remove_denied: Vec<String>,
+    #[serde(default)]
+    add_creators: Vec<String>,
+    #[serde(default)]
+    remove_creators: Vec<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+impl CategoryEdit {
+    fn change(self) -> Result<crate::core::manage::CategoryChange, ApiError> {
+        Ok(crate::core::manage::CategoryChange {
+            name: self.name,
+            description: self.description,
+            invitations: self.invitations,
+            file_upload: self.file_upload,
+            chat_history: self.chat_history,
+            allowed: edits(&self.remove_allowed, &self.add_allowed)?,
+            denied: edits(&self.remove_denied, &self.add_denied)?,
+            creators: edits(&self.remove_creators, &self.add_creators)?,
+        })
+    }
+}
+
+fn saved_category_json(saved: &service::SavedCategory, dry_run: bool) -> Value {
+    json!({
+        "name": saved.category.name,
+        "description": saved.category.description,
+        "allowed": names(&saved.category.allowed),
+        "denied": names(&saved.category.denied),
+        "creators": names(&saved.category.creators),
+        "removed": saved
+            .purged
+            .iter()
+            .map(|(room, removed)| json!({ "room": room.name, "principals": names(removed) }))
+            .collect::<Vec<_>>(),
+        "dry_run": dry_run,
+    })
+}
+
+async fn create_category(
+    State(store): State<Arc<dyn Store>>,
+    body: Body<CategoryEdit>,
+) -> ApiResult {
+    let Json(edit) = body?;
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let dry_run = edit.dry_run;
+        let change = crate::core::manage::CategoryChange {
+            invitations: Some(edit.invitations.unwrap_or(true)),
+            file_upload: Some(edit.file_upload.unwrap_or(true)),
+            chat_history: Some(edit.chat_history.unwrap_or(true)),
+            ..edit.change()?
+        };
+        let saved = if dry_run {
+            service::preview_category(&snapshot, None, change)?
+        } else {
+            service::save_category(store.as_ref(), &snapshot, None, change)?
+        };
+        let status = if dry_run {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        Ok((status, Json(saved_category_json(&saved, dry_run))))
+    })
+    .await
+}
+
+async fn change_category(
+    State(store): State<Arc<dyn Store>>,
+    Path(name): Path<String>,
+    body: Body<CategoryEdit>,
+) -> ApiResult {
+    let Json(edit) = body?;
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let dry_run = edit.dry_run;
+        let change = edit.change()?;
+        let saved = if dry_run {
+            service::preview_category(&snapshot, Some(&name), change)?
+        } else {
+            service::save_category(store.as_ref(), &snapshot, Some(&name), change)?
+        };
+        Ok((StatusCode::OK, Json(saved_category_json(&saved, dry_run))))
+    })
+    .await
+}
+
+async fn remove_category(
+    State(store): State<Arc<dyn Store>>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let removed = service::remove_category(store.as_ref(), &snapshot, &name)?;
+        Ok((StatusCode::OK, Json(json!({ "removed": removed.name }))))
+    })
+    .await
+}
+
+async fn list_groups(State(store): State<Arc<dyn Store>>) -> ApiResult {
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let mut groups: Vec<_> = snapshot.directory.groups().collect();
+        groups.sort_by_key(|g| g.name.to_lowercase());
+        let groups: Vec<Value> = groups
+            .into_iter()
+            .map(|g| json!({ "name": g.name, "description": g.description, "members": names(&g.members) }))
+            .collect();
+        Ok((StatusCode::OK, Json(Value::Array(groups))))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewGroup {
+    name: String,
+    description: Option<String>,
+}
+
+async fn add_group(State(store): State<Arc<dyn Store>>, body: Body<NewGroup>) -> ApiResult {
+    let Json(new) = body?;
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let group = service::add_group(
+            store.as_ref(),
+            &snapshot,
+            &new.name,
+            new.description.as_deref(),
+        )?;
+        Ok((StatusCode::CREATED, Json(json!({ "name": group.name }))))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupEdit {
+    #[serde(default)]
+    add_members: Vec<String>,
+    #[serde(default)]
+    remove_members: Vec<String>,
+}
+
+async fn edit_group(
+    State(store): State<Arc<dyn Store>>,
+    Path(name): Path<String>,
+    body: Body<GroupEdit>,
+) -> ApiResult {
+    let Json(edit) = body?;
+    blocking(move || {
+        let parse = |texts: &[String]| -> Result<Vec<Principal>, ApiError> {
+            texts
+                .iter()
+                .map(|t| parsed::<Principal>("principal", t))
+                .collect()
+        };
+        let (remove, add) = (parse(&edit.remove_members)?, parse(&edit.add_members)?);
+        let mut group = None;
+        for (listed, adding) in [(remove, false), (add, true)] {
+            if !listed.is_empty() {
+                let snapshot = snapshot(store.as_ref())?;
+                group = Some(service::edit_group_members(
+                    store.as_ref(),
+                    &snapshot,
+                    &name,
+                    listed,
+                    adding,
+                )?);
+            }
+        }
+        let snapshot = snapshot(store.as_ref())?;
+        let group = match group {
+            Some(group) => group,
+            None => snapshot.directory.group(&name).cloned().ok_or_else(|| {
+                ServiceError::from(ManageError::NotFound(format!("group {name}")))
+            })?,
+        };
+        Ok((
+            StatusCode::OK,
+            Json(json!({ "name": group.name, "description": group.description, "members": names(&group.members) })),
+        ))
+    })
+    .await
+}
+
+async fn remove_group(State(store): State<Arc<dyn Store>>, Path(name): Path<String>) -> ApiResult {
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let group = service::remove_group(store.as_ref(), &snapshot, &name)?;
+        Ok((StatusCode::OK, Json(json!({ "removed": group.name }))))
+    })
+    .await
+}
+
+async fn list_policies(State(store): State<Arc<dyn Store>>) -> ApiResult {
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let policies: Vec<Value> = snapshot
+            .directory
+            .policies()
+            .map(|(scope, enabled)| json!({ "scope": scope.to_string(), "enabled": enabled }))
+            .collect();
+        Ok((StatusCode::OK, Json(Value::Array(policies))))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Policy {
+    /// global, group:NAME or sip:user@domain.
+    scope: String,
+    enabled: bool,
+}
+
+async fn set_policy(State(store): State<Arc<dyn Store>>, body: Body<Policy>) -> ApiResult {
+    let Json(policy) = body?;
+    blocking(move || {
+        let scope = parsed::<crate::core::model::PolicyScope>("scope", &policy.scope)?;
+        let snapshot = snapshot(store.as_ref())?;
+        let scope = service::set_policy(store.as_ref(), &snapshot, scope, policy.enabled)?;
+        Ok((
+            StatusCode::OK,
+            Json(json!({ "scope": scope.to_string(), "enabled": policy.enabled })),
+        ))
+    })
+    .await
+}
+
+async fn remove_policy(
+    State(store): State<Arc<dyn Store>>,
+    Path(scope): Path<String>,
+) -> ApiResult {
+    blocking(move || {
+        let scope = parsed::<crate::core::model::PolicyScope>("scope", &scope)?;
+        let snapshot = snapshot(store.as_ref())?;
+        let scope = service::remove_policy(store.as_ref(), &snapshot, scope)?;
+        Ok((
+            StatusCode::OK,
+            Json(json!({ "removed": scope.to_string() })),
+        ))
+    })
+    .await
+}
+
+async fn list_addins(State(store): State<Arc<dyn Store>>) -> ApiResult {
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let addins: Vec<Value> = snapshot
+            .addins()
+            .into_iter()
+            .map(|a| json!({ "name": a.name, "url": a.url }))
+            .collect();
+        Ok((StatusCode::OK, Json(Value::Array(addins))))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAddin {
+    name: String,
+    url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddinUrl {
+    url: String,
+}
+
+async fn save_addin(store: Arc<dyn Store>, name: String, url: String, create: bool) -> ApiResult {
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let addin = service::save_addin(store.as_ref(), &snapshot, &name, &url, create)?;
+        let status = if create {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((
+            status,
+            Json(json!({ "name": addin.name, "url": addin.url })),
+        ))
+    })
+    .await
+}
+
+async fn create_addin(State(store): State<Arc<dyn Store>>, body: Body<NewAddin>) -> ApiResult {
+    let Json(new) = body?;
+    save_addin(store, new.name, new.url, true).await
+}
+
+async fn change_addin(
+    State(store): State<Arc<dyn Store>>,
+    Path(name): Path<String>,
+    body: Body<AddinUrl>,
+) -> ApiResult {
+    let Json(change) = body?;
+    save_addin(store, name, change.url, false).await
+}
+
+async fn remove_addin(State(store): State<Arc<dyn Store>>, Path(name): Path<String>) -> ApiResult {
+    blocking(move || {
+        let snapshot = snapshot(store.as_ref())?;
+        let (addin, rooms) = service::remove_addin(store.as_ref(), &snapshot, &name)?;
+        Ok((
+            StatusCode::OK,
+            Json(json!({ "removed": addin.name, "rooms": rooms })),
+        ))
     })
     .await
 }

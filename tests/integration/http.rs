@@ -248,7 +248,7 @@ async fn the_admin_api_does_what_perch_admin_does_with_a_token() {
         serde_json::from_str(include_str!("../../schemas/openapi.json")).unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = spec["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 9);
+    assert_eq!(paths.len(), 16);
     for (path, operations) in paths {
         let concrete = path
             .replace("{uri}", "nobody@example.test")
@@ -267,6 +267,123 @@ async fn the_admin_api_does_what_perch_admin_does_with_a_token() {
                 "{method} {path}: {status} {text:?}"
             );
         }
+    }
+
+    // Groups, policy, add-ins and categories, as `perch admin` would do them.
+    let steps: &[(&str, &str, Option<&str>, u16, &str)] = &[
+        (
+            "POST",
+            "/api/v1/groups",
+            Some(r#"{"name": "ops"}"#),
+            201,
+            r#""name":"ops""#,
+        ),
+        (
+            "POST",
+            "/api/v1/groups",
+            Some(r#"{"name": "OPS"}"#),
+            409,
+            "already exists",
+        ),
+        (
+            "PATCH",
+            "/api/v1/groups/ops",
+            Some(r#"{"add_members": ["sip:alice@example.test"]}"#),
+            200,
+            r#""members":["sip:alice@example.test"]"#,
+        ),
+        (
+            "PUT",
+            "/api/v1/policies",
+            Some(r#"{"scope": "group:ops", "enabled": false}"#),
+            200,
+            r#""enabled":false"#,
+        ),
+        (
+            "GET",
+            "/api/v1/policies",
+            None,
+            200,
+            r#""scope":"group:ops""#,
+        ),
+        ("DELETE", "/api/v1/groups/ops", None, 400, "policy"),
+        (
+            "DELETE",
+            "/api/v1/policies/group:ops",
+            None,
+            200,
+            r#""removed":"group:ops""#,
+        ),
+        (
+            "DELETE",
+            "/api/v1/groups/ops",
+            None,
+            200,
+            r#""removed":"ops""#,
+        ),
+        (
+            "POST",
+            "/api/v1/addins",
+            Some(r#"{"name": "Tickets", "url": "ftp://x"}"#),
+            400,
+            "http",
+        ),
+        (
+            "POST",
+            "/api/v1/addins",
+            Some(r#"{"name": "Tickets", "url": "https://t.example.test/"}"#),
+            201,
+            r#""name":"Tickets""#,
+        ),
+        (
+            "GET",
+            "/api/v1/addins",
+            None,
+            200,
+            "https://t.example.test/",
+        ),
+        (
+            "DELETE",
+            "/api/v1/addins/Tickets",
+            None,
+            200,
+            r#""removed":"Tickets""#,
+        ),
+        (
+            "POST",
+            "/api/v1/categories",
+            Some(r#"{"name": "Api", "add_allowed": ["domain:example.test"]}"#),
+            201,
+            r#""allowed":["domain:example.test"]"#,
+        ),
+        (
+            "PATCH",
+            "/api/v1/categories/api",
+            Some(r#"{"description": "made over HTTPS", "dry_run": true}"#),
+            200,
+            r#""dry_run":true"#,
+        ),
+        (
+            "DELETE",
+            "/api/v1/categories/Api",
+            None,
+            200,
+            r#""removed":"Api""#,
+        ),
+        (
+            "DELETE",
+            "/api/v1/categories/Api",
+            None,
+            404,
+            "does not exist",
+        ),
+    ];
+    for (method, path, body, status, expected) in steps {
+        let (got, text) = api(method, (*path).to_owned(), body.map(str::to_owned)).await;
+        assert!(
+            got == *status && text.contains(expected),
+            "{method} {path}: {got} {text}"
+        );
     }
 
     // A revoked token is refused at once.
