@@ -373,7 +373,9 @@ fn bulk_fill(dir: &Path, room: i64, count: usize) {
         .expect("pragma");
     let tx = connection.transaction().expect("begin");
     let before: i64 = tx
-        .query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| r.get(0))
+        .query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| {
+            r.get(0)
+        })
         .expect("max id");
     {
         let mut insert = tx
