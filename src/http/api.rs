@@ -3,8 +3,8 @@
 //! tokens (`Authorization: Bearer perch_...`, made with `perch admin token create`).
 //! `schemas/openapi.json` describes it; a test keeps the two in step.
 //!
-//! Covered: users (list, add, change, unlock, remove), rooms (list, show, create, change
-//! with an optional dry run, disable, enable, remove), categories (list, create, change
+//! Covered: users (list, add, change, unlock, remove, preferences shown and cleared), rooms (list, show, create, change
+//! with an optional dry run, disable, enable, clear, remove), categories (list, create, change
 //! with an optional dry run, remove), groups (list, add, member edits, remove), policy
 //! (list, set, remove), add-ins (list, create, change, remove) and the server's chat
 //! settings (show, set).
@@ -87,6 +87,11 @@ pub fn router(store: Arc<dyn Store>) -> Router {
             axum::routing::delete(remove_user).patch(change_user),
         )
         .route("/api/v1/users/{uri}/unlock", post(unlock_user))
+        .route(
+            "/api/v1/users/{uri}/preferences",
+            get(user_preferences).delete(clear_user_preferences),
+        )
+        .route("/api/v1/rooms/{name}/clear", post(clear_room))
         .route("/api/v1/settings", get(show_settings).put(set_setting))
         .route(
             "/api/v1/categories",
@@ -908,6 +913,78 @@ async fn remove_addin(State(store): State<Arc<dyn Store>>, Path(name): Path<Stri
         Ok((
             StatusCode::OK,
             Json(json!({ "removed": addin.name, "rooms": rooms })),
+        ))
+    })
+    .await
+}
+
+async fn user_preferences(
+    State(store): State<Arc<dyn Store>>,
+    Path(uri): Path<String>,
+) -> ApiResult {
+    blocking(move || {
+        let entries: Vec<Value> = service::preferences(store.as_ref(), &uri)?
+            .into_iter()
+            .map(|e| json!({ "label": e.label, "version": e.seqid, "bytes": e.bytes }))
+            .collect();
+        Ok((StatusCode::OK, Json(Value::Array(entries))))
+    })
+    .await
+}
+
+async fn clear_user_preferences(
+    State(store): State<Arc<dyn Store>>,
+    Path(uri): Path<String>,
+) -> ApiResult {
+    blocking(move || {
+        let (aor, removed) = service::clear_preferences(store.as_ref(), &uri)?;
+        Ok((
+            StatusCode::OK,
+            Json(json!({ "user": format!("sip:{aor}"), "removed": removed })),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Clear {
+    /// RFC 3339: messages up to and including this time; all of them without.
+    until: Option<String>,
+}
+
+async fn clear_room(
+    State(store): State<Arc<dyn Store>>,
+    Path(name): Path<String>,
+    body: Body<Clear>,
+) -> ApiResult {
+    let Json(clear) = body?;
+    blocking(move || {
+        let until = clear
+            .until
+            .as_deref()
+            .map(|text| {
+                time::OffsetDateTime::parse(
+                    text.trim(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map(|t| (t.unix_timestamp_nanos() / 100) as i64)
+                .map_err(|e| {
+                    ApiError(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "{text:?} is not an RFC 3339 time such as 2024-05-01T12:00:00Z ({e})"
+                        ),
+                    )
+                })
+            })
+            .transpose()?;
+        let snapshot = snapshot(store.as_ref())?;
+        let (room, deleted) =
+            service::clear_room(store.as_ref(), &snapshot, &Actor::Operator, &name, until)?;
+        Ok((
+            StatusCode::OK,
+            Json(json!({ "room": room.name, "deleted": deleted })),
         ))
     })
     .await

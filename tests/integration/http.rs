@@ -248,7 +248,7 @@ async fn the_admin_api_does_what_perch_admin_does_with_a_token() {
         serde_json::from_str(include_str!("../../schemas/openapi.json")).unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = spec["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 16);
+    assert_eq!(paths.len(), 18);
     for (path, operations) in paths {
         let concrete = path
             .replace("{uri}", "nobody@example.test")
