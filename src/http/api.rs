@@ -368,14 +368,73 @@ fn room_json(snapshot: &Snapshot, room: &Room) -> Value {
     })
 }
 
-async fn list_rooms(State(store): State<Arc<dyn Store>>) -> ApiResult {
+/// `room list`'s filters, as query parameters.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RoomQuery {
+    category: Option<String>,
+    privacy: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    disabled: Option<bool>,
+    /// Rooms whose member list names this principal (a user also through groups and
+    /// domains).
+    member: Option<String>,
+    manager: Option<String>,
+    addin: Option<String>,
+    invitations: Option<String>,
+    /// Rooms whose name contains this text (ignoring case).
+    filter: Option<String>,
+    #[serde(default)]
+    search_description: bool,
+    limit: Option<usize>,
+}
+
+async fn list_rooms(
+    State(store): State<Arc<dyn Store>>,
+    query: Result<axum::extract::Query<RoomQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let axum::extract::Query(query) =
+        query.map_err(|rejection| ApiError(rejection.status(), rejection.body_text()))?;
     blocking(move || {
+        let filter = RoomFilter {
+            category: query.category,
+            privacy: query
+                .privacy
+                .as_deref()
+                .map(|p| parsed::<Privacy>("privacy", p))
+                .transpose()?,
+            kind: query
+                .kind
+                .as_deref()
+                .map(|k| parsed::<RoomType>("type", k))
+                .transpose()?,
+            disabled: query.disabled,
+            member: query
+                .member
+                .as_deref()
+                .map(|m| parsed::<Principal>("principal", m))
+                .transpose()?,
+            manager: query
+                .manager
+                .as_deref()
+                .map(|m| parsed::<Principal>("principal", m))
+                .transpose()?,
+            addin: query.addin,
+            invitations: query
+                .invitations
+                .as_deref()
+                .map(|i| parsed::<crate::core::model::Invitations>("invitations", i))
+                .transpose()?,
+            text: query.filter,
+            search_description: query.search_description,
+            limit: query.limit,
+        };
         let snapshot = snapshot(store.as_ref())?;
-        let rooms: Vec<Value> =
-            service::find_rooms(&snapshot, &Actor::Operator, &RoomFilter::default())?
-                .into_iter()
-                .map(|room| room_json(&snapshot, room))
-                .collect();
+        let rooms: Vec<Value> = service::find_rooms(&snapshot, &Actor::Operator, &filter)?
+            .into_iter()
+            .map(|room| room_json(&snapshot, room))
+            .collect();
         Ok((StatusCode::OK, Json(Value::Array(rooms))))
     })
     .await

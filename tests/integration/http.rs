@@ -173,6 +173,13 @@ async fn the_admin_api_does_what_perch_admin_does_with_a_token() {
     );
     let (_, rooms) = api("GET", "/api/v1/rooms".into(), None).await;
     assert!(rooms.contains(r#""name":"Api""#), "{rooms}");
+    let (_, open) = api("GET", "/api/v1/rooms?privacy=open&filter=AP".into(), None).await;
+    assert!(
+        open.contains(r#""name":"Api""#) && open.matches(r#""uid""#).count() == 1,
+        "{open}"
+    );
+    let (status, body) = api("GET", "/api/v1/rooms?privacy=public".into(), None).await;
+    assert!(status == 400 && body.contains("privacy"), "{status} {body}");
     let edit =
         r#"{"add_members": ["sip:dora@example.test"], "description": "new", "dry_run": true}"#;
     let (status, body) = api("PATCH", "/api/v1/rooms/Api".into(), Some(edit.into())).await;
