@@ -704,6 +704,7 @@ mod tests {
         let config = load(&uncommented, &[]).unwrap();
         assert_eq!(config.listen.tcp, Some("127.0.0.1:5060".parse().unwrap()));
         assert_eq!(config.tls.dev_cert_names, ["chat.example.test"]);
+        assert_eq!(config.http.listen, Some("127.0.0.1:8443".parse().unwrap()));
     }
 
     #[test]
