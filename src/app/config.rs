@@ -412,12 +412,7 @@ impl Config {
             ));
         }
         for name in &self.auth.ntlm_domains {
-            let valid = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-            if !valid {
+            if !crate::core::ids::is_plain_name(name) {
                 return Err(format!(
                     "key `auth.ntlm_domains`: {name:?} is not a domain name like EXAMPLE or example.test"
                 ));

@@ -114,6 +114,27 @@ impl fmt::Display for SessionRef {
     }
 }
 
+/// A short plain name: 1 to 64 ASCII letters, digits, '-', '_' or '.' (admin token names,
+/// NTLM domain names).
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// An RFC 3339 time (`2024-05-01T12:00:00Z`) as 100 ns ticks since the Unix epoch.
+pub fn ticks_from_rfc3339(text: &str) -> Result<i64, String> {
+    let time =
+        time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+            .map_err(|e| {
+                format!("{text:?} is not an RFC 3339 time such as 2024-05-01T12:00:00Z ({e})")
+            })?;
+    i64::try_from(time.unix_timestamp_nanos() / 100)
+        .map_err(|_| format!("{text:?} is out of range"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,8 @@ use super::model::{
 };
 use super::policy::{self, Denial};
 use super::ports::{
-    AdminToken, PreferenceEntry, Store, StoreError, UserChange, UserRecord, read_blocking, wait,
+    AdminToken, PreferenceEntry, Store, StoreError, UserChange, UserRecord, committed,
+    read_blocking, wait,
 };
 use super::snapshot::Snapshot;
 
@@ -660,12 +661,7 @@ fn admin_token_digest(secret: &str) -> [u8; 32] {
 pub fn create_admin_token(store: &dyn Store, name: &str) -> Result<String, ServiceError> {
     use base64::Engine as _;
     use ring::rand::SecureRandom as _;
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !valid {
+    if !super::ids::is_plain_name(name) {
         return Err(ServiceError::Invalid(format!(
             "token name {name:?}: 1 to 64 letters, digits, '-', '_' or '.'"
         )));
@@ -705,11 +701,7 @@ pub async fn authenticate_admin(
     if !secret.starts_with(ADMIN_TOKEN_PREFIX) {
         return Ok(None);
     }
-    let named = store
-        .use_admin_token(admin_token_digest(secret), now_ticks())
-        .await
-        .map_err(|_| StoreError::Closed)??;
-    Ok(named)
+    Ok(committed(store.use_admin_token(admin_token_digest(secret), now_ticks())).await?)
 }
 
 #[cfg(test)]

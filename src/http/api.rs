@@ -399,33 +399,16 @@ async fn list_rooms(
     blocking(move || {
         let filter = RoomFilter {
             category: query.category,
-            privacy: query
-                .privacy
-                .as_deref()
-                .map(|p| parsed::<Privacy>("privacy", p))
-                .transpose()?,
-            kind: query
-                .kind
-                .as_deref()
-                .map(|k| parsed::<RoomType>("type", k))
-                .transpose()?,
+            privacy: optional::<Privacy>("privacy", query.privacy.as_deref())?,
+            kind: optional::<RoomType>("type", query.kind.as_deref())?,
             disabled: query.disabled,
-            member: query
-                .member
-                .as_deref()
-                .map(|m| parsed::<Principal>("principal", m))
-                .transpose()?,
-            manager: query
-                .manager
-                .as_deref()
-                .map(|m| parsed::<Principal>("principal", m))
-                .transpose()?,
+            member: optional::<Principal>("principal", query.member.as_deref())?,
+            manager: optional::<Principal>("principal", query.manager.as_deref())?,
             addin: query.addin,
-            invitations: query
-                .invitations
-                .as_deref()
-                .map(|i| parsed::<crate::core::model::Invitations>("invitations", i))
-                .transpose()?,
+            invitations: optional::<crate::core::model::Invitations>(
+                "invitations",
+                query.invitations.as_deref(),
+            )?,
             text: query.filter,
             search_description: query.search_description,
             limit: query.limit,
@@ -473,15 +456,20 @@ fn parsed<T: std::str::FromStr<Err = String>>(what: &str, text: &str) -> Result<
         .map_err(|e: String| ApiError(StatusCode::BAD_REQUEST, format!("{what} {text:?}: {e}")))
 }
 
+/// An optional field parsed, its name in the error.
+fn optional<T: std::str::FromStr<Err = String>>(
+    what: &str,
+    text: Option<&str>,
+) -> Result<Option<T>, ApiError> {
+    text.map(|t| parsed(what, t)).transpose()
+}
+
+fn principal_list(texts: &[String]) -> Result<Vec<Principal>, ApiError> {
+    texts.iter().map(|t| parsed("principal", t)).collect()
+}
+
 fn principals(texts: &[String]) -> Result<Vec<ListEdit>, ApiError> {
-    if texts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let list = texts
-        .iter()
-        .map(|t| parsed::<Principal>("principal", t))
-        .collect::<Result<_, _>>()?;
-    Ok(vec![ListEdit::Add(list)])
+    edits(&[], texts)
 }
 
 async fn create_room(State(store): State<Arc<dyn Store>>, body: Body<NewRoom>) -> ApiResult {
@@ -491,16 +479,8 @@ async fn create_room(State(store): State<Arc<dyn Store>>, body: Body<NewRoom>) -
             name: Some(new.name),
             category: Some(new.category),
             description: new.description,
-            privacy: new
-                .privacy
-                .as_deref()
-                .map(|p| parsed::<Privacy>("privacy", p))
-                .transpose()?,
-            kind: new
-                .kind
-                .as_deref()
-                .map(|k| parsed::<RoomType>("type", k))
-                .transpose()?,
+            privacy: optional::<Privacy>("privacy", new.privacy.as_deref())?,
+            kind: optional::<RoomType>("type", new.kind.as_deref())?,
             members: principals(&new.members)?,
             managers: principals(&new.managers)?,
             presenters: principals(&new.presenters)?,
@@ -545,18 +525,12 @@ struct RoomEdit {
 
 /// Removals first, then additions, as `perch admin room set` applies them.
 fn edits(remove: &[String], add: &[String]) -> Result<Vec<ListEdit>, ApiError> {
-    let parse = |texts: &[String]| -> Result<Vec<Principal>, ApiError> {
-        texts
-            .iter()
-            .map(|t| parsed::<Principal>("principal", t))
-            .collect()
-    };
     let mut edits = Vec::new();
     if !remove.is_empty() {
-        edits.push(ListEdit::Remove(parse(remove)?));
+        edits.push(ListEdit::Remove(principal_list(remove)?));
     }
     if !add.is_empty() {
-        edits.push(ListEdit::Add(parse(add)?));
+        edits.push(ListEdit::Add(principal_list(add)?));
     }
     Ok(edits)
 }
@@ -572,16 +546,8 @@ async fn change_room(
             name: edit.name,
             category: edit.category,
             description: edit.description,
-            privacy: edit
-                .privacy
-                .as_deref()
-                .map(|p| parsed::<Privacy>("privacy", p))
-                .transpose()?,
-            kind: edit
-                .kind
-                .as_deref()
-                .map(|k| parsed::<RoomType>("type", k))
-                .transpose()?,
+            privacy: optional::<Privacy>("privacy", edit.privacy.as_deref())?,
+            kind: optional::<RoomType>("type", edit.kind.as_deref())?,
             members: edits(&edit.remove_members, &edit.add_members)?,
             managers: edits(&edit.remove_managers, &edit.add_managers)?,
             presenters: edits(&edit.remove_presenters, &edit.add_presenters)?,
@@ -813,13 +779,10 @@ async fn edit_group(
 ) -> ApiResult {
     let Json(edit) = body?;
     blocking(move || {
-        let parse = |texts: &[String]| -> Result<Vec<Principal>, ApiError> {
-            texts
-                .iter()
-                .map(|t| parsed::<Principal>("principal", t))
-                .collect()
-        };
-        let (remove, add) = (parse(&edit.remove_members)?, parse(&edit.add_members)?);
+        let (remove, add) = (
+            principal_list(&edit.remove_members)?,
+            principal_list(&edit.add_members)?,
+        );
         let mut group = None;
         for (listed, adding) in [(remove, false), (add, true)] {
             if !listed.is_empty() {
@@ -1022,22 +985,9 @@ async fn clear_room(
         let until = clear
             .until
             .as_deref()
-            .map(|text| {
-                time::OffsetDateTime::parse(
-                    text.trim(),
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .map(|t| (t.unix_timestamp_nanos() / 100) as i64)
-                .map_err(|e| {
-                    ApiError(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "{text:?} is not an RFC 3339 time such as 2024-05-01T12:00:00Z ({e})"
-                        ),
-                    )
-                })
-            })
-            .transpose()?;
+            .map(crate::core::ids::ticks_from_rfc3339)
+            .transpose()
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
         let snapshot = snapshot(store.as_ref())?;
         let (room, deleted) =
             service::clear_room(store.as_ref(), &snapshot, &Actor::Operator, &name, until)?;

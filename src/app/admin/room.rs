@@ -210,7 +210,11 @@ pub fn run(ctx: &Context, command: Command) -> Result<Lines, AdminError> {
             until,
             confirm,
         } => {
-            let until = until.as_deref().map(ticks).transpose()?;
+            let until = until
+                .as_deref()
+                .map(crate::core::ids::ticks_from_rfc3339)
+                .transpose()
+                .map_err(AdminError::Invalid)?;
             let room = found(snapshot.room_by_name(&name), "room", &name)?;
             let span = match &until {
                 Some(_) => "messages up to the given time",
@@ -322,19 +326,6 @@ impl Confirm {
             _ => Err(refused()),
         }
     }
-}
-
-/// An RFC 3339 time as 100 ns ticks since the Unix epoch.
-fn ticks(text: &str) -> Result<i64, AdminError> {
-    let time =
-        time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
-            .map_err(|e| {
-                AdminError::Invalid(format!(
-                    "{text:?} is not an RFC 3339 time such as 2024-05-01T12:00:00Z ({e})"
-                ))
-            })?;
-    i64::try_from(time.unix_timestamp_nanos() / 100)
-        .map_err(|_| AdminError::Invalid(format!("{text:?} is out of range")))
 }
 
 fn list(ctx: &Context, filter: &Filter) -> Result<Lines, AdminError> {
