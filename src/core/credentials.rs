@@ -430,6 +430,27 @@ impl Credentials {
             .collect()
     }
 
+    /// Whether `password` is this user's, for sign-ins that receive the password itself
+    /// (the room page's form, over TLS). Checked against the strongest verifier held:
+    /// SCRAM-SHA-256, SCRAM-SHA-1, then the Digest HA1, each compared in constant time.
+    /// The SCRAM checks cost a PBKDF2 run, which is the point: run it off the async threads.
+    pub fn verify_password(&self, aor: &str, password: &str) -> bool {
+        let scram = |hash: ScramHash, verifier: &ScramVerifier| {
+            ScramVerifier::new(hash, password, &verifier.salt, verifier.iterations)
+                .is_ok_and(|fresh| constant_time_eq(&fresh.stored_key, &verifier.stored_key))
+        };
+        if let Some(verifier) = &self.scram_sha256 {
+            scram(ScramHash::Sha256, verifier)
+        } else if let Some(verifier) = &self.scram_sha1 {
+            scram(ScramHash::Sha1, verifier)
+        } else if let Some(stored) = &self.digest {
+            let fresh = DigestHa1::derive(aor, password);
+            constant_time_eq(fresh.sha256.as_bytes(), stored.sha256.as_bytes())
+        } else {
+            false
+        }
+    }
+
     fn presence(&self) -> [(&'static str, bool); 4] {
         [
             (DIGEST, self.digest.is_some()),
@@ -442,6 +463,29 @@ impl Credentials {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_password_is_checked_against_the_strongest_verifier_held() {
+        let aor = "alice@example.test";
+        let full = Credentials::derive(aor, "right");
+        assert!(full.verify_password(aor, "right"));
+        assert!(!full.verify_password(aor, "wrong"));
+        assert!(!full.verify_password(aor, ""));
+        // Older records: only SCRAM-SHA-1, only Digest, nothing.
+        let sha1_only = Credentials {
+            scram_sha1: full.scram_sha1.clone(),
+            ..Credentials::default()
+        };
+        assert!(sha1_only.verify_password(aor, "right"));
+        assert!(!sha1_only.verify_password(aor, "Right"));
+        let digest_only = Credentials {
+            digest: full.digest.clone(),
+            ..Credentials::default()
+        };
+        assert!(digest_only.verify_password(aor, "right"));
+        assert!(!digest_only.verify_password("bob@example.test", "right"));
+        assert!(!Credentials::default().verify_password(aor, "right"));
+    }
+
     use super::*;
 
     fn b64(text: &str) -> Vec<u8> {

@@ -8,6 +8,7 @@
 pub mod limits;
 pub mod metrics;
 pub mod outbox;
+pub mod signin;
 pub mod tls;
 
 use std::collections::VecDeque;

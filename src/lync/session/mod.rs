@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use crate::core::SnapshotHandle;
 use crate::lync::sip::FrameLimits;
+use crate::net::signin::FailureThrottle;
 pub use crate::net::{ConnectionInfo, Transport};
 
 pub use connection::{Answer, Deferred, Output, Session};
@@ -129,7 +130,8 @@ pub struct Shared {
     pub outboxes: Arc<Outboxes>,
     pub nonces: digest::Nonces,
     pub challenges: registrar::ChallengeLimits,
-    pub throttle: digest::FailureThrottle,
+    /// Failed sign-ins, shared with every other way of signing in (the room page).
+    pub throttle: Arc<FailureThrottle>,
     pub registrar: registrar::Bindings,
     /// Chat dialogs each user holds across their connections.
     pub user_dialogs: dialog::UserDialogs,
@@ -158,11 +160,11 @@ impl Shared {
             ),
             nonces: digest::Nonces::new(settings.nonce_lifetime, 100_000),
             challenges: registrar::ChallengeLimits::new(&settings),
-            throttle: digest::FailureThrottle::new(
+            throttle: Arc::new(FailureThrottle::new(
                 settings.failure_window,
                 settings.max_failures_per_address,
                 settings.max_failures_per_user,
-            ),
+            )),
             settings,
             model,
             outboxes,
