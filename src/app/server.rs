@@ -263,6 +263,8 @@ pub async fn start_prepared(
         let router = crate::http::router(crate::http::HttpState {
             store: store.clone(),
             database: config.data_dir.join(crate::store::sqlite::DATABASE_FILE),
+            throttle: session_shared.throttle.clone(),
+            domain: config.domain.clone(),
         });
         tasks.spawn(crate::http::serve(
             listener,

@@ -96,6 +96,27 @@ fn managed_room<'a>(
     Ok(room)
 }
 
+/// The room with this uid that `actor` may manage (the room page names rooms by uid,
+/// which survives renames). A room the user may not know of answers like a missing uid,
+/// naming only the uid asked for.
+pub fn room_to_manage<'a>(
+    snapshot: &'a Snapshot,
+    actor: &Actor,
+    uid: &str,
+) -> Result<&'a Room, ServiceError> {
+    let missing = || ServiceError::from(ManageError::NotFound(format!("room {uid}")));
+    let room: &Room = snapshot.room_by_uid(uid).ok_or_else(missing)?;
+    if let Actor::User(user) = actor {
+        policy::check(snapshot, user, room, policy::Action::Manage).map_err(
+            |denial| match denial {
+                Denial::NotFound => missing(),
+                other => ServiceError::Denied(other),
+            },
+        )?;
+    }
+    Ok(room)
+}
+
 /// Creates (`existing` is `None`) or changes a room, then records the invitations the
 /// change sends.
 pub fn save_room(

@@ -38,27 +38,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The one mapping from the service's typed errors to HTTP statuses.
 impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
-        let status = match &error {
-            ServiceError::Invalid(_) | ServiceError::Manage(ManageError::Invalid(_)) => {
-                StatusCode::BAD_REQUEST
-            }
-            ServiceError::Manage(ManageError::NotFound(_)) => StatusCode::NOT_FOUND,
-            ServiceError::Manage(ManageError::Duplicate(_)) => StatusCode::CONFLICT,
-            ServiceError::Denied(_) => StatusCode::FORBIDDEN,
-            ServiceError::Store(StoreError::Duplicate(_) | StoreError::Conflict(_)) => {
-                StatusCode::CONFLICT
-            }
-            ServiceError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
-            ServiceError::Store(StoreError::QuotaExceeded(_)) => StatusCode::FORBIDDEN,
-            ServiceError::Store(
-                StoreError::Overloaded | StoreError::Full | StoreError::TimedOut { .. },
-            ) => StatusCode::SERVICE_UNAVAILABLE,
-            ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, error.to_string())
+        ApiError(super::status_of(&error), error.to_string())
     }
 }
 

@@ -6,6 +6,7 @@
 //! (`api`) is on the same listener.
 
 pub mod api;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,7 +25,9 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::core::ports::Store;
+use crate::core::manage::ManageError;
+use crate::core::ports::{Store, StoreError};
+use crate::core::service::ServiceError;
 
 /// TLS handshakes under way at once; more connections wait in the kernel's queue.
 const MAX_HANDSHAKES: usize = 64;
@@ -35,6 +38,9 @@ pub struct HttpState {
     pub store: Arc<dyn Store>,
     /// The database file, whose size (and its WAL's) `/metrics` reports.
     pub database: PathBuf,
+    /// Failed sign-ins, shared with SIP: the room page's password form counts here too.
+    pub throttle: Arc<crate::net::signin::FailureThrottle>,
+    pub domain: String,
 }
 
 struct Shared {
@@ -54,6 +60,11 @@ pub fn router(state: HttpState) -> Router {
         store_bytes.clone(),
     );
     let api = api::router(state.store.clone());
+    let web = web::router(web::WebState {
+        store: state.store.clone(),
+        throttle: state.throttle.clone(),
+        domain: state.domain.clone(),
+    });
     let shared = Arc::new(Shared {
         state,
         registry,
@@ -65,6 +76,29 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .with_state(shared)
         .merge(api)
+        .merge(web)
+}
+
+/// The one mapping from the service's typed errors to HTTP statuses, for the admin API
+/// and the room page alike.
+pub(crate) fn status_of(error: &ServiceError) -> StatusCode {
+    match error {
+        ServiceError::Invalid(_) | ServiceError::Manage(ManageError::Invalid(_)) => {
+            StatusCode::BAD_REQUEST
+        }
+        ServiceError::Manage(ManageError::NotFound(_)) => StatusCode::NOT_FOUND,
+        ServiceError::Manage(ManageError::Duplicate(_)) => StatusCode::CONFLICT,
+        ServiceError::Denied(_) => StatusCode::FORBIDDEN,
+        ServiceError::Store(StoreError::Duplicate(_) | StoreError::Conflict(_)) => {
+            StatusCode::CONFLICT
+        }
+        ServiceError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+        ServiceError::Store(StoreError::QuotaExceeded(_)) => StatusCode::FORBIDDEN,
+        ServiceError::Store(
+            StoreError::Overloaded | StoreError::Full | StoreError::TimedOut { .. },
+        ) => StatusCode::SERVICE_UNAVAILABLE,
+        ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
@@ -139,7 +173,9 @@ pub async fn serve(
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
-    if let Err(error) = axum::serve(listener, router)
+    // The peer's address reaches handlers: the room page's sign-in throttle counts by it.
+    let service = router.into_make_service_with_connect_info::<Peer>();
+    if let Err(error) = axum::serve(listener, service)
         .with_graceful_shutdown(stop)
         .await
     {
@@ -185,6 +221,16 @@ async fn handshakes(
                 Err(_) => tracing::debug!(%peer, "HTTPS handshake timed out"),
             }
         });
+    }
+}
+
+/// The client's address, as handlers extract it (`ConnectInfo<Peer>`).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
     }
 }
 
