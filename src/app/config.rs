@@ -43,6 +43,10 @@ pub struct Listen {
 pub struct Http {
     /// Off unless set, e.g. `127.0.0.1:8443`: what it serves is for operators.
     pub listen: Option<SocketAddr>,
+    /// Where clients open the room page (provisioned to Lync as its room management URL).
+    /// Unset, it is `https://<listen address>/manage/`, or with the domain as host when
+    /// the listener takes every address.
+    pub room_management_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -483,6 +487,26 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The room page's address that clients are told, if the HTTPS side is on.
+    pub fn room_management_url(&self) -> Option<String> {
+        let listen = self.http.listen?;
+        if let Some(url) = &self.http.room_management_url {
+            return Some(url.clone());
+        }
+        let host = if listen.ip().is_unspecified() {
+            self.domain.clone()
+        } else {
+            match listen.ip() {
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            }
+        };
+        Some(match listen.port() {
+            443 => format!("https://{host}/manage/"),
+            port => format!("https://{host}:{port}/manage/"),
+        })
     }
 
     /// The chat endpoint as `user@domain`.

@@ -316,6 +316,7 @@ fn session_settings(config: &Config) -> SessionSettings {
     SessionSettings {
         domain: config.domain.clone(),
         chat_aor: config.chat_aor(),
+        room_management_url: config.room_management_url(),
         trusted_networks: config.trusted_networks.clone(),
         default_expires: config.registrar.default_expires_secs,
         min_expires: config.registrar.min_expires_secs,

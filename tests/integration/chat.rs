@@ -27,7 +27,7 @@ fn add_user(store: &dyn Store, user: &str) {
         .unwrap();
 }
 
-fn save_category(store: &dyn Store, name: &str, change: CategoryChange) {
+pub(crate) fn save_category(store: &dyn Store, name: &str, change: CategoryChange) {
     let change = CategoryChange {
         name: Some(name.into()),
         ..change

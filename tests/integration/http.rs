@@ -23,7 +23,6 @@ async fn call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String) {
-    let mut tls = tls_connect(addr, cert, "localhost").await.unwrap();
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     if let Some(token) = token {
@@ -34,6 +33,34 @@ async fn call(
         request.push_str("Content-Type: application/json\r\n");
     }
     request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let reply = exchange(addr, cert, &request).await;
+    (reply.status, reply.body)
+}
+
+/// An HTTP response as read off the wire: the status, the header block, the body.
+pub(crate) struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    /// The values of header `name`, in order.
+    pub fn headers(&self, name: &str) -> Vec<&str> {
+        self.head
+            .lines()
+            .filter_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                key.eq_ignore_ascii_case(name).then(|| value.trim())
+            })
+            .collect()
+    }
+}
+
+/// Writes `request` (whole, with `Connection: close`) over a new TLS connection that trusts
+/// only `cert`, and reads the response to the end.
+pub(crate) async fn exchange(addr: SocketAddr, cert: &Path, request: &str) -> Reply {
+    let mut tls = tls_connect(addr, cert, "localhost").await.unwrap();
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     let _ = tls.read_to_end(&mut response).await;
@@ -43,11 +70,12 @@ async fn call(
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (status, body.to_owned())
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Reply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
 }
 
 /// The value of the sample line that starts with `series` (name and labels).

@@ -20,4 +20,5 @@ mod secrecy;
 mod support;
 mod torture;
 mod transcripts;
+mod web;
 mod wire;

@@ -591,6 +591,7 @@ impl Session {
         reply.body = Bytes::from(provisioning_document(
             &self.shared.settings.chat_aor,
             enabled,
+            self.shared.settings.room_management_url.as_deref(),
         ));
         Ok(reply)
     }
@@ -831,16 +832,28 @@ fn error_response(request_headers: &crate::lync::sip::Headers, error: &SipError)
     reply
 }
 
-fn provisioning_document(chat_aor: &str, enabled: bool) -> String {
-    format!(
+/// The in-band provisioning document: whether chat is on for the user, the chat endpoint,
+/// and the room page, as both the internal and the external address (MS-SIPREGE
+/// 2.2.2.5.11: PersistentChatWebManagerUriInt/Ext).
+fn provisioning_document(chat_aor: &str, enabled: bool, room_page: Option<&str>) -> String {
+    let mut document = format!(
         concat!(
             "<provisionGroupList xmlns=\"http://schemas.microsoft.com/2006/09/sip/provisiongrouplist-notification\">",
             "<provisionGroup name=\"ServerConfiguration\"/>",
             "<provisionGroup name=\"persistentChatConfiguration\"><propertyEntryList>",
             "<property name=\"EnablePersistentChat\">{}</property>",
             "<property name=\"DefaultPersistentChatPoolUri\">sip:{}</property>",
-            "</propertyEntryList></provisionGroup></provisionGroupList>"
         ),
         enabled, chat_aor
-    )
+    );
+    if let Some(url) = room_page {
+        let url = quick_xml::escape::escape(url);
+        for scope in ["Int", "Ext"] {
+            document.push_str(&format!(
+                "<property name=\"PersistentChatWebManagerUri{scope}\">{url}</property>"
+            ));
+        }
+    }
+    document.push_str("</propertyEntryList></provisionGroup></provisionGroupList>");
+    document
 }

@@ -93,6 +93,8 @@ pub trait ChatEndpoint: Send + Sync {
 pub struct SessionSettings {
     pub domain: String,
     pub chat_aor: String,
+    /// The room page, provisioned to clients (MS-SIPREGE PersistentChatWebManagerUri*).
+    pub room_management_url: Option<String>,
     pub trusted_networks: Vec<ipnet::IpNet>,
     pub default_expires: u32,
     pub min_expires: u32,
