@@ -258,7 +258,7 @@ pub async fn start_prepared(
         let listener = tokio_listener(listener, "http.listen")?;
         server.http_addr = listener.local_addr().ok();
         if let Some(addr) = server.http_addr {
-            tracing::info!(%addr, "listening for HTTPS (healthz, readyz, metrics)");
+            tracing::info!(%addr, "listening for HTTPS (health, metrics, admin API, room page)");
         }
         let router = crate::http::router(crate::http::HttpState {
             store: store.clone(),
