@@ -17,6 +17,8 @@ function record(ok, name, detail) {
   if (!ok) failed += 1;
 }
 
+const pages = [];
+
 async function step(name, run) {
   try {
     const detail = await run();
@@ -24,6 +26,12 @@ async function step(name, run) {
     return true;
   } catch (error) {
     record(false, name, String(error.message || error).split('\n')[0]);
+    // What each open page showed when the step failed.
+    for (const [n, page] of pages.entries()) {
+      const text = await page.locator('main').innerText().catch(() => '');
+      console.error(`page ${n} at ${page.url()}: ${text.replace(/\s+/g, ' ').slice(0, 300)}`);
+      await shot(page, `failed-${steps.length}-${n}`).catch(() => {});
+    }
     return false;
   }
 }
@@ -48,7 +56,9 @@ async function newPage() {
   const context = await browser.newContext({
     viewport: { width: 390, height: 844 }, deviceScaleFactor: 1, isMobile: true, hasTouch: true,
   });
-  return context.newPage();
+  const page = await context.newPage();
+  pages.push(page);
+  return page;
 }
 
 async function shot(page, name) {

@@ -727,6 +727,35 @@ mod tests {
     }
 
     #[test]
+    fn the_room_page_address_follows_the_listener_unless_set() {
+        let mut config = Config {
+            domain: "example.test".into(),
+            ..Config::default()
+        };
+        assert_eq!(config.room_management_url(), None, "no HTTPS, no room page");
+        config.http.listen = Some("127.0.0.1:8443".parse().unwrap());
+        assert_eq!(
+            config.room_management_url().as_deref(),
+            Some("https://127.0.0.1:8443/manage/")
+        );
+        config.http.listen = Some("[::]:443".parse().unwrap());
+        assert_eq!(
+            config.room_management_url().as_deref(),
+            Some("https://example.test/manage/")
+        );
+        config.http.listen = Some("[2001:db8::1]:8443".parse().unwrap());
+        assert_eq!(
+            config.room_management_url().as_deref(),
+            Some("https://[2001:db8::1]:8443/manage/")
+        );
+        config.http.room_management_url = Some("https://chat.example.test/rooms/".into());
+        assert_eq!(
+            config.room_management_url().as_deref(),
+            Some("https://chat.example.test/rooms/")
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let err = load("[limits]\nmax_headers = \"many\"\n", &[])
             .unwrap_err()

@@ -240,7 +240,8 @@ pub fn instructions(config: &Config, server: &RunningServer, store: &dyn Store) 
         .collect();
     format!(
         "\nperch demo is running (data in {data}).\n\
-         \n  SIP over TLS  {tls}   certificate {cert}\n                     SHA-256 {fingerprint}\n  SIP over TCP  {tcp}\n  HTTPS         {http}   /healthz /readyz /metrics\n\
+         \n  SIP over TLS  {tls}   certificate {cert}\n                     SHA-256 {fingerprint}\n  SIP over TCP  {tcp}\n  HTTPS         {http}   /healthz /readyz /metrics /api/v1/\n\
+         \x20 Room page     {room_page}   (alice manages the demo rooms)\n\
          \n  Users (NTLM and Digest passwords; {trusted}):\n{users}\n\
          \n  Chat endpoint: sip:{chat}\n\
          \n  Rooms in category Demo: Lobby (open, with history), Team (closed: alice, bob),\n\
@@ -267,5 +268,9 @@ pub fn instructions(config: &Config, server: &RunningServer, store: &dyn Store) 
             .unwrap_or_else(|| "off".into()),
         users = users.join("\n"),
         chat = config.chat_aor(),
+        room_page = server
+            .http_addr()
+            .map(|a| format!("https://{a}/manage/"))
+            .unwrap_or_else(|| "off".into()),
     )
 }

@@ -79,7 +79,8 @@ pub fn router(state: WebState) -> Router {
 }
 
 /// Headers every page carries: no caching (pages show who is signed in), no framing, no
-/// content but our own stylesheet, no referrer (room uids stay on this site).
+/// content but our own stylesheet, and referrers only within the site (room uids stay
+/// here; "no-referrer" would make browsers send `Origin: null` on our own form posts).
 async fn page_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
@@ -90,7 +91,7 @@ async fn page_headers(mut response: Response) -> Response {
         ),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        (header::REFERRER_POLICY, "same-origin"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }

@@ -857,3 +857,29 @@ fn provisioning_document(chat_aor: &str, enabled: bool, room_page: Option<&str>)
     document.push_str("</propertyEntryList></provisionGroup></provisionGroupList>");
     document
 }
+
+#[cfg(test)]
+mod tests {
+    use super::provisioning_document;
+
+    #[test]
+    fn provisioning_names_the_room_page_when_there_is_one() {
+        let without = provisioning_document("ocschat@example.test", true, None);
+        assert!(
+            !without.contains("PersistentChatWebManagerUri"),
+            "{without}"
+        );
+        let with = provisioning_document(
+            "ocschat@example.test",
+            true,
+            Some("https://chat.example.test:8443/manage/?a=1&b=2"),
+        );
+        for scope in ["Int", "Ext"] {
+            let property = format!(
+                "<property name=\"PersistentChatWebManagerUri{scope}\">https://chat.example.test:8443/manage/?a=1&amp;b=2</property>"
+            );
+            assert!(with.contains(&property), "{with}");
+        }
+        assert!(with.ends_with("</propertyEntryList></provisionGroup></provisionGroupList>"));
+    }
+}
