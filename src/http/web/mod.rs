@@ -10,6 +10,9 @@
 //! throttle as SIP's; pages are not cached, framed or allowed to load anything but our
 //! stylesheet.
 
+// Handlers hand axum `Response`s back as their errors, by value, once per request.
+#![allow(clippy::result_large_err)]
+
 mod pages;
 pub mod session;
 
