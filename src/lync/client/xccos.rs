@@ -25,7 +25,7 @@ pub fn bjoin(envid: u64, domain: &str, uids: &[String]) -> String {
     body
 }
 
-pub use crate::lync::xccos::uri::{room_uid, room_uri};
+pub use crate::lync::xccos::uri::{ROOM_SCHEME, room_uid, room_uri};
 
 /// A post of `text` (written as it is: the caller escapes what needs it) by `author`.
 pub fn grpchat(envid: u64, room_uri: &str, author: &str, text: &str) -> String {
