@@ -676,6 +676,57 @@ mod tests {
         }
     }
 
+    /// `--demo` fills in what was not given: the demo's listener, room, users, passwords
+    /// and certificate; given options and the environment's passwords win.
+    #[test]
+    fn the_demo_and_the_configuration_fill_in_what_was_not_given() {
+        let config = Config::load_over(demo::config_defaults(), None, Vec::new())
+            .unwrap()
+            .config;
+        let demo = Options {
+            demo: true,
+            ..Options::default()
+        };
+        let dir = std::env::temp_dir().join(format!("perch-check-demo-{}", std::process::id()));
+        let config = Config {
+            data_dir: dir.clone(),
+            ..config
+        };
+        let missing = demo.probe(&config, |_| None).unwrap_err();
+        assert!(missing.contains("perch serve --demo"), "{missing}");
+        crate::net::tls::ensure_dev_certificate(&dir, "example.test", &[]).unwrap();
+        let probe = demo.probe(&config, |_| None).unwrap();
+        assert_eq!(probe.server, "127.0.0.1:5061");
+        assert_eq!(
+            (
+                probe.user.as_str(),
+                probe.peer.as_str(),
+                probe.room.as_str()
+            ),
+            ("alice@example.test", "bob@example.test", "Lobby")
+        );
+        assert!(
+            matches!(&probe.user_sign_in, SignIn::Digest { password } if password == "alice-demo")
+        );
+        assert!(
+            matches!(&probe.peer_sign_in, SignIn::Digest { password } if password == "bob-demo")
+        );
+        assert_eq!(probe.trust, Trust::File(dir.join("dev-cert.pem")));
+        let env = |name: &str| (name == PASSWORD_VARIABLE).then(|| "from-env".to_owned());
+        let given = Options {
+            user: Some("sip:Carol".into()),
+            ntlm: true,
+            ..demo.clone()
+        }
+        .probe(&config, env)
+        .unwrap();
+        assert_eq!(given.user, "carol@example.test");
+        assert!(matches!(given.peer_sign_in, SignIn::Ntlm { .. }));
+        let plain = Options::default().probe(&Config::default(), |_| None);
+        assert!(plain.unwrap_err().contains("--user is needed"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn the_line_says_the_state_the_steps_and_their_perfdata() {
         let ok = judge(
