@@ -1,4 +1,4 @@
-//! The `perch` command: `serve` and `admin`.
+//! The `perch` command: `serve`, `admin` and `check`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -61,6 +61,17 @@ enum Command {
     /// Shell completions and manual pages (what a package installs).
     #[command(subcommand)]
     Generate(GenerateCommand),
+    /// Check a running server as a monitoring system would: two probe users sign in over
+    /// TLS, join a room, one posts, the other must receive it, and the history must hold
+    /// it. Prints one line (monitoring-plugin format, with each step's time) and exits 0
+    /// OK, 1 WARNING (slower than --warn), 2 CRITICAL (a step failed or was slower than
+    /// --critical), 3 UNKNOWN (the check's own arguments or configuration are wrong).
+    Check {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: CheckArgs,
+    },
     /// Administer users, groups, policy, settings, categories, rooms and add-ins in the data
     /// directory. A running server picks changes up within a second.
     Admin {
@@ -69,6 +80,52 @@ enum Command {
         #[command(subcommand)]
         command: Box<AdminCommand>,
     },
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The server's SIP over TLS address (default: the configuration's listen.tls, on
+    /// loopback if it listens on every address).
+    #[arg(long, value_name = "HOST:PORT")]
+    server: Option<String>,
+    /// The SIP domain (default: the configuration's domain).
+    #[arg(long)]
+    domain: Option<String>,
+    /// The room to post in: its name, or its ma-chan:// URI.
+    #[arg(long, value_name = "NAME")]
+    room: Option<String>,
+    /// The probe user who posts (user@domain, or user in the domain).
+    #[arg(long)]
+    user: Option<String>,
+    /// The probe user who must receive the post.
+    #[arg(long)]
+    peer: Option<String>,
+    /// A file with the probe users' passwords: the first line the user's, the second the
+    /// peer's (the first if there is none). Without it: PERCH_CHECK_PASSWORD and
+    /// PERCH_CHECK_PEER_PASSWORD.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Trust this certificate (PEM: the server's own, or the CA that signed it) instead of
+    /// the system's CA bundle.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Sign in with NTLM and MS-SIPAE signing, as Lync and SIPE do, instead of Digest.
+    #[arg(long)]
+    ntlm: bool,
+    /// Seconds to wait to connect and for any one answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    timeout: u64,
+    /// WARNING when the whole check, or one step, takes longer (milliseconds).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    warn: u64,
+    /// CRITICAL when the whole check, or one step, takes longer (milliseconds).
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    critical: u64,
+    /// Check `perch serve --demo` on this machine: its address, domain, room Lobby, alice
+    /// and bob with their demo passwords, and its generated certificate (read from the
+    /// demo's data directory; --data if it was given one). Options given still apply.
+    #[arg(long)]
+    demo: bool,
 }
 
 #[derive(Subcommand)]
@@ -228,6 +285,7 @@ fn main() -> ExitCode {
         } => serve(&common, demo.then_some(trust_loopback), log_json),
         Command::Admin { common, command } => run_admin(&common, *command).map_err(Failure::from),
         Command::Generate(command) => generate(command).map_err(Failure::from),
+        Command::Check { common, args } => return check(&common, &args),
     };
     // Written, not `eprintln!`ed: a failing stderr must not turn the exit status into a
     // panic's 101.
@@ -249,7 +307,8 @@ fn main() -> ExitCode {
 }
 
 /// Help and version go to standard output with status 0; a usage error is one line on
-/// standard error and status 1, like every other refusal.
+/// standard error and status 1, like every other refusal, except under `perch check`,
+/// whose usage errors are its UNKNOWN line and status 3, as a monitoring system expects.
 fn usage_error(error: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
@@ -270,6 +329,12 @@ fn usage_error(error: &clap::Error) -> ExitCode {
     let paragraph = rendered.split("\n\n").next().unwrap_or_default();
     let message = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
     let message = message.strip_prefix("error: ").unwrap_or(&message);
+    let subcommand = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    if subcommand.as_deref() == Some("check") {
+        return check_outcome(&perch::app::check::Outcome::unknown(&format!(
+            "{message} (perch check --help lists what it takes)"
+        )));
+    }
     let _ = writeln!(
         std::io::stderr(),
         "perch: {message} (perch --help, or --help after a command, lists what it takes)"
@@ -313,6 +378,48 @@ fn generate(command: GenerateCommand) -> Result<(), String> {
         GenerateCommand::Man { out } => clap_mangen::generate_to(cli, &out)
             .map_err(|e| format!("cannot write manual pages to {}: {e}", out.display())),
     }
+}
+
+/// `perch check`: one line on standard output, the monitoring-plugin exit status.
+fn check(common: &Common, args: &CheckArgs) -> ExitCode {
+    use perch::app::check::{self, Options, Outcome};
+    let defaults = if args.demo {
+        perch::app::admin::demo::config_defaults()
+    } else {
+        toml::Table::new()
+    };
+    let options = Options {
+        server: args.server.clone(),
+        domain: args.domain.clone(),
+        room: args.room.clone(),
+        user: args.user.clone(),
+        peer: args.peer.clone(),
+        password_file: args.password_file.clone(),
+        ca: args.ca.clone(),
+        ntlm: args.ntlm,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        warn: Duration::from_millis(args.warn),
+        critical: Duration::from_millis(args.critical),
+        demo: args.demo,
+    };
+    let probe = load_config(common, defaults)
+        .and_then(|config| options.probe(&config, |name| std::env::var(name).ok()));
+    let outcome = match probe {
+        Err(message) => Outcome::unknown(&message),
+        Ok(probe) => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(check::run(&probe)),
+            Err(e) => Outcome::unknown(&format!("cannot start: {e}")),
+        },
+    };
+    check_outcome(&outcome)
+}
+
+fn check_outcome(outcome: &perch::app::check::Outcome) -> ExitCode {
+    let _ = writeln!(std::io::stdout(), "{}", outcome.line);
+    ExitCode::from(outcome.state.exit_code())
 }
 
 fn init(common: &Common) -> Result<(), String> {

@@ -21,7 +21,6 @@ mod sqlite_baseline;
 mod stats;
 mod target;
 mod text;
-mod wire;
 mod xccos;
 
 use std::process::ExitCode;

@@ -1,18 +1,14 @@
-//! Where the load goes: loopback only. Parses and checks the target address, builds the TLS
-//! connector with the server's certificate pinned, and picks the loopback source address of
-//! each connection so that a server's per-address connection cap does not apply to us as a
-//! whole.
+//! Where the load goes: loopback only. Parses and checks the target address, builds the
+//! kit's connector (`perch::lync::client::Connector`) with the server's certificate pinned,
+//! and picks the loopback source address of each connection so that a server's
+//! per-address connection cap does not apply to us as a whole.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_rustls::TlsConnector;
-
-use crate::wire::{Stream, WireError};
+use perch::lync::client::{self as kit, Stream, Trust, WireError};
+use tokio::net::TcpStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -49,13 +45,12 @@ pub fn default_target(tls: bool) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, if tls { 5061 } else { 5060 }))
 }
 
-/// Opens connections to one loopback target, over TCP or TLS with a pinned certificate.
+/// Opens connections to one loopback target, over TCP or TLS with a pinned certificate,
+/// spread over loopback source addresses.
 pub struct Connector {
-    pub target: SocketAddr,
-    tls: Option<TlsConnector>,
+    kit: kit::Connector,
     /// Connections per loopback source address; 0 keeps the system's choice.
     per_source: usize,
-    connect_timeout: Duration,
 }
 
 impl Connector {
@@ -65,27 +60,37 @@ impl Connector {
         per_source: usize,
         connect_timeout: Duration,
     ) -> Result<Self, TargetError> {
-        let tls = match pinned_cert {
-            Some(path) => Some(tls_connector(path)?),
-            None => None,
+        let kit = match pinned_cert {
+            // The development certificate names localhost and the loopback addresses.
+            Some(path) => kit::Connector::tls(
+                target,
+                "localhost",
+                &Trust::File(path.to_owned()),
+                connect_timeout,
+            )
+            .map_err(|e| TargetError::Certificate {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?,
+            None => kit::Connector::tcp(target, connect_timeout),
         };
-        Ok(Self {
-            target,
-            tls,
-            per_source,
-            connect_timeout,
-        })
+        Ok(Self { kit, per_source })
+    }
+
+    /// The kit's connector, for a client of the kit.
+    pub fn kit(&self) -> &kit::Connector {
+        &self.kit
     }
 
     pub fn transport(&self) -> &'static str {
-        if self.tls.is_some() { "tls" } else { "tcp" }
+        self.kit.transport()
     }
 
     /// The loopback address connection number `index` binds to: 127.0.0.1 for the first
     /// `per_source` connections, 127.0.0.2 for the next, and so on (all of 127.0.0.0/8
     /// is the loopback interface on Linux). IPv6 has only ::1.
     pub fn source_for(&self, index: usize) -> Option<IpAddr> {
-        if self.per_source == 0 || !self.target.is_ipv4() {
+        if self.per_source == 0 || !self.kit.target.is_ipv4() {
             return None;
         }
         let step = u32::try_from(index / self.per_source).ok()?;
@@ -99,64 +104,13 @@ impl Connector {
         &self,
         source: Option<IpAddr>,
     ) -> Result<(Box<dyn Stream>, SocketAddr), WireError> {
-        let tcp = self.connect_raw(source).await?;
-        let _ = tcp.set_nodelay(true);
-        let local = tcp.local_addr().map_err(WireError::Connect)?;
-        let Some(tls) = &self.tls else {
-            return Ok((Box::new(tcp), local));
-        };
-        // The development certificate names localhost and the loopback addresses.
-        let name = ServerName::try_from("localhost").map_err(|_| {
-            WireError::Tls(std::io::Error::other(
-                "localhost is not a valid server name",
-            ))
-        })?;
-        let stream = tokio::time::timeout(self.connect_timeout, tls.connect(name, tcp))
-            .await
-            .map_err(|_| WireError::ConnectTimeout)?
-            .map_err(WireError::Tls)?;
-        Ok((Box::new(stream), local))
+        self.kit.connect(source).await
     }
 
     /// A TCP connection to the target with nothing on it yet, not even TLS.
     pub async fn connect_raw(&self, source: Option<IpAddr>) -> Result<TcpStream, WireError> {
-        tokio::time::timeout(self.connect_timeout, self.tcp(source))
-            .await
-            .map_err(|_| WireError::ConnectTimeout)?
-            .map_err(WireError::Connect)
+        self.kit.connect_raw(source).await
     }
-
-    async fn tcp(&self, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
-        let socket = if self.target.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        if let Some(ip) = source {
-            socket.bind(SocketAddr::new(ip, 0))?;
-        }
-        socket.connect(self.target).await
-    }
-}
-
-/// A client configuration that trusts exactly the server's certificate.
-fn tls_connector(path: &Path) -> Result<TlsConnector, TargetError> {
-    let error = |message: String| TargetError::Certificate {
-        path: path.display().to_string(),
-        message,
-    };
-    let certs = perch::net::tls::load_certificates(path).map_err(|e| error(e.to_string()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certs {
-        roots.add(cert).map_err(|e| error(e.to_string()))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| error(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 #[cfg(test)]

@@ -289,6 +289,10 @@ pub enum ConfigError {
 /// Values are read as TOML (`["127.0.0.0/8"]`, `5000`) and otherwise as plain strings.
 pub const ENV_PREFIX: &str = "PERCH_";
 
+/// `perch check`'s own variables (its probe users' passwords): not settings, and not
+/// warned about as unknown ones.
+pub const CHECK_ENV_PREFIX: &str = "PERCH_CHECK_";
+
 /// A loaded configuration, and the `PERCH_*` variables that name no setting (ignored, so
 /// that a variable meant for something else never stops perch; the caller warns).
 #[derive(Debug)]
@@ -351,7 +355,7 @@ impl Config {
         let mut applied: Vec<(String, String)> = Vec::new();
         let mut variables: Vec<(String, String)> = env
             .into_iter()
-            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX) && !name.starts_with(CHECK_ENV_PREFIX))
             .collect();
         variables.sort();
         for (name, value) in variables {
@@ -634,6 +638,7 @@ mod tests {
                 ("PERCH_LIMITS__NO_SUCH_LIMIT", "1"),
                 ("PERCH_", "1"),
                 ("PERCH_LIMITS__MAX_HEADERS", "50"),
+                ("PERCH_CHECK_PASSWORD", "not a setting, not warned about"),
             ],
         )
         .unwrap();

@@ -1,6 +1,8 @@
-//! The application: configuration, `perch serve` wiring ([`server`]) and the `perch admin`
-//! command line ([`admin`]). The only layer that sees every other one.
+//! The application: configuration, `perch serve` wiring ([`server`]), the `perch admin`
+//! command line ([`admin`]) and `perch check` ([`check`]). The only layer that sees every
+//! other one.
 
 pub mod admin;
+pub mod check;
 pub mod config;
 pub mod server;

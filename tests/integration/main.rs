@@ -2,6 +2,7 @@
 
 mod admin;
 mod chat;
+mod check;
 mod dialogs;
 mod disk_full;
 mod durability;

@@ -1,21 +1,24 @@
 //! A real server on 127.0.0.1:0 with a generated certificate, and a raw-bytes SIP client
-//! over TLS or TCP.
+//! over TLS or TCP, built on the library's client kit (`perch::lync::client`): its
+//! connector, and its connection's framing without the answering half, so that a test
+//! sees every byte the server sends and writes every byte it wants.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use perch::app::config::Config;
 use perch::app::server::{self, RunningServer};
 use perch::core::ports::Store;
-use perch::lync::sip::framer::{self, Frame, FrameLimits};
+use perch::lync::client::{Connector, SipConn, Trust, WireError};
+use perch::lync::sip::framer::Frame;
 use perch::lync::sip::request::ClientLine;
 use perch::lync::sip::{Message, StartLine};
 use perch::store::SqliteStore;
-use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+pub use perch::lync::client::Stream;
 
 pub const DOMAIN: &str = "example.test";
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -93,27 +96,30 @@ impl TestServer {
         let addr = self.running().tls_addr().unwrap();
         let cert_path = &self.running().certificate().unwrap().cert;
         let tls = tls_connect(addr, cert_path, "localhost").await.unwrap();
-        Client::over(Box::new(tls), "tls")
+        Client::over(tls, "tls")
     }
 
     /// A plain TCP client connecting from `source` (any 127.x.y.z works on loopback).
     pub async fn tcp_from(&self, source: std::net::Ipv4Addr) -> Client {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind((source, 0).into()).unwrap();
-        let tcp = socket
-            .connect(self.running().tcp_addr().unwrap())
-            .await
-            .unwrap();
-        tcp.set_nodelay(true).unwrap();
-        Client::over(Box::new(tcp), "tcp")
+        let connector = Connector::tcp(self.running().tcp_addr().unwrap(), WAIT);
+        let (tcp, _) = connector.connect(Some(source.into())).await.unwrap();
+        Client::over(tcp, "tcp")
     }
 
     pub async fn tcp(&self) -> Client {
-        let tcp = TcpStream::connect(self.running().tcp_addr().unwrap())
-            .await
-            .unwrap();
-        tcp.set_nodelay(true).unwrap();
-        Client::over(Box::new(tcp), "tcp")
+        let connector = Connector::tcp(self.running().tcp_addr().unwrap(), WAIT);
+        let (tcp, _) = connector.connect(None).await.unwrap();
+        Client::over(tcp, "tcp")
+    }
+
+    /// The address and certificate a client of the kit (or `perch check`) needs to reach
+    /// this server over TLS.
+    pub fn tls_target(&self) -> (SocketAddr, PathBuf) {
+        let running = self.running();
+        (
+            running.tls_addr().unwrap(),
+            running.certificate().unwrap().cert.clone(),
+        )
     }
 
     pub async fn stop(mut self) {
@@ -123,9 +129,6 @@ impl TestServer {
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
-
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// What the server sent: a message, or a bare CRLF keep-alive answer.
 #[derive(Debug)]
@@ -139,8 +142,8 @@ pub enum Received {
 pub struct Client {
     /// The To header (with our tag) of the client's current chat dialog, where a test keeps one.
     pub dialog_to: String,
-    stream: Box<dyn Stream>,
-    buffer: BytesMut,
+    /// The kit's connection, used raw: nothing is answered or verified for the test.
+    conn: SipConn,
     pub transport: &'static str,
     pub user: String,
     pub tag: String,
@@ -150,10 +153,11 @@ pub struct Client {
 impl Client {
     /// A client over an already connected stream.
     pub fn over(stream: Box<dyn Stream>, transport: &'static str) -> Self {
+        // The address our requests name in Via and Contact (see `request`).
+        let local: SocketAddr = "127.0.0.1:5555".parse().unwrap();
         Self {
             dialog_to: String::new(),
-            stream,
-            buffer: BytesMut::new(),
+            conn: SipConn::new(stream, local, transport == "tls"),
             transport,
             user: "alice".into(),
             tag: "48213390".into(),
@@ -162,25 +166,25 @@ impl Client {
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
-        self.stream.flush().await.unwrap();
+        self.try_send(bytes).await.unwrap();
     }
 
     /// Writes, reporting failure instead of panicking (for peers that close on us).
     pub async fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.stream.write_all(bytes).await?;
-        self.stream.flush().await
+        self.conn.queue(bytes);
+        self.conn.flush().await.map_err(|error| match error {
+            WireError::Write(e) => e,
+            other => std::io::Error::other(other),
+        })
     }
 
     /// Next frame from the server; `None` if the server closed the connection.
     pub async fn receive(&mut self) -> Option<Received> {
         loop {
-            if self.buffer.starts_with(b"\r\n") && !self.buffer.starts_with(b"\r\n\r\n") {
-                let _ = self.buffer.split_to(2);
+            if self.conn.take_keepalive_answer() {
                 return Some(Received::Pong);
             }
-            if let Some(frame) = framer::decode(&mut self.buffer, &FrameLimits::default()).unwrap()
-            {
+            if let Some(frame) = self.conn.next_frame().unwrap() {
                 let Frame::Message { head, body } = frame else {
                     panic!("server sent a ping");
                 };
@@ -189,12 +193,11 @@ impl Client {
                     Err(_) => Received::Unparsed(head),
                 });
             }
-            let read = tokio::time::timeout(WAIT, self.stream.read_buf(&mut self.buffer))
+            let read = tokio::time::timeout(WAIT, self.conn.read_some())
                 .await
                 .expect("server did not answer in time");
-            match read {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
+            if read.is_err() {
+                return None;
             }
         }
     }
@@ -219,10 +222,9 @@ impl Client {
     /// True once the server has closed the connection (reads EOF within the wait).
     pub async fn closed_by_server(&mut self) -> bool {
         loop {
-            let read = tokio::time::timeout(WAIT, self.stream.read_buf(&mut self.buffer)).await;
-            match read {
-                Ok(Ok(0)) | Ok(Err(_)) => return true,
-                Ok(Ok(_)) => continue,
+            match tokio::time::timeout(WAIT, self.conn.read_some()).await {
+                Ok(Err(_)) => return true,
+                Ok(Ok(())) => continue,
                 Err(_) => return false,
             }
         }
@@ -375,24 +377,16 @@ pub fn read_history(
 }
 
 /// A TLS connection to `addr` that trusts only the certificate in `cert_path` and checks
-/// that it names `name`, as a client that verifies names would.
+/// that it names `name`, as a client that verifies names would (the kit's connector).
 pub async fn tls_connect(
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     cert_path: &std::path::Path,
     name: &str,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let cert = perch::net::tls::load_certificates(cert_path).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::clone(&cert[0])).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await?;
-    connector
-        .connect(ServerName::try_from(name.to_owned()).unwrap(), tcp)
-        .await
+) -> std::io::Result<Box<dyn Stream>> {
+    let connector = Connector::tls(addr, name, &Trust::File(cert_path.to_owned()), WAIT).unwrap();
+    match connector.connect(None).await {
+        Ok((stream, _)) => Ok(stream),
+        Err(WireError::Connect(e) | WireError::Tls(e)) => Err(e),
+        Err(other) => Err(std::io::Error::other(other)),
+    }
 }

@@ -18,7 +18,6 @@ use time::format_description::well_known::Rfc3339;
 
 use tokio::sync::watch;
 
-use crate::auth::SignIn;
 use crate::cli::Common;
 use crate::client::{Client, ClientError};
 use crate::error::LoadError;
@@ -209,7 +208,8 @@ async fn run_once(
         timeout,
     )?;
     let transport = connector.transport();
-    let sign_in = SignIn::new(common.auth, common.password.as_deref()).map_err(LoadError::Plan)?;
+    let sign_in =
+        crate::auth::sign_in(common.auth, common.password.as_deref()).map_err(LoadError::Plan)?;
     let auth = sign_in.name();
     let ctx = Arc::new(RunContext {
         metrics: Arc::new(Metrics::new()),

@@ -32,7 +32,7 @@ use crate::procfs;
 use crate::run::{self, Endpoint, Phase, RunContext, Timing};
 use crate::stats::{Metrics, now_ns};
 use crate::target::Connector;
-use crate::wire::{Stream, WireError};
+use perch::lync::client::{Stream, WireError};
 
 use super::ScenarioResult;
 

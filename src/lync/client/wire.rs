@@ -1,6 +1,8 @@
 //! One SIP connection on perch's own codec: bytes in, framed and parsed by
-//! `perch::lync::sip::framer::decode` and `Message::parse`; every request the server sends is
-//! answered 200 (built by `perch::lync::sip::response::response`) before the caller sees it.
+//! `lync::sip::framer::decode` and `Message::parse`; every request the server sends is
+//! answered 200 (built by `lync::sip::response::response`) before the caller sees it.
+//! Tests that speak raw bytes use the lower half alone: [`SipConn::queue`], `flush`,
+//! `read_some` and [`SipConn::next_frame`].
 //! Reading is cancel-safe (`read_some`), parsing is synchronous (`drain`), writes are
 //! buffered and flushed in one go with a deadline. Once the connection has an MS-SIPAE
 //! security association (NTLM sign-in), every message perch sends must verify under it
@@ -10,11 +12,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::lync::session::sipae::{Association, SignatureError, SignedParts};
+use crate::lync::sip::framer::{self, Frame, FrameError, FrameLimits};
+use crate::lync::sip::response::response;
+use crate::lync::sip::{Message, Method, ParseError, StartLine};
 use bytes::{Bytes, BytesMut};
-use perch::lync::session::sipae::{Association, SignatureError, SignedParts};
-use perch::lync::sip::framer::{self, Frame, FrameError, FrameLimits};
-use perch::lync::sip::response::response;
-use perch::lync::sip::{Message, Method, ParseError, StartLine};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -170,14 +172,30 @@ impl SipConn {
         }
     }
 
+    /// The next complete frame in the read buffer, as the server sent it (nothing answered,
+    /// nothing verified): for callers that read the raw stream. `None` until one is whole.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
+        framer::decode(&mut self.read, &self.limits).map_err(WireError::Frame)
+    }
+
+    /// Whether the read buffer starts with a lone CRLF, the server's answer to a
+    /// double-CRLF keep-alive (RFC 5626 §4.4.1); takes it if so. The framer skips it
+    /// otherwise.
+    pub fn take_keepalive_answer(&mut self) -> bool {
+        let lone = self.read.starts_with(b"\r\n") && !self.read.starts_with(b"\r\n\r\n");
+        if lone {
+            let _ = self.read.split_to(2);
+        }
+        lone
+    }
+
     /// Cuts every complete message out of the read buffer. Server requests are answered
     /// (queued for the next flush, signed under an association) and reported; responses
     /// are reported; messages that fail verification are reported as such.
     pub fn drain(&mut self, out: &mut Vec<Event>) -> Result<(), WireError> {
         loop {
             // A lone CRLF is the server's answer to a keep-alive; the framer skips it.
-            let frame = framer::decode(&mut self.read, &self.limits).map_err(WireError::Frame)?;
-            let Some(frame) = frame else {
+            let Some(frame) = self.next_frame()? else {
                 return Ok(());
             };
             let Frame::Message { head, body } = frame else {
@@ -244,7 +262,7 @@ mod tests {
 
     /// A server's and a client's association from one NTLM exchange.
     fn pair() -> (Association, Association) {
-        perch::lync::session::sipae::in_memory_pair("alice@example.test", "", "pw").unwrap()
+        crate::lync::session::sipae::in_memory_pair("alice@example.test", "", "pw").unwrap()
     }
 
     fn parse(text: &str) -> Message {
