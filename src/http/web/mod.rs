@@ -26,7 +26,9 @@ use axum::routing::{get, post};
 use axum::{Form, Router, middleware};
 use serde::Deserialize;
 
-use self::pages::{Choice, Frame, Refusal, RoomForm, RoomPage, RoomRow, RoomsPage, SignInPage};
+use self::pages::{
+    Choice, Frame, Framed, Refusal, RoomForm, RoomPage, RoomRow, RoomsPage, SignInPage,
+};
 use self::session::{SESSION_COOKIE, SIGN_IN_COOKIE, Session, Sessions, cookie, set_cookie};
 use crate::core::Snapshot;
 use crate::core::credentials::Credentials;
@@ -170,6 +172,17 @@ fn refusal(status: StatusCode, visit: Option<&Visit>, text: &str) -> Response {
         },
         heading: status.canonical_reason().unwrap_or("Refused").to_owned(),
     };
+    pages::render(status, &page)
+}
+
+/// A signed-in page, framed for this visit; with the refusal that brought the form back,
+/// if any, whose status it answers with.
+fn show<P: Framed>(visit: &Visit, mut page: P, refused: Option<&ServiceError>) -> Response {
+    *page.frame_mut() = Frame {
+        error: refused.map(ToString::to_string),
+        ..frame(Some(visit))
+    };
+    let status = refused.map_or(StatusCode::OK, super::status_of);
     pages::render(status, &page)
 }
 
@@ -541,13 +554,7 @@ async fn home(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
     })
     .await;
     match built {
-        Ok(Ok(page)) => pages::render(
-            StatusCode::OK,
-            &RoomsPage {
-                frame: frame(Some(&visit)),
-                ..page
-            },
-        ),
+        Ok(Ok(page)) => show(&visit, page, None),
         Ok(Err(error)) => service_refusal(&visit, &error),
         Err(response) => response,
     }
@@ -590,16 +597,7 @@ async fn create_room(
             );
             Redirect::to(&format!("/manage/rooms/{}", room.uid)).into_response()
         }
-        Ok(Err((Ok(page), error))) => {
-            let page = RoomsPage {
-                frame: Frame {
-                    error: Some(error.to_string()),
-                    ..frame(Some(&visit))
-                },
-                ..page
-            };
-            pages::render(super::status_of(&error), &page)
-        }
+        Ok(Err((Ok(page), error))) => show(&visit, page, Some(&error)),
         Ok(Err((Err(_), error))) => service_refusal(&visit, &error),
         Err(response) => response,
     }
@@ -676,13 +674,7 @@ async fn room_page(
     })
     .await;
     match built {
-        Ok(Ok(page)) => pages::render(
-            StatusCode::OK,
-            &RoomPage {
-                frame: frame(Some(&visit)),
-                ..page
-            },
-        ),
+        Ok(Ok(page)) => show(&visit, page, None),
         Ok(Err(error)) => service_refusal(&visit, &error),
         Err(response) => response,
     }
@@ -770,16 +762,7 @@ async fn save_room(
                 .notify(&visit.token, &saved_notice(&saved, "Saved"));
             Redirect::to(&format!("/manage/rooms/{}", saved.room.uid)).into_response()
         }
-        Ok(Err((Some(page), error))) => {
-            let page = RoomPage {
-                frame: Frame {
-                    error: Some(error.to_string()),
-                    ..frame(Some(&visit))
-                },
-                ..page
-            };
-            pages::render(super::status_of(&error), &page)
-        }
+        Ok(Err((Some(page), error))) => show(&visit, page, Some(&error)),
         Ok(Err((None, error))) => service_refusal(&visit, &error),
         Err(response) => response,
     }

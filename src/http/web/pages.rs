@@ -13,6 +13,11 @@ pub struct Frame {
     pub error: Option<String>,
 }
 
+/// A page with the frame every signed-in page shows.
+pub trait Framed: Template {
+    fn frame_mut(&mut self) -> &mut Frame;
+}
+
 /// One option of a select.
 pub struct Choice {
     pub value: String,
@@ -94,5 +99,17 @@ pub fn render(status: StatusCode, page: &impl Template) -> Response {
             format!("cannot render the page: {error}\n"),
         )
             .into_response(),
+    }
+}
+
+impl Framed for RoomsPage {
+    fn frame_mut(&mut self) -> &mut Frame {
+        &mut self.frame
+    }
+}
+
+impl Framed for RoomPage {
+    fn frame_mut(&mut self) -> &mut Frame {
+        &mut self.frame
     }
 }
