@@ -56,6 +56,9 @@ pub enum Output<A> {
     /// Close after writing what was queued before.
     Close,
     Await(Deferred<A>),
+    /// Write what was queued before (the protocol's "go ahead"), then turn this plain
+    /// connection into TLS as its server (XMPP's STARTTLS). Then [`Connection::secured`].
+    StartTls,
 }
 
 /// One protocol: how to open its side of a connection and where its deliveries queue.
@@ -84,6 +87,8 @@ pub trait Connection: Send {
     fn next_deadline(&mut self) -> Option<Instant>;
     fn tick(&mut self, now: Instant);
     fn take_outputs(&mut self) -> Vec<Output<Self::Answer>>;
+    /// The TLS handshake that [`Output::StartTls`] asked for has completed.
+    fn secured(&mut self, _now: Instant) {}
     /// The connection is gone.
     fn closed(&mut self);
 }
@@ -106,7 +111,10 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 /// Accepts connections until `shutdown` turns true, then waits for the connections it
 /// started to finish their current message.
 /// `acceptor` holds the TLS configuration of the moment: a new certificate sent into it
-/// (on SIGHUP) serves the next handshakes, and connections already up keep theirs.
+/// (on SIGHUP) serves the next handshakes, and connections already up keep theirs. On a
+/// [`Transport::Tls`] listener every connection starts with a handshake; on a
+/// [`Transport::Tcp`] one an acceptor is what [`Output::StartTls`] upgrades with (none: a
+/// protocol's request to upgrade closes the connection).
 pub async fn accept_loop<P: Protocol>(
     listener: TcpListener,
     transport: Transport,
@@ -180,16 +188,40 @@ async fn handle_connection<P: Protocol>(
     settings: DriverSettings,
     shutdown: watch::Receiver<bool>,
 ) {
-    match acceptor {
-        None => run_connection(stream, info, &*protocol, settings, shutdown).await,
-        Some(acceptor) => {
-            match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => run_connection(tls, info, &*protocol, settings, shutdown).await,
-                Ok(Err(error)) => {
-                    tracing::debug!(peer = %info.peer, %error, "TLS handshake failed");
-                }
-                Err(_) => tracing::debug!(peer = %info.peer, "TLS handshake timed out"),
+    let handshake = |stream: TcpStream, acceptor: TlsAcceptor| async move {
+        match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => Some(tls),
+            Ok(Err(error)) => {
+                tracing::debug!(peer = %info.peer, %error, "TLS handshake failed");
+                None
             }
+            Err(_) => {
+                tracing::debug!(peer = %info.peer, "TLS handshake timed out");
+                None
+            }
+        }
+    };
+    match (info.transport, acceptor) {
+        (Transport::Tls, Some(acceptor)) => {
+            if let Some(mut tls) = handshake(stream, acceptor).await {
+                let mut state = ConnectionState::open(info, &*protocol, &settings);
+                drive(&mut tls, &mut state, &settings, shutdown).await;
+                state.end();
+            }
+        }
+        (_, acceptor) => {
+            let mut stream = stream;
+            let mut state = ConnectionState::open(info, &*protocol, &settings);
+            let ending = drive(&mut stream, &mut state, &settings, shutdown.clone()).await;
+            if ending == Ending::StartTls
+                && let Some(acceptor) = acceptor
+                && let Some(mut tls) = handshake(stream, acceptor).await
+            {
+                state.session.secured(Instant::now());
+                // Once is enough: a second request over TLS ends the connection.
+                drive(&mut tls, &mut state, &settings, shutdown).await;
+            }
+            state.end();
         }
     }
 }
@@ -226,58 +258,106 @@ fn next_wake(
     .unwrap_or(idle)
 }
 
-/// Drives one connection: read, let the protocol act, write, repeat.
-pub async fn run_connection<S, P>(
-    mut stream: S,
+/// One connection's side of the driver, kept across a STARTTLS upgrade.
+struct ConnectionState<P: Protocol> {
     info: ConnectionInfo,
-    protocol: &P,
-    settings: DriverSettings,
+    outboxes: Arc<Outboxes<P::Delivery>>,
+    mailbox: outbox::Mailbox<P::Delivery>,
+    session: P::Connection,
+    buffer: BytesMut,
+    last_heard: Instant,
+    /// When the bytes of a not yet complete message started to wait in the buffer.
+    partial_since: Option<Instant>,
+    /// Answered in arrival order; only the oldest is polled, as the others are only
+    /// waiting for commits the store makes in the same order.
+    deferred: VecDeque<Deferred<<P::Connection as Connection>::Answer>>,
+}
+
+impl<P: Protocol> ConnectionState<P> {
+    fn open(info: ConnectionInfo, protocol: &P, settings: &DriverSettings) -> Self {
+        tracing::debug!(connection = info.id, peer = %info.peer, transport = ?info.transport, "connected");
+        let outboxes = protocol.outboxes().clone();
+        let mailbox = outboxes.register(info.id, settings.outgoing_queue);
+        Self {
+            info,
+            session: protocol.open(info),
+            outboxes,
+            mailbox,
+            buffer: BytesMut::with_capacity(4096),
+            last_heard: Instant::now(),
+            partial_since: None,
+            deferred: VecDeque::new(),
+        }
+    }
+
+    fn end(mut self) {
+        self.outboxes.unregister(self.info.id);
+        self.session.closed();
+        tracing::debug!(connection = self.info.id, "disconnected");
+    }
+}
+
+/// Why [`drive`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Closed,
+    /// The protocol asked for TLS, its go-ahead is written, and nothing else waits.
+    StartTls,
+}
+
+/// Drives one connection over `stream`: read, let the protocol act, write, repeat.
+async fn drive<S, P>(
+    stream: &mut S,
+    state: &mut ConnectionState<P>,
+    settings: &DriverSettings,
     mut shutdown: watch::Receiver<bool>,
-) where
+) -> Ending
+where
     S: AsyncRead + AsyncWrite + Unpin,
     P: Protocol,
 {
-    tracing::debug!(connection = info.id, peer = %info.peer, transport = ?info.transport, "connected");
-    let outboxes = protocol.outboxes().clone();
-    let mut mailbox = outboxes.register(info.id, settings.outgoing_queue);
-    let mut session = protocol.open(info);
-    let mut buffer = BytesMut::with_capacity(4096);
+    let ConnectionState {
+        info,
+        mailbox,
+        session,
+        buffer,
+        last_heard,
+        partial_since,
+        deferred,
+        ..
+    } = state;
+    let info = *info;
     // One timer per connection, set to the earliest thing due (idle timeout, a message's
     // deadline, the session's timers), so idle connections cost no wake-ups.
     let wake = tokio::time::sleep_until((Instant::now() + settings.idle_timeout).into());
     tokio::pin!(wake);
-    let mut last_heard = Instant::now();
-    // When the bytes of a not yet complete message started to wait in the buffer.
-    let mut partial_since: Option<Instant> = None;
-    // Answered in arrival order; only the oldest is polled, as the others are only
-    // waiting for commits the store makes in the same order.
-    let mut deferred: VecDeque<Deferred<<P::Connection as Connection>::Answer>> = VecDeque::new();
     'connection: loop {
         let mut closing = false;
+        let mut start_tls = false;
         // Only ever brought forward here: when a later deadline (a read moved the idle
         // timeout) is what the timer fires for, the tick below sets it afresh.
-        let due = next_wake(&mut session, &settings, last_heard, partial_since);
+        let due = next_wake(session, settings, *last_heard, *partial_since);
         if due < wake.deadline().into_std() {
             wake.as_mut().reset(due.into());
         }
         tokio::select! {
-            read = stream.read_buf(&mut buffer), if deferred.len() < MAX_DEFERRED => {
+            read = stream.read_buf(buffer), if deferred.len() < MAX_DEFERRED => {
                 match read {
                     Ok(0) | Err(_) => break 'connection,
                     Ok(_) => {}
                 }
                 let now = Instant::now();
-                last_heard = now;
+                *last_heard = now;
                 let before = buffer.len();
-                if !session.receive(&mut buffer, now) {
+                if !session.receive(buffer, now) {
                     closing = true;
                 }
                 if buffer.len() < before {
                     // A message was taken: what is left started arriving after it.
-                    partial_since = None;
+                    *partial_since = None;
                 }
                 if buffer.is_empty() {
-                    partial_since = None;
+                    *partial_since = None;
                 } else {
                     partial_since.get_or_insert(now);
                 }
@@ -285,7 +365,7 @@ pub async fn run_connection<S, P>(
             () = &mut wake => {
                 let now = Instant::now();
                 session.tick(now);
-                if now.duration_since(last_heard) >= settings.idle_timeout {
+                if now.duration_since(*last_heard) >= settings.idle_timeout {
                     tracing::debug!(connection = info.id, "idle timeout");
                     closing = true;
                 }
@@ -293,7 +373,7 @@ pub async fn run_connection<S, P>(
                     tracing::info!(connection = info.id, peer = %info.peer, "closing: a message took too long to arrive");
                     closing = true;
                 }
-                let due = next_wake(&mut session, &settings, last_heard, partial_since);
+                let due = next_wake(session, settings, *last_heard, *partial_since);
                 wake.as_mut().reset(due.into());
             }
             Some(outbound) = mailbox.receiver.recv() => {
@@ -331,6 +411,7 @@ pub async fn run_connection<S, P>(
                     // The connection reads on meanwhile, so a client's posts share the
                     // store's commit batches with each other, not only with other clients'.
                     Output::Await(work) => deferred.push_back(work),
+                    Output::StartTls => start_tls = true,
                 }
             }
         }
@@ -355,12 +436,23 @@ pub async fn run_connection<S, P>(
                 break;
             }
         }
+        if start_tls && !closing {
+            // Bytes the client sent after asking for TLS would be read as if they had come
+            // over it (the STARTTLS command injection of CVE-2011-0411): refuse them.
+            if !buffer.is_empty() || !deferred.is_empty() {
+                tracing::info!(connection = info.id, peer = %info.peer, "closing: data after the request for TLS");
+                closing = true;
+            } else {
+                return Ending::StartTls;
+            }
+        }
         if closing {
             let _ = stream.shutdown().await;
             break;
         }
     }
-    outboxes.unregister(info.id);
-    session.closed();
-    tracing::debug!(connection = info.id, "disconnected");
+    Ending::Closed
 }
+
+#[cfg(test)]
+mod driver_tests;

@@ -145,6 +145,7 @@ fn sent(outputs: Vec<Output>) -> Vec<Message> {
             Output::Send(bytes) => parse(&bytes),
             Output::Close => panic!("unexpected Close"),
             Output::Await(_) => panic!("unexpected Await"),
+            Output::StartTls => panic!("SIP never upgrades in place"),
         })
         .collect()
 }
