@@ -6,7 +6,7 @@
 //! A pool of nodes plugs in here: an event from another node goes to [`ChatCore::publish`]
 //! with this node's recipients, as a local one does.
 
-use super::metrics::metrics;
+use super::metrics::{ByGateway, metrics};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -95,6 +95,20 @@ struct Live {
     by_session: HashMap<SessionRef, HashSet<i64>>,
 }
 
+/// The chat sessions gauge of the session's gateway.
+fn session_gauge(session: &SessionRef) -> prometheus_client::metrics::gauge::Gauge {
+    metrics()
+        .chat_sessions
+        .get_or_create(&ByGateway {
+            gateway: session.gateway.name(),
+        })
+        .clone()
+}
+
+fn gauge_value(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
 impl Live {
     fn participants(&self, room: i64) -> usize {
         self.rooms.get(&room).map_or(0, Presence::participants)
@@ -123,11 +137,14 @@ impl Live {
             *count += 1;
             arrived = *count == 1;
             presence.sessions.insert(session.clone(), user);
-            self.by_session
-                .entry(session.clone())
-                .or_default()
-                .insert(room);
+            let rooms = self.by_session.entry(session.clone()).or_insert_with(|| {
+                session_gauge(session).inc();
+                HashSet::new()
+            });
+            rooms.insert(room);
         }
+        metrics().active_rooms.set(gauge_value(self.rooms.len()));
+        let presence = self.rooms.entry(room).or_default();
         (arrived, presence)
     }
 
@@ -158,8 +175,10 @@ impl Live {
             rooms.remove(&room);
             if rooms.is_empty() {
                 self.by_session.remove(session);
+                session_gauge(session).dec();
             }
         }
+        metrics().active_rooms.set(gauge_value(self.rooms.len()));
         removed
     }
 }

@@ -30,7 +30,17 @@ pub struct Read {
     pub kind: &'static str,
 }
 
+/// A gateway (protocol) by name: `lync`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ByGateway {
+    pub gateway: &'static str,
+}
+
 pub struct Metrics {
+    /// Sessions in at least one room, by gateway.
+    pub chat_sessions: Family<ByGateway, Gauge>,
+    /// Rooms with at least one session in them.
+    pub active_rooms: Gauge,
     pub posts: Counter,
     pub deliveries: Counter,
     pub sign_ins: Family<SignIn, Counter>,
@@ -49,6 +59,8 @@ fn seconds_histogram() -> Histogram {
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(|| Metrics {
+        chat_sessions: Family::default(),
+        active_rooms: Gauge::default(),
         posts: Counter::default(),
         deliveries: Counter::default(),
         sign_ins: Family::default(),
@@ -74,6 +86,16 @@ impl Metrics {
 
     /// Adds these counters to `registry` (names get the registry's `perch_` prefix).
     pub fn register(&'static self, registry: &mut Registry) {
+        registry.register(
+            "chat_sessions",
+            "Sessions in at least one room, by gateway (protocol)",
+            self.chat_sessions.clone(),
+        );
+        registry.register(
+            "active_rooms",
+            "Rooms with at least one session in them",
+            self.active_rooms.clone(),
+        );
         registry.register("posts", "Posts stored and published", self.posts.clone());
         registry.register(
             "deliveries",

@@ -78,6 +78,43 @@ pub(crate) async fn exchange(addr: SocketAddr, cert: &Path, request: &str) -> Re
     }
 }
 
+/// packaging/grafana/perch.json queries only series that perch exports (by the `# TYPE`
+/// lines of a scrape: a counter `x` is sampled as `x_total`, a histogram as `x_bucket`,
+/// `x_sum` and `x_count`).
+fn dashboard_queries_only_what_perch_exports(scrape: &str) {
+    let exported: Vec<&str> = scrape
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/grafana/perch.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (at, _) in expr.match_indices("perch_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let family = ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(&name);
+                assert!(
+                    exported.contains(&family) || exported.contains(&name.as_str()),
+                    "{} queries {name}, which perch does not export:\n{scrape}",
+                    panel["title"]
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 15, "{queried} series queried");
+}
+
 /// The value of the sample line that starts with `series` (name and labels).
 fn sample(metrics: &str, series: &str) -> f64 {
     metrics
@@ -114,6 +151,10 @@ async fn health_readiness_and_metrics_over_https() {
     for n in 0..3 {
         assert_eq!(alice.post(&lobby, &format!("counted {n}")).await, 200);
     }
+    // A search is always a store read (history may come from the cache).
+    alice
+        .history(&lobby, r#"<search cnt="5">counted</search>"#)
+        .await;
     let (_, after) = get(addr, &cert, "/metrics").await;
     for (series, at_least) in [
         ("perch_posts_total ", 3.0),
@@ -132,6 +173,14 @@ async fn health_readiness_and_metrics_over_https() {
         sample(&after, "perch_connections{transport=\"tls\"} ") >= 1.0,
         "{after}"
     );
+    dashboard_queries_only_what_perch_exports(&after);
+    // alice is in Lobby: her session and the room count while she stays.
+    for series in [
+        "perch_chat_sessions{gateway=\"lync\"} ",
+        "perch_active_rooms ",
+    ] {
+        assert!(sample(&after, series) >= 1.0, "{series}:\n{after}");
+    }
     assert!(sample(&after, "perch_store_bytes ") > 0.0, "{after}");
     assert!(after.ends_with("# EOF\n"), "{after}");
     server.stop().await;
