@@ -13,3 +13,4 @@ pub mod http;
 pub mod lync;
 pub mod net;
 pub mod store;
+pub mod xmpp;

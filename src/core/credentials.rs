@@ -462,7 +462,7 @@ impl Credentials {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #[test]
     fn a_password_is_checked_against_the_strongest_verifier_held() {
         let aor = "alice@example.test";
@@ -494,7 +494,13 @@ mod tests {
 
     /// The client's side of RFC 5802 §3, written out independently of the server code:
     /// ClientProof = ClientKey XOR HMAC(H(ClientKey), AuthMessage).
-    fn client_proof(hash: ScramHash, password: &str, salt: &[u8], i: u32, auth: &[u8]) -> Vec<u8> {
+    pub(crate) fn client_proof(
+        hash: ScramHash,
+        password: &str,
+        salt: &[u8],
+        i: u32,
+        auth: &[u8],
+    ) -> Vec<u8> {
         let mut salted = vec![0u8; hash.output_len()];
         pbkdf2::derive(
             hash.pbkdf2(),
@@ -512,18 +518,19 @@ mod tests {
             .collect()
     }
 
-    struct Vector {
-        hash: ScramHash,
-        salt: &'static str,
-        client_first_bare: &'static str,
-        server_first: &'static str,
-        client_final_without_proof: &'static str,
-        proof: &'static str,
-        server_signature: &'static str,
+    /// An RFC example exchange (password "pencil"); the XMPP SASL tests replay them too.
+    pub(crate) struct Vector {
+        pub(crate) hash: ScramHash,
+        pub(crate) salt: &'static str,
+        pub(crate) client_first_bare: &'static str,
+        pub(crate) server_first: &'static str,
+        pub(crate) client_final_without_proof: &'static str,
+        pub(crate) proof: &'static str,
+        pub(crate) server_signature: &'static str,
     }
 
     // RFC 5802 §5.
-    const RFC5802: Vector = Vector {
+    pub(crate) const RFC5802: Vector = Vector {
         hash: ScramHash::Sha1,
         salt: "QSXCR+Q6sek8bf92",
         client_first_bare: "n=user,r=fyko+d2lbbFgONRv9qkxdawL",
@@ -534,7 +541,7 @@ mod tests {
     };
 
     // RFC 7677 §3.
-    const RFC7677: Vector = Vector {
+    pub(crate) const RFC7677: Vector = Vector {
         hash: ScramHash::Sha256,
         salt: "W22ZaJ0SNY7soEsUEjb6gQ==",
         client_first_bare: "n=user,r=rOprNGfwEbeRWgbNEkqO",

@@ -16,8 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// A sign-in attempt: how (`ntlm`, `digest`, `trusted`) and what came of it (`success`,
-/// `failure`, `throttled`).
+/// A sign-in attempt: how (SIP: `ntlm`, `digest`, `trusted`; XMPP SASL: `scram-sha-256`,
+/// `scram-sha-1`, `plain`) and what came of it (`success`, `failure`, `throttled`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SignIn {
     pub mechanism: &'static str,

@@ -10,28 +10,38 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
     // The core: no protocol, no backend, no sockets.
     (
         "core",
-        &["lync", "net", "store", "app", "http"],
+        &["lync", "xmpp", "net", "store", "app", "http"],
         &["rusqlite", "quick_xml", "tokio_rustls", "rustls", "axum"],
     ),
     // Backends implement the core's ports and know nothing of connections or protocols.
     (
         "store",
-        &["lync", "net", "app", "http"],
+        &["lync", "xmpp", "net", "app", "http"],
         &["quick_xml", "tokio_rustls", "rustls", "axum"],
     ),
     // The gateway translates and renders; it never touches a backend or the app.
-    ("lync", &["store", "app", "http"], &["rusqlite", "axum"]),
+    (
+        "lync",
+        &["xmpp", "store", "app", "http"],
+        &["rusqlite", "axum"],
+    ),
     // The HTTPS side renders what the core and the network layer count, and asks the
     // store's port; no SIP, no backend.
     (
         "http",
-        &["lync", "store", "app"],
+        &["lync", "xmpp", "store", "app"],
         &["rusqlite", "quick_xml"],
+    ),
+    // The XMPP gateway, like the Lync one: the core and the network layer, nothing else.
+    (
+        "xmpp",
+        &["store", "app", "http", "lync"],
+        &["rusqlite", "axum"],
     ),
     // The network layer is generic over the protocol.
     (
         "net",
-        &["lync", "core", "store", "app", "http"],
+        &["lync", "xmpp", "core", "store", "app", "http"],
         &["rusqlite", "quick_xml", "axum"],
     ),
 ];
