@@ -1,0 +1,3 @@
+//! The XMPP gateway: c2s streams, MUC, MAM onto the chat core.
+
+pub mod stream;
