@@ -13,6 +13,8 @@ use quick_xml::events::{BytesDecl, BytesStart, Event};
 
 /// The namespace the `xml` prefix is bound to without a declaration.
 pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+/// The namespace of `xmlns` itself, which nothing may be declared to.
+const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Element {
@@ -211,6 +213,10 @@ impl Scope {
     /// A prefix bound to `namespace` and not shadowed. One pass with a set, so a scope of
     /// many declarations costs linear time per element, not quadratic.
     fn prefix_for(&self, namespace: &str) -> Option<&str> {
+        // The XML namespace may not be a default namespace; its prefix needs no declaration.
+        if namespace == XML_NS {
+            return Some("xml");
+        }
         let mut seen = HashSet::new();
         self.prefixes
             .iter()
@@ -250,6 +256,9 @@ impl Scope {
             !is_default
         });
         if let Some(default) = default {
+            if default == XML_NS || default == XMLNS_NS {
+                return Err(XmlError::Namespace(format!("xmlns=\"{default}\"")));
+            }
             self.default = default;
         }
         for (name, value) in &element.attributes {
@@ -258,6 +267,7 @@ impl Scope {
                 // declared, and `xml` is bound to its namespace and only it to that.
                 if value.is_empty()
                     || declared == "xmlns"
+                    || value == XMLNS_NS
                     || (declared == "xml") != (value == XML_NS)
                 {
                     return Err(XmlError::Namespace(format!("xmlns:{declared}=\"{value}\"")));
@@ -797,6 +807,59 @@ mod tests {
         assert_eq!(nbsp.text, "\u{a0}");
         assert_eq!(p(&nbsp.to_xml()).unwrap(), nbsp);
         assert_eq!(p("<a>\r\n\t <b/>\n</a>").unwrap().text, "");
+    }
+
+    #[test]
+    fn namespace_aware_parse_resolves_and_checks_declarations() {
+        let scope = Scope::new("jabber:client").with_prefix("stream", "urn:s");
+        let ns = |text: &str| parse_in(text.as_bytes(), &XmlLimits::default(), &scope);
+        let tree = ns("<a xml:lang='en'><stream:b/><xml:c/><d xmlns='urn:d'><e/></d></a>").unwrap();
+        assert_eq!(tree.namespace, "jabber:client");
+        assert_eq!(tree.attr("xml:lang"), Some("en"));
+        assert_eq!(tree.children[0].namespace, "urn:s");
+        assert_eq!(tree.children[1].namespace, XML_NS);
+        assert_eq!(tree.children[2].children[0].namespace, "urn:d");
+        let mut text = String::new();
+        tree.write_in(&mut text, &scope);
+        assert_eq!(
+            text,
+            "<a xml:lang=\"en\"><stream:b/><xml:c/><d xmlns=\"urn:d\"><e/></d></a>"
+        );
+        assert_eq!(ns(&text), Ok(tree));
+        for bad in [
+            "<a xmlns:p=''/>",
+            "<a xmlns:xmlns='urn:x'/>",
+            "<a xmlns:xml='urn:x'/>",
+            "<a xmlns:p='http://www.w3.org/XML/1998/namespace'/>",
+            "<a xmlns='http://www.w3.org/XML/1998/namespace'/>",
+        ] {
+            assert!(matches!(ns(bad), Err(XmlError::Namespace(_))), "{bad}");
+        }
+        assert_eq!(ns("<p:a/>"), Err(XmlError::UnboundPrefix("p".into())));
+        assert_eq!(ns("<a p:b='1'/>"), Err(XmlError::UnboundPrefix("p".into())));
+        assert_eq!(
+            ns("<a><!-- x --></a>"),
+            Err(XmlError::Forbidden("comments"))
+        );
+        assert_eq!(
+            ns("<a><?x y?></a>"),
+            Err(XmlError::Forbidden("processing instructions"))
+        );
+        // The plain parse keeps ignoring both, as XCCOS always has.
+        assert!(p("<a><!-- x --><?x y?></a>").is_ok());
+        let (open, inside) = open_tag(
+            b"<?xml version='1.0'?>\n<s:s xmlns='urn:c' xmlns:s='urn:s' to='x'>",
+            &XmlLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (open.name.as_str(), open.namespace.as_str()),
+            ("s", "urn:s")
+        );
+        assert_eq!(inside.default_namespace(), "urn:c");
+        assert_eq!(inside.namespace_of("s"), Some("urn:s"));
+        assert!(open_tag(b"<a/>", &XmlLimits::default()).is_err());
+        assert!(open_tag(b"<a><b>", &XmlLimits::default()).is_err());
     }
 
     mod round_trip {
