@@ -603,6 +603,47 @@ def session_seeds():
     return seeds
 
 
+XMPP_HEADER = (
+    "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+    "to='example.test' version='1.0' xml:lang='en'>"
+)
+
+
+def xmpp_seeds():
+    """`xmpp_stream` seeds: 2 control bytes (read-size seed, limits; see the target) and a
+    client's stream: a c2s sign-in (STARTTLS, restart, SASL PLAIN, restart, bind), MUC
+    presence and groupchat messages, keep-alives, namespaces, and each refused construct."""
+    tls = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+    auth = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHB3</auth>"
+    bind = ("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+            "<resource>perch</resource></bind></iq>")
+    join = ("<presence to='lobby@chat.example.test/alice'><x xmlns='http://jabber.org/protocol/muc'>"
+            "<history maxstanzas='20'/></x></presence>")
+    post = ("<message to='lobby@chat.example.test' type='groupchat' id='m1'>"
+            "<body>a &amp; b &#x1F600; <![CDATA[<not markup>]]></body></message>")
+    decl = "<?xml version='1.0'?>"
+    streams = {
+        "signin": decl + XMPP_HEADER + tls + decl + XMPP_HEADER + auth + XMPP_HEADER + bind,
+        "muc": XMPP_HEADER + join + " \n " + post + "\n</stream:stream>",
+        "namespaces": XMPP_HEADER + "<stream:error><not-well-formed "
+        "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error><iq><p:q xmlns:p='urn:p' "
+        "p:a='1' xml:lang='de'><p:r/><s xmlns=''/></p:q></iq><r xmlns='urn:xmpp:sm:3'/>",
+        "comment": XMPP_HEADER + "<message><!-- x --></message>",
+        "pi": XMPP_HEADER + "<?foo bar?>",
+        "doctype": "<!DOCTYPE stream>" + XMPP_HEADER,
+        "entity": XMPP_HEADER + "<message>&lol;</message>",
+        "no-stream": "<message xmlns='jabber:client'><body>x</body></message>",
+        "wrong-namespace": XMPP_HEADER.replace("jabber:client", "jabber:server"),
+        "deep": XMPP_HEADER + "<a>" * 20,
+    }
+    seeds = {}
+    for name, text in streams.items():
+        seeds[name + "-one-read"] = b"\x00\x00" + text.encode()
+        seeds[name + "-small-reads"] = b"\x07\x00" + text.encode()
+    seeds["muc-small-limits"] = b"\x03\x21" + streams["muc"].encode()
+    return seeds
+
+
 def write(target, name, data):
     assert len(data) < 4096, (target, name, len(data))
     directory = CORPUS / target
@@ -657,6 +698,9 @@ def main():
 
     for name, data in session_seeds().items():
         write("session", name, data)
+
+    for name, data in xmpp_seeds().items():
+        write("xmpp_stream", name, data)
 
 
 if __name__ == "__main__":

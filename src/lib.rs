@@ -13,4 +13,5 @@ pub mod http;
 pub mod lync;
 pub mod net;
 pub mod store;
+pub mod xml;
 pub mod xmpp;
