@@ -311,7 +311,7 @@ pub fn escape_into(text: &str, out: &mut String) {
 
 /// Escapes an attribute value; line breaks and tabs too, which attribute-value
 /// normalisation would otherwise turn into spaces.
-fn escape_attribute_into(value: &str, out: &mut String) {
+pub fn escape_attribute_into(value: &str, out: &mut String) {
     for c in value.chars() {
         match c {
             '\n' => out.push_str("&#10;"),

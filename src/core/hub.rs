@@ -591,6 +591,23 @@ impl ChatCore {
             .collect())
     }
 
+    /// One room as `user` may see it (its details, category and occupants): the same
+    /// refusal for a room they may not know of as for a missing one.
+    pub fn describe(&self, user: &str, uid: &str) -> Result<RoomSummary, ChatError> {
+        let snapshot = self.snapshot();
+        let room = Self::room(&snapshot, uid)?;
+        policy::check(&snapshot, user, room, Action::See)?;
+        let category = snapshot
+            .category(room.category)
+            .ok_or(ChatError::Denied(Denial::NotFound))?
+            .clone();
+        Ok(RoomSummary {
+            occupants: locked(&self.live).participants(room.id),
+            category,
+            room: room.clone(),
+        })
+    }
+
     /// Joins a room; the others present hear of it (up to ParticipantUpdateLimit).
     pub fn join(&self, user: &str, session: &SessionRef, uid: &str) -> Result<Joined, ChatError> {
         let snapshot = self.snapshot();

@@ -75,14 +75,17 @@ pub fn now_ticks() -> i64 {
 pub enum Gateway {
     /// SIP with XCCOS in INFO: Lync, Skype for Business, Pidgin with SIPE.
     Lync,
+    /// XMPP client streams with MUC and MAM: Gajim, Dino, Conversations, bots.
+    Xmpp,
 }
 
 impl Gateway {
-    pub const ALL: [Gateway; 1] = [Gateway::Lync];
+    pub const ALL: [Gateway; 2] = [Gateway::Lync, Gateway::Xmpp];
 
     pub fn name(self) -> &'static str {
         match self {
             Gateway::Lync => "lync",
+            Gateway::Xmpp => "xmpp",
         }
     }
 
@@ -122,6 +125,19 @@ pub fn is_plain_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// 100 ns ticks since the Unix epoch as an RFC 3339 time in UTC, to the second
+/// (`2024-05-01T12:00:00Z`, also XEP-0082's form).
+pub fn rfc3339_from_ticks(ticks: i64) -> String {
+    let seconds = ticks.div_euclid(10_000_000);
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ticks.to_string())
 }
 
 /// An RFC 3339 time (`2024-05-01T12:00:00Z`) as 100 ns ticks since the Unix epoch.

@@ -1,4 +1,87 @@
 //! The XMPP gateway: c2s streams, MUC, MAM onto the chat core.
+//!
+//! `stream` cuts the client's bytes into stanzas, `sasl` signs users in against the stored
+//! verifiers, `c2s` is one client stream (negotiation, then iq, presence and messages),
+//! `muc` maps Lync's rooms onto XEP-0045 rooms and XEP-0313 archives, and `sink` renders
+//! the hub's events for XMPP sessions. Every permission decision is the core's.
 
+pub mod c2s;
+pub mod errors;
+pub mod jid;
+pub mod muc;
 pub mod sasl;
+mod sink;
+mod stanza;
 pub mod stream;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::core::hub::ChatCore;
+use crate::core::ids::Gateway;
+use crate::net::outbox::Outboxes;
+use crate::net::signin::FailureThrottle;
+use crate::net::{self, ConnectionInfo};
+
+/// What the XMPP side reads from the configuration.
+#[derive(Debug, Clone)]
+pub struct XmppSettings {
+    /// The users' domain: JIDs are `user@domain`.
+    pub domain: String,
+    /// The MUC service, `conference.<domain>` unless configured.
+    pub muc_domain: String,
+    /// No sign-in before STARTTLS (RFC 6120 §5.3.1); direct TLS connections are secure
+    /// from the start.
+    pub require_tls: bool,
+    pub limits: stream::StreamLimits,
+}
+
+/// State shared by every XMPP connection.
+pub struct XmppShared {
+    pub settings: XmppSettings,
+    pub core: Arc<ChatCore>,
+    pub outboxes: Arc<Outboxes<Bytes>>,
+    /// Failed sign-ins, shared with SIP and the room page.
+    pub throttle: Arc<FailureThrottle>,
+}
+
+pub struct XmppProtocol {
+    shared: Arc<XmppShared>,
+}
+
+impl XmppProtocol {
+    /// The gateway, attached to the hub as [`Gateway::Xmpp`].
+    pub fn new(
+        settings: XmppSettings,
+        core: Arc<ChatCore>,
+        throttle: Arc<FailureThrottle>,
+    ) -> Self {
+        let outboxes = Arc::new(Outboxes::default());
+        core.attach(
+            Gateway::Xmpp,
+            Arc::new(sink::XmppSink::new(outboxes.clone(), &settings)),
+        );
+        Self {
+            shared: Arc::new(XmppShared {
+                settings,
+                core,
+                outboxes,
+                throttle,
+            }),
+        }
+    }
+}
+
+impl net::Protocol for XmppProtocol {
+    type Connection = c2s::C2s;
+    type Delivery = Bytes;
+
+    fn open(&self, info: ConnectionInfo) -> c2s::C2s {
+        c2s::C2s::new(self.shared.clone(), info)
+    }
+
+    fn outboxes(&self) -> &Arc<Outboxes<Bytes>> {
+        &self.shared.outboxes
+    }
+}

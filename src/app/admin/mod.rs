@@ -179,12 +179,5 @@ pub fn state(disabled: bool) -> &'static str {
 
 /// 100 ns ticks since the Unix epoch as an RFC 3339 time in UTC, to the second.
 pub fn format_ticks(ticks: i64) -> String {
-    let seconds = ticks / 10_000_000;
-    time::OffsetDateTime::from_unix_timestamp(seconds)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ticks.to_string())
+    crate::core::ids::rfc3339_from_ticks(ticks)
 }

@@ -1,0 +1,478 @@
+//! One XMPP client stream (RFC 6120), sans-I/O: the stream header and features, STARTTLS
+//! (the driver upgrades the socket, [`Output::StartTls`]), SASL, resource binding, then
+//! iq, presence and message stanzas, each handed to its handler (`iq`, `muc::*`).
+//!
+//! Order of a stream: header → features (STARTTLS) → TLS → header → features (SASL
+//! mechanisms) → SASL → header → features (bind) → bind → stanzas. Whatever a client
+//! sends out of that order ends the stream with the condition RFC 6120 names for it.
+
+mod iq;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::{Bytes, BytesMut};
+
+use crate::core::hub::ChatError;
+use crate::core::ids::{Gateway, SessionRef};
+use crate::core::model::Room;
+use crate::core::ports::ChatMessage;
+use crate::net::{ConnectionInfo, Deferred, Output, Transport};
+use crate::xml::Element;
+use crate::xmpp::XmppShared;
+use crate::xmpp::jid::Jid;
+use crate::xmpp::muc;
+use crate::xmpp::sasl::{self, Exchange, Mechanism, Step};
+use crate::xmpp::stanza::{self, ErrorType, NS_BIND, NS_SASL, NS_SESSION, NS_TLS, StanzaError};
+use crate::xmpp::stream::{
+    self, JABBER_CLIENT, STREAMS_NS, ServerHeader, StreamEvent, StreamFramer,
+};
+
+/// SASL attempts one stream may make before it is closed.
+const MAX_SASL_FAILURES: u32 = 3;
+
+/// The result of work a stream waits for.
+pub enum Answer {
+    /// The user looked up and the exchange's check made, off the async threads.
+    Sasl(Box<Exchange>, Step),
+    /// The check could not run (its task failed).
+    SaslLost,
+    /// A groupchat message stored (or refused): a refusal goes back to the sender.
+    Posted {
+        stanza: Element,
+        result: Result<(), ChatError>,
+    },
+    /// The history a join asked for.
+    JoinHistory {
+        room_uid: String,
+        request: muc::presence::HistoryRequest,
+        result: HistoryResult,
+    },
+    /// One page of an archive query.
+    Archive {
+        iq: Element,
+        query: muc::mam::ArchiveQuery,
+        result: HistoryResult,
+    },
+}
+
+pub type HistoryResult = Result<(Arc<Room>, Vec<Arc<ChatMessage>>), ChatError>;
+
+pub struct C2s {
+    pub(crate) shared: Arc<XmppShared>,
+    info: ConnectionInfo,
+    framer: StreamFramer,
+    secure: bool,
+    /// The canonical user once SASL succeeded.
+    pub(crate) user: Option<String>,
+    /// The full JID once bound.
+    pub(crate) jid: Option<Jid>,
+    sasl: Option<Box<Exchange>>,
+    sasl_failures: u32,
+    outputs: Vec<Output<Answer>>,
+    next_deferred: u64,
+    /// Rooms this stream is in, by uid: a presence to one of them is an update, not a join.
+    pub(crate) rooms: HashSet<String>,
+    /// A `<stream:error>` or the stream's end went out: nothing more is read.
+    ended: bool,
+    /// `<proceed/>` went out: the bytes after `<starttls/>` belong to TLS.
+    upgrading: bool,
+}
+
+impl C2s {
+    pub fn new(shared: Arc<XmppShared>, info: ConnectionInfo) -> Self {
+        Self {
+            framer: StreamFramer::new(shared.settings.limits),
+            shared,
+            secure: info.transport == Transport::Tls,
+            info,
+            user: None,
+            jid: None,
+            sasl: None,
+            sasl_failures: 0,
+            outputs: Vec::new(),
+            next_deferred: 0,
+            rooms: HashSet::new(),
+            ended: false,
+            upgrading: false,
+        }
+    }
+
+    /// The session the hub knows this stream by: its full JID on its connection.
+    pub(crate) fn session(&self) -> Option<SessionRef> {
+        let jid = self.jid.as_ref()?;
+        Some(SessionRef {
+            gateway: Gateway::Xmpp,
+            connection: self.info.id,
+            stream: Arc::from(jid.to_string()),
+        })
+    }
+
+    /// The bound full JID as text ("" before binding).
+    pub(crate) fn client(&self) -> String {
+        self.jid
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn send(&mut self, stanza: &Element) {
+        let mut out = String::new();
+        stream::render_stanza(&mut out, stanza);
+        self.outputs.push(Output::Send(Bytes::from(out)));
+    }
+
+    /// An error reply to `request`, from what it was addressed to.
+    pub(crate) fn refuse(&mut self, request: &Element, error: &StanzaError) {
+        if request.attr("type") == Some("error") {
+            // Never answer an error with an error (RFC 6120 §8.3.1).
+            return;
+        }
+        let client = self.client();
+        let reply = stanza::error_reply(request, &self.shared.settings.domain, &client, error);
+        self.send(&reply);
+    }
+
+    pub(crate) fn defer(&mut self, work: impl Future<Output = Answer> + Send + 'static) {
+        self.next_deferred += 1;
+        self.outputs.push(Output::Await(Deferred {
+            id: self.next_deferred,
+            work: Box::pin(work),
+        }));
+    }
+
+    /// Ends the stream with `condition` (RFC 6120 §4.9.3).
+    fn stream_error(&mut self, condition: &str) {
+        tracing::debug!(connection = self.info.id, peer = %self.info.peer, condition, "XMPP stream error");
+        let mut out = String::new();
+        stream::render_stanza(&mut out, &stream::stream_error(condition));
+        stream::render_close(&mut out);
+        self.outputs.push(Output::Send(Bytes::from(out)));
+        self.outputs.push(Output::Close);
+        self.ended = true;
+    }
+
+    fn on_event(&mut self, event: StreamEvent, now: Instant) {
+        match event {
+            StreamEvent::Open(header) => self.open(header.to.as_deref()),
+            StreamEvent::Close => {
+                let mut out = String::new();
+                stream::render_close(&mut out);
+                self.outputs.push(Output::Send(Bytes::from(out)));
+                self.outputs.push(Output::Close);
+                self.ended = true;
+            }
+            StreamEvent::Stanza(element) => self.on_element(element, now),
+        }
+    }
+
+    /// The stream header, then the features of where negotiation stands.
+    fn open(&mut self, to: Option<&str>) {
+        let domain = self.shared.settings.domain.clone();
+        let id = crate::core::ids::new_room_uid();
+        let mut out = String::new();
+        stream::render_header(
+            &mut out,
+            &ServerHeader {
+                id: &id,
+                from: &domain,
+                to: None,
+                lang: "en",
+            },
+        );
+        self.outputs.push(Output::Send(Bytes::from(out)));
+        if to.is_none_or(|to| !to.eq_ignore_ascii_case(&domain)) {
+            self.stream_error("host-unknown");
+            return;
+        }
+        let mut features = Element::new("features").with_namespace(STREAMS_NS);
+        if self.user.is_none() {
+            if !self.secure {
+                let mut starttls = Element::new("starttls").with_namespace(NS_TLS);
+                if self.shared.settings.require_tls {
+                    starttls = starttls.with_child(Element::new("required"));
+                }
+                features = features.with_child(starttls);
+            }
+            if self.secure || !self.shared.settings.require_tls {
+                let mut mechanisms = Element::new("mechanisms").with_namespace(NS_SASL);
+                for mechanism in Mechanism::offered(self.secure) {
+                    mechanisms = mechanisms
+                        .with_child(Element::new("mechanism").with_text(mechanism.name()));
+                }
+                features = features.with_child(mechanisms);
+            }
+        } else {
+            features = features
+                .with_child(Element::new("bind").with_namespace(NS_BIND))
+                .with_child(
+                    Element::new("session")
+                        .with_namespace(NS_SESSION)
+                        .with_child(Element::new("optional")),
+                );
+        }
+        self.send(&features);
+    }
+
+    fn on_element(&mut self, element: Element, now: Instant) {
+        match (element.namespace.as_str(), element.name.as_str()) {
+            (NS_TLS, "starttls") => self.starttls(),
+            (NS_SASL, "auth") => self.auth(&element, now),
+            (NS_SASL, "response" | "abort") => self.sasl_response(&element, now),
+            (JABBER_CLIENT, "iq" | "message" | "presence") => {
+                if self.user.is_none() {
+                    self.stream_error("not-authorized");
+                } else if self.jid.is_none() && !iq::is_bind(&element) {
+                    self.stream_error("not-authorized");
+                } else {
+                    self.stanza(element, now);
+                }
+            }
+            _ => self.stream_error("unsupported-stanza-type"),
+        }
+    }
+
+    fn starttls(&mut self) {
+        if self.secure || self.user.is_some() {
+            self.stream_error("policy-violation");
+            return;
+        }
+        self.send(&Element::new("proceed").with_namespace(NS_TLS));
+        self.outputs.push(Output::StartTls);
+        self.upgrading = true;
+    }
+
+    fn auth(&mut self, element: &Element, now: Instant) {
+        if self.user.is_some() || self.sasl.is_some() {
+            self.stream_error("policy-violation");
+            return;
+        }
+        if !self.secure && self.shared.settings.require_tls {
+            self.sasl_failure(&sasl::SaslFailure::EncryptionRequired);
+            return;
+        }
+        let mechanism = match Mechanism::from_name(element.attr("mechanism").unwrap_or_default()) {
+            Ok(mechanism) => mechanism,
+            Err(failure) => return self.sasl_failure(&failure),
+        };
+        let initial = if element.text.is_empty() {
+            None
+        } else {
+            match sasl::decode_payload(&element.text) {
+                Ok(bytes) => Some(bytes),
+                Err(failure) => return self.sasl_failure(&failure),
+            }
+        };
+        let domain = self.shared.settings.domain.clone();
+        let (exchange, step) = Exchange::start(&domain, mechanism, initial.as_deref(), self.secure);
+        self.sasl_step(Box::new(exchange), step, now);
+    }
+
+    fn sasl_response(&mut self, element: &Element, now: Instant) {
+        let Some(mut exchange) = self.sasl.take() else {
+            self.stream_error("policy-violation");
+            return;
+        };
+        let step = if element.name == "abort" {
+            exchange.abort()
+        } else {
+            match sasl::decode_payload(&element.text) {
+                Ok(bytes) => exchange.respond(&bytes),
+                Err(failure) => {
+                    let step = Step::Failure(failure);
+                    return self.sasl_step(exchange, step, now);
+                }
+            }
+        };
+        self.sasl_step(exchange, step, now);
+    }
+
+    fn sasl_step(&mut self, mut exchange: Box<Exchange>, step: Step, now: Instant) {
+        let peer = self.info.peer.ip();
+        match step {
+            Step::NeedUser { authcid } => {
+                if let Some(refused) = sasl::admit(&self.shared.throttle, peer, &mut exchange, now)
+                {
+                    return self.sasl_step(exchange, refused, now);
+                }
+                let snapshot = self.shared.core.snapshot();
+                let found = snapshot
+                    .directory
+                    .user(&authcid)
+                    .map(|user| (user.credentials.clone(), user.enabled));
+                // PLAIN costs a PBKDF2 run: the check is kept off the async threads.
+                self.defer(async move {
+                    tokio::task::spawn_blocking(move || {
+                        let (credentials, enabled) = found.unwrap_or((None, false));
+                        let step = exchange.user(credentials.as_ref(), enabled);
+                        Answer::Sasl(exchange, step)
+                    })
+                    .await
+                    .unwrap_or(Answer::SaslLost)
+                });
+            }
+            Step::Challenge(data) => {
+                let challenge = Element::new("challenge")
+                    .with_namespace(NS_SASL)
+                    .with_text(payload_text(&data));
+                self.send(&challenge);
+                self.sasl = Some(exchange);
+            }
+            Step::Success {
+                ref user,
+                ref additional_data,
+            } => {
+                sasl::record(&self.shared.throttle, peer, &exchange, &step, now);
+                let mut success = Element::new("success").with_namespace(NS_SASL);
+                if let Some(data) = additional_data {
+                    success = success.with_text(payload_text(data));
+                }
+                self.send(&success);
+                tracing::info!(connection = self.info.id, user = %user, addr = %self.info.peer, mechanism = exchange.mechanism().name(), "XMPP signed in");
+                self.user = Some(user.clone());
+                self.framer.restart();
+            }
+            Step::Failure(ref failure) => {
+                sasl::record(&self.shared.throttle, peer, &exchange, &step, now);
+                self.sasl_failure(failure);
+            }
+        }
+    }
+
+    fn sasl_failure(&mut self, failure: &sasl::SaslFailure) {
+        let mut element = Element::new("failure")
+            .with_namespace(NS_SASL)
+            .with_child(Element::new(failure.condition()));
+        let text = failure.text();
+        if !text.is_empty() {
+            element = element.with_child(Element::new("text").with_text(text));
+        }
+        self.send(&element);
+        self.sasl_failures += 1;
+        if self.sasl_failures >= MAX_SASL_FAILURES {
+            self.stream_error("policy-violation");
+        }
+    }
+
+    /// A stanza of a signed-in stream.
+    fn stanza(&mut self, element: Element, now: Instant) {
+        match element.name.as_str() {
+            "iq" => self.iq(element, now),
+            "presence" => self.presence(element),
+            _ => self.message(element),
+        }
+    }
+
+    fn presence(&mut self, presence: Element) {
+        let Some(to) = presence.attr("to").map(Jid::parse) else {
+            // Broadcast presence: perch keeps no rosters, so there is no one to tell.
+            return;
+        };
+        match to {
+            Ok(to) if to.domain == self.shared.settings.muc_domain && to.local.is_some() => {
+                muc::presence::handle(self, &presence, &to);
+            }
+            // Subscriptions and directed presence to users: not part of perch.
+            _ => {}
+        }
+    }
+
+    fn message(&mut self, message: Element) {
+        let to = presence_or_message_target(&message);
+        match to {
+            Some(to) if to.domain == self.shared.settings.muc_domain && to.local.is_some() => {
+                muc::message::handle(self, message, &to);
+            }
+            _ => {
+                let error = StanzaError::new(ErrorType::Cancel, "service-unavailable")
+                    .with_text("perch delivers messages in rooms only");
+                self.refuse(&message, &error);
+            }
+        }
+    }
+}
+
+fn presence_or_message_target(stanza: &Element) -> Option<Jid> {
+    stanza.attr("to").and_then(|to| Jid::parse(to).ok())
+}
+
+/// SASL data as element text: base64, and `=` for none (RFC 6120 §6.4.2).
+fn payload_text(data: &[u8]) -> String {
+    if data.is_empty() {
+        "=".to_owned()
+    } else {
+        BASE64.encode(data)
+    }
+}
+
+impl crate::net::Connection for C2s {
+    type Delivery = Bytes;
+    type Answer = Answer;
+
+    fn receive(&mut self, buffer: &mut BytesMut, now: Instant) -> bool {
+        while !self.ended && !self.upgrading {
+            match self.framer.next(buffer) {
+                Ok(Some(event)) => self.on_event(event, now),
+                Ok(None) => break,
+                Err(error) => {
+                    self.stream_error(error.condition());
+                    return false;
+                }
+            }
+        }
+        !self.ended
+    }
+
+    fn deliver(&mut self, delivery: Bytes, _now: Instant) {
+        if !self.ended {
+            self.outputs.push(Output::Send(delivery));
+        }
+    }
+
+    fn finish_deferred(&mut self, _id: u64, answer: Answer, now: Instant) {
+        if self.ended {
+            return;
+        }
+        match answer {
+            Answer::Sasl(exchange, step) => self.sasl_step(exchange, step, now),
+            Answer::SaslLost => {
+                self.sasl_failure(&sasl::SaslFailure::TemporaryAuthFailure(
+                    "the check could not run",
+                ));
+            }
+            Answer::Posted { stanza, result } => muc::message::posted(self, &stanza, result),
+            Answer::JoinHistory {
+                room_uid,
+                request,
+                result,
+            } => muc::presence::history(self, &room_uid, &request, result),
+            Answer::Archive { iq, query, result } => muc::mam::answer(self, &iq, &query, result),
+        }
+    }
+
+    fn next_deadline(&mut self) -> Option<Instant> {
+        None
+    }
+
+    fn tick(&mut self, _now: Instant) {}
+
+    fn take_outputs(&mut self) -> Vec<Output<Answer>> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    fn secured(&mut self, _now: Instant) {
+        self.secure = true;
+        self.upgrading = false;
+        self.framer.restart();
+    }
+
+    fn closed(&mut self) {
+        if let (Some(user), Some(session)) = (self.user.clone(), self.session()) {
+            self.shared.core.leave_all(&user, &session);
+        }
+    }
+}

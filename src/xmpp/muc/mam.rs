@@ -1,0 +1,173 @@
+//! The room's archive (XEP-0313 `urn:xmpp:mam:2`, paged with XEP-0059): the messages
+//! XCCOS's `bccontext` reads, with the same ids, in the same order. Full-text search is
+//! the form field `{urn:xmpp:fulltext:0}fulltext`, as ejabberd offers it.
+
+use crate::core::ports::HistoryQuery;
+use crate::xml::Element;
+use crate::xmpp::c2s::{Answer, C2s, HistoryResult};
+use crate::xmpp::errors::stanza_error;
+use crate::xmpp::muc;
+use crate::xmpp::stanza::{self, ErrorType, NS_DATA, NS_FORWARD, NS_MAM, NS_RSM, StanzaError};
+
+/// The page size when the client names none, and the largest it may ask for.
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 250;
+const FULLTEXT: &str = "{urn:xmpp:fulltext:0}fulltext";
+
+/// What one query asked for, kept for its answer.
+#[derive(Debug, Clone)]
+pub struct ArchiveQuery {
+    pub queryid: Option<String>,
+    pub room_uid: String,
+    pub max: u32,
+}
+
+/// The search form a client may fill (XEP-0313 §5.1).
+pub fn form() -> Element {
+    let field = |var: &str, kind: &str| {
+        Element::new("field")
+            .with_attr("var", var)
+            .with_attr("type", kind)
+    };
+    Element::new("query").with_namespace(NS_MAM).with_child(
+        Element::new("x")
+            .with_namespace(NS_DATA)
+            .with_attr("type", "form")
+            .with_child(
+                field("FORM_TYPE", "hidden").with_child(Element::new("value").with_text(NS_MAM)),
+            )
+            .with_child(field(FULLTEXT, "text-single")),
+    )
+}
+
+/// The values of the submitted form's fields, by `var`.
+fn form_value<'a>(query: &'a Element, var: &str) -> Option<&'a str> {
+    query
+        .child_in("x", NS_DATA)?
+        .children
+        .iter()
+        .find(|field| field.name == "field" && field.attr("var") == Some(var))?
+        .child("value")
+        .map(|value| value.text.as_str())
+}
+
+pub fn query(c2s: &mut C2s, iq: &Element, room_uid: &str) {
+    let Some(user) = c2s.user.clone() else {
+        return;
+    };
+    let Some(query) = iq.child_in("query", NS_MAM) else {
+        return;
+    };
+    for unsupported in ["start", "end", "with"] {
+        if form_value(query, unsupported).is_some_and(|v| !v.trim().is_empty()) {
+            let refusal = StanzaError::new(ErrorType::Cancel, "feature-not-implemented").with_text(
+                format!("the {unsupported} filter is not supported yet; page with RSM"),
+            );
+            return c2s.refuse(iq, &refusal);
+        }
+    }
+    let set = query.child_in("set", NS_RSM);
+    let text = |name| {
+        set.and_then(|set| set.child(name))
+            .map(|e| e.text.trim().to_owned())
+    };
+    let max = text("max")
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(DEFAULT_PAGE)
+        .clamp(1, MAX_PAGE);
+    let id = |value: Option<String>| value.filter(|v| !v.is_empty()).map(|v| v.parse::<i64>());
+    let history = match (
+        form_value(query, FULLTEXT)
+            .map(str::trim)
+            .filter(|t| !t.is_empty()),
+        id(text("after")),
+        text("before"),
+    ) {
+        (Some(words), _, _) => HistoryQuery::Search {
+            words: words.split_whitespace().map(str::to_owned).collect(),
+            count: max,
+        },
+        (None, Some(Ok(after)), _) => HistoryQuery::After {
+            id: after,
+            count: max,
+        },
+        (None, None, Some(before)) if before.is_empty() => HistoryQuery::Last(max),
+        (None, None, Some(before)) => match before.parse::<i64>() {
+            Ok(before) => HistoryQuery::Before {
+                id: before,
+                count: max,
+            },
+            Err(_) => return c2s.refuse(iq, &not_an_id()),
+        },
+        (None, Some(Err(_)), _) => return c2s.refuse(iq, &not_an_id()),
+        // No paging asked: from the beginning, oldest first (XEP-0313 §4.1).
+        (None, None, None) => HistoryQuery::After { id: 0, count: max },
+    };
+    let archive = ArchiveQuery {
+        queryid: query.attr("queryid").map(str::to_owned),
+        room_uid: room_uid.to_owned(),
+        max,
+    };
+    let core = c2s.shared.core.clone();
+    let (iq, uid) = (iq.clone(), room_uid.to_owned());
+    c2s.defer(async move {
+        let result = core.history(&user, &uid, history).await;
+        Answer::Archive {
+            iq,
+            query: archive,
+            result,
+        }
+    });
+}
+
+fn not_an_id() -> StanzaError {
+    StanzaError::new(ErrorType::Cancel, "item-not-found").with_text("no message with that id")
+}
+
+/// Each message forwarded in a `<result/>`, then the `<fin/>` that closes the page.
+pub fn answer(c2s: &mut C2s, iq: &Element, query: &ArchiveQuery, result: HistoryResult) {
+    let (_room, messages) = match result {
+        Ok(found) => found,
+        Err(error) => return c2s.refuse(iq, &stanza_error(&error)),
+    };
+    let settings = c2s.shared.settings.clone();
+    let client = c2s.client();
+    let room_jid = muc::room_jid(&query.room_uid, &settings.muc_domain);
+    for message in &messages {
+        let original = muc::groupchat(
+            &query.room_uid,
+            &settings.muc_domain,
+            &settings.domain,
+            message,
+            None,
+        );
+        let mut result = Element::new("result")
+            .with_namespace(NS_MAM)
+            .with_attr("id", message.id.to_string());
+        if let Some(queryid) = &query.queryid {
+            result = result.with_attr("queryid", queryid.clone());
+        }
+        let forwarded = Element::new("forwarded")
+            .with_namespace(NS_FORWARD)
+            .with_child(muc::delay(message.ts, &room_jid))
+            .with_child(original);
+        let wrapper = Element::new("message")
+            .with_attr("from", room_jid.clone())
+            .with_attr("to", client.clone())
+            .with_child(result.with_child(forwarded));
+        c2s.send(&wrapper);
+    }
+    let mut set = Element::new("set").with_namespace(NS_RSM);
+    if let (Some(first), Some(last)) = (messages.first(), messages.last()) {
+        set = set
+            .with_child(Element::new("first").with_text(first.id.to_string()))
+            .with_child(Element::new("last").with_text(last.id.to_string()));
+    }
+    let complete = (messages.len() as u64) < u64::from(query.max);
+    let mut fin = Element::new("fin").with_namespace(NS_MAM).with_child(set);
+    if complete {
+        fin = fin.with_attr("complete", "true");
+    }
+    let reply = stanza::iq_result(iq, &room_jid, &client, Some(fin));
+    c2s.send(&reply);
+}
