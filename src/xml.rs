@@ -276,10 +276,11 @@ impl Scope {
             }
         }
         for (name, _) in &element.attributes {
-            if let Some((prefix, _)) = name.split_once(':') {
-                if prefix != "xmlns" && self.namespace_of(prefix).is_none() {
-                    return Err(XmlError::UnboundPrefix(prefix.to_owned()));
-                }
+            if let Some((prefix, _)) = name.split_once(':')
+                && prefix != "xmlns"
+                && self.namespace_of(prefix).is_none()
+            {
+                return Err(XmlError::UnboundPrefix(prefix.to_owned()));
             }
         }
         element.namespace = match prefix {
