@@ -159,6 +159,8 @@ fn write_start_tag(
 pub struct Scope {
     default: String,
     prefixes: Vec<(String, String)>,
+    /// Writing: an element without a namespace takes its parent's ([`Scope::inheriting`]).
+    inherit: bool,
 }
 
 /// Where a scope was before an element's declarations, to restore at its end.
@@ -169,7 +171,15 @@ impl Scope {
         Self {
             default: default.to_owned(),
             prefixes: Vec::new(),
+            inherit: false,
         }
+    }
+
+    /// For writing trees that were built, not parsed: an element made without a namespace
+    /// takes its parent's, never an `xmlns=""` that would undeclare it.
+    pub fn inheriting(mut self) -> Self {
+        self.inherit = true;
+        self
     }
 
     pub fn with_prefix(mut self, prefix: &str, namespace: &str) -> Self {
@@ -234,7 +244,7 @@ impl Scope {
                 self.prefixes.push((prefix.to_owned(), value.clone()));
             }
         }
-        if element.namespace == self.default {
+        if element.namespace == self.default || (element.namespace.is_empty() && self.inherit) {
             (Cow::Borrowed(&element.name), None)
         } else if let Some(prefix) = self.prefix_for(&element.namespace) {
             (Cow::Owned(format!("{prefix}:{}", element.name)), None)

@@ -21,6 +21,7 @@ pub struct Config {
     pub trusted_networks: Vec<IpNet>,
     pub listen: Listen,
     pub http: Http,
+    pub xmpp: Xmpp,
     pub tls: Tls,
     pub limits: Limits,
     pub auth: Auth,
@@ -35,6 +36,35 @@ pub struct Listen {
     pub tls: Option<SocketAddr>,
     /// Plain TCP: off unless set (tests, sipp and debugging).
     pub tcp: Option<SocketAddr>,
+}
+
+/// XMPP clients (c2s, MUC, MAM) onto the same rooms, with the SIP listeners' certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Xmpp {
+    /// Client streams that start plain and upgrade with STARTTLS (RFC 6120), e.g.
+    /// `0.0.0.0:5222`. Off unless set.
+    pub listen: Option<SocketAddr>,
+    /// Client streams in TLS from the first byte (XEP-0368), e.g. `0.0.0.0:5223`.
+    pub listen_tls: Option<SocketAddr>,
+    /// The MUC service's domain; `conference.<domain>` unless set.
+    pub muc_domain: Option<String>,
+    /// No sign-in before STARTTLS on `listen` (RFC 6120 §5.3.1).
+    pub require_tls: bool,
+    /// Largest stanza a client may send, in bytes.
+    pub max_stanza_bytes: usize,
+}
+
+impl Default for Xmpp {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            listen_tls: None,
+            muc_domain: None,
+            require_tls: true,
+            max_stanza_bytes: 256 * 1024,
+        }
+    }
 }
 
 /// The HTTPS side (health, readiness, metrics), with the SIP listeners' certificate.
@@ -175,6 +205,7 @@ impl Default for Config {
             trusted_networks: Vec::new(),
             listen: Listen::default(),
             http: Http::default(),
+            xmpp: Xmpp::default(),
             tls: Tls::default(),
             limits: Limits::default(),
             auth: Auth::default(),
@@ -419,6 +450,18 @@ impl Config {
                 self.domain
             ));
         }
+        if let Some(muc) = &self.xmpp.muc_domain
+            && (crate::core::ids::domain_name(muc).is_none()
+                || muc.eq_ignore_ascii_case(&self.domain))
+        {
+            return Err(format!(
+                "key `xmpp.muc_domain`: {muc:?} must be a domain name other than `domain`, like conference.{}",
+                self.domain
+            ));
+        }
+        if self.xmpp.max_stanza_bytes < 4096 {
+            return Err("key `xmpp.max_stanza_bytes`: must be at least 4096".into());
+        }
         for name in &self.auth.ntlm_domains {
             if !crate::core::ids::is_plain_name(name) {
                 return Err(format!(
@@ -511,6 +554,14 @@ impl Config {
             443 => format!("https://{host}/manage/"),
             port => format!("https://{host}:{port}/manage/"),
         })
+    }
+
+    /// The MUC service's domain.
+    pub fn muc_domain(&self) -> String {
+        self.xmpp
+            .muc_domain
+            .clone()
+            .unwrap_or_else(|| format!("conference.{}", self.domain))
     }
 
     /// The chat endpoint as `user@domain`.

@@ -49,6 +49,8 @@ pub struct Prepared {
     tls: Option<std::net::TcpListener>,
     tcp: Option<std::net::TcpListener>,
     http: Option<std::net::TcpListener>,
+    xmpp: Option<std::net::TcpListener>,
+    xmpp_tls: Option<std::net::TcpListener>,
     certificate: Option<(CertificatePaths, Arc<rustls::ServerConfig>)>,
 }
 
@@ -61,7 +63,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, ServeError> {
         })
         .transpose()
     };
-    let tls_wanted = config.listen.tls.is_some() || config.http.listen.is_some();
+    let tls_wanted = config.listen.tls.is_some()
+        || config.http.listen.is_some()
+        || config.xmpp.listen.is_some()
+        || config.xmpp.listen_tls.is_some();
     let certificate = match (&config.tls.cert, &config.tls.key, tls_wanted) {
         (Some(cert), Some(key), true) => {
             let paths = CertificatePaths {
@@ -77,6 +82,8 @@ pub fn prepare(config: &Config) -> Result<Prepared, ServeError> {
         tls: bind("listen.tls", config.listen.tls)?,
         tcp: bind("listen.tcp", config.listen.tcp)?,
         http: bind("http.listen", config.http.listen)?,
+        xmpp: bind("xmpp.listen", config.xmpp.listen)?,
+        xmpp_tls: bind("xmpp.listen_tls", config.xmpp.listen_tls)?,
         certificate,
     })
 }
@@ -85,6 +92,8 @@ pub struct RunningServer {
     tls_addr: Option<SocketAddr>,
     tcp_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
+    xmpp_addr: Option<SocketAddr>,
+    xmpp_tls_addr: Option<SocketAddr>,
     certificate: Option<CertificatePaths>,
     /// What the TLS listener hands new connections; replaced by `reload_certificate`.
     tls_acceptor: Option<watch::Sender<TlsAcceptor>>,
@@ -100,6 +109,16 @@ impl RunningServer {
 
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp_addr
+    }
+
+    /// The XMPP listener whose streams upgrade with STARTTLS, when configured.
+    pub fn xmpp_addr(&self) -> Option<SocketAddr> {
+        self.xmpp_addr
+    }
+
+    /// The XMPP listener in direct TLS (XEP-0368), when configured.
+    pub fn xmpp_tls_addr(&self) -> Option<SocketAddr> {
+        self.xmpp_tls_addr
     }
 
     /// The HTTPS listener (health, readiness, metrics), when configured.
@@ -207,6 +226,8 @@ pub async fn start_prepared(
         tls_addr: None,
         tcp_addr: None,
         http_addr: None,
+        xmpp_addr: None,
+        xmpp_tls_addr: None,
         certificate: None,
         tls_acceptor: None,
         shutdown,
@@ -215,7 +236,11 @@ pub async fn start_prepared(
     };
 
     // One certificate for SIP over TLS and HTTPS; a SIGHUP replaces it for both.
-    let current_tls = if prepared.tls.is_some() || prepared.http.is_some() {
+    let current_tls = if prepared.tls.is_some()
+        || prepared.http.is_some()
+        || prepared.xmpp.is_some()
+        || prepared.xmpp_tls.is_some()
+    {
         let (paths, tls_config) = match prepared.certificate {
             Some(configured) => configured,
             None => {
@@ -290,6 +315,51 @@ pub async fn start_prepared(
             shutdown_rx.clone(),
         ));
     }
+    if prepared.xmpp.is_some() || prepared.xmpp_tls.is_some() {
+        let xmpp = Arc::new(crate::xmpp::XmppProtocol::new(
+            xmpp_settings(config),
+            core.clone(),
+            session_shared.throttle.clone(),
+        ));
+        let listeners = [
+            (
+                prepared.xmpp,
+                Transport::Tcp,
+                "xmpp.listen",
+                "listening for XMPP (STARTTLS)",
+            ),
+            (
+                prepared.xmpp_tls,
+                Transport::Tls,
+                "xmpp.listen_tls",
+                "listening for XMPP over TLS",
+            ),
+        ];
+        for (listener, transport, key, what) in listeners {
+            let (Some(listener), Some(current)) = (listener, &current_tls) else {
+                continue;
+            };
+            let listener = tokio_listener(listener, key)?;
+            let addr = listener.local_addr().ok();
+            match transport {
+                Transport::Tcp => server.xmpp_addr = addr,
+                Transport::Tls => server.xmpp_tls_addr = addr,
+            }
+            if let Some(addr) = addr {
+                tracing::info!(%addr, "{what}");
+            }
+            // A plain listener holds the acceptor too: its streams upgrade with STARTTLS.
+            tasks.spawn(accept_loop(
+                listener,
+                transport,
+                Some(current.clone()),
+                xmpp.clone(),
+                settings,
+                limits.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+    }
     tasks.spawn(follow_changes(
         model,
         core,
@@ -309,6 +379,18 @@ fn tokio_listener(
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     TcpListener::from_std(listener).map_err(|source| ServeError::Bind { key, addr, source })
+}
+
+fn xmpp_settings(config: &Config) -> crate::xmpp::XmppSettings {
+    let mut limits = crate::xmpp::stream::StreamLimits::default();
+    limits.max_stanza_bytes = config.xmpp.max_stanza_bytes;
+    limits.xml.max_value_bytes = config.xmpp.max_stanza_bytes;
+    crate::xmpp::XmppSettings {
+        domain: config.domain.to_ascii_lowercase(),
+        muc_domain: config.muc_domain().to_ascii_lowercase(),
+        require_tls: config.xmpp.require_tls,
+        limits,
+    }
 }
 
 fn session_settings(config: &Config) -> SessionSettings {

@@ -7,12 +7,11 @@ use bytes::Bytes;
 
 use crate::core::hub::{Event, EventSink};
 use crate::core::ids::SessionRef;
-use crate::core::metrics::metrics;
 use crate::net::outbox::Outboxes;
 use crate::xml::Element;
 use crate::xmpp::XmppSettings;
 use crate::xmpp::muc::{self, Standing};
-use crate::xmpp::stream::render_stanza;
+use crate::xmpp::stream::render_built;
 
 /// XEP-0045 status 321: removed from the room because of an affiliation change (perch:
 /// an administrator's change took the user's access, or disabled the room).
@@ -39,7 +38,7 @@ impl XmppSink {
         let mut head = String::new();
         // `to` goes last among the attributes, so one rendering splits at the start tag's
         // name: everything after the element name is shared.
-        render_stanza(&mut head, stanza);
+        render_built(&mut head, stanza);
         let name_end = 1 + stanza.name.len();
         let (start, rest) = head.split_at(name_end);
         let deliveries = to.iter().map(|session| {
@@ -49,7 +48,6 @@ impl XmppSink {
             (session.connection, bytes)
         });
         self.outboxes.deliver_all(deliveries);
-        metrics().deliveries.inc_by(to.len() as u64);
     }
 }
 

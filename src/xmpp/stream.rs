@@ -470,9 +470,16 @@ pub fn render_close(out: &mut String) {
     out.push_str("</stream:stream>");
 }
 
-/// A stanza or nonza in the server's stream ([`server_scope`]).
+/// A stanza or nonza in the server's stream ([`server_scope`]), as parsed: an element
+/// without a namespace is written with `xmlns=""`.
 pub fn render_stanza(out: &mut String, stanza: &Element) {
     stanza.write_in(out, &server_scope());
+}
+
+/// A stanza the server built: elements made without a namespace are in their parent's
+/// (a stanza's own is `jabber:client`).
+pub fn render_built(out: &mut String, stanza: &Element) {
+    stanza.write_in(out, &server_scope().inheriting());
 }
 
 /// `<stream:error><condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>`.

@@ -122,7 +122,7 @@ impl C2s {
 
     pub(crate) fn send(&mut self, stanza: &Element) {
         let mut out = String::new();
-        stream::render_stanza(&mut out, stanza);
+        stream::render_built(&mut out, stanza);
         self.outputs.push(Output::Send(Bytes::from(out)));
     }
 
@@ -149,7 +149,7 @@ impl C2s {
     fn stream_error(&mut self, condition: &str) {
         tracing::debug!(connection = self.info.id, peer = %self.info.peer, condition, "XMPP stream error");
         let mut out = String::new();
-        stream::render_stanza(&mut out, &stream::stream_error(condition));
+        stream::render_built(&mut out, &stream::stream_error(condition));
         stream::render_close(&mut out);
         self.outputs.push(Output::Send(Bytes::from(out)));
         self.outputs.push(Output::Close);
