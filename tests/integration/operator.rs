@@ -135,6 +135,8 @@ impl Demo {
                 ("PERCH_LISTEN__TLS", "127.0.0.1:0"),
                 ("PERCH_LISTEN__TCP", "127.0.0.1:0"),
                 ("PERCH_HTTP__LISTEN", "127.0.0.1:0"),
+                ("PERCH_XMPP__LISTEN", "127.0.0.1:0"),
+                ("PERCH_XMPP__LISTEN_TLS", "127.0.0.1:0"),
                 ("RUST_LOG", "warn"),
             ])
             .stdout(Stdio::piped())

@@ -27,7 +27,7 @@ pub const DEMO_USERS: &[(&str, &str, &str)] = &[
 
 /// What the demo sets unless the configuration file, a `PERCH_*` variable or `--data` says
 /// otherwise: the demo domain, its own data directory, and loopback listeners (TLS 5061,
-/// TCP 5060).
+/// TCP 5060, HTTPS 8443, XMPP 5222 with STARTTLS and 5223 in TLS).
 pub fn config_defaults() -> toml::Table {
     let text = |value: &str| toml::Value::String(value.to_owned());
     let mut listen = toml::Table::new();
@@ -40,6 +40,10 @@ pub fn config_defaults() -> toml::Table {
     let mut http = toml::Table::new();
     http.insert("listen".into(), text("127.0.0.1:8443"));
     table.insert("http".into(), toml::Value::Table(http));
+    let mut xmpp = toml::Table::new();
+    xmpp.insert("listen".into(), text("127.0.0.1:5222"));
+    xmpp.insert("listen_tls".into(), text("127.0.0.1:5223"));
+    table.insert("xmpp".into(), toml::Value::Table(xmpp));
     table
 }
 
@@ -242,6 +246,7 @@ pub fn instructions(config: &Config, server: &RunningServer, store: &dyn Store) 
         "\nperch demo is running (data in {data}).\n\
          \n  SIP over TLS  {tls}   certificate {cert}\n                     SHA-256 {fingerprint}\n  SIP over TCP  {tcp}\n  HTTPS         {http}   /healthz /readyz /metrics /api/v1/\n\
          \x20 Room page     {room_page}   (alice manages the demo rooms)\n\
+         \x20 XMPP          {xmpp} (STARTTLS), {xmpp_tls} (TLS)   rooms at {muc}\n\
          \n  Users (NTLM and Digest passwords; {trusted}):\n{users}\n\
          \n  Chat endpoint: sip:{chat}\n\
          \n  Rooms in category Demo: Lobby (open, with history), Team (closed: alice, bob),\n\
@@ -268,6 +273,15 @@ pub fn instructions(config: &Config, server: &RunningServer, store: &dyn Store) 
             .unwrap_or_else(|| "off".into()),
         users = users.join("\n"),
         chat = config.chat_aor(),
+        xmpp = server
+            .xmpp_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
+        xmpp_tls = server
+            .xmpp_tls_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into()),
+        muc = config.muc_domain(),
         room_page = server
             .http_addr()
             .map(|a| format!("https://{a}/manage/"))
