@@ -131,13 +131,17 @@ Component "$MUC" "muc"
     muc_room_default_persistent = true
     max_history_messages = 50
 LUA
-# Run as root, prosody and prosodyctl switch to the prosody user: it must reach its files.
-if id prosody >/dev/null 2>&1; then
+# Prosody refuses to run as root, and its own switch to the prosody user was seen to fail at
+# random ("Refusing to run as root"). As root, the script runs it as that user with setpriv
+# (exec, so $! stays prosody's PID), and the user must reach its files.
+AS_PROSODY=()
+if [ "$(id -u)" = 0 ] && id prosody >/dev/null 2>&1; then
+    AS_PROSODY=(setpriv --reuid=prosody --regid=prosody --init-groups --)
     chmod 711 "$WORK"
     chown -R prosody: "$P"
 fi
 for u in alice bob carol; do
-    prosodyctl --config "$P/prosody.cfg.lua" register "$u" "$DOMAIN" "${PW[$u]}" >>"$WORK/prosodyctl.log" 2>&1 ||
+    "${AS_PROSODY[@]}" prosodyctl --config "$P/prosody.cfg.lua" register "$u" "$DOMAIN" "${PW[$u]}" >>"$WORK/prosodyctl.log" 2>&1 ||
         { result FAIL prosody setup "prosodyctl register $u failed: $(tail -2 "$WORK/prosodyctl.log" | tr '\n' ' ')"; }
 done
 # start_prosody: up to 3 tries, each on newly picked free ports (another process may take a
@@ -148,7 +152,7 @@ start_prosody() {
         read -r C2S_PORT TLS_PORT < <(free_ports 2)
         sed -i -e "s/^c2s_ports = .*/c2s_ports = { $C2S_PORT }/" \
             -e "s/^c2s_direct_tls_ports = .*/c2s_direct_tls_ports = { $TLS_PORT }/" "$P/prosody.cfg.lua"
-        prosody --config "$P/prosody.cfg.lua" >"$WORK/prosody.stdout" 2>&1 </dev/null &
+        "${AS_PROSODY[@]}" prosody --config "$P/prosody.cfg.lua" >"$WORK/prosody.stdout" 2>&1 </dev/null &
         PROSODY_PID=$!
         for i in $(seq 1 75); do
             kill -0 "$PROSODY_PID" 2>/dev/null || break
@@ -157,7 +161,7 @@ start_prosody() {
             fi
             sleep 0.2
         done
-        log "prosody try $try did not listen: $(grep -iE 'error|fail' "$P/prosody.log" 2>/dev/null | tail -2 | tr '\n' ' ')"
+        log "prosody try $try did not listen: $(grep -iE 'error|fail|shutting' "$P/prosody.log" 2>/dev/null | tail -2 | tr '\n' ' ')"
         stop_prosody
     done
     return 1
