@@ -319,6 +319,7 @@ pub async fn start_prepared(
         let xmpp = Arc::new(crate::xmpp::XmppProtocol::new(
             xmpp_settings(config),
             core.clone(),
+            store.clone(),
             session_shared.throttle.clone(),
         ));
         let listeners = [

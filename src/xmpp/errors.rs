@@ -3,33 +3,54 @@
 //! like one that does not exist.
 
 use crate::core::hub::ChatError;
+use crate::core::manage::ManageError;
 use crate::core::policy::Denial;
 use crate::core::ports::StoreError;
+use crate::core::service::ServiceError;
 use crate::xmpp::stanza::{ErrorType, StanzaError};
 
 pub fn stanza_error(error: &ChatError) -> StanzaError {
     let (kind, condition) = match error {
-        ChatError::Denied(denial) => match denial {
-            Denial::NotFound => (ErrorType::Cancel, "item-not-found"),
-            Denial::NotMember => (ErrorType::Auth, "registration-required"),
-            Denial::Disabled => (ErrorType::Cancel, "not-allowed"),
-            Denial::NotEnabled | Denial::NotPresenter | Denial::NotManager | Denial::NotCreator => {
-                (ErrorType::Auth, "forbidden")
-            }
-        },
+        ChatError::Denied(denial) => return denied(*denial),
+        ChatError::Store(store) => return store_error(store),
         ChatError::Invalid(_) => (ErrorType::Modify, "bad-request"),
         ChatError::TooLarge { .. } => (ErrorType::Modify, "policy-violation"),
         ChatError::QuotaExceeded(_) => (ErrorType::Wait, "resource-constraint"),
-        ChatError::Store(
-            StoreError::Overloaded | StoreError::Full | StoreError::TimedOut { .. },
-        ) => (ErrorType::Wait, "resource-constraint"),
-        ChatError::Store(_) => (ErrorType::Cancel, "internal-server-error"),
     };
-    let refusal = StanzaError::new(kind, condition);
+    StanzaError::new(kind, condition).with_text(error.to_string())
+}
+
+/// An administrative change refused by the core's rules (muc#admin).
+pub fn admin_error(error: &ServiceError) -> StanzaError {
+    let condition = match error {
+        ServiceError::Denied(denial) => return denied(*denial),
+        ServiceError::Store(store) => return store_error(store),
+        ServiceError::Manage(ManageError::NotFound(_)) => (ErrorType::Cancel, "item-not-found"),
+        ServiceError::Manage(ManageError::Duplicate(_)) => (ErrorType::Cancel, "conflict"),
+        ServiceError::Invalid(_) | ServiceError::Manage(_) => (ErrorType::Modify, "not-acceptable"),
+    };
+    StanzaError::new(condition.0, condition.1).with_text(error.to_string())
+}
+
+fn denied(denial: Denial) -> StanzaError {
+    let (kind, condition) = match denial {
+        Denial::NotFound => (ErrorType::Cancel, "item-not-found"),
+        Denial::NotMember => (ErrorType::Auth, "registration-required"),
+        Denial::Disabled => (ErrorType::Cancel, "not-allowed"),
+        Denial::NotEnabled | Denial::NotPresenter | Denial::NotManager | Denial::NotCreator => {
+            (ErrorType::Auth, "forbidden")
+        }
+    };
+    StanzaError::new(kind, condition).with_text(denial.reason())
+}
+
+fn store_error(error: &StoreError) -> StanzaError {
     match error {
+        StoreError::Overloaded | StoreError::Full | StoreError::TimedOut { .. } => {
+            StanzaError::new(ErrorType::Wait, "resource-constraint").with_text(error.to_string())
+        }
         // The store's own words are for the log, not for clients.
-        ChatError::Store(_) => refusal,
-        other => refusal.with_text(other.to_string()),
+        _ => StanzaError::new(ErrorType::Cancel, "internal-server-error"),
     }
 }
 
@@ -50,6 +71,11 @@ mod tests {
         assert_eq!(
             (store.condition, store.text),
             ("internal-server-error", None)
+        );
+        let admin = admin_error(&ServiceError::Denied(Denial::NotManager));
+        assert_eq!(
+            (admin.kind, admin.condition),
+            (ErrorType::Auth, "forbidden")
         );
     }
 }

@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use crate::core::hub::ChatCore;
 use crate::core::ids::Gateway;
+use crate::core::ports::Store;
 use crate::net::outbox::Outboxes;
 use crate::net::signin::FailureThrottle;
 use crate::net::{self, ConnectionInfo};
@@ -41,6 +42,8 @@ pub struct XmppSettings {
 pub struct XmppShared {
     pub settings: XmppSettings,
     pub core: Arc<ChatCore>,
+    /// For administrative changes (muc#admin), through `core::service` like `perch admin`.
+    pub store: Arc<dyn Store>,
     pub outboxes: Arc<Outboxes<Bytes>>,
     /// Failed sign-ins, shared with SIP and the room page.
     pub throttle: Arc<FailureThrottle>,
@@ -55,6 +58,7 @@ impl XmppProtocol {
     pub fn new(
         settings: XmppSettings,
         core: Arc<ChatCore>,
+        store: Arc<dyn Store>,
         throttle: Arc<FailureThrottle>,
     ) -> Self {
         let outboxes = Arc::new(Outboxes::default());
@@ -66,6 +70,7 @@ impl XmppProtocol {
             shared: Arc::new(XmppShared {
                 settings,
                 core,
+                store,
                 outboxes,
                 throttle,
             }),

@@ -52,6 +52,11 @@ pub enum Answer {
         request: muc::presence::HistoryRequest,
         result: HistoryResult,
     },
+    /// An affiliation change saved (or refused).
+    Administered {
+        iq: Element,
+        result: Result<(), crate::core::service::ServiceError>,
+    },
     /// One page of an archive query.
     Archive {
         iq: Element,
@@ -451,6 +456,7 @@ impl crate::net::Connection for C2s {
                 result,
             } => muc::presence::history(self, &room_uid, &request, result),
             Answer::Archive { iq, query, result } => muc::mam::answer(self, &iq, &query, result),
+            Answer::Administered { iq, result } => muc::admin::administered(self, &iq, result),
         }
     }
 

@@ -12,6 +12,7 @@
 //! The handlers (join and leave, messages, archive, disco) ask the core for every
 //! decision; this module only renders.
 
+pub mod admin;
 pub mod disco;
 pub mod mam;
 pub mod message;
