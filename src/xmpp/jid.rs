@@ -41,7 +41,15 @@ impl Jid {
         if !part_ok(domain) || domain.contains('@') || local.is_some_and(|l| !local_ok(l)) {
             return Err(invalid());
         }
-        if resource.is_some_and(|r| !part_ok(r)) {
+        // Resources are free-form (RFC 7622 §3.4: nicks like "Carol Q"), control characters
+        // and surrounding space aside.
+        let resource_ok = |r: &str| {
+            !r.is_empty()
+                && r.len() <= MAX_PART_BYTES
+                && !r.chars().any(char::is_control)
+                && r.trim() == r
+        };
+        if resource.is_some_and(|r| !resource_ok(r)) {
             return Err(invalid());
         }
         Ok(Jid {
@@ -95,12 +103,15 @@ mod tests {
             "a resource may hold '/'"
         );
         assert_eq!(Jid::parse("example.test").unwrap().local, None);
+        let nick = Jid::parse("room@conference.example.test/Carol Q").unwrap();
+        assert_eq!(nick.resource.as_deref(), Some("Carol Q"));
         for bad in [
             "",
             "@example.test",
             "alice@",
             "alice@example.test/",
             "a b@example.test",
+            "a@example.test/ padded",
             "a@b@c",
             "a<b@example.test",
         ] {

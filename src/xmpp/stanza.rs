@@ -80,20 +80,22 @@ impl StanzaError {
 }
 
 /// A reply of `name` (iq, message, presence) to `request`: its id, and `from`/`to`
-/// swapped. `own` is the address that answers when the request named none (the server).
-pub fn reply_to(request: &Element, name: &str, own: &str, client: &str) -> Element {
+/// swapped. A request that named no `to` was for the user's own account, and its answer
+/// names no `from` (RFC 6120 §8.1.2.1): clients match answers by it.
+pub fn reply_to(request: &Element, name: &str, client: &str) -> Element {
     let mut reply = Element::new(name);
     if let Some(id) = request.attr("id") {
         reply = reply.with_attr("id", id);
     }
-    reply
-        .with_attr("from", request.attr("to").unwrap_or(own))
-        .with_attr("to", client)
+    if let Some(to) = request.attr("to") {
+        reply = reply.with_attr("from", to);
+    }
+    reply.with_attr("to", client)
 }
 
 /// `<iq type='result'>` for `iq`, with `payload` if any.
-pub fn iq_result(iq: &Element, own: &str, client: &str, payload: Option<Element>) -> Element {
-    let mut result = reply_to(iq, "iq", own, client).with_attr("type", "result");
+pub fn iq_result(iq: &Element, client: &str, payload: Option<Element>) -> Element {
+    let mut result = reply_to(iq, "iq", client).with_attr("type", "result");
     if let Some(payload) = payload {
         result = result.with_child(payload);
     }
@@ -101,8 +103,8 @@ pub fn iq_result(iq: &Element, own: &str, client: &str, payload: Option<Element>
 }
 
 /// The error reply to any stanza.
-pub fn error_reply(request: &Element, own: &str, client: &str, error: &StanzaError) -> Element {
-    reply_to(request, &request.name, own, client)
+pub fn error_reply(request: &Element, client: &str, error: &StanzaError) -> Element {
+    reply_to(request, &request.name, client)
         .with_attr("type", "error")
         .with_child(error.element())
 }

@@ -66,9 +66,8 @@ impl C2s {
     }
 
     fn server_iq(&mut self, iq: &Element, kind: &str, payload: &(String, String)) {
-        let domain = self.shared.settings.domain.clone();
         let client = self.client();
-        let reply = |payload: Option<Element>| stanza::iq_result(iq, &domain, &client, payload);
+        let reply = |payload: Option<Element>| stanza::iq_result(iq, &client, payload);
         let answer = match (kind, payload.0.as_str(), payload.1.as_str()) {
             ("set", NS_SESSION, "session") | ("get", NS_PING, "ping") => reply(None),
             ("get", NS_ROSTER, "query") => {
@@ -142,11 +141,10 @@ impl C2s {
         let full = jid.to_string();
         tracing::info!(jid = %full, "XMPP resource bound");
         self.jid = Some(jid);
-        let domain = self.shared.settings.domain.clone();
         let bound = Element::new("bind")
             .with_namespace(NS_BIND)
             .with_child(Element::new("jid").with_text(full.clone()));
-        let result = stanza::iq_result(iq, &domain, &full, Some(bound));
+        let result = stanza::iq_result(iq, &full, Some(bound));
         self.send(&result);
     }
 }

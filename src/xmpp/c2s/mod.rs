@@ -138,7 +138,7 @@ impl C2s {
             return;
         }
         let client = self.client();
-        let reply = stanza::error_reply(request, &self.shared.settings.domain, &client, error);
+        let reply = stanza::error_reply(request, &client, error);
         self.send(&reply);
     }
 

@@ -67,9 +67,8 @@ pub fn query(c2s: &mut C2s, iq: &Element, uid: &str) {
                 );
             }
         }
-        let muc = c2s.shared.settings.muc_domain.clone();
         let client = c2s.client();
-        let reply = stanza::iq_result(iq, &muc, &client, Some(answer));
+        let reply = stanza::iq_result(iq, &client, Some(answer));
         return c2s.send(&reply);
     }
     let mut change = RoomChange::default();
@@ -138,9 +137,8 @@ fn holds(snapshot: &Snapshot, saved: &crate::core::model::Room) -> bool {
 pub fn administered(c2s: &mut C2s, iq: &Element, result: Result<(), service::ServiceError>) {
     match result {
         Ok(()) => {
-            let muc = c2s.shared.settings.muc_domain.clone();
             let client = c2s.client();
-            let reply = stanza::iq_result(iq, &muc, &client, None);
+            let reply = stanza::iq_result(iq, &client, None);
             c2s.send(&reply);
         }
         Err(error) => c2s.refuse(iq, &admin_error(&error)),

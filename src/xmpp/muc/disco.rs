@@ -26,7 +26,7 @@ pub fn iq(c2s: &mut C2s, iq: &Element, to: &Jid) {
     let core = c2s.shared.core.clone();
     let client = c2s.client();
     let muc_domain = c2s.shared.settings.muc_domain.clone();
-    let answer = |payload: Option<Element>| stanza::iq_result(iq, &muc_domain, &client, payload);
+    let answer = |payload: Option<Element>| stanza::iq_result(iq, &client, payload);
     let reply = match (&to.local, &to.resource, what) {
         (None, _, ("get", NS_DISCO_INFO, "query")) => {
             let mut query = Element::new("query")

@@ -8,6 +8,7 @@ use crate::xmpp::c2s::{Answer, C2s, HistoryResult};
 use crate::xmpp::errors::stanza_error;
 use crate::xmpp::muc;
 use crate::xmpp::stanza::{self, ErrorType, NS_DATA, NS_FORWARD, NS_MAM, NS_RSM, StanzaError};
+use crate::xmpp::stream::JABBER_CLIENT;
 
 /// The page size when the client names none, and the largest it may ask for.
 const DEFAULT_PAGE: u32 = 50;
@@ -150,7 +151,7 @@ pub fn answer(c2s: &mut C2s, iq: &Element, query: &ArchiveQuery, result: History
         let forwarded = Element::new("forwarded")
             .with_namespace(NS_FORWARD)
             .with_child(muc::delay(message.ts, &room_jid))
-            .with_child(original);
+            .with_child(original.with_namespace(JABBER_CLIENT));
         let wrapper = Element::new("message")
             .with_attr("from", room_jid.clone())
             .with_attr("to", client.clone())
@@ -168,6 +169,6 @@ pub fn answer(c2s: &mut C2s, iq: &Element, query: &ArchiveQuery, result: History
     if complete {
         fin = fin.with_attr("complete", "true");
     }
-    let reply = stanza::iq_result(iq, &room_jid, &client, Some(fin));
+    let reply = stanza::iq_result(iq, &client, Some(fin));
     c2s.send(&reply);
 }
