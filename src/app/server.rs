@@ -391,6 +391,10 @@ fn xmpp_settings(config: &Config) -> crate::xmpp::XmppSettings {
         muc_domain: config.muc_domain().to_ascii_lowercase(),
         require_tls: config.xmpp.require_tls,
         limits,
+        stanzas_per_second: config.limits.requests_per_second,
+        stanza_burst: config.limits.request_burst,
+        stanzas_per_second_per_user: config.limits.requests_per_second_per_user,
+        stanza_burst_per_user: config.limits.request_burst_per_user,
     }
 }
 

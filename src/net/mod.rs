@@ -8,6 +8,7 @@
 pub mod limits;
 pub mod metrics;
 pub mod outbox;
+pub mod rate;
 pub mod signin;
 pub mod tls;
 

@@ -22,6 +22,7 @@ use crate::core::hub::ChatCore;
 use crate::core::ids::Gateway;
 use crate::core::ports::Store;
 use crate::net::outbox::Outboxes;
+use crate::net::rate::KeyedBuckets;
 use crate::net::signin::FailureThrottle;
 use crate::net::{self, ConnectionInfo};
 
@@ -36,6 +37,12 @@ pub struct XmppSettings {
     /// from the start.
     pub require_tls: bool,
     pub limits: stream::StreamLimits,
+    /// Stanzas one stream may send: sustained per second, and burst (SIP's request limits).
+    pub stanzas_per_second: u32,
+    pub stanza_burst: u32,
+    /// The same for one user across all their streams.
+    pub stanzas_per_second_per_user: u32,
+    pub stanza_burst_per_user: u32,
 }
 
 /// State shared by every XMPP connection.
@@ -47,7 +54,12 @@ pub struct XmppShared {
     pub outboxes: Arc<Outboxes<Bytes>>,
     /// Failed sign-ins, shared with SIP and the room page.
     pub throttle: Arc<FailureThrottle>,
+    /// Stanzas per user across their streams.
+    pub user_stanzas: KeyedBuckets<String>,
 }
+
+/// Users whose stanza rate is remembered at once; past it, idle ones are forgotten.
+const USERS_METERED: usize = 65_536;
 
 pub struct XmppProtocol {
     shared: Arc<XmppShared>,
@@ -66,8 +78,14 @@ impl XmppProtocol {
             Gateway::Xmpp,
             Arc::new(sink::XmppSink::new(outboxes.clone(), &settings)),
         );
+        let user_stanzas = KeyedBuckets::new(
+            settings.stanzas_per_second_per_user,
+            settings.stanza_burst_per_user,
+            USERS_METERED,
+        );
         Self {
             shared: Arc::new(XmppShared {
+                user_stanzas,
                 settings,
                 core,
                 store,

@@ -13,13 +13,13 @@ use crate::lync::sip::{Frame, FrameError, Message, Method, NameAddr, SipUri, Sta
 
 use super::Outbound;
 use super::dialog::Dialog;
-use super::rate::TokenBucket;
 use super::registrar::{self, Change, Registration};
 use super::sipae::Security;
 use super::transaction::{ClientKey, ClientTransactions, Repeat, ServerKey, ServerTransactions};
 use super::{
     ConnectionInfo, DialogContext, EndpointReply, Later, Shared, SipError, random_token, uri_param,
 };
+use crate::net::rate::TokenBucket;
 
 /// What a deferred request's work resolves to: the chat bodies to send after the 200, or
 /// the error to answer with.

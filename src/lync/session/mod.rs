@@ -8,7 +8,6 @@ pub mod digest;
 pub mod error;
 pub mod ntlm;
 mod protocol;
-mod rate;
 pub mod registrar;
 pub mod sipae;
 mod transaction;
@@ -138,7 +137,7 @@ pub struct Shared {
     /// Chat dialogs each user holds across their connections.
     pub user_dialogs: dialog::UserDialogs,
     /// Requests each user sends across their connections.
-    pub user_requests: rate::KeyedBuckets<String>,
+    pub user_requests: crate::net::rate::KeyedBuckets<String>,
     /// Bytes of responses kept for retransmission by all connections.
     pub retransmissions: Arc<transaction::RetransmissionBudget>,
     pub endpoint: Arc<dyn ChatEndpoint>,
@@ -152,7 +151,7 @@ impl Shared {
         endpoint: Arc<dyn ChatEndpoint>,
     ) -> Self {
         Self {
-            user_requests: rate::KeyedBuckets::new(
+            user_requests: crate::net::rate::KeyedBuckets::new(
                 settings.requests_per_second_per_user,
                 settings.request_burst_per_user,
                 USERS_METERED,

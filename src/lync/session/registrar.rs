@@ -82,8 +82,8 @@ impl Bindings {
 /// perch no state, but each is work and bytes on the wire.
 #[derive(Debug)]
 pub struct ChallengeLimits {
-    per_address: crate::lync::session::rate::KeyedBuckets<IpAddr>,
-    per_network: crate::lync::session::rate::KeyedBuckets<IpAddr>,
+    per_address: crate::net::rate::KeyedBuckets<IpAddr>,
+    per_network: crate::net::rate::KeyedBuckets<IpAddr>,
 }
 
 /// Addresses and networks remembered by the challenge limits, each.
@@ -92,11 +92,7 @@ const CHALLENGE_KEYS: usize = 65_536;
 impl ChallengeLimits {
     pub fn new(settings: &super::SessionSettings) -> Self {
         let buckets = |rate: u32| {
-            crate::lync::session::rate::KeyedBuckets::new(
-                rate,
-                rate.saturating_mul(5),
-                CHALLENGE_KEYS,
-            )
+            crate::net::rate::KeyedBuckets::new(rate, rate.saturating_mul(5), CHALLENGE_KEYS)
         };
         Self {
             per_address: buckets(settings.challenges_per_address),

@@ -21,6 +21,7 @@ use crate::core::hub::ChatError;
 use crate::core::ids::{Gateway, SessionRef};
 use crate::core::model::Room;
 use crate::core::ports::ChatMessage;
+use crate::net::rate::TokenBucket;
 use crate::net::{ConnectionInfo, Deferred, Output, Transport};
 use crate::xml::Element;
 use crate::xmpp::XmppShared;
@@ -86,10 +87,14 @@ pub struct C2s {
     ended: bool,
     /// `<proceed/>` went out: the bytes after `<starttls/>` belong to TLS.
     upgrading: bool,
+    /// Stanzas of this stream (the user's across streams: `shared.user_stanzas`).
+    rate: TokenBucket,
 }
 
 impl C2s {
     pub fn new(shared: Arc<XmppShared>, info: ConnectionInfo) -> Self {
+        let settings = &shared.settings;
+        let rate = TokenBucket::new(settings.stanzas_per_second, settings.stanza_burst);
         Self {
             framer: StreamFramer::new(shared.settings.limits),
             shared,
@@ -104,6 +109,7 @@ impl C2s {
             rooms: HashSet::new(),
             ended: false,
             upgrading: false,
+            rate,
         }
     }
 
@@ -363,8 +369,21 @@ impl C2s {
         }
     }
 
-    /// A stanza of a signed-in stream.
+    /// A stanza of a signed-in stream, within the stream's and the user's rates: past them
+    /// it is not acted on, and the sender hears `resource-constraint` (presence is dropped).
     fn stanza(&mut self, element: Element, now: Instant) {
+        let user_over = self
+            .user
+            .as_deref()
+            .is_some_and(|user| !self.shared.user_stanzas.allow(user, now));
+        if !self.rate.allow(now) || user_over {
+            if element.name != "presence" {
+                let refusal = StanzaError::new(ErrorType::Wait, "resource-constraint")
+                    .with_text("too many stanzas: slow down");
+                self.refuse(&element, &refusal);
+            }
+            return;
+        }
         match element.name.as_str() {
             "iq" => self.iq(element, now),
             "presence" => self.presence(element),
@@ -482,3 +501,6 @@ impl crate::net::Connection for C2s {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,5 @@
-//! A token bucket per connection: requests beyond the sustained rate and burst are answered
-//! 503 with Retry-After, which Lync clients honour by retrying.
+//! Token buckets for request rates, per connection and per key (an address, a user), the
+//! same for every protocol: SIP answers 503 with Retry-After past them, XMPP a stanza error.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
