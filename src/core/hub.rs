@@ -723,6 +723,19 @@ impl ChatCore {
         }
     }
 
+    /// Whether `session` is in the room `uid` now (an administrative change may have taken
+    /// it out since it joined).
+    pub fn is_present(&self, session: &SessionRef, uid: &str) -> bool {
+        let snapshot = self.snapshot();
+        let Ok(room) = Self::room(&snapshot, uid) else {
+            return false;
+        };
+        locked(&self.live)
+            .by_session
+            .get(session)
+            .is_some_and(|rooms| rooms.contains(&room.id))
+    }
+
     /// Sessions currently in a room.
     pub fn recipients(&self, room: i64) -> Vec<SessionRef> {
         locked(&self.live).sessions(room)

@@ -893,3 +893,18 @@ async fn preferences_are_bounded_per_user() {
         Err(ChatError::Invalid(_))
     ));
 }
+
+#[tokio::test]
+async fn presence_is_known_per_session_and_room() {
+    let hub = Hub::new().await;
+    let (a, b) = (session(1), session(2));
+    let lobby = hub.uid("Lobby");
+    assert!(!hub.core.is_present(&a, &lobby));
+    hub.join(ALICE, &a, "Lobby");
+    assert!(hub.core.is_present(&a, &lobby));
+    assert!(!hub.core.is_present(&b, &lobby), "another session");
+    assert!(!hub.core.is_present(&a, &hub.uid("Annex")), "another room");
+    assert!(!hub.core.is_present(&a, "no-such-room"));
+    hub.core.part(ALICE, &a, &lobby).unwrap();
+    assert!(!hub.core.is_present(&a, &lobby));
+}

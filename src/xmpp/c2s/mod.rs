@@ -8,7 +8,6 @@
 
 mod iq;
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -81,8 +80,6 @@ pub struct C2s {
     sasl_failures: u32,
     outputs: Vec<Output<Answer>>,
     next_deferred: u64,
-    /// Rooms this stream is in, by uid: a presence to one of them is an update, not a join.
-    pub(crate) rooms: HashSet<String>,
     /// A `<stream:error>` or the stream's end went out: nothing more is read.
     ended: bool,
     /// `<proceed/>` went out: the bytes after `<starttls/>` belong to TLS.
@@ -106,7 +103,6 @@ impl C2s {
             sasl_failures: 0,
             outputs: Vec::new(),
             next_deferred: 0,
-            rooms: HashSet::new(),
             ended: false,
             upgrading: false,
             rate,

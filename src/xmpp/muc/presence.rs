@@ -74,7 +74,7 @@ pub fn handle(c2s: &mut C2s, presence: &Element, to: &Jid) {
     match presence.attr("type") {
         None => {}
         Some("unavailable") => {
-            if c2s.rooms.remove(&uid) {
+            if core.is_present(&session, &uid) {
                 // The others hear of it from the hub; the leaver gets its own presence back.
                 if core.part(&user, &session, &uid).is_ok() {
                     let gone = muc::occupant_presence(
@@ -98,7 +98,7 @@ pub fn handle(c2s: &mut C2s, presence: &Element, to: &Jid) {
         // Errors, probes and subscriptions mean nothing to a room.
         Some(_) => return,
     }
-    if c2s.rooms.contains(&uid) {
+    if core.is_present(&session, &uid) {
         // A status change while in the room: Lync rooms carry no occupant status.
         return;
     }
@@ -109,7 +109,6 @@ pub fn handle(c2s: &mut C2s, presence: &Element, to: &Jid) {
             return c2s.refuse(presence, &refusal);
         }
     };
-    c2s.rooms.insert(uid.clone());
     let room = joined.room.clone();
     for participant in joined.participants.iter().filter(|p| p.user != user) {
         let standing = muc::standing(&room, participant.roles);
