@@ -146,5 +146,6 @@ impl C2s {
             .with_child(Element::new("jid").with_text(full.clone()));
         let result = stanza::iq_result(iq, &full, Some(bound));
         self.send(&result);
+        muc::invite::offer(self);
     }
 }

@@ -57,6 +57,8 @@ pub enum Answer {
         iq: Element,
         result: Result<(), crate::core::service::ServiceError>,
     },
+    /// Invitations not offered yet, after the stream bound.
+    Invitations(Vec<(i64, Arc<Room>)>),
     /// One page of an archive query.
     Archive {
         iq: Element,
@@ -472,6 +474,7 @@ impl crate::net::Connection for C2s {
             } => muc::presence::history(self, &room_uid, &request, result),
             Answer::Archive { iq, query, result } => muc::mam::answer(self, &iq, &query, result),
             Answer::Administered { iq, result } => muc::admin::administered(self, &iq, result),
+            Answer::Invitations(invitations) => muc::invite::send(self, &invitations),
         }
     }
 

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod disco;
+pub mod invite;
 pub mod mam;
 pub mod message;
 pub mod presence;
