@@ -16,7 +16,9 @@ use perch::xmpp::stream::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::chat::{Chat, code, room_uri, seed, snapshot, trusted};
+use perch::core::manage::RoomChange;
+
+use crate::chat::{Chat, code, room_uri, save_room, seed, snapshot, trusted};
 use crate::support::*;
 
 const MUC: &str = "conference.example.test";
@@ -786,4 +788,93 @@ async fn a_stanza_over_the_limit_ends_the_stream() {
     let stored = read_history(server.store.as_ref(), room_id, HistoryQuery::Last(10));
     assert_eq!(stored.len(), 1);
     server.stop().await;
+}
+
+/// `work`, or `None` if it has not finished within `wait`.
+async fn within<T>(
+    wait: std::time::Duration,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::time::timeout(wait, work).await.ok()
+}
+
+async fn set_disabled(server: &TestServer, room: &'static str, disabled: bool) {
+    let store = server.store.clone();
+    tokio::task::spawn_blocking(move || {
+        save_room(
+            store.as_ref(),
+            Some(room),
+            RoomChange {
+                disabled: Some(disabled),
+                ..RoomChange::default()
+            },
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+#[ignore = "gateway bug: a stream evicted from a room keeps it in C2s::rooms, so its next join presence is taken for a status update and dropped"]
+async fn an_evicted_occupant_can_join_again() {
+    let server = start().await;
+    let lobby_uri = room_uri(server.store.as_ref(), "Lobby");
+    let lobby = room_jid(&server, "Lobby");
+    let mut alice = Xmpp::connect(&server, "alice", "alice-pw").await;
+    alice.join(&lobby, "alice").await;
+    let mut bob = Chat::connect(&server, "bob").await;
+    assert_eq!(code(&bob.join(&lobby_uri).await), "200");
+
+    // Disabling the room takes everyone out; alice hears it as XEP-0045's removal.
+    set_disabled(&server, "Lobby", true).await;
+    let own_jid = format!("{lobby}/alice");
+    let removed = alice
+        .until(|s| s.attr("from") == Some(own_jid.as_str()) && is_unavailable(s))
+        .await;
+    assert_eq!(
+        removed.attr("from"),
+        Some(format!("{lobby}/alice").as_str())
+    );
+    assert_eq!(statuses(&removed), [110, 321]);
+    bob.expect("rpl:part").await;
+
+    // Enabled again, the room takes her back like any newcomer.
+    set_disabled(&server, "Lobby", false).await;
+    let info = "<query xmlns='http://jabber.org/protocol/disco#info'/>";
+    let mut open = false;
+    for _ in 0..50 {
+        if alice.iq("get", Some(&lobby), info).await.attr("type") == Some("result") {
+            open = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(open, "the room was not enabled again");
+    // bob's removal, which alice may or may not have been told of before her own.
+    alice.kept.retain(|s| s.name != "presence");
+    let rejoined = within(
+        std::time::Duration::from_secs(2),
+        alice.join(&lobby, "alice"),
+    )
+    .await;
+    let Some((own, others)) = rejoined else {
+        panic!(
+            "the join presence after the eviction went unanswered; received meanwhile: {:?}",
+            alice.kept.iter().map(Element::to_xml).collect::<Vec<_>>()
+        );
+    };
+    assert_eq!(own.attr("type"), None, "{own:?}");
+    assert_eq!(statuses(&own), [100, 110, 170]);
+    assert!(others.is_empty(), "{others:?}");
+    assert_eq!(code(&bob.join(&lobby_uri).await), "200");
+    let arrived = alice.until(|s| s.name == "presence").await;
+    assert_eq!(arrived.attr("from"), Some(format!("{lobby}/bob").as_str()));
+    assert_eq!(arrived.attr("type"), None);
+    let reflected = alice.post(&lobby, "back").await;
+    assert!(!is_error(&reflected), "{reflected:?}");
+    server.stop().await;
+}
+
+fn is_unavailable(stanza: &Element) -> bool {
+    stanza.attr("type") == Some("unavailable")
 }
