@@ -878,3 +878,60 @@ async fn an_evicted_occupant_can_join_again() {
 fn is_unavailable(stanza: &Element) -> bool {
     stanza.attr("type") == Some("unavailable")
 }
+
+#[tokio::test]
+async fn join_history_matches_xccos_and_a_dropped_stream_leaves() {
+    let server = start().await;
+    let lobby_uri = room_uri(server.store.as_ref(), "Lobby");
+    let lobby = room_jid(&server, "Lobby");
+    let mut bob = Chat::connect(&server, "bob").await;
+    assert_eq!(code(&bob.join(&lobby_uri).await), "200");
+    let mut ids = Vec::new();
+    for text in ["one", "two", "three"] {
+        assert_eq!(bob.post(&lobby_uri, text).await, 200);
+        ids.push(msgid(&bob.expect("grpchat").await));
+    }
+
+    let mut alice = Xmpp::connect(&server, "alice", "alice-pw").await;
+    alice
+        .send(&format!(
+            "<presence to='{lobby}/alice'><x xmlns='{NS_MUC}'><history maxstanzas='2'/></x></presence>"
+        ))
+        .await;
+    let own = alice
+        .until(|s| s.name == "presence" && statuses(s).contains(&110))
+        .await;
+    assert_eq!(own.attr("type"), None);
+    // The history comes after the own presence, oldest first, and the subject ends it.
+    let mut replayed = Vec::new();
+    loop {
+        let stanza = alice.until(|s| s.name == "message").await;
+        if stanza.child("subject").is_some() {
+            break;
+        }
+        assert_eq!(stanza.attr("from"), Some(format!("{lobby}/bob").as_str()));
+        let delay = stanza.child_in("delay", "urn:xmpp:delay").unwrap();
+        assert_eq!(delay.attr("from"), Some(lobby.as_str()));
+        replayed.push((
+            stanza_id(&stanza, &lobby),
+            body_of(&stanza).unwrap().to_owned(),
+        ));
+    }
+    assert_eq!(
+        replayed,
+        [(ids[1], "two".to_owned()), (ids[2], "three".to_owned())]
+    );
+    let history = bob.history(&lobby_uri, r#"<last cnt="2"/>"#).await;
+    assert_eq!(history.iter().map(msgid).collect::<Vec<_>>(), ids[1..]);
+    bob.expect("ntc:join").await;
+
+    // A stream that ends without a word leaves its rooms.
+    drop(alice);
+    let notice = bob.expect("ntc:part").await;
+    let chanib = notice.child("data").unwrap().child("chanib").unwrap();
+    assert_eq!(
+        chanib.child("uib").unwrap().attr("uri"),
+        Some("sip:alice@example.test")
+    );
+    server.stop().await;
+}
