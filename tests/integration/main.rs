@@ -23,3 +23,4 @@ mod torture;
 mod transcripts;
 mod web;
 mod wire;
+mod xmpp;
