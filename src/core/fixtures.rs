@@ -329,6 +329,18 @@ impl ArchiveStore for MemoryStore {
                 *count,
             ),
             HistoryQuery::Search { .. } => Vec::new(),
+            HistoryQuery::Range(range) => {
+                let admitted: Vec<&ChatMessage> = room.filter(|m| range.admits(m)).collect();
+                if range.newest {
+                    newest(admitted, range.count)
+                } else {
+                    admitted
+                        .into_iter()
+                        .take(range.count as usize)
+                        .cloned()
+                        .collect()
+                }
+            }
         };
         later(answer)
     }

@@ -195,6 +195,43 @@ pub enum HistoryQuery {
         words: Vec<String>,
         count: u32,
     },
+    /// An archive page (XEP-0313): ids strictly between `after` and `before`, times within
+    /// `since..=until` (100 ns ticks), by `author` if given; `count` of them from the oldest
+    /// end, or from the newest with `newest`.
+    Range(HistoryRange),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRange {
+    pub after: i64,
+    pub before: i64,
+    pub since: i64,
+    pub until: i64,
+    pub author: Option<String>,
+    pub newest: bool,
+    pub count: u32,
+}
+
+impl HistoryRange {
+    /// Every message, oldest first, `count` at a time.
+    pub fn all(count: u32) -> Self {
+        Self {
+            after: 0,
+            before: i64::MAX,
+            since: i64::MIN,
+            until: i64::MAX,
+            author: None,
+            newest: false,
+            count,
+        }
+    }
+
+    pub fn admits(&self, message: &ChatMessage) -> bool {
+        message.id > self.after
+            && message.id < self.before
+            && (self.since..=self.until).contains(&message.ts)
+            && self.author.as_ref().is_none_or(|a| *a == message.author)
+    }
 }
 
 /// Users and their credentials.

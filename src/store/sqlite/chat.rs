@@ -503,6 +503,33 @@ pub fn history(
             ascending.reverse();
             ascending
         }
+        HistoryQuery::Range(range) => {
+            let order = if range.newest { "DESC" } else { "ASC" };
+            let mut s = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages WHERE room_id = ?1 AND id > ?2 AND id < ?3 \
+                 AND ts >= ?4 AND ts <= ?5 AND (?6 IS NULL OR author = ?6) \
+                 ORDER BY id {order} LIMIT ?7"
+            ))?;
+            let mut found: Vec<ChatMessage> = s
+                .query_map(
+                    params![
+                        room_id,
+                        range.after,
+                        range.before,
+                        range.since,
+                        range.until,
+                        range.author,
+                        range.count
+                    ],
+                    message_from_row,
+                )?
+                .collect::<Result<_, _>>()?;
+            // Newest first here, as the other arms, for the reversal below.
+            if !range.newest {
+                found.reverse();
+            }
+            found
+        }
         HistoryQuery::Search { words, count } => {
             if words.is_empty() {
                 return Ok(Vec::new());

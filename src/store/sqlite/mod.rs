@@ -703,6 +703,66 @@ mod tests {
         store.close();
     }
 
+    /// Archive pages: ids between bounds, times within a window, one author, from either end.
+    #[test]
+    fn history_ranges_bound_ids_times_and_authors() {
+        use crate::core::ports::{
+            ArchiveStore, ChatMessage, HistoryQuery, HistoryRange, ModelStore, read_blocking, wait,
+        };
+        let dir = crate::core::fixtures::TempDir::new("history-ranges");
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let category =
+            wait(store.save_category(crate::core::fixtures::category("C", "x", true))).unwrap();
+        let room =
+            wait(store.save_room(crate::core::model::Room::new("r", "r", category.id))).unwrap();
+        for n in 1..=10i64 {
+            wait(store.append_message(ChatMessage {
+                id: 0,
+                room_id: room.id,
+                author: if n % 2 == 0 { "bob@x" } else { "alice@x" }.into(),
+                ts: n * 100,
+                text: format!("m{n}"),
+                extension: None,
+            }))
+            .unwrap();
+        }
+        let ids = |range: HistoryRange| -> Vec<i64> {
+            read_blocking(store.history(room.id, HistoryQuery::Range(range)))
+                .unwrap()
+                .iter()
+                .map(|m| m.id)
+                .collect()
+        };
+        assert_eq!(ids(HistoryRange::all(3)), [1, 2, 3]);
+        assert_eq!(
+            ids(HistoryRange {
+                newest: true,
+                ..HistoryRange::all(3)
+            }),
+            [8, 9, 10],
+            "from the newest end, still oldest first"
+        );
+        assert_eq!(
+            ids(HistoryRange {
+                after: 2,
+                before: 9,
+                since: 400,
+                until: 700,
+                ..HistoryRange::all(10)
+            }),
+            [4, 5, 6, 7]
+        );
+        assert_eq!(
+            ids(HistoryRange {
+                author: Some("bob@x".into()),
+                newest: true,
+                ..HistoryRange::all(2)
+            }),
+            [8, 10]
+        );
+        store.close();
+    }
+
     #[test]
     fn concurrent_administrators_wait_their_turn_instead_of_failing() {
         // Several `perch admin` processes at once: separate connections to one file.

@@ -1,11 +1,14 @@
 //! The room's archive (XEP-0313 `urn:xmpp:mam:2`, paged with XEP-0059): the messages
-//! XCCOS's `bccontext` reads, with the same ids, in the same order. Full-text search is
-//! the form field `{urn:xmpp:fulltext:0}fulltext`, as ejabberd offers it.
+//! XCCOS's `bccontext` reads, with the same ids, in the same order, filtered by `start`,
+//! `end` and `with`. Full-text search is the form field `{urn:xmpp:fulltext:0}fulltext`,
+//! as ejabberd offers it.
 
-use crate::core::ports::HistoryQuery;
+use crate::core::ids::ticks_from_rfc3339;
+use crate::core::ports::{HistoryQuery, HistoryRange};
 use crate::xml::Element;
 use crate::xmpp::c2s::{Answer, C2s, HistoryResult};
 use crate::xmpp::errors::stanza_error;
+use crate::xmpp::jid::Jid;
 use crate::xmpp::muc;
 use crate::xmpp::stanza::{self, ErrorType, NS_DATA, NS_FORWARD, NS_MAM, NS_RSM, StanzaError};
 use crate::xmpp::stream::JABBER_CLIENT;
@@ -37,6 +40,9 @@ pub fn form() -> Element {
             .with_child(
                 field("FORM_TYPE", "hidden").with_child(Element::new("value").with_text(NS_MAM)),
             )
+            .with_child(field("start", "text-single"))
+            .with_child(field("end", "text-single"))
+            .with_child(field("with", "jid-single"))
             .with_child(field(FULLTEXT, "text-single")),
     )
 }
@@ -59,14 +65,6 @@ pub fn query(c2s: &mut C2s, iq: &Element, room_uid: &str) {
     let Some(query) = iq.child_in("query", NS_MAM) else {
         return;
     };
-    for unsupported in ["start", "end", "with"] {
-        if form_value(query, unsupported).is_some_and(|v| !v.trim().is_empty()) {
-            let refusal = StanzaError::new(ErrorType::Cancel, "feature-not-implemented").with_text(
-                format!("the {unsupported} filter is not supported yet; page with RSM"),
-            );
-            return c2s.refuse(iq, &refusal);
-        }
-    }
     let set = query.child_in("set", NS_RSM);
     let text = |name| {
         set.and_then(|set| set.child(name))
@@ -76,33 +74,57 @@ pub fn query(c2s: &mut C2s, iq: &Element, room_uid: &str) {
         .and_then(|m| m.parse::<u32>().ok())
         .unwrap_or(DEFAULT_PAGE)
         .clamp(1, MAX_PAGE);
-    let id = |value: Option<String>| value.filter(|v| !v.is_empty()).map(|v| v.parse::<i64>());
-    let history = match (
-        form_value(query, FULLTEXT)
+    let field = |var| {
+        form_value(query, var)
             .map(str::trim)
-            .filter(|t| !t.is_empty()),
-        id(text("after")),
-        text("before"),
+            .filter(|v| !v.is_empty())
+    };
+    let history = match filters(
+        &c2s.shared.settings.domain,
+        field("start"),
+        field("end"),
+        field("with"),
     ) {
-        (Some(words), _, _) => HistoryQuery::Search {
-            words: words.split_whitespace().map(str::to_owned).collect(),
-            count: max,
-        },
-        (None, Some(Ok(after)), _) => HistoryQuery::After {
-            id: after,
-            count: max,
-        },
-        (None, None, Some(before)) if before.is_empty() => HistoryQuery::Last(max),
-        (None, None, Some(before)) => match before.parse::<i64>() {
-            Ok(before) => HistoryQuery::Before {
-                id: before,
+        Err(refusal) => return c2s.refuse(iq, &refusal),
+        Ok(range) => match (field(FULLTEXT), text("after"), text("before")) {
+            (Some(_), _, _) if range != HistoryRange::all(range.count) => {
+                let refusal = StanzaError::new(ErrorType::Cancel, "feature-not-implemented")
+                    .with_text("full-text search takes no other filter");
+                return c2s.refuse(iq, &refusal);
+            }
+            (Some(words), _, _) => HistoryQuery::Search {
+                words: words.split_whitespace().map(str::to_owned).collect(),
                 count: max,
             },
-            Err(_) => return c2s.refuse(iq, &not_an_id()),
+            (None, Some(after), _) if !after.is_empty() => match after.parse::<i64>() {
+                Ok(after) => HistoryQuery::Range(HistoryRange {
+                    after,
+                    count: max,
+                    ..range
+                }),
+                Err(_) => return c2s.refuse(iq, &not_an_id()),
+            },
+            // `<before/>`: the last page.
+            (None, _, Some(before)) if before.is_empty() => HistoryQuery::Range(HistoryRange {
+                newest: true,
+                count: max,
+                ..range
+            }),
+            (None, _, Some(before)) => match before.parse::<i64>() {
+                Ok(before) => HistoryQuery::Range(HistoryRange {
+                    before,
+                    newest: true,
+                    count: max,
+                    ..range
+                }),
+                Err(_) => return c2s.refuse(iq, &not_an_id()),
+            },
+            // No paging asked: from the beginning, oldest first (XEP-0313 §4.1).
+            (None, _, None) => HistoryQuery::Range(HistoryRange {
+                count: max,
+                ..range
+            }),
         },
-        (None, Some(Err(_)), _) => return c2s.refuse(iq, &not_an_id()),
-        // No paging asked: from the beginning, oldest first (XEP-0313 §4.1).
-        (None, None, None) => HistoryQuery::After { id: 0, count: max },
     };
     let archive = ArchiveQuery {
         queryid: query.attr("queryid").map(str::to_owned),
@@ -119,6 +141,42 @@ pub fn query(c2s: &mut C2s, iq: &Element, room_uid: &str) {
             result,
         }
     });
+}
+
+/// The form's `start`, `end` (XEP-0082 times) and `with` (an occupant `room/nick`, or a
+/// user's JID) as a range over the whole archive.
+fn filters(
+    domain: &str,
+    start: Option<&str>,
+    end: Option<&str>,
+    with: Option<&str>,
+) -> Result<HistoryRange, StanzaError> {
+    let time = |text: &str| {
+        ticks_from_rfc3339(text).map_err(|_| {
+            StanzaError::new(ErrorType::Modify, "bad-request")
+                .with_text(format!("{text:?} is not a time like 2024-05-01T12:00:00Z"))
+        })
+    };
+    let mut range = HistoryRange::all(DEFAULT_PAGE);
+    if let Some(start) = start {
+        range.since = time(start)?;
+    }
+    if let Some(end) = end {
+        range.until = time(end)?;
+    }
+    if let Some(with) = with {
+        let jid =
+            Jid::parse(with).map_err(|_| StanzaError::new(ErrorType::Modify, "jid-malformed"))?;
+        // A room occupant is its nick, which is the user's name in perch's domain.
+        range.author = Some(match (&jid.local, &jid.resource) {
+            (Some(_), Some(nick)) if nick.contains('@') => nick.to_lowercase(),
+            (Some(_), Some(nick)) if jid.domain != domain => {
+                format!("{}@{domain}", nick.to_lowercase())
+            }
+            _ => jid.bare(),
+        });
+    }
+    Ok(range)
 }
 
 fn not_an_id() -> StanzaError {
@@ -171,4 +229,45 @@ pub fn answer(c2s: &mut C2s, iq: &Element, query: &ArchiveQuery, result: History
     }
     let reply = stanza::iq_result(iq, &client, Some(fin));
     c2s.send(&reply);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_filters_become_a_range() {
+        let range = filters(
+            "example.test",
+            Some("2024-05-01T00:00:00Z"),
+            Some("2024-05-02T00:00:00Z"),
+            Some("room@conference.example.test/bob"),
+        )
+        .unwrap();
+        assert_eq!(
+            range.since,
+            ticks_from_rfc3339("2024-05-01T00:00:00Z").unwrap()
+        );
+        assert_eq!(
+            range.until,
+            ticks_from_rfc3339("2024-05-02T00:00:00Z").unwrap()
+        );
+        assert_eq!(range.author.as_deref(), Some("bob@example.test"));
+        let user = filters("example.test", None, None, Some("Bob@Example.Test/phone")).unwrap();
+        assert_eq!(user.author.as_deref(), Some("bob@example.test"));
+        let foreign = filters(
+            "example.test",
+            None,
+            None,
+            Some("r@conference.example.test/x@other.test"),
+        )
+        .unwrap();
+        assert_eq!(foreign.author.as_deref(), Some("x@other.test"));
+        assert_eq!(
+            filters("example.test", None, None, None).unwrap(),
+            HistoryRange::all(DEFAULT_PAGE)
+        );
+        let bad = filters("example.test", Some("yesterday"), None, None).unwrap_err();
+        assert_eq!(bad.condition, "bad-request");
+    }
 }
