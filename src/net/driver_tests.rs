@@ -29,6 +29,7 @@ struct LineConnection {
 }
 
 impl Protocol for Lines {
+    const NAME: &'static str = "lines";
     type Connection = LineConnection;
     type Delivery = ();
 

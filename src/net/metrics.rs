@@ -1,4 +1,4 @@
-//! The network layer's counters for `/metrics`: connections by transport, those refused
+//! The network layer's counters for `/metrics`: connections by protocol and transport, those refused
 //! at the door, and those cut off for not reading. Process-wide, like the core's
 //! (`core::metrics`), which this layer does not see.
 
@@ -14,6 +14,8 @@ use super::Transport;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ByTransport {
+    /// The protocol's name (`sip`, `xmpp`): [`super::Protocol::NAME`].
+    pub protocol: &'static str,
     pub transport: &'static str,
 }
 
@@ -35,8 +37,9 @@ pub fn metrics() -> &'static NetMetrics {
 }
 
 impl Transport {
-    pub fn label(self) -> ByTransport {
+    pub fn label(self, protocol: &'static str) -> ByTransport {
         ByTransport {
+            protocol,
             transport: match self {
                 Transport::Tls => "tls",
                 Transport::Tcp => "tcp",
@@ -49,12 +52,12 @@ impl NetMetrics {
     pub fn register(&'static self, registry: &mut Registry) {
         registry.register(
             "connections",
-            "SIP connections open, by transport",
+            "Connections open, by protocol and transport",
             self.open.clone(),
         );
         registry.register(
             "connections_accepted",
-            "SIP connections accepted, by transport",
+            "Connections accepted, by protocol and transport",
             self.accepted.clone(),
         );
         registry.register(

@@ -64,6 +64,8 @@ pub enum Output<A> {
 
 /// One protocol: how to open its side of a connection and where its deliveries queue.
 pub trait Protocol: Send + Sync + 'static {
+    /// The protocol's name in metrics and logs (`sip`, `xmpp`).
+    const NAME: &'static str;
     type Connection: Connection<Delivery = Self::Delivery>;
     /// What the rest of the server sends a connection (a rendered event).
     type Delivery: Send + 'static;
@@ -159,7 +161,7 @@ pub async fn accept_loop<P: Protocol>(
                 };
                 let acceptor = acceptor.as_ref().map(|current| current.borrow().clone());
                 let (protocol, shutdown) = (protocol.clone(), shutdown.clone());
-                let label = transport.label();
+                let label = transport.label(P::NAME);
                 metrics::metrics().accepted.get_or_create(&label).inc();
                 let open = metrics::metrics().open.get_or_create(&label).clone();
                 open.inc();

@@ -97,6 +97,7 @@ impl XmppProtocol {
 }
 
 impl net::Protocol for XmppProtocol {
+    const NAME: &'static str = "xmpp";
     type Connection = c2s::C2s;
     type Delivery = Bytes;
 

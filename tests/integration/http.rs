@@ -163,14 +163,20 @@ async fn health_readiness_and_metrics_over_https() {
             "perch_sign_ins_total{mechanism=\"trusted\",outcome=\"success\"} ",
             1.0,
         ),
-        ("perch_connections_accepted_total{transport=\"tls\"} ", 1.0),
+        (
+            "perch_connections_accepted_total{protocol=\"sip\",transport=\"tls\"} ",
+            1.0,
+        ),
         ("perch_store_commit_seconds_count ", 3.0),
     ] {
         let moved = sample(&after, series) - sample(&before, series);
         assert!(moved >= at_least, "{series} moved by {moved}:\n{after}");
     }
     assert!(
-        sample(&after, "perch_connections{transport=\"tls\"} ") >= 1.0,
+        sample(
+            &after,
+            "perch_connections{protocol=\"sip\",transport=\"tls\"} "
+        ) >= 1.0,
         "{after}"
     );
     dashboard_queries_only_what_perch_exports(&after);

@@ -23,6 +23,7 @@ impl LyncProtocol {
 }
 
 impl net::Protocol for LyncProtocol {
+    const NAME: &'static str = "sip";
     type Connection = Session;
     type Delivery = Outbound;
 
