@@ -7,6 +7,7 @@ pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+pub const NS_SM: &str = "urn:xmpp:sm:3";
 pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 pub const NS_PING: &str = "urn:xmpp:ping";
 pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";

@@ -27,7 +27,9 @@ use crate::xmpp::XmppShared;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::muc;
 use crate::xmpp::sasl::{self, Exchange, Mechanism, Step};
-use crate::xmpp::stanza::{self, ErrorType, NS_BIND, NS_SASL, NS_SESSION, NS_TLS, StanzaError};
+use crate::xmpp::stanza::{
+    self, ErrorType, NS_BIND, NS_SASL, NS_SESSION, NS_SM, NS_TLS, StanzaError,
+};
 use crate::xmpp::stream::{
     self, JABBER_CLIENT, STREAMS_NS, ServerHeader, StreamEvent, StreamFramer,
 };
@@ -88,6 +90,8 @@ pub struct C2s {
     upgrading: bool,
     /// Stanzas of this stream (the user's across streams: `shared.user_stanzas`).
     rate: TokenBucket,
+    /// XEP-0198 once enabled: stanzas received from the client, modulo 2^32.
+    handled: Option<u32>,
 }
 
 impl C2s {
@@ -108,6 +112,7 @@ impl C2s {
             ended: false,
             upgrading: false,
             rate,
+            handled: None,
         }
     }
 
@@ -218,6 +223,7 @@ impl C2s {
         } else {
             features = features
                 .with_child(Element::new("bind").with_namespace(NS_BIND))
+                .with_child(Element::new("sm").with_namespace(NS_SM))
                 .with_child(
                     Element::new("session")
                         .with_namespace(NS_SESSION)
@@ -232,14 +238,48 @@ impl C2s {
             (NS_TLS, "starttls") => self.starttls(),
             (NS_SASL, "auth") => self.auth(&element, now),
             (NS_SASL, "response" | "abort") => self.sasl_response(&element, now),
+            (NS_SM, _) => self.stream_management(&element),
             (JABBER_CLIENT, "iq" | "message" | "presence") => {
                 if self.user.is_none() {
                     self.stream_error("not-authorized");
                 } else if self.jid.is_none() && !iq::is_bind(&element) {
                     self.stream_error("not-authorized");
                 } else {
+                    if let Some(handled) = &mut self.handled {
+                        *handled = handled.wrapping_add(1);
+                    }
                     self.stanza(element, now);
                 }
+            }
+            _ => self.stream_error("unsupported-stanza-type"),
+        }
+    }
+
+    /// XEP-0198 acknowledgements: `<enable/>` after binding, then `<a h=…/>` for every
+    /// `<r/>`. Resumption is not offered (perch keeps no stream after its connection), so
+    /// `<resume/>` fails and clients sign in afresh.
+    fn stream_management(&mut self, element: &Element) {
+        match element.name.as_str() {
+            "enable" if self.jid.is_some() && self.handled.is_none() => {
+                self.handled = Some(0);
+                self.send(&Element::new("enabled").with_namespace(NS_SM));
+            }
+            "r" if self.handled.is_some() => {
+                let h = self.handled.unwrap_or_default().to_string();
+                self.send(&Element::new("a").with_namespace(NS_SM).with_attr("h", h));
+            }
+            // The client's count of what perch sent: nothing is kept to release.
+            "a" if self.handled.is_some() => {}
+            "enable" | "resume" => {
+                let condition = if element.name == "resume" {
+                    "item-not-found"
+                } else {
+                    "unexpected-request"
+                };
+                let failed = Element::new("failed")
+                    .with_namespace(NS_SM)
+                    .with_child(Element::new(condition).with_namespace(stanza::NS_STANZAS));
+                self.send(&failed);
             }
             _ => self.stream_error("unsupported-stanza-type"),
         }

@@ -177,3 +177,35 @@ fn a_stream_over_its_stanza_rate_is_told_to_wait() {
     let later = stream.send("<iq type='get' id='late'><ping xmlns='urn:xmpp:ping'/></iq>");
     assert!(later.contains("type=\"result\""), "{later}");
 }
+
+#[test]
+fn stream_management_acknowledges_what_was_handled() {
+    let mut stream = Stream::open(Transport::Tls, settings(100, 100));
+    stream.send(HEADER);
+    let plain = BASE64.encode(b"\0alice@example.test\0alice-pw");
+    stream.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"
+    ));
+    let features = stream.send(HEADER);
+    assert!(
+        features.contains("<sm xmlns=\"urn:xmpp:sm:3\"/>"),
+        "{features}"
+    );
+    let early = stream.send("<enable xmlns='urn:xmpp:sm:3'/>");
+    assert!(
+        early.contains("<failed xmlns=\"urn:xmpp:sm:3\">"),
+        "before binding: {early}"
+    );
+    stream.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
+    assert_eq!(
+        stream.send("<enable xmlns='urn:xmpp:sm:3'/>"),
+        "<enabled xmlns=\"urn:xmpp:sm:3\"/>"
+    );
+    stream.send("<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq><presence/>");
+    assert_eq!(
+        stream.send("<r xmlns='urn:xmpp:sm:3'/>"),
+        "<a xmlns=\"urn:xmpp:sm:3\" h=\"2\"/>"
+    );
+    let resumed = stream.send("<resume xmlns='urn:xmpp:sm:3' h='0' previd='x'/>");
+    assert!(resumed.contains("<item-not-found"), "{resumed}");
+}
