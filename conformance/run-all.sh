@@ -10,7 +10,7 @@ CONF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RESULTS="$CONF/results"
 mkdir -p "$RESULTS"
 
-SUITES=(sipe sipsak ntlm xsd openapi web xmpp)
+SUITES=(sipe sipsak ntlm xsd openapi web xmpp cross)
 SUITE_TIMEOUT="${CONFORMANCE_SUITE_TIMEOUT:-540}"
 declare -A STATUS TOOK
 failed=0
@@ -41,7 +41,7 @@ for s in "${SUITES[@]}"; do
     printf '  %-8s %s in %ss\n' "$s" "${STATUS[$s]}" "${TOOK[$s]}"
 done
 for f in sipe-connect-tcp.txt sipe-connect-tls.txt sipe-basic-tcp.txt sipe-basic-tls.txt sipe-wrong-password-tcp.txt sipe-eviction-tls.txt sipsak-register.txt ntlm-pyspnego.txt \
-    xsd.txt openapi.txt web.txt xmpp.txt; do
+    xsd.txt openapi.txt web.txt xmpp.txt cross.txt; do
     [ -f "$RESULTS/$f" ] || continue
     printf '  %-22s %s PASS, %s FAIL, %s SKIP\n' "$f" \
         "$(grep -c '^PASS ' "$RESULTS/$f" || true)" "$(grep -c '^FAIL ' "$RESULTS/$f" || true)" \
