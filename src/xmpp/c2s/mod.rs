@@ -92,6 +92,8 @@ pub struct C2s {
     rate: TokenBucket,
     /// XEP-0198 once enabled: stanzas received from the client, modulo 2^32.
     handled: Option<u32>,
+    /// Whether perch's stream header went out on the current stream.
+    header_sent: bool,
 }
 
 impl C2s {
@@ -113,6 +115,7 @@ impl C2s {
             upgrading: false,
             rate,
             handled: None,
+            header_sent: false,
         }
     }
 
@@ -162,6 +165,11 @@ impl C2s {
     /// Ends the stream with `condition` (RFC 6120 §4.9.3).
     fn stream_error(&mut self, condition: &str) {
         tracing::debug!(connection = self.info.id, peer = %self.info.peer, condition, "XMPP stream error");
+        // An error before perch's own header still opens the stream first (RFC 6120
+        // §4.9.1.2), so the client can read it.
+        if !self.header_sent {
+            self.send_header();
+        }
         let mut out = String::new();
         stream::render_built(&mut out, &stream::stream_error(condition));
         stream::render_close(&mut out);
@@ -185,7 +193,7 @@ impl C2s {
     }
 
     /// The stream header, then the features of where negotiation stands.
-    fn open(&mut self, to: Option<&str>) {
+    fn send_header(&mut self) {
         let domain = self.shared.settings.domain.clone();
         let id = crate::core::ids::new_room_uid();
         let mut out = String::new();
@@ -199,6 +207,12 @@ impl C2s {
             },
         );
         self.outputs.push(Output::Send(Bytes::from(out)));
+        self.header_sent = true;
+    }
+
+    fn open(&mut self, to: Option<&str>) {
+        let domain = self.shared.settings.domain.clone();
+        self.send_header();
         if to.is_none_or(|to| !to.eq_ignore_ascii_case(&domain)) {
             self.stream_error("host-unknown");
             return;
@@ -384,6 +398,7 @@ impl C2s {
                 tracing::info!(connection = self.info.id, user = %user, addr = %self.info.peer, mechanism = exchange.mechanism().name(), "XMPP signed in");
                 self.user = Some(user.clone());
                 self.framer.restart();
+                self.header_sent = false;
             }
             Step::Failure(ref failure) => {
                 sasl::record(&self.shared.throttle, peer, &exchange, &step, now);
@@ -532,6 +547,7 @@ impl crate::net::Connection for C2s {
         self.secure = true;
         self.upgrading = false;
         self.framer.restart();
+        self.header_sent = false;
     }
 
     fn closed(&mut self) {

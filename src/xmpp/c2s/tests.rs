@@ -209,3 +209,13 @@ fn stream_management_acknowledges_what_was_handled() {
     let resumed = stream.send("<resume xmlns='urn:xmpp:sm:3' h='0' previd='x'/>");
     assert!(resumed.contains("<item-not-found"), "{resumed}");
 }
+
+#[test]
+fn an_error_before_the_header_still_opens_the_stream_first() {
+    let mut stream = Stream::open(Transport::Tls, settings(100, 100));
+    let answer = stream.send("<iq/>");
+    let header = answer.find("<stream:stream").expect("a header");
+    let error = answer.find("<stream:error>").expect("an error");
+    assert!(header < error, "{answer}");
+    assert!(answer.ends_with("</stream:stream>[close]"), "{answer}");
+}
