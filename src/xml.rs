@@ -659,9 +659,6 @@ fn attributes_of(
         if attributes.len() >= limits.max_attributes {
             return Err(XmlError::TooManyAttributes(limits.max_attributes));
         }
-        if attribute.value.len() > limits.max_value_bytes {
-            return Err(XmlError::ValueTooLong(limits.max_value_bytes));
-        }
         // XML 1.0 §3.1 (AttValue): a literal `<` must be written `&lt;`.
         if attribute.value.contains('<') {
             return Err(XmlError::Syntax("a raw '<' in an attribute value".into()));
@@ -680,6 +677,11 @@ fn attributes_of(
                 other => XmlError::Syntax(other.to_string()),
             })?
             .into_owned();
+        // The value's own length, not its escaped form's: what is kept is bounded, and a
+        // value read once reads again after perch writes it with its quotes escaped.
+        if value.len() > limits.max_value_bytes {
+            return Err(XmlError::ValueTooLong(limits.max_value_bytes));
+        }
         xml_chars(&value)?;
         attributes.push((name, value));
     }
@@ -718,6 +720,25 @@ fn namespaced_element_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_is_bounded_by_its_own_length_not_its_escaped_form() {
+        let limits = XmlLimits {
+            max_value_bytes: 10,
+            ..XmlLimits::default()
+        };
+        let read = parse(br#"<a v="''''''''''"/>"#, &limits).unwrap();
+        assert_eq!(read.attr("v"), Some("''''''''''"));
+        // Written again, each ' becomes &apos;: 60 bytes of markup for a 10-byte value.
+        let written = read.to_xml();
+        assert!(written.len() > 60, "{written}");
+        assert_eq!(parse(written.as_bytes(), &limits).unwrap(), read);
+        let longer = parse(br#"<a v="'''''''''''"/>"#, &limits);
+        assert!(
+            matches!(longer, Err(XmlError::ValueTooLong(10))),
+            "{longer:?}"
+        );
+    }
 
     fn p(text: &str) -> Result<Element, XmlError> {
         parse(text.as_bytes(), &XmlLimits::default())
