@@ -974,3 +974,60 @@ async fn lync_invitations_are_offered_once_as_direct_invitations() {
     assert!(quiet.is_err(), "offered twice: {quiet:?}");
     server.stop().await;
 }
+
+/// A manager's client reads and changes the room's configuration (muc#owner) under the
+/// same rules as `perch admin`; anyone else is refused. bob manages Stage in the seed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_configures_the_room_and_others_may_not() {
+    let server = start().await;
+    let stage = room_jid(&server, "Stage");
+    let owner = "http://jabber.org/protocol/muc#owner";
+    let mut bob = Xmpp::connect(&server, "bob", "bob-pw").await;
+    let form = bob
+        .iq("get", Some(&stage), &format!("<query xmlns='{owner}'/>"))
+        .await;
+    assert_eq!(form.attr("type"), Some("result"), "{form:?}");
+    let value = |var: &str| {
+        form.child_in("query", owner)
+            .and_then(|q| q.child_in("x", "jabber:x:data"))
+            .and_then(|x| x.children.iter().find(|f| f.attr("var") == Some(var)))
+            .and_then(|f| f.child("value"))
+            .map(|v| v.text.clone())
+    };
+    assert_eq!(value("muc#roomconfig_roomname").as_deref(), Some("Stage"));
+    assert_eq!(value("muc#roomconfig_moderatedroom").as_deref(), Some("1"));
+    assert_eq!(value("x-perch#category").as_deref(), Some("General"));
+    let submit = format!(
+        "<query xmlns='{owner}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+         <field var='muc#roomconfig_roomdesc'><value>Talks on Fridays</value></field>\
+         </x></query>"
+    );
+    let saved = bob.iq("set", Some(&stage), &submit).await;
+    assert_eq!(saved.attr("type"), Some("result"), "{saved:?}");
+    let stored = snapshot(server.store.as_ref())
+        .room_by_name("Stage")
+        .unwrap()
+        .description
+        .clone();
+    assert_eq!(stored, "Talks on Fridays");
+
+    let mut alice = Xmpp::connect(&server, "alice", "alice-pw").await;
+    let refused = alice.iq("set", Some(&stage), &submit).await;
+    assert_eq!(
+        error_of(&refused),
+        ("auth".to_owned(), "forbidden".to_owned())
+    );
+    let destroy = bob
+        .iq(
+            "set",
+            Some(&stage),
+            &format!("<query xmlns='{owner}'><destroy/></query>"),
+        )
+        .await;
+    assert_eq!(
+        error_of(&destroy),
+        ("cancel".to_owned(), "not-allowed".to_owned())
+    );
+    server.stop().await;
+}

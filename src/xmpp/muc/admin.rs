@@ -102,13 +102,28 @@ pub fn query(c2s: &mut C2s, iq: &Element, uid: &str) {
             }
         }
     }
-    let store = c2s.shared.store.clone();
-    let iq = iq.clone();
+    save(c2s, iq, &room.name, change);
+}
+
+/// Saves a room change for the signed-in manager through `core::service`, and answers
+/// `iq` once the running server holds the change (or after a bound), so that what the
+/// manager's client does next meets it.
+pub(super) fn save(c2s: &mut C2s, iq: &Element, name: &str, change: RoomChange) {
+    let Some(user) = c2s.user.clone() else {
+        return;
+    };
+    let (store, core) = (c2s.shared.store.clone(), c2s.shared.core.clone());
+    let (iq, name) = (iq.clone(), name.to_owned());
     c2s.defer(async move {
-        let saved = tokio::task::spawn_blocking(move || {
-            let saved =
-                service::save_room(store.as_ref(), &snapshot, &actor, Some(&room.name), change)?;
-            // The answer goes once the running server holds the change, or after a bound.
+        let result = tokio::task::spawn_blocking(move || {
+            let snapshot = core.snapshot();
+            let saved = service::save_room(
+                store.as_ref(),
+                &snapshot,
+                &Actor::User(user),
+                Some(&name),
+                change,
+            )?;
             let deadline = std::time::Instant::now() + VISIBLE_WITHIN;
             while std::time::Instant::now() < deadline && !holds(&core.snapshot(), &saved.room) {
                 std::thread::sleep(Duration::from_millis(10));
@@ -121,17 +136,15 @@ pub fn query(c2s: &mut C2s, iq: &Element, uid: &str) {
                 "the change could not run: {error}"
             )))
         });
-        Answer::Administered { iq, result: saved }
+        Answer::Administered { iq, result }
     });
 }
 
-/// Whether the server's model already has the room's saved lists.
+/// Whether the server's model already holds the saved room.
 fn holds(snapshot: &Snapshot, saved: &crate::core::model::Room) -> bool {
-    snapshot.room_by_uid(&saved.uid).is_some_and(|room| {
-        room.members == saved.members
-            && room.managers == saved.managers
-            && room.presenters == saved.presenters
-    })
+    snapshot
+        .room_by_uid(&saved.uid)
+        .is_some_and(|room| **room == *saved)
 }
 
 pub fn administered(c2s: &mut C2s, iq: &Element, result: Result<(), service::ServiceError>) {

@@ -8,7 +8,7 @@ use crate::xml::Element;
 use crate::xmpp::c2s::C2s;
 use crate::xmpp::errors::stanza_error;
 use crate::xmpp::jid::Jid;
-use crate::xmpp::muc::{self, admin, mam};
+use crate::xmpp::muc::{self, admin, mam, owner};
 use crate::xmpp::stanza::{
     self, ErrorType, NS_DATA, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MAM, NS_MUC, NS_OCCUPANT_ID,
     NS_PING, NS_SID, StanzaError,
@@ -72,6 +72,7 @@ pub fn iq(c2s: &mut C2s, iq: &Element, to: &Jid) {
                 ("get", NS_MAM, "query") => answer(Some(mam::form())),
                 ("set", NS_MAM, "query") => return mam::query(c2s, iq, uid),
                 ("get" | "set", admin::NS_MUC_ADMIN, "query") => return admin::query(c2s, iq, uid),
+                ("get" | "set", owner::NS_MUC_OWNER, "query") => return owner::query(c2s, iq, uid),
                 _ => {
                     let refusal = StanzaError::new(ErrorType::Cancel, "feature-not-implemented");
                     return c2s.refuse(iq, &refusal);

@@ -17,6 +17,7 @@ pub mod disco;
 pub mod invite;
 pub mod mam;
 pub mod message;
+pub mod owner;
 pub mod presence;
 
 use sha2::{Digest as _, Sha256};
