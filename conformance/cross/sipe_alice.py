@@ -16,50 +16,16 @@ import os
 import re
 import signal
 import sys
-import time
 import xml.etree.ElementTree as ET
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cues import Aborted, Cues  # noqa: E402
+
 NS_XCCOS = "urn:parlano:xml:ns:xccos"
-CUE_WAIT = 60
 
 
 def q(tag):
     return "{%s}%s" % (NS_XCCOS, tag)
-
-
-class Cues:
-    def __init__(self, d, me, other):
-        self.d, self.me, self.other = d, me, other
-        os.makedirs(d, exist_ok=True)
-
-    def put(self, name, data=None):
-        tmp = os.path.join(self.d, ".%s.tmp" % name)
-        with open(tmp, "w") as f:
-            json.dump(data or {}, f)
-        os.rename(tmp, os.path.join(self.d, name))
-        print("cue -> %s %s" % (name, json.dumps(data or {})), file=sys.stderr, flush=True)
-
-    def wait(self, name, timeout=CUE_WAIT):
-        path, abort = os.path.join(self.d, name), os.path.join(self.d, "abort-" + self.other)
-        end = time.time() + timeout
-        while time.time() < end:
-            if os.path.exists(path):
-                with open(path) as f:
-                    data = json.load(f)
-                print("cue <- %s %s" % (name, json.dumps(data)), file=sys.stderr, flush=True)
-                return data
-            if os.path.exists(abort):
-                raise Aborted("%s gave up (%s)" % (self.other, open(abort).read().strip()))
-            time.sleep(0.2)
-        raise Aborted("no cue %r from %s within %ds" % (name, self.other, timeout))
-
-    def abort(self, why):
-        with open(os.path.join(self.d, "abort-" + self.me), "w") as f:
-            f.write(why)
-
-
-class Aborted(Exception):
-    pass
 
 
 def envelopes(log_text):

@@ -12,51 +12,16 @@ import json
 import logging
 import os
 import sys
-import time
 import uuid
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "xmpp"))
+from cues import Aborted, Cues  # noqa: E402
 from muc_scenarios import (NS_CLIENT, NS_DISCO_ITEMS, NS_MAM, NS_FORWARD, NS_MUC, body, q,  # noqa: E402
                            sign_in, stanza_id, status_codes)
 
-CUE_WAIT = 60
 
-
-class Aborted(Exception):
-    pass
-
-
-class Cues:
-    def __init__(self, d, me, other):
-        self.d, self.me, self.other = d, me, other
-        os.makedirs(d, exist_ok=True)
-
-    def put(self, name, data=None):
-        tmp = os.path.join(self.d, ".%s.tmp" % name)
-        with open(tmp, "w") as f:
-            json.dump(data or {}, f)
-        os.rename(tmp, os.path.join(self.d, name))
-        print("cue -> %s %s" % (name, json.dumps(data or {})), file=sys.stderr, flush=True)
-
-    async def wait(self, name, timeout=CUE_WAIT):
-        path, abort = os.path.join(self.d, name), os.path.join(self.d, "abort-" + self.other)
-        end = time.time() + timeout
-        while time.time() < end:
-            if os.path.exists(path):
-                with open(path) as f:
-                    data = json.load(f)
-                print("cue <- %s %s" % (name, json.dumps(data)), file=sys.stderr, flush=True)
-                return data
-            if os.path.exists(abort):
-                raise Aborted("%s gave up (%s)" % (self.other, open(abort).read().strip()))
-            await asyncio.sleep(0.2)
-        raise Aborted("no cue %r from %s within %ds" % (name, self.other, timeout))
-
-    def abort(self, why):
-        with open(os.path.join(self.d, "abort-" + self.me), "w") as f:
-            f.write(why)
 
 
 def xml(el):
@@ -121,13 +86,13 @@ async def run(a, obs, cues):
         cues.put("bob-ready", {"room": room, "b1": obs["b1"]})
 
         # 2. alice (SIPE) joins: her occupant presence.
-        await cues.wait("alice-joined")
+        await cues.wait_async("alice-joined")
         pres = await c.wait_for(presence(alice_occ), mark, timeout=10)
         obs["alice_join"] = summary(pres)
         cues.put("bob-saw-alice")
 
         # 3. alice's post reaches bob, with a stanza-id by the room.
-        a1 = await cues.wait("alice-posted")
+        a1 = await cues.wait_async("alice-posted")
         got = await c.wait_for(lambda el: el.tag == q(NS_CLIENT, "message") and el.get("type") == "groupchat"
                                and body(el) == a1["text"], mark, timeout=10)
         obs["a1"] = {"text": a1["text"], "stanza": xml(got), "from": got.get("from") if got is not None else None,
@@ -137,7 +102,7 @@ async def run(a, obs, cues):
         b2 = "bob over XMPP & <XMPP> replies #%s" % tag
         obs["b2"] = {"text": b2, "id": await post(b2)}
         cues.put("bob-posted", {"text": b2})
-        await cues.wait("alice-got-b2")
+        await cues.wait_async("alice-got-b2")
 
         # 5. bob leaves and comes back.
         start = c.mark()
@@ -145,11 +110,11 @@ async def run(a, obs, cues):
         own = await c.wait_for(presence(room + "/bob", "unavailable"), start)
         obs["left"] = summary(own)
         cues.put("bob-left")
-        await cues.wait("alice-saw-bob-leave")
+        await cues.wait_async("alice-saw-bob-leave")
         own, start = await join()
         obs["rejoin_sees_alice"] = summary(await c.wait_for(presence(alice_occ), start, timeout=1))
         cues.put("bob-rejoined")
-        await cues.wait("alice-saw-bob-join")
+        await cues.wait_async("alice-saw-bob-join")
 
         # 6. the archive (MAM, XEP-0313) of the room, oldest first.
         qid = uuid.uuid4().hex[:10]
@@ -167,19 +132,19 @@ async def run(a, obs, cues):
         cues.put("bob-mam", {"ids": [i for i, _b, _f in mam]})
 
         # 7. alice parts (SIPE cmd:part), then joins again.
-        await cues.wait("alice-left")
+        await cues.wait_async("alice-left")
         gone = await c.wait_for(presence(alice_occ, "unavailable"), mark, timeout=10)
         obs["alice_leave"] = summary(gone)
         mark = c.mark()
         cues.put("bob-saw-alice-leave")
-        await cues.wait("alice-rejoined")
+        await cues.wait_async("alice-rejoined")
         back = await c.wait_for(presence(alice_occ), mark, timeout=10)
         obs["alice_rejoin"] = summary(back)
         mark = c.mark()
         cues.put("bob-saw-alice-rejoin")
 
         # 8. alice signs out (SIPE's BYE, no cmd:part): bob sees her go once more.
-        await cues.wait("alice-done", timeout=40)
+        await cues.wait_async("alice-done", timeout=40)
         gone = await c.wait_for(presence(alice_occ, "unavailable"), mark, timeout=10)
         obs["alice_signout"] = summary(gone)
         c.send_xml("<presence to='%s/bob' type='unavailable'/>" % room)
