@@ -1031,3 +1031,94 @@ async fn a_manager_configures_the_room_and_others_may_not() {
     );
     server.stop().await;
 }
+
+/// A category's creators create rooms with the configuration form sent to an address that
+/// names no room; the answer names the new room's address, and its creator manages it.
+/// Anyone else meets the answer a missing room gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creators_create_rooms_with_the_configuration_form() {
+    use perch::core::manage::{CategoryChange, ListEdit};
+    let server = TestServer::start_seeded(with_xmpp, |store| {
+        seed(store);
+        crate::chat::save_category(
+            store,
+            "Projects",
+            CategoryChange {
+                allowed: vec![ListEdit::Add(vec![crate::chat::p("domain:example.test")])],
+                creators: vec![ListEdit::Add(vec![crate::chat::p(
+                    "sip:alice@example.test",
+                )])],
+                ..CategoryChange::default()
+            },
+        );
+    })
+    .await;
+    let owner = "http://jabber.org/protocol/muc#owner";
+    let new = format!("launch@{MUC}");
+    let mut bob = Xmpp::connect(&server, "bob", "bob-pw").await;
+    let refused = bob
+        .iq("get", Some(&new), &format!("<query xmlns='{owner}'/>"))
+        .await;
+    assert_eq!(
+        error_of(&refused),
+        ("cancel".to_owned(), "item-not-found".to_owned())
+    );
+
+    let mut alice = Xmpp::connect(&server, "alice", "alice-pw").await;
+    let form = alice
+        .iq("get", Some(&new), &format!("<query xmlns='{owner}'/>"))
+        .await;
+    let options: Vec<String> = form
+        .child_in("query", owner)
+        .and_then(|q| q.child_in("x", "jabber:x:data"))
+        .and_then(|x| {
+            x.children
+                .iter()
+                .find(|f| f.attr("var") == Some("x-perch#category"))
+        })
+        .map(|f| {
+            f.children
+                .iter()
+                .filter_map(|o| o.child("value"))
+                .map(|v| v.text.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(options, ["Projects"], "{form:?}");
+    let submit = |category: &str| {
+        format!(
+            "<query xmlns='{owner}'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='muc#roomconfig_roomname'><value>Launch</value></field>\
+             <field var='x-perch#category'><value>{category}</value></field>\
+             </x></query>"
+        )
+    };
+    let elsewhere = alice.iq("set", Some(&new), &submit("General")).await;
+    assert_eq!(
+        error_of(&elsewhere),
+        ("auth".to_owned(), "forbidden".to_owned()),
+        "not a creator in General"
+    );
+    let created = alice.iq("set", Some(&new), &submit("Projects")).await;
+    assert_eq!(created.attr("type"), Some("result"), "{created:?}");
+    let address = created
+        .child_in("query", owner)
+        .and_then(|q| q.child_in("x", "jabber:x:data"))
+        .and_then(|x| {
+            x.children
+                .iter()
+                .find(|f| f.attr("var") == Some("x-perch#jid"))
+        })
+        .and_then(|f| f.child("value"))
+        .map(|v| v.text.clone())
+        .unwrap();
+    assert_eq!(address, room_jid(&server, "Launch"));
+    let room = snapshot(server.store.as_ref())
+        .room_by_name("Launch")
+        .unwrap()
+        .clone();
+    assert_eq!(room.managers, [crate::chat::p("sip:alice@example.test")]);
+    let (own, _) = alice.join(&address, "alice").await;
+    assert!(statuses(&own).contains(&110), "{own:?}");
+    server.stop().await;
+}

@@ -57,7 +57,8 @@ pub enum Answer {
     /// An affiliation change saved (or refused).
     Administered {
         iq: Element,
-        result: Result<(), crate::core::service::ServiceError>,
+        /// What the answer carries (a created room's address).
+        result: Result<Option<Element>, crate::core::service::ServiceError>,
     },
     /// Invitations not offered yet, after the stream bound.
     Invitations(Vec<(i64, Arc<Room>)>),

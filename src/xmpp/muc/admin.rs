@@ -102,33 +102,38 @@ pub fn query(c2s: &mut C2s, iq: &Element, uid: &str) {
             }
         }
     }
-    save(c2s, iq, &room.name, change);
+    save(c2s, iq, Some(&room.name), change);
 }
 
 /// Saves a room change for the signed-in manager through `core::service`, and answers
 /// `iq` once the running server holds the change (or after a bound), so that what the
 /// manager's client does next meets it.
-pub(super) fn save(c2s: &mut C2s, iq: &Element, name: &str, change: RoomChange) {
+/// `existing` is the room's name; `None` creates one, and the answer carries its address.
+pub(super) fn save(c2s: &mut C2s, iq: &Element, existing: Option<&str>, change: RoomChange) {
     let Some(user) = c2s.user.clone() else {
         return;
     };
     let (store, core) = (c2s.shared.store.clone(), c2s.shared.core.clone());
-    let (iq, name) = (iq.clone(), name.to_owned());
+    let muc = c2s.shared.settings.muc_domain.clone();
+    let (iq, existing) = (iq.clone(), existing.map(str::to_owned));
     c2s.defer(async move {
         let result = tokio::task::spawn_blocking(move || {
             let snapshot = core.snapshot();
+            let actor = Actor::User(user);
             let saved = service::save_room(
                 store.as_ref(),
                 &snapshot,
-                &Actor::User(user),
-                Some(&name),
+                &actor,
+                existing.as_deref(),
                 change,
             )?;
             let deadline = std::time::Instant::now() + VISIBLE_WITHIN;
             while std::time::Instant::now() < deadline && !holds(&core.snapshot(), &saved.room) {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Ok(())
+            Ok(saved
+                .created
+                .then(|| super::owner::created(&saved.room, &muc)))
         })
         .await
         .unwrap_or_else(|error| {
@@ -147,11 +152,15 @@ fn holds(snapshot: &Snapshot, saved: &crate::core::model::Room) -> bool {
         .is_some_and(|room| **room == *saved)
 }
 
-pub fn administered(c2s: &mut C2s, iq: &Element, result: Result<(), service::ServiceError>) {
+pub fn administered(
+    c2s: &mut C2s,
+    iq: &Element,
+    result: Result<Option<Element>, service::ServiceError>,
+) {
     match result {
-        Ok(()) => {
+        Ok(payload) => {
             let client = c2s.client();
-            let reply = stanza::iq_result(iq, &client, None);
+            let reply = stanza::iq_result(iq, &client, payload);
             c2s.send(&reply);
         }
         Err(error) => c2s.refuse(iq, &admin_error(&error)),

@@ -57,6 +57,10 @@ pub fn iq(c2s: &mut C2s, iq: &Element, to: &Jid) {
             Err(error) => return c2s.refuse(iq, &stanza_error(&error)),
         },
         (None, _, ("get", NS_PING, "ping")) => answer(None),
+        // Configuration: of a room its managers may change, or a new room its creators make.
+        (Some(uid), None, ("get" | "set", owner::NS_MUC_OWNER, "query")) => {
+            return owner::query(c2s, iq, uid);
+        }
         (Some(uid), None, what) => {
             let summary = match core.describe(&user, uid) {
                 Ok(summary) => summary,
@@ -72,7 +76,6 @@ pub fn iq(c2s: &mut C2s, iq: &Element, to: &Jid) {
                 ("get", NS_MAM, "query") => answer(Some(mam::form())),
                 ("set", NS_MAM, "query") => return mam::query(c2s, iq, uid),
                 ("get" | "set", admin::NS_MUC_ADMIN, "query") => return admin::query(c2s, iq, uid),
-                ("get" | "set", owner::NS_MUC_OWNER, "query") => return owner::query(c2s, iq, uid),
                 _ => {
                     let refusal = StanzaError::new(ErrorType::Cancel, "feature-not-implemented");
                     return c2s.refuse(iq, &refusal);

@@ -1,13 +1,16 @@
 //! Room configuration from a manager's client (XEP-0045 §10.2, `muc#owner`): the form
 //! shows the Lync properties a manager may change (name, description, who may enter,
 //! who may speak), and a submitted form becomes a room change through `core::service` for
-//! that user, under the same rules as `perch admin` and the room page. Rooms are not
-//! created or destroyed here: a category's creators make them, an administrator removes
-//! them.
+//! that user, under the same rules as `perch admin` and the room page. A category's
+//! creators create rooms with the same form sent to an address that names no room (a field
+//! names the category; the room gets its own uid). Rooms are not destroyed here: an
+//! administrator removes them.
 
-use crate::core::manage::RoomChange;
-use crate::core::model::{Privacy, Room, RoomType};
-use crate::core::service::{self, Actor};
+use crate::core::Snapshot;
+use crate::core::manage::{ListEdit, ManageError, RoomChange};
+use crate::core::model::{Category, Principal, Privacy, Room, RoomType};
+use crate::core::policy;
+use crate::core::service::{self, Actor, ServiceError};
 use crate::xml::Element;
 use crate::xmpp::c2s::C2s;
 use crate::xmpp::errors::admin_error;
@@ -15,6 +18,8 @@ use crate::xmpp::stanza::{self, ErrorType, NS_DATA, StanzaError};
 
 pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 const FORM_TYPE: &str = "http://jabber.org/protocol/muc#roomconfig";
+/// The field that names a room's category.
+const CATEGORY: &str = "x-perch#category";
 
 fn field(var: &str, kind: &str, label: &str, value: &str) -> Element {
     Element::new("field")
@@ -71,7 +76,7 @@ fn form(room: &Room, category: &str) -> Element {
             "Persistent (always)",
             "1",
         ))
-        .with_child(field("x-perch#category", "fixed", "Category", category))
+        .with_child(field(CATEGORY, "fixed", "Category", category))
 }
 
 /// The submitted form's value for `var`.
@@ -135,14 +140,18 @@ pub fn query(c2s: &mut C2s, iq: &Element, uid: &str) {
     };
     let snapshot = c2s.shared.core.snapshot();
     let actor = Actor::User(user);
-    let room = match service::room_to_manage(&snapshot, &actor, uid) {
-        Ok(room) => room.clone(),
-        Err(error) => return c2s.refuse(iq, &admin_error(&error)),
-    };
-    let client = c2s.client();
     let Some(query) = iq.child_in("query", NS_MUC_OWNER) else {
         return;
     };
+    let room = match service::room_to_manage(&snapshot, &actor, uid) {
+        Ok(room) => room.clone(),
+        // No such room (or one the user may not know of): a creator may create one.
+        Err(ServiceError::Manage(ManageError::NotFound(_))) => {
+            return create(c2s, iq, query, &snapshot, &actor);
+        }
+        Err(error) => return c2s.refuse(iq, &admin_error(&error)),
+    };
+    let client = c2s.client();
     if iq.attr("type") == Some("get") {
         let category = snapshot
             .category(room.category)
@@ -168,7 +177,101 @@ pub fn query(c2s: &mut C2s, iq: &Element, uid: &str) {
         Ok(change) => change,
         Err(refusal) => return c2s.refuse(iq, &refusal),
     };
-    super::admin::save(c2s, iq, &room.name, change);
+    super::admin::save(c2s, iq, Some(&room.name), change);
+}
+
+/// The form a category's creators fill to create a room: a new room is closed and
+/// normal, as Lync makes one, in one of the categories where they may create.
+fn creation_form(categories: &[&Category]) -> Element {
+    let mut category = Element::new("field")
+        .with_attr("var", CATEGORY)
+        .with_attr("type", "list-single")
+        .with_attr("label", "Category");
+    for option in categories {
+        category = category.with_child(
+            Element::new("option")
+                .with_attr("label", option.name.clone())
+                .with_child(Element::new("value").with_text(option.name.clone())),
+        );
+    }
+    let blank = Room::new("", "", 0);
+    let mut form = form(&blank, "");
+    form.children.retain(|f| {
+        !matches!(
+            f.attr("var"),
+            Some(CATEGORY | "muc#roomconfig_persistentroom")
+        )
+    });
+    if let Some(title) = form.children.iter_mut().find(|c| c.name == "title") {
+        title.text = "A new room".to_owned();
+    }
+    form.with_child(category)
+}
+
+/// Creation through the configuration form: only a category's creators, only in their
+/// categories; the room gets its own uid, which the answer names.
+fn create(c2s: &mut C2s, iq: &Element, query: &Element, snapshot: &Snapshot, actor: &Actor) {
+    let Actor::User(user) = actor else {
+        return;
+    };
+    let categories: Vec<&Category> = snapshot
+        .categories()
+        .into_iter()
+        .filter(|category| policy::may_create_in(snapshot, user, category))
+        .collect();
+    if categories.is_empty() {
+        // As a missing room answers anyone who may not create one.
+        return c2s.refuse(iq, &StanzaError::new(ErrorType::Cancel, "item-not-found"));
+    }
+    let client = c2s.client();
+    if iq.attr("type") == Some("get") {
+        let answer = Element::new("query")
+            .with_namespace(NS_MUC_OWNER)
+            .with_child(creation_form(&categories));
+        return c2s.send(&stanza::iq_result(iq, &client, Some(answer)));
+    }
+    let Some(submitted) = query.child_in("x", NS_DATA) else {
+        return c2s.refuse(iq, &StanzaError::new(ErrorType::Modify, "bad-request"));
+    };
+    let blank = Room::new("", "", 0);
+    let mut change = match change_of(&blank, submitted) {
+        Ok(change) => change,
+        Err(refusal) => return c2s.refuse(iq, &refusal),
+    };
+    let Some(category) = value(submitted, CATEGORY)
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    else {
+        let refusal = StanzaError::new(ErrorType::Modify, "not-acceptable")
+            .with_text("a new room needs a category");
+        return c2s.refuse(iq, &refusal);
+    };
+    if change.name.is_none() {
+        let refusal = StanzaError::new(ErrorType::Modify, "not-acceptable")
+            .with_text("a new room needs a name");
+        return c2s.refuse(iq, &refusal);
+    }
+    change.category = Some(category.to_owned());
+    // The creator manages what they create, as on the room page.
+    change.managers = vec![ListEdit::Add(vec![Principal::User(user.clone())])];
+    super::admin::save(c2s, iq, None, change);
+}
+
+/// The answer to a creation: the new room's address.
+pub(super) fn created(room: &Room, muc: &str) -> Element {
+    Element::new("query")
+        .with_namespace(NS_MUC_OWNER)
+        .with_child(
+            Element::new("x")
+                .with_namespace(NS_DATA)
+                .with_attr("type", "result")
+                .with_child(field(
+                    "x-perch#jid",
+                    "jid-single",
+                    "Address",
+                    &super::room_jid(&room.uid, muc),
+                )),
+        )
 }
 
 #[cfg(test)]
