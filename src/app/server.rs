@@ -383,9 +383,15 @@ fn tokio_listener(
 }
 
 fn xmpp_settings(config: &Config) -> crate::xmpp::XmppSettings {
-    let mut limits = crate::xmpp::stream::StreamLimits::default();
-    limits.max_stanza_bytes = config.xmpp.max_stanza_bytes;
-    limits.xml.max_value_bytes = config.xmpp.max_stanza_bytes;
+    let defaults = crate::xmpp::stream::StreamLimits::default();
+    let limits = crate::xmpp::stream::StreamLimits {
+        max_stanza_bytes: config.xmpp.max_stanza_bytes,
+        xml: crate::xml::XmlLimits {
+            max_value_bytes: config.xmpp.max_stanza_bytes,
+            ..defaults.xml
+        },
+        ..defaults
+    };
     crate::xmpp::XmppSettings {
         domain: config.domain.to_ascii_lowercase(),
         muc_domain: config.muc_domain().to_ascii_lowercase(),

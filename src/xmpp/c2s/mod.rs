@@ -255,9 +255,8 @@ impl C2s {
             (NS_SASL, "response" | "abort") => self.sasl_response(&element, now),
             (NS_SM, _) => self.stream_management(&element),
             (JABBER_CLIENT, "iq" | "message" | "presence") => {
-                if self.user.is_none() {
-                    self.stream_error("not-authorized");
-                } else if self.jid.is_none() && !iq::is_bind(&element) {
+                // Nothing but binding before a resource is bound, nothing before sign-in.
+                if self.user.is_none() || (self.jid.is_none() && !iq::is_bind(&element)) {
                     self.stream_error("not-authorized");
                 } else {
                     if let Some(handled) = &mut self.handled {
