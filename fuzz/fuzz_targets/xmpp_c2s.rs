@@ -23,7 +23,13 @@
 //! run to completion on a current-thread tokio runtime (whose context is entered for the
 //! whole input, so spawned and blocking tasks work) and its answer goes to
 //! `finish_deferred`, in order; deliveries the hub queued in the connection's outbox go to
-//! `deliver`. After `Output::Close` nothing more is fed; at the end `closed()` runs.
+//! `deliver` (the outbox holds the configured `outgoing_queue`, 1024; a cut-off is not
+//! acted on). After `Output::Close` nothing more is fed; at the end `closed()` runs.
+//!
+//! bob is signed in (the same way, resource `bob`) and in the room, with no history, once
+//! for the whole process, on connection `1 << 40`: alice meets him as an occupant when she
+//! joins, and after each input what he was delivered of it (her presence, messages,
+//! leaving) goes through his `deliver` and the same checks as alice's outputs.
 //!
 //! The store (`perch-fuzz-xmpp-c2s-<pid>` in the temporary directory) holds alice and bob
 //! (passwords `alice-pw`, `bob-pw`), and the open room `Lobby` (uid
@@ -31,13 +37,13 @@
 //! in a category open to `example.test`; nobody manages it, so `muc#admin` changes are
 //! refused by policy and the store's configuration stays the same from input to input.
 //! The SCRAM verifiers are made with 1 PBKDF2 iteration (not `SCRAM_ITERATIONS`) so that
-//! the PLAIN check of every input costs microseconds. The clock is virtual: each input
+//! the PLAIN check of every input is cheap. The clock is virtual: each input
 //! starts a day after the previous one, so the shared sign-in failure throttle does not
 //! carry from one input into the next. The server is `app::server::assemble` with the
 //! default config and `XmppProtocol::new` as `start_prepared` builds it.
 //!
-//! Checks: no panic; every `Output::Send` and every delivery is valid UTF-8; everything
-//! perch writes, read as one server stream (restarted after `<success/>` and
+//! Checks, on alice's stream and on bob's: no panic; every `Output::Send` and every
+//! delivery is valid UTF-8; everything perch writes, read as one server stream (restarted after `<success/>` and
 //! `<proceed/>`), frames with `StreamFramer` (generous limits); after a `<stream:error>`
 //! only `</stream:stream>` and `Output::Close` follow, and after `Output::Close` nothing
 //! is sent; `Output::StartTls` comes at most once and only on a TCP stream.
@@ -72,18 +78,26 @@ use perch::xml::XmlLimits;
 use perch::xmpp::c2s::C2s;
 use perch::xmpp::stream::{StreamEvent, StreamFramer, StreamLimits};
 use perch::xmpp::{XmppProtocol, XmppSettings};
+use tokio::runtime::Runtime;
 
 const DOMAIN: &str = "example.test";
 const MUC_DOMAIN: &str = "conference.example.test";
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
+/// bob's connection id (alice's count up from 1).
+const BOB_CONNECTION: u64 = 1 << 40;
 const ROOM_UID: &str = "00000000-0000-4000-8000-0000000c25c2";
 const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 
 struct Rig {
     protocol: XmppProtocol,
-    runtime: tokio::runtime::Runtime,
+    runtime: Runtime,
+    /// The configured outgoing queue of a connection (its outbox's capacity).
+    queue: usize,
+    /// bob, signed in and in the room for the whole process: he hears what alice does
+    /// there, and she meets an occupant besides herself.
+    bob: Mutex<Client>,
     /// Kept for the life of the process (its writer thread commits the posts).
     _store: Arc<dyn Store>,
     /// The virtual clock: where the last input left it.
@@ -154,9 +168,20 @@ fn rig() -> &'static Rig {
             .enable_all()
             .build()
             .unwrap();
+        let bob = {
+            let _context = runtime.enter();
+            let mut bob = Client::open(&protocol, BOB_CONNECTION, Transport::Tls, 1 << 16, Instant::now());
+            bob.sign_in(&runtime, "bob", "bob-pw", "bob");
+            let join = format!("<presence to='{ROOM_UID}@{MUC_DOMAIN}/bob'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>");
+            assert!(bob.read(&runtime, join.as_bytes()));
+            assert!(bob.server.text.contains("<status code=\"110\"/>"), "bob is not in the room: {}", bob.server.text);
+            bob
+        };
         Rig {
             protocol,
             runtime,
+            queue: config.limits.outgoing_queue,
+            bob: Mutex::new(bob),
             _store: store,
             clock: Mutex::new(Instant::now()),
         }
@@ -281,9 +306,56 @@ struct Client {
 }
 
 impl Client {
+    fn open(
+        protocol: &XmppProtocol,
+        id: u64,
+        transport: Transport,
+        queue: usize,
+        now: Instant,
+    ) -> Self {
+        let info = ConnectionInfo {
+            id,
+            peer: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), 40000),
+            local: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5222),
+            transport,
+        };
+        Client {
+            mailbox: protocol.outboxes().register(id, queue),
+            c2s: protocol.open(info),
+            server: Server::new(transport == Transport::Tcp),
+            buffer: BytesMut::new(),
+            now,
+        }
+    }
+
+    /// SASL PLAIN as `user`, then binds `resource`; both must succeed.
+    fn sign_in(&mut self, runtime: &Runtime, user: &str, password: &str, resource: &str) {
+        let plain = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0{user}@{DOMAIN}\0{password}"));
+        let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+            xmlns:stream='http://etherx.jabber.org/streams' to='example.test' version='1.0'>";
+        let auth = format!("{header}<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{plain}</auth>");
+        assert!(self.read(runtime, auth.as_bytes()), "{}", self.server.text);
+        assert!(
+            self.server.text.contains("<success "),
+            "{user} is not signed in: {}",
+            self.server.text
+        );
+        let bind = format!(
+            "{header}<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <resource>{resource}</resource></bind></iq>"
+        );
+        assert!(self.read(runtime, bind.as_bytes()), "{}", self.server.text);
+        let jid = format!("<jid>{user}@{DOMAIN}/{resource}</jid>");
+        assert!(
+            self.server.text.contains(&jid),
+            "{user} is not bound: {}",
+            self.server.text
+        );
+    }
+
     /// Takes the outputs until there are none; false once the connection closes.
-    fn drain(&mut self) -> bool {
-        let rig = rig();
+    fn drain(&mut self, runtime: &Runtime) -> bool {
         loop {
             let mut outputs = self.c2s.take_outputs();
             while let Ok(delivery) = self.mailbox.receiver.try_recv() {
@@ -314,7 +386,7 @@ impl Client {
                         self.c2s.secured(self.now);
                     }
                     Output::Await(deferred) => {
-                        let answer = rig.runtime.block_on(deferred.work);
+                        let answer = runtime.block_on(deferred.work);
                         self.c2s.finish_deferred(deferred.id, answer, self.now);
                     }
                 }
@@ -323,28 +395,15 @@ impl Client {
     }
 
     /// One read; false once the connection would be closed.
-    fn read(&mut self, bytes: &[u8]) -> bool {
+    fn read(&mut self, runtime: &Runtime, bytes: &[u8]) -> bool {
         if *TRACE {
             eprintln!("client > {}", String::from_utf8_lossy(bytes));
         }
         self.buffer.extend_from_slice(bytes);
         let readable = self.c2s.receive(&mut self.buffer, self.now);
-        let open = self.drain();
+        let open = self.drain(runtime);
         readable && open
     }
-}
-
-fn prefix() -> [String; 2] {
-    let plain = base64::engine::general_purpose::STANDARD.encode(b"\0alice@example.test\0alice-pw");
-    let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
-        xmlns:stream='http://etherx.jabber.org/streams' to='example.test' version='1.0'>";
-    [
-        format!("{header}<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{plain}</auth>"),
-        format!(
-            "{header}<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
-             <resource>fuzz</resource></bind></iq>"
-        ),
-    ]
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -357,39 +416,16 @@ fuzz_target!(|data: &[u8]| {
     let _context = rig.runtime.enter();
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    let tcp = mode == 3;
-    let info = ConnectionInfo {
-        id,
-        peer: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), 40000),
-        local: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5222),
-        transport: if tcp { Transport::Tcp } else { Transport::Tls },
+    let transport = if mode == 3 {
+        Transport::Tcp
+    } else {
+        Transport::Tls
     };
-    let mailbox = rig.protocol.outboxes().register(id, 64);
-    let mut client = Client {
-        c2s: rig.protocol.open(info),
-        mailbox,
-        server: Server::new(tcp),
-        buffer: BytesMut::new(),
-        now: *rig.clock.lock().unwrap() + Duration::from_secs(86_400),
-    };
-
+    let now = *rig.clock.lock().unwrap() + Duration::from_secs(86_400);
+    let mut client = Client::open(&rig.protocol, id, transport, rig.queue, now);
+    let runtime = &rig.runtime;
     if mode < 2 {
-        let [first, second] = prefix();
-        assert!(client.read(first.as_bytes()), "{}", client.server.text);
-        assert!(
-            client.server.text.contains("<success "),
-            "alice is not signed in: {}",
-            client.server.text
-        );
-        assert!(client.read(second.as_bytes()), "{}", client.server.text);
-        assert!(
-            client
-                .server
-                .text
-                .contains("<jid>alice@example.test/fuzz</jid>"),
-            "alice is not bound: {}",
-            client.server.text
-        );
+        client.sign_in(runtime, "alice", "alice-pw", "fuzz");
     }
 
     let mut state = u32::from(control[1]);
@@ -404,7 +440,7 @@ fuzz_target!(|data: &[u8]| {
             };
             let (read, tail) = rest.split_at(size.min(rest.len()));
             rest = tail;
-            if !client.read(read) {
+            if !client.read(runtime, read) {
                 break 'pieces;
             }
             if rest.is_empty() {
@@ -414,6 +450,11 @@ fuzz_target!(|data: &[u8]| {
     }
     rig.protocol.outboxes().unregister(id);
     client.c2s.closed();
-    client.drain();
+    client.drain(runtime);
+    // What bob heard of it (alice's presence and messages, her leaving) is checked too.
+    let mut bob = rig.bob.lock().unwrap();
+    bob.server.text.clear();
+    bob.now = client.now;
+    assert!(bob.drain(runtime), "bob's stream closed");
     *rig.clock.lock().unwrap() = client.now;
 });
