@@ -644,6 +644,131 @@ def xmpp_seeds():
     return seeds
 
 
+C2S_ROOM = "00000000-0000-4000-8000-0000000c25c2@conference.example.test"
+
+
+def xmpp_c2s_seeds():
+    """`xmpp_c2s` seeds: 2 control bytes (start mode, read-size seed; see the target), then
+    a client's stream with 0xFF where a read ends. Mode 0: after the target's sign-in of
+    alice (PLAIN, bound as `alice@example.test/fuzz`): MUC join with history, groupchat
+    messages, MAM queries, disco of the server, the service and the room, muc#admin, other
+    iqs, leaving and closing. Mode 2 (direct TLS) and 3 (plain TCP, STARTTLS): the sign-in
+    itself, and its refusals."""
+    room = C2S_ROOM
+    muc = "http://jabber.org/protocol/muc"
+    join = (f"<presence to='{room}/alice' id='j1'><x xmlns='{muc}'>"
+            "<history maxstanzas='5'/></x></presence>")
+    post = (f"<message to='{room}' type='groupchat' id='m1'>"
+            "<body>hello &amp; welcome &#x1F600;</body></message>")
+    post2 = (f"<message to='{room}' type='groupchat' id='m2'><subject>topic</subject>"
+             "<body>second</body><x xmlns='urn:example:extra'><y a='1'/></x></message>")
+    mam = (f"<iq type='set' id='q1' to='{room}'><query xmlns='urn:xmpp:mam:2' queryid='f1'>"
+           "<set xmlns='http://jabber.org/protocol/rsm'><max>5</max><before/></set>"
+           "</query></iq>")
+    mam_search = (f"<iq type='set' id='q2' to='{room}'><query xmlns='urn:xmpp:mam:2'>"
+                  "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+                  "<value>urn:xmpp:mam:2</value></field>"
+                  "<field var='{urn:xmpp:fulltext:0}fulltext'><value>hello</value></field></x>"
+                  "<set xmlns='http://jabber.org/protocol/rsm'><max>2</max><after>1</after></set>"
+                  "</query></iq>")
+    mam_form = f"<iq type='get' id='q3' to='{room}'><query xmlns='urn:xmpp:mam:2'/></iq>"
+    info = "http://jabber.org/protocol/disco#info"
+    items = "http://jabber.org/protocol/disco#items"
+    disco = "".join([
+        f"<iq type='get' id='d1' to='example.test'><query xmlns='{info}'/></iq>",
+        f"<iq type='get' id='d2'><query xmlns='{items}'/></iq>",
+        f"<iq type='get' id='d3' to='conference.example.test'><query xmlns='{info}'/></iq>",
+        f"<iq type='get' id='d4' to='conference.example.test'><query xmlns='{items}'/></iq>",
+        f"<iq type='get' id='d5' to='{room}'><query xmlns='{info}'/></iq>",
+        f"<iq type='get' id='d6' to='{room}'><query xmlns='{items}'/></iq>",
+        f"<iq type='get' id='d7' to='{room}/alice'><query xmlns='{info}'/></iq>",
+        "<iq type='get' id='d8' to='nowhere@conference.example.test'>"
+        f"<query xmlns='{info}'/></iq>",
+    ])
+    others = "".join([
+        "<iq type='get' id='o1'><ping xmlns='urn:xmpp:ping'/></iq>",
+        "<iq type='get' id='o2'><query xmlns='jabber:iq:roster'/></iq>",
+        "<iq type='set' id='o3'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>",
+        "<iq type='get' id='o4' to='alice@example.test'><vCard xmlns='vcard-temp'/></iq>",
+        "<iq type='get' id='o5'/>",
+        "<iq type='result' id='o6'/>",
+        "<iq type='get' id='o7' to='@@'><ping xmlns='urn:xmpp:ping'/></iq>",
+        "<message to='bob@example.test' type='chat'><body>hi</body></message>",
+        "<presence><show>away</show></presence>",
+        "<presence to='bob@example.test' type='subscribe'/>",
+    ])
+    admin = "http://jabber.org/protocol/muc#admin"
+    admins = "".join([
+        f"<iq type='get' id='a1' to='{room}'><query xmlns='{admin}'>"
+        "<item affiliation='member'/></query></iq>",
+        f"<iq type='set' id='a2' to='{room}'><query xmlns='{admin}'>"
+        "<item affiliation='member' jid='bob@example.test'/></query></iq>",
+        f"<iq type='set' id='a3' to='{room}'><query xmlns='{admin}'>"
+        "<item affiliation='outcast' jid='bob@example.test'/></query></iq>",
+        f"<iq type='get' id='a4' to='{room}'><query xmlns='{muc}#owner'/></iq>",
+    ])
+    leave = f"<presence to='{room}/alice' type='unavailable'/>"
+    nick = f"<presence to='{room}/someone-else'><x xmlns='{muc}'/></presence>"
+    private = (f"<message to='{room}/bob' type='chat'><body>psst</body></message>"
+               f"<message to='{room}' type='groupchat'><body>not joined</body></message>")
+    close = "</stream:stream>"
+    signed_in = {
+        "join": join,
+        "join-post": join + post + post2,
+        "join-post-mam": join + post + "\xff" + mam + mam_search + mam_form,
+        "mam-not-joined": mam + mam_form,
+        "disco": disco,
+        "other-iqs": others,
+        "admin": join + admins,
+        "join-twice-nick-leave": join + "\xff" + nick + join + "\xff" + leave + post,
+        "private-and-not-joined": private + join + private,
+        "close": join + post + close,
+        "stream-error": join + "<message><unclosed></message>" + post,
+        "restart-after-bind": XMPP_HEADER + join,
+    }
+    decl = "<?xml version='1.0'?>"
+    header = decl + XMPP_HEADER
+    tls = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+    sasl = "urn:ietf:params:xml:ns:xmpp-sasl"
+    plain = base64.b64encode(b"\0alice@example.test\0alice-pw").decode()
+    wrong = base64.b64encode(b"\0alice@example.test\0wrong").decode()
+    bob = base64.b64encode(b"bob@example.test\0bob\0bob-pw").decode()
+    auth = f"<auth xmlns='{sasl}' mechanism='PLAIN'>{plain}</auth>"
+    bind = ("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+            "<resource>perch</resource></bind></iq>")
+    raw = {
+        "tls-signin": header + auth + "\xff" + header + bind + join + post,
+        "tls-wrong-password": header + f"<auth xmlns='{sasl}' mechanism='PLAIN'>{wrong}</auth>"
+        + "\xff" + f"<auth xmlns='{sasl}' mechanism='PLAIN'>=</auth>" + "\xff"
+        + f"<auth xmlns='{sasl}' mechanism='X-UNKNOWN'/>",
+        "tls-plain-authzid": header + f"<auth xmlns='{sasl}' mechanism='PLAIN'>{bob}</auth>"
+        + "\xff" + header + bind,
+        "tls-scram-first": header + f"<auth xmlns='{sasl}' mechanism='SCRAM-SHA-256'>"
+        + base64.b64encode(b"n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL").decode() + "</auth>"
+        + "\xff" + f"<response xmlns='{sasl}'>"
+        + base64.b64encode(b"c=biws,r=fyko+d2lbbFgONRv9qkxdawL,p=AAAA").decode()
+        + "</response>" + f"<abort xmlns='{sasl}'/>",
+        "tls-stanza-before-auth": header + join,
+        "tls-host-unknown": XMPP_HEADER.replace("example.test", "elsewhere.test"),
+        "tls-no-header": join,
+        "tls-bind-twice": header + auth + "\xff" + header + bind + bind + auth,
+        "tcp-starttls-signin": header + tls + "\xff" + header + auth + "\xff" + header + bind
+        + join + post,
+        "tcp-auth-before-tls": header + auth,
+        "tcp-starttls-twice": header + tls + "\xff" + header + tls,
+    }
+    seeds = {}
+    for name, text in signed_in.items():
+        seeds["signed-in-" + name] = b"\x00\x00" + text.encode("latin-1")
+    for name in ("join-post-mam", "admin"):
+        seeds["signed-in-" + name + "-small-reads"] = b"\x00\x07" + signed_in[name].encode("latin-1")
+    for name, text in raw.items():
+        mode = b"\x03" if name.startswith("tcp-") else b"\x02"
+        seeds[name] = mode + b"\x00" + text.encode("latin-1")
+    seeds["tcp-starttls-signin-small-reads"] = b"\x03\x07" + raw["tcp-starttls-signin"].encode("latin-1")
+    return seeds
+
+
 def write(target, name, data):
     assert len(data) < 4096, (target, name, len(data))
     directory = CORPUS / target
@@ -701,6 +826,9 @@ def main():
 
     for name, data in xmpp_seeds().items():
         write("xmpp_stream", name, data)
+
+    for name, data in xmpp_c2s_seeds().items():
+        write("xmpp_c2s", name, data)
 
 
 if __name__ == "__main__":
