@@ -382,7 +382,8 @@ fn tokio_listener(
     TcpListener::from_std(listener).map_err(|source| ServeError::Bind { key, addr, source })
 }
 
-fn xmpp_settings(config: &Config) -> crate::xmpp::XmppSettings {
+/// The XMPP side's settings from the configuration (also what the c2s fuzz target runs with).
+pub fn xmpp_settings(config: &Config) -> crate::xmpp::XmppSettings {
     let defaults = crate::xmpp::stream::StreamLimits::default();
     let limits = crate::xmpp::stream::StreamLimits {
         max_stanza_bytes: config.xmpp.max_stanza_bytes,
