@@ -109,6 +109,8 @@ def table(path):
     row("expected deliveries (posts × occupants)", lambda r: fmt(
         (s(r, "tr_post").get("n") or 0) * r["users"], 0))
     row("reads with a stamped post (≤ deliveries)", lambda r: fmt(s(r, "xmpp_msg_latency").get("n"), 0))
+    row("bytes received by tsung, MB", lambda r: fmt((c(r, "size_rcv") or 0) / 1e6, 1))
+    row("bytes sent by tsung, MB", lambda r: fmt((c(r, "size_sent") or 0) / 1e6, 2))
     errs = lambda r: ", ".join(f"{k[6:]} {int(v)}" for k, v in sorted(r["counters"].items())
                                if k.startswith("error") and v) or "none"
     row("tsung errors", errs)
