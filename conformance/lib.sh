@@ -2,7 +2,8 @@
 #
 # Sets: ROOT (repo root), CONF (conformance/), RESULTS (conformance/results/), PERCH (binary:
 # $PERCH if set, else release/perch under $CARGO_TARGET_DIR or target/).
-# Provides: log, build_perch, start_perch CONFIG DATA LOGFILE, stop_perch, apt_install PKG...
+# Provides: log, build_perch, start_perch CONFIG DATA LOGFILE, stop_perch, apt_install PKG...,
+# free_ports N, port_open PORT.
 # Sourcing this installs the traps that run conformance_cleanup however a suite ends.
 
 CONF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -42,6 +43,20 @@ apt_install() {
     apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1 || {
         apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends $missing >/dev/null; }
 }
+
+# free_ports N: N loopback TCP ports free at the moment (for servers that cannot take port 0).
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# port_open PORT: whether something accepts on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Builds target/release/perch (a no-op when it is up to date). CONFORMANCE_SKIP_BUILD=1 uses
 # the binary as it is.

@@ -15,7 +15,7 @@
 # Variables: XB_USERS (200), XB_POSTERS (20), XB_DURATION (60), XB_RATE (arrivals/s, 25),
 # XB_SIZE (64), XB_SETTLE (5), XB_RUNS (1), XB_SERVERS ("perch prosody"), XB_MAX_LOAD (1.0)
 # and XB_LOAD_WAIT (600 s: each run first waits, that long at most, for the 1-minute load to
-# drop below XB_MAX_LOAD), PERCH (/work/main/target/release/perch, else target/release/perch), XB_KEEP=1 (keep the
+# drop below XB_MAX_LOAD), PERCH (target/release/perch), XB_KEEP=1 (keep the
 # work dir). Output: a table per run on stdout and in $XB_OUT (bench/xmpp/last-run.md).
 set -euo pipefail
 
@@ -28,35 +28,11 @@ XB_OUT="${XB_OUT:-$HERE/last-run.md}"
 PW=bench-xmpp-pw
 DOMAIN=example.test
 MUC="conference.$DOMAIN"
-if [ -z "${PERCH:-}" ]; then
-    PERCH="$ROOT/target/release/perch"
-    [ -x "$PERCH" ] || PERCH=/work/main/target/release/perch
-fi
+# The conformance helpers: log, apt_install, free_ports, port_open, and PERCH (the release
+# binary unless set). Its EXIT trap is replaced by this script's own below.
+# shellcheck source=../../conformance/lib.sh
+source "$ROOT/conformance/lib.sh"
 export DEBIAN_FRONTEND=noninteractive NO_COLOR=1
-while read -r var; do unset "$var"; done < <(compgen -e | grep '^PERCH_' | grep -vx PERCH || true)
-
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-apt_install() {
-    local missing="" p
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-    done
-    [ -z "$missing" ] && return 0
-    log "installing:$missing"
-    # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1 || {
-        apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends $missing >/dev/null; }
-}
-free_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { # wait_port PID PORT: until PORT accepts, 20 s at most, while PID lives
     local i
     for i in $(seq 1 100); do

@@ -64,16 +64,6 @@ run_py() {
         result FAIL "$server" "$script: exited $rc without a FAIL line: $(tail -2 "$RESULTS/xmpp-$logname.log" | tr '\n' ' ')"
     fi
 }
-free_ports() { # free_ports N: N currently free loopback TCP ports
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # ---- tools: Prosody (Debian), slixmpp and aioxmpp (PyPI, pinned in requirements.txt) ------
 # Debian's postinst does not start Prosody without an init system; this suite never uses the
