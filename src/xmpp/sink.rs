@@ -99,18 +99,16 @@ impl XmppSink {
         available: bool,
         statuses: &[u16],
     ) -> Element {
-        let mut presence = muc::occupant_presence(
+        // `to` is set per recipient by send_each.
+        muc::occupant_presence(
             room_uid,
             &self.muc,
             &self.domain,
             user,
             standing,
-            "",
+            None,
             available,
             statuses,
-        );
-        // `to` is set per recipient by send_each.
-        presence.attributes.retain(|(name, _)| name != "to");
-        presence
+        )
     }
 }

@@ -140,7 +140,7 @@ impl C2s {
         };
         let full = jid.to_string();
         tracing::info!(jid = %full, "XMPP resource bound");
-        self.jid = Some(jid);
+        self.bind_to(jid);
         let bound = Element::new("bind")
             .with_namespace(NS_BIND)
             .with_child(Element::new("jid").with_text(full.clone()));

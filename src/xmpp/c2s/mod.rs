@@ -79,8 +79,9 @@ pub struct C2s {
     secure: bool,
     /// The canonical user once SASL succeeded.
     pub(crate) user: Option<String>,
-    /// The full JID once bound.
+    /// The full JID once bound, and the hub's session of it (both set by `bind_to`).
     pub(crate) jid: Option<Jid>,
+    session: Option<SessionRef>,
     sasl: Option<Box<Exchange>>,
     sasl_failures: u32,
     outputs: Vec<Output<Answer>>,
@@ -108,6 +109,7 @@ impl C2s {
             info,
             user: None,
             jid: None,
+            session: None,
             sasl: None,
             sasl_failures: 0,
             outputs: Vec::new(),
@@ -120,21 +122,27 @@ impl C2s {
         }
     }
 
-    /// The session the hub knows this stream by: its full JID on its connection.
+    /// The session the hub knows this stream by: its full JID on its connection. Made once
+    /// at binding (every post and join names it; a clone shares the JID text).
     pub(crate) fn session(&self) -> Option<SessionRef> {
-        let jid = self.jid.as_ref()?;
-        Some(SessionRef {
+        self.session.clone()
+    }
+
+    /// Binds the stream to `jid`: from now on its stanzas are the session's.
+    pub(crate) fn bind_to(&mut self, jid: Jid) {
+        self.session = Some(SessionRef {
             gateway: Gateway::Xmpp,
             connection: self.info.id,
             stream: Arc::from(jid.to_string()),
-        })
+        });
+        self.jid = Some(jid);
     }
 
     /// The bound full JID as text ("" before binding).
     pub(crate) fn client(&self) -> String {
-        self.jid
+        self.session
             .as_ref()
-            .map(ToString::to_string)
+            .map(|session| session.stream.to_string())
             .unwrap_or_default()
     }
 

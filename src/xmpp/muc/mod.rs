@@ -77,7 +77,8 @@ pub fn occupant_id(room_uid: &str, aor: &str) -> String {
     hex::encode(&digest[..12])
 }
 
-/// An occupant's presence, sent from `<room>/<nick>` to `to`. Rooms are not anonymous:
+/// An occupant's presence, sent from `<room>/<nick>` to `to` (`None`: addressed per
+/// recipient later). Rooms are not anonymous:
 /// the item carries the occupant's real JID.
 #[allow(clippy::too_many_arguments)]
 pub fn occupant_presence(
@@ -86,14 +87,15 @@ pub fn occupant_presence(
     domain: &str,
     aor: &str,
     standing: Standing,
-    to: &str,
+    to: Option<&str>,
     available: bool,
     statuses: &[u16],
 ) -> Element {
     let from = format!("{}/{}", room_jid(room_uid, muc), nick(aor, domain));
-    let mut presence = Element::new("presence")
-        .with_attr("from", from)
-        .with_attr("to", to);
+    let mut presence = Element::new("presence").with_attr("from", from);
+    if let Some(to) = to {
+        presence = presence.with_attr("to", to);
+    }
     let mut item = Element::new("item")
         .with_attr("affiliation", standing.affiliation)
         .with_attr("jid", aor);

@@ -86,7 +86,7 @@ pub fn handle(c2s: &mut C2s, presence: &Element, to: &Jid) {
                             affiliation: "none",
                             role: "none",
                         },
-                        &client,
+                        Some(&client),
                         false,
                         &[STATUS_SELF],
                     );
@@ -118,7 +118,7 @@ pub fn handle(c2s: &mut C2s, presence: &Element, to: &Jid) {
             &settings.domain,
             &participant.user,
             standing,
-            &client,
+            Some(&client),
             true,
             &[],
         );
@@ -142,7 +142,7 @@ pub fn handle(c2s: &mut C2s, presence: &Element, to: &Jid) {
         &settings.domain,
         &user,
         muc::standing(&room, joined.roles),
-        &client,
+        Some(&client),
         true,
         &statuses,
     );
