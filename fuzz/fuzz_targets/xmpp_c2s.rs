@@ -24,7 +24,7 @@
 //! whole input, so spawned and blocking tasks work) and its answer goes to
 //! `finish_deferred`, in order; deliveries the hub queued in the connection's outbox go to
 //! `deliver` (the outbox holds the configured `outgoing_queue`, 1024; a cut-off is not
-//! acted on). After `Output::Close` nothing more is fed; at the end `closed()` runs.
+//! acted on). After `Output::Close` nothing more is fed; at the end `closed()` runs, and a session it parked for resumption is given up.
 //!
 //! bob is signed in (the same way, resource `bob`) and in the room, with no history, once
 //! for the whole process, on connection `1 << 40`: alice meets him as an occupant when she
@@ -72,7 +72,7 @@ use perch::core::model::{Principal, Privacy, Room};
 use perch::core::ports::{Store, UserRecord, wait};
 use perch::core::service;
 use perch::net::outbox::Mailbox;
-use perch::net::{Connection, ConnectionInfo, Output, Protocol, Transport};
+use perch::net::{Connection, ConnectionInfo, Output, Protocol, Retention, Transport};
 use perch::store::SqliteStore;
 use perch::xml::XmlLimits;
 use perch::xmpp::c2s::C2s;
@@ -278,7 +278,8 @@ impl Server {
 
 struct Client {
     c2s: C2s,
-    mailbox: Mailbox<Bytes>,
+    /// Until `closed()` takes it.
+    mailbox: Option<Mailbox<Bytes>>,
     server: Server,
     buffer: BytesMut,
     now: Instant,
@@ -299,7 +300,7 @@ impl Client {
             transport,
         };
         Client {
-            mailbox: protocol.outboxes().register(id, queue),
+            mailbox: Some(protocol.outboxes().register(id, queue)),
             c2s: protocol.open(info),
             server: Server::new(transport == Transport::Tcp),
             buffer: BytesMut::new(),
@@ -337,7 +338,7 @@ impl Client {
     fn drain(&mut self, runtime: &Runtime) -> bool {
         loop {
             let mut outputs = self.c2s.take_outputs();
-            while let Ok(delivery) = self.mailbox.receiver.try_recv() {
+            while let Some(Ok(delivery)) = self.mailbox.as_mut().map(|m| m.receiver.try_recv()) {
                 std::str::from_utf8(&delivery).expect("a delivery is UTF-8");
                 self.c2s.deliver(delivery, self.now);
                 outputs.extend(self.c2s.take_outputs());
@@ -427,8 +428,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    rig.protocol.outboxes().unregister(id);
-    client.c2s.closed();
+    if let Some(mailbox) = client.mailbox.take()
+        && client.c2s.closed(mailbox) == Retention::Released
+    {
+        rig.protocol.outboxes().unregister(id);
+    }
+    // A session parked for resumption is given up at once: each input starts afresh.
+    rig.protocol.sweep(client.now + Duration::from_secs(86_400));
     client.drain(runtime);
     // What bob heard of it (alice's presence and messages, her leaving) is checked too.
     let mut bob = rig.bob.lock().unwrap();

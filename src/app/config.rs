@@ -53,6 +53,12 @@ pub struct Xmpp {
     pub require_tls: bool,
     /// Largest stanza a client may send, in bytes.
     pub max_stanza_bytes: usize,
+    /// XEP-0198 resumption: how long a session whose connection dropped waits for its
+    /// client to come back, in seconds (a client may ask for less); 0 turns it off.
+    pub resume_seconds: u64,
+    /// What perch keeps of a resumable session's stanzas not yet acknowledged by its
+    /// client (and delivered while it is away), in bytes; past it the session ends.
+    pub resume_buffer_bytes: usize,
 }
 
 impl Default for Xmpp {
@@ -63,6 +69,8 @@ impl Default for Xmpp {
             muc_domain: None,
             require_tls: true,
             max_stanza_bytes: 256 * 1024,
+            resume_seconds: 300,
+            resume_buffer_bytes: 256 * 1024,
         }
     }
 }
@@ -461,6 +469,12 @@ impl Config {
         }
         if self.xmpp.max_stanza_bytes < 4096 {
             return Err("key `xmpp.max_stanza_bytes`: must be at least 4096".into());
+        }
+        if self.xmpp.resume_seconds > 3600 {
+            return Err("key `xmpp.resume_seconds`: at most 3600 (an hour)".into());
+        }
+        if self.xmpp.resume_buffer_bytes < 64 * 1024 {
+            return Err("key `xmpp.resume_buffer_bytes`: must be at least 65536".into());
         }
         for name in &self.auth.ntlm_domains {
             if !crate::core::ids::is_plain_name(name) {

@@ -322,6 +322,7 @@ pub async fn start_prepared(
             store.clone(),
             session_shared.throttle.clone(),
         ));
+        tasks.spawn(xmpp.clone().sweep_parked(shutdown_rx.clone()));
         let listeners = [
             (
                 prepared.xmpp,
@@ -402,6 +403,8 @@ pub fn xmpp_settings(config: &Config) -> crate::xmpp::XmppSettings {
         stanza_burst: config.limits.request_burst,
         stanzas_per_second_per_user: config.limits.requests_per_second_per_user,
         stanza_burst_per_user: config.limits.request_burst_per_user,
+        resume_wait: Duration::from_secs(config.xmpp.resume_seconds),
+        resume_buffer_bytes: config.xmpp.resume_buffer_bytes,
     }
 }
 

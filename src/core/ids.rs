@@ -40,6 +40,16 @@ fn valid_domain(domain: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
+/// A new secret token: 32 random bytes, URL-safe base64 (sessions, resumption ids);
+/// `None` when the system's random generator fails.
+pub fn new_token() -> Option<String> {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 /// A random GUID-shaped id for a new room: the room's identity for its whole life, kept
 /// across renames and moves. Gateways derive their addresses from it.
 pub fn new_room_uid() -> String {

@@ -12,9 +12,10 @@ use tokio::sync::watch;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::limits::ConnectionLimits;
-use super::outbox::Outboxes;
+use super::outbox::{self, Outboxes};
 use super::{
-    Connection, ConnectionInfo, DriverSettings, Output, Protocol, Transport, accept_loop, tls,
+    Connection, ConnectionInfo, DriverSettings, Output, Protocol, Retention, Transport,
+    accept_loop, tls,
 };
 
 /// Lines in, lines out: `STARTTLS` asks for TLS; anything else is echoed, marked with
@@ -79,7 +80,9 @@ impl Connection for LineConnection {
     fn secured(&mut self, _now: Instant) {
         self.secure = true;
     }
-    fn closed(&mut self) {}
+    fn closed(&mut self, _mailbox: outbox::Mailbox<()>) -> Retention {
+        Retention::Released
+    }
 }
 
 struct Served {

@@ -92,8 +92,18 @@ pub trait Connection: Send {
     fn take_outputs(&mut self) -> Vec<Output<Self::Answer>>;
     /// The TLS handshake that [`Output::StartTls`] asked for has completed.
     fn secured(&mut self, _now: Instant) {}
-    /// The connection is gone.
-    fn closed(&mut self);
+    /// The connection is gone. A protocol whose session outlives its connection (XMPP
+    /// stream resumption) may keep `mailbox`: deliveries go on queuing in it, and the
+    /// protocol unregisters it when the session ends.
+    fn closed(&mut self, mailbox: outbox::Mailbox<Self::Delivery>) -> Retention;
+}
+
+/// Whether a closed connection's protocol kept its mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// The driver unregisters it.
+    Released,
+    Kept,
 }
 
 /// Settings the driver takes from the configuration.
@@ -293,10 +303,19 @@ impl<P: Protocol> ConnectionState<P> {
         }
     }
 
-    fn end(mut self) {
-        self.outboxes.unregister(self.info.id);
-        self.session.closed();
-        tracing::debug!(connection = self.info.id, "disconnected");
+    fn end(self) {
+        let Self {
+            info,
+            outboxes,
+            mailbox,
+            mut session,
+            ..
+        } = self;
+        // The protocol decides first: a resumable session keeps what is still queued.
+        if session.closed(mailbox) == Retention::Released {
+            outboxes.unregister(info.id);
+        }
+        tracing::debug!(connection = info.id, "disconnected");
     }
 }
 

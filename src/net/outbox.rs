@@ -13,6 +13,16 @@ struct Outbox<D> {
     cut_off: Arc<Notify>,
 }
 
+// Not derived: that would ask `D: Clone`, and only the handles are cloned.
+impl<D> Clone for Outbox<D> {
+    fn clone(&self) -> Self {
+        Self {
+            sender: self.sender.clone(),
+            cut_off: self.cut_off.clone(),
+        }
+    }
+}
+
 /// What a connection keeps to receive deliveries.
 pub struct Mailbox<D> {
     pub receiver: mpsc::Receiver<D>,
@@ -46,6 +56,32 @@ impl<D> Outboxes<D> {
 
     pub fn unregister(&self, connection: u64) {
         self.lock().remove(&connection);
+    }
+
+    /// Whether deliveries to `key` still have a queue (not unregistered, not cut off).
+    pub fn is_registered(&self, key: u64) -> bool {
+        self.lock().contains_key(&key)
+    }
+
+    /// From now on deliveries addressed to `from` go to `to`'s queue, and cutting `from`
+    /// off closes `to`: a session that outlives its connection (XMPP stream resumption)
+    /// keeps the address the rest of the server knows it by. Returns false, changing
+    /// nothing, when `to` has no queue.
+    pub fn redirect(&self, from: u64, to: u64) -> bool {
+        let mut map = self.lock();
+        let Some(outbox) = map.get(&to).cloned() else {
+            return false;
+        };
+        map.insert(from, outbox);
+        true
+    }
+
+    /// Asks the connection behind `key` to close, keeping its queue: what is queued stays
+    /// for whoever takes the session over.
+    pub fn kick(&self, key: u64) {
+        if let Some(outbox) = self.lock().get(&key) {
+            outbox.cut_off.notify_one();
+        }
     }
 
     /// Queues a delivery; a full queue cuts the connection off. Returns whether it was queued.
@@ -129,6 +165,24 @@ mod tests {
         // Room again: notices flow.
         outboxes.deliver_droppable_all([(7, "notice")]);
         assert_eq!(mailbox.receiver.try_recv().ok(), Some("notice"));
+    }
+
+    #[tokio::test]
+    async fn a_redirected_address_queues_to_its_new_connection() {
+        let outboxes = Outboxes::<&'static str>::default();
+        let mut old = outboxes.register(1, 4);
+        let mut new = outboxes.register(2, 4);
+        assert!(outboxes.deliver(1, "before"));
+        assert!(outboxes.redirect(1, 2));
+        assert!(outboxes.deliver(1, "after"));
+        assert_eq!(old.receiver.try_recv().ok(), Some("before"));
+        assert!(old.receiver.try_recv().is_err());
+        assert_eq!(new.receiver.try_recv().ok(), Some("after"));
+        // Kicking the old address wakes the new connection and keeps the queue.
+        outboxes.kick(1);
+        new.cut_off.notified().await;
+        assert!(outboxes.is_registered(1));
+        assert!(!outboxes.redirect(1, 3));
     }
 
     #[tokio::test]

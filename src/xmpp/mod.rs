@@ -9,6 +9,7 @@ pub mod c2s;
 pub mod errors;
 pub mod jid;
 pub mod muc;
+pub mod resume;
 pub mod sasl;
 mod sink;
 mod stanza;
@@ -43,6 +44,10 @@ pub struct XmppSettings {
     /// The same for one user across all their streams.
     pub stanzas_per_second_per_user: u32,
     pub stanza_burst_per_user: u32,
+    /// XEP-0198: longest a dropped session waits to be resumed (zero: no resumption), and
+    /// the bound of what it keeps for the client meanwhile, in bytes.
+    pub resume_wait: std::time::Duration,
+    pub resume_buffer_bytes: usize,
 }
 
 /// State shared by every XMPP connection.
@@ -56,6 +61,8 @@ pub struct XmppShared {
     pub throttle: Arc<FailureThrottle>,
     /// Stanzas per user across their streams.
     pub user_stanzas: KeyedBuckets<String>,
+    /// Sessions that may be resumed (XEP-0198).
+    pub resumption: Arc<resume::Resumption>,
 }
 
 /// Users whose stanza rate is remembered at once; past it, idle ones are forgotten.
@@ -83,15 +90,42 @@ impl XmppProtocol {
             settings.stanza_burst_per_user,
             USERS_METERED,
         );
+        let resumption = Arc::new(resume::Resumption::new(
+            settings.resume_wait,
+            settings.resume_buffer_bytes,
+        ));
         Self {
             shared: Arc::new(XmppShared {
                 user_stanzas,
+                resumption,
                 settings,
                 core,
                 store,
                 outboxes,
                 throttle,
             }),
+        }
+    }
+}
+
+impl XmppProtocol {
+    /// Gives up dropped sessions not resumed by `now`, and collects the deliveries of the
+    /// others.
+    pub fn sweep(&self, now: std::time::Instant) {
+        let shared = &self.shared;
+        let ended = shared.resumption.sweep(now, &shared.outboxes);
+        resume::end_all(ended, &shared.core, &shared.outboxes);
+    }
+
+    /// [`XmppProtocol::sweep`] once a second until `shutdown`.
+    pub async fn sweep_parked(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => self.sweep(std::time::Instant::now()),
+                _ = shutdown.changed() => return,
+            }
         }
     }
 }

@@ -258,7 +258,7 @@ impl Chat {
     }
 
     /// Whether no element with `id` arrives within a short while.
-    async fn none_of(&mut self, id: &str) -> bool {
+    pub(crate) async fn none_of(&mut self, id: &str) -> bool {
         let probe =
             tokio::time::timeout(std::time::Duration::from_millis(300), self.expect(id)).await;
         probe.is_err()

@@ -33,6 +33,7 @@ const NS_MAM: &str = "urn:xmpp:mam:2";
 const NS_RSM: &str = "http://jabber.org/protocol/rsm";
 const NS_FORWARD: &str = "urn:xmpp:forward:0";
 const NS_SID: &str = "urn:xmpp:sid:0";
+const NS_SM: &str = "urn:xmpp:sm:3";
 /// A room uid no room has.
 const MADE_UP: &str = "00000000-0000-4000-8000-000000000000";
 
@@ -132,23 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Xmpp<S> {
 
     /// SASL PLAIN on a secure stream, the restart, and bind to `resource`.
     async fn sign_in(&mut self, user: &str, password: &str) {
-        let features = self.open().await;
-        assert!(
-            mechanisms(&features).contains(&"PLAIN".to_owned()),
-            "{features:?}"
-        );
-        let response = BASE64.encode(format!("\0{user}@{DOMAIN}\0{password}"));
-        self.send(&format!(
-            "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{response}</auth>"
-        ))
-        .await;
-        let success = self.next_stanza().await;
-        assert_eq!(
-            (success.name.as_str(), success.namespace.as_str()),
-            ("success", NS_SASL),
-            "{success:?}"
-        );
-        let features = self.open().await;
+        let features = self.authenticate(user, password).await;
         assert!(features.child_in("bind", NS_BIND).is_some(), "{features:?}");
         let bound = self
             .iq(
@@ -166,6 +151,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Xmpp<S> {
             .text;
         assert_eq!(jid, &format!("{user}@{DOMAIN}/it"));
         self.jid = jid.clone();
+    }
+
+    /// SASL PLAIN on a secure stream and the restart; returns the features after it.
+    async fn authenticate(&mut self, user: &str, password: &str) -> Element {
+        let features = self.open().await;
+        assert!(
+            mechanisms(&features).contains(&"PLAIN".to_owned()),
+            "{features:?}"
+        );
+        let response = BASE64.encode(format!("\0{user}@{DOMAIN}\0{password}"));
+        self.send(&format!(
+            "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{response}</auth>"
+        ))
+        .await;
+        let success = self.next_stanza().await;
+        assert_eq!(
+            (success.name.as_str(), success.namespace.as_str()),
+            ("success", NS_SASL),
+            "{success:?}"
+        );
+        self.open().await
     }
 
     /// An iq with a fresh id, and its answer (result or error).
@@ -272,14 +278,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Xmpp<S> {
 impl Xmpp {
     /// Signed in as `user` over direct TLS (XEP-0368).
     pub(crate) async fn connect(server: &TestServer, user: &str, password: &str) -> Self {
+        let mut xmpp = Self::tls(server).await;
+        xmpp.sign_in(user, password).await;
+        xmpp
+    }
+
+    /// A direct TLS connection, nothing sent yet.
+    async fn tls(server: &TestServer) -> Self {
         let running = server.running();
         let cert = &running.certificate().unwrap().cert;
         let tls = tls_connect(running.xmpp_tls_addr().unwrap(), cert, "localhost")
             .await
             .unwrap();
-        let mut xmpp = Xmpp::over(tls);
-        xmpp.sign_in(user, password).await;
-        xmpp
+        Xmpp::over(tls)
+    }
+
+    /// `<enable resume='true' max=…/>`: the resumption id.
+    async fn enable_resumption(&mut self, max: u32) -> String {
+        self.send(&format!(
+            "<enable xmlns='{NS_SM}' resume='true' max='{max}'/>"
+        ))
+        .await;
+        let enabled = self.until(|s| s.namespace == NS_SM).await;
+        assert_eq!(enabled.name, "enabled", "{enabled:?}");
+        assert_eq!(enabled.attr("max"), Some(max.to_string().as_str()));
+        enabled.attr("id").unwrap().to_owned()
+    }
+
+    /// Signs in on a new connection and resumes `previd`; returns the answer (`resumed`
+    /// or `failed`).
+    async fn resume(
+        server: &TestServer,
+        user: &str,
+        password: &str,
+        previd: &str,
+    ) -> (Self, Element) {
+        let mut xmpp = Self::tls(server).await;
+        let features = xmpp.authenticate(user, password).await;
+        assert!(features.child_in("sm", NS_SM).is_some(), "{features:?}");
+        xmpp.send(&format!(
+            "<resume xmlns='{NS_SM}' previd='{previd}' h='0'/>"
+        ))
+        .await;
+        let answer = xmpp.next_stanza().await;
+        xmpp.jid = format!("{user}@{DOMAIN}/it");
+        (xmpp, answer)
+    }
+
+    /// Reads until the server closes the connection.
+    async fn until_dropped(&mut self) {
+        while self.event().await.is_some() {}
     }
 }
 
@@ -1120,5 +1168,64 @@ async fn creators_create_rooms_with_the_configuration_form() {
     assert_eq!(room.managers, [crate::chat::p("sip:alice@example.test")]);
     let (own, _) = alice.join(&address, "alice").await;
     assert!(statuses(&own).contains(&110), "{own:?}");
+    server.stop().await;
+}
+
+/// XEP-0198 resumption over real connections: a stream that drops keeps its session in the
+/// room (nobody sees it leave), a new connection resumes it and gets what it missed, a
+/// third connection takes it over from a second still up, and a session nobody resumes
+/// in time ends.
+#[tokio::test]
+async fn a_dropped_stream_is_resumed_without_losing_a_post() {
+    let server = start().await;
+    let lobby_uri = room_uri(server.store.as_ref(), "Lobby");
+    let lobby = room_jid(&server, "Lobby");
+    let mut bob = Chat::connect(&server, "bob").await;
+    assert_eq!(code(&bob.join(&lobby_uri).await), "200");
+
+    let mut alice = Xmpp::connect(&server, "alice", "alice-pw").await;
+    let previd = alice.enable_resumption(60).await;
+    let (own, _) = alice.join(&lobby, "alice").await;
+    assert!(statuses(&own).contains(&110), "{own:?}");
+    bob.expect("ntc:join").await;
+
+    // The network goes: the connection drops without `</stream:stream>`.
+    drop(alice);
+    assert_eq!(bob.post(&lobby_uri, "while away").await, 200);
+    let posted = msgid(&bob.expect("grpchat").await);
+
+    let (mut alice, resumed) = Xmpp::resume(&server, "alice", "alice-pw", &previd).await;
+    assert_eq!(resumed.name, "resumed", "{resumed:?}");
+    assert_eq!(resumed.attr("previd"), Some(previd.as_str()));
+    let missed = alice.until(|s| body_of(s) == Some("while away")).await;
+    assert_eq!(stanza_id(&missed, &lobby), posted);
+    // alice never left: bob heard no part, and her post goes on from the same session.
+    assert!(bob.none_of("ntc:part").await);
+    let back = alice.post(&lobby, "back").await;
+    assert!(!is_error(&back), "{back:?}");
+    bob.expect("grpchat").await;
+
+    // Another change of network before the server noticed the last: the stream still up
+    // is closed, and the new one has the session.
+    let (mut third, taken) = Xmpp::resume(&server, "alice", "alice-pw", &previd).await;
+    assert_eq!(taken.name, "resumed", "{taken:?}");
+    alice.until_dropped().await;
+    assert_eq!(bob.post(&lobby_uri, "to the third").await, 200);
+    third.until(|s| body_of(s) == Some("to the third")).await;
+    assert!(bob.none_of("ntc:part").await);
+
+    // Someone else's id is not found, like an unknown one.
+    let (_, refused) = Xmpp::resume(&server, "bob", "bob-pw", &previd).await;
+    assert_eq!(refused.name, "failed", "{refused:?}");
+    assert!(refused.child("item-not-found").is_some(), "{refused:?}");
+
+    // A session nobody resumes within the time its client asked for ends.
+    let mut brief = Xmpp::connect(&server, "alice", "alice-pw").await;
+    let brief_id = brief.enable_resumption(1).await;
+    drop(brief);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, expired) = Xmpp::resume(&server, "alice", "alice-pw", &brief_id).await;
+    assert_eq!(expired.name, "failed", "{expired:?}");
+    drop(third);
     server.stop().await;
 }

@@ -6,12 +6,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
-use ring::rand::{SecureRandom as _, SystemRandom};
 use sha2::{Digest as _, Sha256};
 
 use crate::core::credentials::constant_time_eq;
+pub use crate::core::ids::new_token;
 
 /// The session cookie. `__Host-` makes browsers refuse it unless it is Secure, for `/`
 /// and set by this host only (no Domain), so a neighbour host cannot plant one.
@@ -46,13 +44,6 @@ pub struct Sessions {
     table: Mutex<HashMap<[u8; 32], Session>>,
     idle: Duration,
     lifetime: Duration,
-}
-
-/// A new random token: 32 bytes, URL-safe base64.
-pub fn new_token() -> Option<String> {
-    let mut bytes = [0u8; 32];
-    SystemRandom::new().fill(&mut bytes).ok()?;
-    Some(BASE64URL.encode(bytes))
 }
 
 fn key(token: &str) -> [u8; 32] {

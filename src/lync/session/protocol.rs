@@ -8,7 +8,8 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use crate::lync::sip::framer;
-use crate::net::{self, ConnectionInfo};
+use crate::net::outbox::Mailbox;
+use crate::net::{self, ConnectionInfo, Retention};
 
 use super::{Answer, Outbound, Outboxes, Output, Session, Shared};
 
@@ -74,7 +75,8 @@ impl net::Connection for Session {
         Session::take_outputs(self)
     }
 
-    fn closed(&mut self) {
+    fn closed(&mut self, _mailbox: Mailbox<Self::Delivery>) -> Retention {
         Session::closed(self);
+        Retention::Released
     }
 }

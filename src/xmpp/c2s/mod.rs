@@ -7,10 +7,11 @@
 //! sends out of that order ends the stream with the condition RFC 6120 names for it.
 
 mod iq;
+pub mod sm;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -20,12 +21,14 @@ use crate::core::hub::ChatError;
 use crate::core::ids::{Gateway, SessionRef};
 use crate::core::model::Room;
 use crate::core::ports::ChatMessage;
+use crate::net::outbox::Mailbox;
 use crate::net::rate::TokenBucket;
-use crate::net::{ConnectionInfo, Deferred, Output, Transport};
+use crate::net::{ConnectionInfo, Deferred, Output, Retention, Transport};
 use crate::xml::Element;
 use crate::xmpp::XmppShared;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::muc;
+use crate::xmpp::resume::{self, Claim, Parked};
 use crate::xmpp::sasl::{self, Exchange, Mechanism, Step};
 use crate::xmpp::stanza::{
     self, ErrorType, NS_BIND, NS_SASL, NS_SESSION, NS_SM, NS_TLS, StanzaError,
@@ -36,6 +39,8 @@ use crate::xmpp::stream::{
 
 /// SASL attempts one stream may make before it is closed.
 const MAX_SASL_FAILURES: u32 = 3;
+/// How long a resumption waits for the session's old connection to close and hand over.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
 
 /// The result of work a stream waits for.
 pub enum Answer {
@@ -68,6 +73,12 @@ pub enum Answer {
         query: muc::mam::ArchiveQuery,
         result: HistoryResult,
     },
+    /// A resumed session's old connection handed it over (or did not in time).
+    TakenOver {
+        previd: String,
+        h: u32,
+        parked: Option<Box<Parked>>,
+    },
 }
 
 pub type HistoryResult = Result<(Arc<Room>, Vec<Arc<ChatMessage>>), ChatError>;
@@ -92,8 +103,14 @@ pub struct C2s {
     upgrading: bool,
     /// Stanzas of this stream (the user's across streams: `shared.user_stanzas`).
     rate: TokenBucket,
-    /// XEP-0198 once enabled: stanzas received from the client, modulo 2^32.
-    handled: Option<u32>,
+    /// XEP-0198 once enabled (or resumed).
+    sm: Option<sm::StreamManagement>,
+    /// The resumption id, when the session may be resumed.
+    resume_id: Option<String>,
+    /// How long the session waits to be resumed once its connection drops.
+    resume_wait: Duration,
+    /// A `<resume/>` waits for the session's old connection.
+    resuming: bool,
     /// Whether perch's stream header went out on the current stream.
     header_sent: bool,
 }
@@ -117,7 +134,10 @@ impl C2s {
             ended: false,
             upgrading: false,
             rate,
-            handled: None,
+            sm: None,
+            resume_id: None,
+            resume_wait: Duration::ZERO,
+            resuming: false,
             header_sent: false,
         }
     }
@@ -146,10 +166,45 @@ impl C2s {
             .unwrap_or_default()
     }
 
-    pub(crate) fn send(&mut self, stanza: &Element) {
+    /// Sends a stanza or a nonza; stanzas are counted (and kept until acknowledged) for
+    /// XEP-0198.
+    pub(crate) fn send(&mut self, element: &Element) {
         let mut out = String::new();
-        stream::render_built(&mut out, stanza);
-        self.outputs.push(Output::Send(Bytes::from(out)));
+        stream::render_built(&mut out, element);
+        let bytes = Bytes::from(out);
+        let is_stanza = matches!(element.namespace.as_str(), "" | JABBER_CLIENT)
+            && matches!(element.name.as_str(), "message" | "presence" | "iq");
+        if is_stanza {
+            self.send_stanza(bytes);
+        } else {
+            self.outputs.push(Output::Send(bytes));
+        }
+    }
+
+    /// One stanza out; with resumption on it is kept until the client acknowledges it, and
+    /// the client is asked to acknowledge as the queue grows.
+    fn send_stanza(&mut self, stanza: Bytes) {
+        let kept = match self.sm.as_mut().and_then(|sm| sm.unacked.as_mut()) {
+            Some(unacked) => unacked.push(stanza.clone()),
+            None => Ok(false),
+        };
+        self.outputs.push(Output::Send(stanza));
+        match kept {
+            Ok(false) => {}
+            Ok(true) => {
+                let mut out = String::new();
+                stream::render_built(&mut out, &Element::new("r").with_namespace(NS_SM));
+                self.outputs.push(Output::Send(Bytes::from(out)));
+            }
+            Err(error) => {
+                tracing::info!(
+                    connection = self.info.id,
+                    ?error,
+                    "XMPP client does not acknowledge"
+                );
+                self.stream_error("resource-constraint");
+            }
+        }
     }
 
     /// An error reply to `request`, from what it was addressed to.
@@ -263,12 +318,14 @@ impl C2s {
             (NS_SASL, "response" | "abort") => self.sasl_response(&element, now),
             (NS_SM, _) => self.stream_management(&element),
             (JABBER_CLIENT, "iq" | "message" | "presence") => {
-                // Nothing but binding before a resource is bound, nothing before sign-in.
-                if self.user.is_none() || (self.jid.is_none() && !iq::is_bind(&element)) {
+                // Nothing but binding before a resource is bound (nor while a resumption
+                // waits), nothing before sign-in.
+                let unbound = self.jid.is_none() && (!iq::is_bind(&element) || self.resuming);
+                if self.user.is_none() || unbound {
                     self.stream_error("not-authorized");
                 } else {
-                    if let Some(handled) = &mut self.handled {
-                        *handled = handled.wrapping_add(1);
+                    if let Some(sm) = &mut self.sm {
+                        sm.received();
                     }
                     self.stanza(element, now);
                 }
@@ -277,34 +334,168 @@ impl C2s {
         }
     }
 
-    /// XEP-0198 acknowledgements: `<enable/>` after binding, then `<a h=…/>` for every
-    /// `<r/>`. Resumption is not offered (perch keeps no stream after its connection), so
-    /// `<resume/>` fails and clients sign in afresh.
+    /// XEP-0198: `<enable/>` after binding (with resumption when asked for and on),
+    /// `<a h=…/>` for every `<r/>`, the client's `<a/>` releasing what perch kept, and
+    /// `<resume/>` in place of binding on a new stream.
     fn stream_management(&mut self, element: &Element) {
         match element.name.as_str() {
-            "enable" if self.jid.is_some() && self.handled.is_none() => {
-                self.handled = Some(0);
-                self.send(&Element::new("enabled").with_namespace(NS_SM));
-            }
-            "r" if self.handled.is_some() => {
-                let h = self.handled.unwrap_or_default().to_string();
+            "enable" if self.jid.is_some() && self.sm.is_none() => self.enable(element),
+            "r" if self.sm.is_some() => {
+                let h = self.sm.as_ref().map_or(0, |sm| sm.handled).to_string();
                 self.send(&Element::new("a").with_namespace(NS_SM).with_attr("h", h));
             }
-            // The client's count of what perch sent: nothing is kept to release.
-            "a" if self.handled.is_some() => {}
+            "a" if self.sm.is_some() => {
+                let acknowledged = element.attr("h").and_then(|h| h.parse::<u32>().ok());
+                let Some(h) = acknowledged else {
+                    return self.stream_error("invalid-xml");
+                };
+                self.acknowledged(h);
+            }
+            "resume" if self.user.is_some() && self.jid.is_none() && !self.resuming => {
+                self.resume(element);
+            }
             "enable" | "resume" => {
-                let condition = if element.name == "resume" {
+                let condition = if element.name == "resume" && self.user.is_some() {
                     "item-not-found"
                 } else {
                     "unexpected-request"
                 };
-                let failed = Element::new("failed")
-                    .with_namespace(NS_SM)
-                    .with_child(Element::new(condition).with_namespace(stanza::NS_STANZAS));
-                self.send(&failed);
+                self.sm_failed(condition, None);
             }
             _ => self.stream_error("unsupported-stanza-type"),
         }
+    }
+
+    fn sm_failed(&mut self, condition: &str, h: Option<u32>) {
+        let mut failed = Element::new("failed")
+            .with_namespace(NS_SM)
+            .with_child(Element::new(condition).with_namespace(stanza::NS_STANZAS));
+        if let Some(h) = h {
+            failed = failed.with_attr("h", h.to_string());
+        }
+        self.send(&failed);
+    }
+
+    fn enable(&mut self, element: &Element) {
+        let asked = matches!(element.attr("resume"), Some("true" | "1"));
+        let resumption = self.shared.resumption.clone();
+        let id = match (asked, &self.user, &self.session) {
+            (true, Some(user), Some(session)) => resumption.enable(user, session),
+            _ => None,
+        };
+        let mut enabled = Element::new("enabled").with_namespace(NS_SM);
+        let buffer = id.as_ref().map(|_| resumption.buffer_bytes);
+        if let Some(id) = &id {
+            // The client may ask for less time than perch allows, never for more.
+            let wait = element
+                .attr("max")
+                .and_then(|max| max.parse::<u64>().ok())
+                .map_or(resumption.max_wait, |max| {
+                    resumption.max_wait.min(Duration::from_secs(max))
+                });
+            self.resume_wait = wait;
+            enabled = enabled
+                .with_attr("id", id.clone())
+                .with_attr("resume", "true")
+                .with_attr("max", wait.as_secs().to_string());
+        }
+        self.resume_id = id;
+        self.sm = Some(sm::StreamManagement::new(buffer));
+        self.send(&enabled);
+    }
+
+    fn acknowledged(&mut self, h: u32) {
+        let checked = match self.sm.as_mut().and_then(|sm| sm.unacked.as_mut()) {
+            Some(unacked) => unacked.acknowledge(h),
+            // Nothing kept to release.
+            None => Ok(()),
+        };
+        if let Err(error) = checked {
+            tracing::info!(
+                connection = self.info.id,
+                ?error,
+                "XMPP acknowledgement out of range"
+            );
+            self.stream_error("undefined-condition");
+        }
+    }
+
+    /// `<resume previd=… h=…/>`: the user's parked session comes back on this stream, or
+    /// its live connection is asked to hand it over first.
+    fn resume(&mut self, element: &Element) {
+        let (Some(previd), Some(h)) = (
+            element.attr("previd").map(str::to_owned),
+            element.attr("h").and_then(|h| h.parse::<u32>().ok()),
+        ) else {
+            return self.sm_failed("bad-request", None);
+        };
+        let Some(user) = self.user.clone() else {
+            return self.sm_failed("unexpected-request", None);
+        };
+        match self
+            .shared
+            .resumption
+            .claim(&previd, &user, &self.shared.outboxes)
+        {
+            Claim::Ready(parked) => self.resumed(&previd, h, parked),
+            Claim::Waiting(handover) => {
+                self.resuming = true;
+                self.defer(async move {
+                    let parked = tokio::time::timeout(TAKEOVER_WAIT, handover)
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
+                    Answer::TakenOver { previd, h, parked }
+                });
+            }
+            Claim::NotFound => self.sm_failed("item-not-found", None),
+        }
+    }
+
+    /// The session is this stream's now: `<resumed/>`, then everything the client has not
+    /// acknowledged, then what arrived while it was away; later deliveries follow.
+    fn resumed(&mut self, previd: &str, h: u32, mut parked: Box<Parked>) {
+        let shared = self.shared.clone();
+        let outboxes = &shared.outboxes;
+        // From here deliveries to the session come to this connection; those queued before
+        // are in the old mailbox, collected next, so nothing is lost or reordered.
+        let redirected = outboxes.redirect(parked.session.connection, self.info.id);
+        let collected = parked.collect();
+        let acknowledged = match parked.sm.unacked.as_mut() {
+            Some(unacked) => unacked.acknowledge(h),
+            None => Ok(()),
+        };
+        let Parked {
+            user,
+            jid,
+            session,
+            sm,
+            mailbox,
+            ..
+        } = *parked;
+        drop(mailbox);
+        if !redirected || collected.is_err() || acknowledged.is_err() {
+            tracing::info!(connection = self.info.id, %session, ?collected, ?acknowledged, "XMPP resumption failed");
+            resume::end_session(&user, &session, &shared.core, outboxes);
+            let handled = sm.handled;
+            return self.sm_failed("item-not-found", Some(handled));
+        }
+        tracing::info!(connection = self.info.id, %session, "XMPP session resumed");
+        shared.resumption.relive(previd, &user, &session);
+        self.session = Some(session);
+        self.jid = Some(jid);
+        self.resume_id = Some(previd.to_owned());
+        let answer = Element::new("resumed")
+            .with_namespace(NS_SM)
+            .with_attr("h", sm.handled.to_string())
+            .with_attr("previd", previd);
+        self.send(&answer);
+        // Sent again as they are: they stay in the queue until acknowledged.
+        if let Some(unacked) = &sm.unacked {
+            self.outputs
+                .extend(unacked.pending().cloned().map(Output::Send));
+        }
+        self.sm = Some(sm);
     }
 
     fn starttls(&mut self) {
@@ -514,7 +705,8 @@ impl crate::net::Connection for C2s {
 
     fn deliver(&mut self, delivery: Bytes, _now: Instant) {
         if !self.ended {
-            self.outputs.push(Output::Send(delivery));
+            // Every delivery is one stanza (the sink renders them so).
+            self.send_stanza(delivery);
         }
     }
 
@@ -538,6 +730,13 @@ impl crate::net::Connection for C2s {
             Answer::Archive { iq, query, result } => muc::mam::answer(self, &iq, &query, result),
             Answer::Administered { iq, result } => muc::admin::administered(self, &iq, result),
             Answer::Invitations(invitations) => muc::invite::send(self, &invitations),
+            Answer::TakenOver { previd, h, parked } => {
+                self.resuming = false;
+                match parked {
+                    Some(parked) => self.resumed(&previd, h, parked),
+                    None => self.sm_failed("item-not-found", None),
+                }
+            }
         }
     }
 
@@ -558,9 +757,55 @@ impl crate::net::Connection for C2s {
         self.header_sent = false;
     }
 
-    fn closed(&mut self) {
-        if let (Some(user), Some(session)) = (self.user.clone(), self.session()) {
-            self.shared.core.leave_all(&user, &session);
+    fn closed(&mut self, mailbox: Mailbox<Bytes>) -> Retention {
+        let shared = self.shared.clone();
+        let (Some(user), Some(session), Some(jid)) =
+            (self.user.clone(), self.session(), self.jid.clone())
+        else {
+            return Retention::Released;
+        };
+        // A resumed stream's own address was never the session's: only the session's stays.
+        let own = self.info.id;
+        if session.connection != own {
+            shared.outboxes.unregister(own);
+        }
+        let resumable = match (&self.resume_id, self.sm.take()) {
+            // A stream that ended on purpose (the client's close, a stream error) ends its
+            // session; one that dropped may be resumed.
+            (Some(id), Some(sm)) if !self.ended => Some((id.clone(), sm)),
+            _ => None,
+        };
+        if let Some((id, sm)) = resumable {
+            let expires = Instant::now() + self.resume_wait;
+            let parked = Box::new(Parked::new(
+                user.clone(),
+                jid,
+                session.clone(),
+                sm,
+                mailbox,
+                expires,
+            ));
+            match shared.resumption.park(&id, parked) {
+                Ok(displaced) => {
+                    tracing::debug!(connection = own, %session, "XMPP session parked for resumption");
+                    resume::end_all(displaced, &shared.core, &shared.outboxes);
+                    return Retention::Kept;
+                }
+                Err(parked) => {
+                    resume::end_all(vec![parked], &shared.core, &shared.outboxes);
+                    return Retention::Kept;
+                }
+            }
+        }
+        if let Some(id) = &self.resume_id {
+            shared.resumption.forget(id);
+        }
+        if session.connection == own {
+            shared.core.leave_all(&user, &session);
+            Retention::Released
+        } else {
+            resume::end_session(&user, &session, &shared.core, &shared.outboxes);
+            Retention::Kept
         }
     }
 }

@@ -6,25 +6,28 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use crate::core::credentials::Credentials;
 use crate::core::fixtures::{MemoryStore, category, open_room, user};
 use crate::core::hub::ChatCore;
 use crate::core::ports::{DirectoryStore as _, ModelStore as _, committed};
 use crate::core::snapshot::SnapshotHandle;
+use crate::net::outbox::Mailbox;
 use crate::net::signin::FailureThrottle;
-use crate::net::{Connection, ConnectionInfo, Output, Transport};
+use crate::net::{Connection, ConnectionInfo, Output, Retention, Transport};
 use crate::xmpp::stream::StreamLimits;
-use crate::xmpp::{XmppProtocol, XmppSettings};
+use crate::xmpp::{XmppProtocol, XmppSettings, XmppShared};
 
 const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
     xmlns:stream='http://etherx.jabber.org/streams' to='example.test' version='1.0'>";
 
 struct Stream {
     c2s: super::C2s,
-    runtime: tokio::runtime::Runtime,
+    runtime: Arc<tokio::runtime::Runtime>,
     now: Instant,
+    /// What the driver would read deliveries from.
+    mailbox: Option<Mailbox<Bytes>>,
 }
 
 fn settings(stanzas_per_second: u32, burst: u32) -> XmppSettings {
@@ -37,15 +40,19 @@ fn settings(stanzas_per_second: u32, burst: u32) -> XmppSettings {
         stanza_burst: burst,
         stanzas_per_second_per_user: 1000,
         stanza_burst_per_user: 1000,
+        resume_wait: Duration::from_secs(60),
+        resume_buffer_bytes: 64 * 1024,
     }
 }
 
 impl Stream {
     fn open(transport: Transport, settings: XmppSettings) -> Stream {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = Arc::new(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
         let store = Arc::new(MemoryStore::default());
         runtime.block_on(async {
             let mut alice = user("alice@example.test");
@@ -62,18 +69,44 @@ impl Stream {
         let core = Arc::new(ChatCore::new(model, store.clone()));
         let throttle = Arc::new(FailureThrottle::new(Duration::from_secs(60), 30, 5));
         let protocol = XmppProtocol::new(settings, core, store, throttle);
+        Stream::connect(protocol.shared, runtime, 1, transport)
+    }
+
+    /// Another connection to the same server, as the driver opens one.
+    fn connect(
+        shared: Arc<XmppShared>,
+        runtime: Arc<tokio::runtime::Runtime>,
+        id: u64,
+        transport: Transport,
+    ) -> Stream {
         let info = ConnectionInfo {
-            id: 1,
+            id,
             peer: "127.0.0.1:40000".parse().unwrap(),
             local: "127.0.0.1:5222".parse().unwrap(),
             transport,
         };
-        let c2s = super::C2s::new(protocol.shared.clone(), info);
+        let mailbox = Some(shared.outboxes.register(id, 64));
         Stream {
-            c2s,
+            c2s: super::C2s::new(shared, info),
             runtime,
             now: Instant::now(),
+            mailbox,
         }
+    }
+
+    /// What was delivered to this connection, handed to the stream as the driver does.
+    fn deliveries(&mut self) -> String {
+        let mailbox = self.mailbox.as_mut().unwrap();
+        while let Ok(delivery) = mailbox.receiver.try_recv() {
+            self.c2s.deliver(delivery, self.now);
+        }
+        self.send("")
+    }
+
+    /// The connection drops (no `</stream:stream>`).
+    fn drop_connection(&mut self) -> Retention {
+        let mailbox = self.mailbox.take().unwrap();
+        self.c2s.closed(mailbox)
     }
 
     /// Feeds `text`, runs what the stream waits for, and returns what it sent.
@@ -101,6 +134,15 @@ impl Stream {
     }
 
     fn sign_in(&mut self) {
+        self.authenticate();
+        let bound = self.send(
+            "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>t</resource></bind></iq>",
+        );
+        assert!(bound.contains("<jid>alice@example.test/t</jid>"), "{bound}");
+    }
+
+    /// SASL and the stream restart: what comes before binding (or resuming).
+    fn authenticate(&mut self) {
         self.send(HEADER);
         let plain = BASE64.encode(b"\0alice@example.test\0alice-pw");
         let answer = self.send(&format!(
@@ -112,10 +154,6 @@ impl Stream {
             features.contains("urn:ietf:params:xml:ns:xmpp-bind"),
             "{features}"
         );
-        let bound = self.send(
-            "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>t</resource></bind></iq>",
-        );
-        assert!(bound.contains("<jid>alice@example.test/t</jid>"), "{bound}");
     }
 }
 
@@ -218,4 +256,166 @@ fn an_error_before_the_header_still_opens_the_stream_first() {
     let error = answer.find("<stream:error>").expect("an error");
     assert!(header < error, "{answer}");
     assert!(answer.ends_with("</stream:stream>[close]"), "{answer}");
+}
+
+#[test]
+fn a_dropped_session_is_resumed_with_what_the_client_missed() {
+    let mut first = Stream::open(Transport::Tls, settings(100, 100));
+    first.sign_in();
+    let enabled = first.send("<enable xmlns='urn:xmpp:sm:3' resume='true' max='30'/>");
+    let id = enabled
+        .split("id=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no resumption id: {enabled}"))
+        .to_owned();
+    assert!(enabled.contains("resume=\"true\" max=\"30\""), "{enabled}");
+    let lobby = first
+        .c2s
+        .shared
+        .core
+        .snapshot()
+        .room_by_name("Lobby")
+        .unwrap()
+        .uid
+        .clone();
+    let room = format!("{lobby}@conference.example.test");
+    let joined = first.send(&format!(
+        "<presence to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ));
+    assert!(joined.contains("status code=\"110\""), "{joined}");
+    let sent_before = joined.matches("<presence").count() + joined.matches("<message").count();
+    // The client has the first stanza only, and says so; then its network goes.
+    first.send("<a xmlns='urn:xmpp:sm:3' h='1'/>");
+    assert_eq!(first.drop_connection(), Retention::Kept);
+    assert!(
+        first
+            .c2s
+            .shared
+            .core
+            .is_present(first.c2s.session.as_ref().unwrap(), &lobby)
+    );
+
+    // Meanwhile a post reaches the session (alice's own from elsewhere would do; an
+    // administrator's message is simplest to make here: a post through the hub).
+    let shared = first.c2s.shared.clone();
+    let session = first.c2s.session.clone().unwrap();
+    let runtime = first.runtime.clone();
+    runtime
+        .block_on(async {
+            shared
+                .core
+                .post(
+                    "alice@example.test",
+                    &session,
+                    &lobby,
+                    "while away".into(),
+                    None,
+                )
+                .unwrap()
+                .completed()
+                .await
+        })
+        .unwrap();
+
+    let mut second = Stream::connect(shared.clone(), runtime.clone(), 2, Transport::Tls);
+    second.authenticate();
+    let resumed = second.send(&format!(
+        "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='1'/>"
+    ));
+    // h: the join presence and the ack; what the client missed comes again, then the post.
+    assert!(
+        resumed.starts_with("<resumed xmlns=\"urn:xmpp:sm:3\" h=\"1\""),
+        "{resumed}"
+    );
+    let replayed = resumed.matches("<presence").count() + resumed.matches("<message").count();
+    assert_eq!(replayed, sent_before - 1 + 1, "{resumed}");
+    assert!(resumed.contains("while away"), "{resumed}");
+    // Later deliveries to the session come to the new connection.
+    let again = second.send(&format!(
+        "<message to='{room}' type='groupchat'><body>back</body></message>"
+    ));
+    let delivered = again + &second.deliveries();
+    assert!(delivered.contains("<body>back</body>"), "{delivered}");
+    // The network changes again before the server notices: a third connection resumes
+    // while the second is still up. The second is asked to close, then hands over.
+    let mut third = Stream::connect(shared, runtime.clone(), 3, Transport::Tls);
+    third.authenticate();
+    let resume = format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='1'/>");
+    third
+        .c2s
+        .receive(&mut BytesMut::from(resume.as_bytes()), third.now);
+    let mut outputs = third.c2s.take_outputs();
+    assert_eq!(outputs.len(), 1);
+    let Some(Output::Await(handover)) = outputs.pop() else {
+        panic!("the resumption waits for the live connection");
+    };
+    let kicked = second.mailbox.as_ref().unwrap().cut_off.clone();
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(1), kicked.notified()).await })
+        .expect("the live connection is asked to close");
+    assert_eq!(second.drop_connection(), Retention::Kept);
+    let answer = runtime.block_on(handover.work);
+    third.c2s.finish_deferred(handover.id, answer, third.now);
+    let taken = third.send("");
+    assert!(
+        taken.starts_with("<resumed xmlns=\"urn:xmpp:sm:3\" h=\"2\""),
+        "{taken}"
+    );
+    assert!(
+        taken.contains("<body>back</body>"),
+        "unacknowledged: {taken}"
+    );
+    let after = third.send(&format!(
+        "<message to='{room}' type='groupchat'><body>third</body></message>"
+    ));
+    assert!((after + &third.deliveries()).contains("<body>third</body>"));
+}
+
+#[test]
+fn a_closed_stream_ends_its_session_and_cannot_be_resumed() {
+    let mut first = Stream::open(Transport::Tls, settings(100, 100));
+    first.sign_in();
+    let enabled = first.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    assert!(enabled.contains("max=\"60\""), "{enabled}");
+    let id = enabled
+        .split("id=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let closed = first.send("</stream:stream>");
+    assert!(closed.ends_with("[close]"), "{closed}");
+    assert_eq!(first.drop_connection(), Retention::Released);
+    let mut second = Stream::connect(
+        first.c2s.shared.clone(),
+        first.runtime.clone(),
+        2,
+        Transport::Tls,
+    );
+    second.authenticate();
+    let failed = second.send(&format!(
+        "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
+    ));
+    assert!(failed.contains("<item-not-found"), "{failed}");
+}
+
+#[test]
+fn a_client_that_never_acknowledges_is_stopped_at_the_bound() {
+    let mut stream = Stream::open(Transport::Tls, settings(100_000, 100_000));
+    stream.sign_in();
+    stream.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    let mut out = String::new();
+    for n in 0..2000 {
+        out = stream.send(&format!(
+            "<iq type='get' id='ping-{n}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
+        if out.contains("<stream:error>") {
+            break;
+        }
+    }
+    assert!(out.contains("<resource-constraint"), "{out}");
+    assert_eq!(stream.drop_connection(), Retention::Released);
 }

@@ -1,0 +1,268 @@
+//! XEP-0198 resumption across connections: sessions that may be resumed, by resumption
+//! id. A session keeps the outbox address of the connection that bound it for life (the
+//! hub knows it by that address); when its connection drops, the session is parked with
+//! that connection's mailbox, which goes on collecting the rooms' traffic, until a new
+//! stream of the same user resumes it or it expires. A resumption that finds the old
+//! connection still up (a phone that changed networks before the server noticed) asks
+//! it to close and takes the session over when it has.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::core::hub::ChatCore;
+use crate::core::ids::SessionRef;
+use crate::net::outbox::{Mailbox, Outboxes};
+use crate::xmpp::c2s::sm::{SmError, StreamManagement};
+use crate::xmpp::jid::Jid;
+
+/// Parked sessions one user may have; parking one more gives up their oldest.
+const PARKED_PER_USER: usize = 4;
+/// Resumable sessions (live and parked) the server tracks; past it, `<enable/>` is
+/// granted without resumption.
+const MAX_RESUMABLE: usize = 4096;
+
+/// A session whose connection is gone, waiting to be resumed.
+pub struct Parked {
+    pub user: String,
+    pub jid: Jid,
+    /// The hub's session: its `connection` is the outbox address it keeps for life.
+    pub session: SessionRef,
+    pub sm: StreamManagement,
+    /// What was delivered to the session since its connection dropped, not yet moved into
+    /// `sm`'s queue.
+    pub mailbox: Mailbox<Bytes>,
+    expires: Instant,
+}
+
+impl Parked {
+    pub fn new(
+        user: String,
+        jid: Jid,
+        session: SessionRef,
+        sm: StreamManagement,
+        mailbox: Mailbox<Bytes>,
+        expires: Instant,
+    ) -> Self {
+        Self {
+            user,
+            jid,
+            session,
+            sm,
+            mailbox,
+            expires,
+        }
+    }
+
+    /// Moves what the mailbox holds into the unacknowledged queue, to be sent on
+    /// resumption after what was sent before.
+    pub fn collect(&mut self) -> Result<(), SmError> {
+        while let Ok(delivery) = self.mailbox.receiver.try_recv() {
+            if let Some(unacked) = &mut self.sm.unacked {
+                unacked.push(delivery)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Stage {
+    /// On a connection, reachable through the session's outbox address.
+    Live,
+    /// A new stream waits for the live connection to close and hand the session over.
+    Claimed(oneshot::Sender<Box<Parked>>),
+    Parked(Box<Parked>),
+}
+
+struct Slot {
+    user: String,
+    session: SessionRef,
+    stage: Stage,
+}
+
+/// What a `<resume/>` finds.
+pub enum Claim {
+    Ready(Box<Parked>),
+    /// The session is still on a connection, asked to close: it arrives on the receiver.
+    Waiting(oneshot::Receiver<Box<Parked>>),
+    NotFound,
+}
+
+pub struct Resumption {
+    slots: Mutex<HashMap<String, Slot>>,
+    /// Longest a session may wait to be resumed; zero: resumption is off.
+    pub max_wait: Duration,
+    /// Bound of a session's unacknowledged stanzas, in bytes.
+    pub buffer_bytes: usize,
+}
+
+impl Resumption {
+    pub fn new(max_wait: Duration, buffer_bytes: usize) -> Self {
+        Self {
+            slots: Mutex::new(HashMap::new()),
+            max_wait,
+            buffer_bytes,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        // Every change is one insert, replace or remove: a poisoned map is consistent.
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A new resumption id for a live session; `None` when resumption is off or full.
+    pub fn enable(&self, user: &str, session: &SessionRef) -> Option<String> {
+        if self.max_wait.is_zero() {
+            return None;
+        }
+        let mut slots = self.lock();
+        if slots.len() >= MAX_RESUMABLE {
+            return None;
+        }
+        let id = crate::core::ids::new_token()?;
+        slots.insert(
+            id.clone(),
+            Slot {
+                user: user.to_owned(),
+                session: session.clone(),
+                stage: Stage::Live,
+            },
+        );
+        Some(id)
+    }
+
+    /// The session is on a connection again (after a resumption), under the same id.
+    pub fn relive(&self, id: &str, user: &str, session: &SessionRef) {
+        self.lock().insert(
+            id.to_owned(),
+            Slot {
+                user: user.to_owned(),
+                session: session.clone(),
+                stage: Stage::Live,
+            },
+        );
+    }
+
+    /// The session ended for good (a clean close, a stream error).
+    pub fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// The session's connection dropped: park it, or hand it to the stream that claimed
+    /// it. `Err` gives it back when nobody will take it (the caller ends it); the other
+    /// sessions it displaced are the caller's to end as well.
+    pub fn park(&self, id: &str, parked: Box<Parked>) -> Result<Vec<Box<Parked>>, Box<Parked>> {
+        let mut slots = self.lock();
+        let Some(slot) = slots.get_mut(id) else {
+            return Err(parked);
+        };
+        match std::mem::replace(&mut slot.stage, Stage::Live) {
+            Stage::Claimed(taker) => {
+                slots.remove(id);
+                taker.send(parked).map(|()| Vec::new())
+            }
+            Stage::Live | Stage::Parked(_) => {
+                slot.stage = Stage::Parked(parked);
+                let user = slot.user.clone();
+                Ok(Self::over_user_limit(&mut slots, &user))
+            }
+        }
+    }
+
+    /// The user's oldest parked sessions past [`PARKED_PER_USER`], taken out.
+    // Boxed like every parked session, so none is moved out of its box on the way.
+    #[allow(clippy::vec_box)]
+    fn over_user_limit(slots: &mut HashMap<String, Slot>, user: &str) -> Vec<Box<Parked>> {
+        let mut theirs: Vec<(Instant, String)> = slots
+            .iter()
+            .filter_map(|(id, slot)| match &slot.stage {
+                Stage::Parked(parked) if slot.user == user => Some((parked.expires, id.clone())),
+                _ => None,
+            })
+            .collect();
+        theirs.sort();
+        let excess = theirs.len().saturating_sub(PARKED_PER_USER);
+        theirs
+            .into_iter()
+            .take(excess)
+            .filter_map(|(_, id)| match slots.remove(&id)?.stage {
+                Stage::Parked(parked) => Some(parked),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A `<resume previd=id/>` of `user`. A live session is asked to close (through
+    /// `outboxes`) and claimed; another user's id is not found, like an unknown one.
+    pub fn claim(&self, id: &str, user: &str, outboxes: &Outboxes<Bytes>) -> Claim {
+        let mut slots = self.lock();
+        let Some(slot) = slots.get_mut(id) else {
+            return Claim::NotFound;
+        };
+        if slot.user != user {
+            return Claim::NotFound;
+        }
+        match &slot.stage {
+            Stage::Parked(_) => match slots.remove(id).map(|slot| slot.stage) {
+                Some(Stage::Parked(parked)) => Claim::Ready(parked),
+                _ => Claim::NotFound,
+            },
+            Stage::Live => {
+                let (taker, waiting) = oneshot::channel();
+                slot.stage = Stage::Claimed(taker);
+                outboxes.kick(slot.session.connection);
+                Claim::Waiting(waiting)
+            }
+            Stage::Claimed(_) => Claim::NotFound,
+        }
+    }
+
+    /// Collects each parked session's deliveries; gives up those expired, over their
+    /// bound, or cut off (deliveries were lost: a resumption could not be whole).
+    pub fn sweep(&self, now: Instant, outboxes: &Outboxes<Bytes>) -> Vec<Box<Parked>> {
+        let mut slots = self.lock();
+        let mut ended = Vec::new();
+        slots.retain(|_, slot| {
+            let Stage::Parked(parked) = &mut slot.stage else {
+                return true;
+            };
+            let whole =
+                parked.collect().is_ok() && outboxes.is_registered(parked.session.connection);
+            if whole && now < parked.expires {
+                return true;
+            }
+            if let Stage::Parked(parked) = std::mem::replace(&mut slot.stage, Stage::Live) {
+                ended.push(parked);
+            }
+            false
+        });
+        ended
+    }
+
+    /// Sessions parked now.
+    pub fn parked(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|slot| matches!(slot.stage, Stage::Parked(_)))
+            .count()
+    }
+}
+
+/// Ends sessions that will not be resumed.
+pub fn end_all(ended: Vec<Box<Parked>>, core: &ChatCore, outboxes: &Outboxes<Bytes>) {
+    for parked in ended {
+        end_session(&parked.user, &parked.session, core, outboxes);
+    }
+}
+
+/// A session over for good: it leaves its rooms, and its address goes.
+pub fn end_session(user: &str, session: &SessionRef, core: &ChatCore, outboxes: &Outboxes<Bytes>) {
+    tracing::debug!(%session, "XMPP session ended");
+    core.leave_all(user, session);
+    outboxes.unregister(session.connection);
+}
