@@ -772,7 +772,12 @@ impl crate::net::Connection for C2s {
         let resumable = match (&self.resume_id, self.sm.take()) {
             // A stream that ended on purpose (the client's close, a stream error) ends its
             // session; one that dropped may be resumed.
-            (Some(id), Some(sm)) if !self.ended => Some((id.clone(), sm)),
+            // Not when its queue was cut off (it fell behind): deliveries were lost.
+            (Some(id), Some(sm))
+                if !self.ended && shared.outboxes.is_registered(session.connection) =>
+            {
+                Some((id.clone(), sm))
+            }
             _ => None,
         };
         if let Some((id, sm)) = resumable {
