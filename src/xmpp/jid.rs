@@ -1,9 +1,13 @@
 //! JIDs (RFC 7622) as perch needs them: `local@domain/resource`, each part bounded to
-//! 1023 bytes. Local parts and domains compare case-insensitively, as perch's user names
-//! do, so both are lower-cased here; resources are kept as sent. Full PRECIS profiles are
-//! not applied (docs/LIMITS.md).
+//! 1023 bytes. Local parts are enforced with PRECIS's UsernameCaseMapped profile and
+//! resources with OpaqueString (RFC 7622 §3.3, §3.4, through `precis-profiles`), so two
+//! spellings of one address compare equal; domains are lower-cased (no IDNA: perch's
+//! domains are its configuration's).
 
 use std::fmt;
+
+use precis_profiles::precis_core::profile::PrecisFastInvocation as _;
+use precis_profiles::{OpaqueString, UsernameCaseMapped};
 
 /// RFC 7622 §3.1: each part at most 1023 bytes.
 const MAX_PART_BYTES: usize = 1023;
@@ -35,27 +39,37 @@ impl Jid {
                 && part.len() <= MAX_PART_BYTES
                 && !part.chars().any(|c| c.is_control() || c.is_whitespace())
         };
-        let local_ok = |local: &str| {
-            part_ok(local) && !local.contains(['"', '&', '\'', '/', ':', '<', '>', '@'])
-        };
-        if !part_ok(domain) || domain.contains('@') || local.is_some_and(|l| !local_ok(l)) {
+        if !part_ok(domain) || domain.contains('@') {
             return Err(invalid());
         }
-        // Resources are free-form (RFC 7622 §3.4: nicks like "Carol Q"), control characters
-        // and surrounding space aside.
-        let resource_ok = |r: &str| {
-            !r.is_empty()
-                && r.len() <= MAX_PART_BYTES
-                && !r.chars().any(char::is_control)
-                && r.trim() == r
+        let local = match local {
+            Some(local) => {
+                let enforced = UsernameCaseMapped::enforce(local).map_err(|_| invalid())?;
+                // RFC 7622 §3.3.1: characters a localpart may not hold beyond the profile's.
+                let forbidden = enforced.contains(['"', '&', '\'', '/', ':', '<', '>', '@']);
+                if forbidden || enforced.len() > MAX_PART_BYTES {
+                    return Err(invalid());
+                }
+                Some(enforced.into_owned())
+            }
+            None => None,
         };
-        if resource.is_some_and(|r| !resource_ok(r)) {
-            return Err(invalid());
-        }
+        // Resources are free-form (RFC 7622 §3.4: nicks like "Carol Q"), as OpaqueString
+        // allows: no control characters, width and space variants mapped.
+        let resource = match resource {
+            Some(resource) => {
+                let enforced = OpaqueString::enforce(resource).map_err(|_| invalid())?;
+                if enforced.len() > MAX_PART_BYTES || enforced.trim() != enforced {
+                    return Err(invalid());
+                }
+                Some(enforced.into_owned())
+            }
+            None => None,
+        };
         Ok(Jid {
-            local: local.map(str::to_lowercase),
+            local,
             domain: domain.trim_end_matches('.').to_lowercase(),
-            resource: resource.map(str::to_owned),
+            resource,
         })
     }
 
@@ -119,5 +133,21 @@ mod tests {
         }
         let long = format!("{}@example.test", "a".repeat(1024));
         assert!(Jid::parse(&long).is_err());
+    }
+
+    #[test]
+    fn precis_makes_two_spellings_of_one_address_equal() {
+        // Fullwidth letters are mapped to their ASCII forms, then case-folded
+        // (UsernameCaseMapped); a resource's fullwidth space becomes a space (OpaqueString).
+        let wide = Jid::parse("\u{FF21}lice@example.test/Carol\u{3000}Q").unwrap();
+        assert_eq!(wide, Jid::parse("alice@example.test/Carol Q").unwrap());
+        // Composed and decomposed é are one letter (NFC).
+        let composed = Jid::parse("jos\u{e9}@example.test").unwrap();
+        let decomposed = Jid::parse("jose\u{301}@example.test").unwrap();
+        assert_eq!(composed, decomposed);
+        // What the profiles refuse: control characters, unassigned code points.
+        for bad in ["a\u{7}b@example.test", "a@example.test/x\u{0}", "\u{E0001}a@example.test"] {
+            assert!(Jid::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }
