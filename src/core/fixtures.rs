@@ -330,7 +330,10 @@ impl ArchiveStore for MemoryStore {
             ),
             HistoryQuery::Search { .. } => Vec::new(),
             HistoryQuery::Range(range) => {
-                let admitted: Vec<&ChatMessage> = room.filter(|m| range.admits(m)).collect();
+                let admitted: Vec<&ChatMessage> = room
+                    .filter(|m| range.admits(m))
+                    .filter(|m| range.words.is_empty() || matches_words(&m.text, &range.words))
+                    .collect();
                 if range.newest {
                     newest(admitted, range.count)
                 } else {

@@ -16,7 +16,8 @@ use super::ids::{Gateway, SessionRef, now_ticks};
 use super::model::{Category, Room};
 use super::policy::{self, Action, Denial, Roles};
 use super::ports::{
-    ChatMessage, Extension, HistoryQuery, Pending, PreferenceQuota, Store, StoreError, committed,
+    ChatMessage, Extension, HistoryQuery, HistoryRange, Pending, PreferenceQuota, Store,
+    StoreError, committed,
 };
 use super::snapshot::{Snapshot, SnapshotHandle};
 
@@ -884,6 +885,13 @@ impl ChatCore {
                     return Ok((room, Vec::new()));
                 }
                 HistoryQuery::Search { words, count }
+            }
+            HistoryQuery::Range(range) if !range.words.is_empty() => {
+                let words = search_words(&range.words)?;
+                if words.is_empty() {
+                    return Ok((room, Vec::new()));
+                }
+                HistoryQuery::Range(HistoryRange { words, ..range })
             }
             other => other,
         };

@@ -196,8 +196,9 @@ pub enum HistoryQuery {
         count: u32,
     },
     /// An archive page (XEP-0313): ids strictly between `after` and `before`, times within
-    /// `since..=until` (100 ns ticks), by `author` if given; `count` of them from the oldest
-    /// end, or from the newest with `newest`.
+    /// `since..=until` (100 ns ticks), by `author` if given, holding every one of `words`
+    /// if any (a full-text search within the rest); `count` of them from the oldest end, or
+    /// from the newest with `newest`.
     Range(HistoryRange),
 }
 
@@ -208,6 +209,8 @@ pub struct HistoryRange {
     pub since: i64,
     pub until: i64,
     pub author: Option<String>,
+    /// Search words, as [`HistoryQuery::Search`]'s; none: no search.
+    pub words: Vec<String>,
     pub newest: bool,
     pub count: u32,
 }
@@ -221,11 +224,14 @@ impl HistoryRange {
             since: i64::MIN,
             until: i64::MAX,
             author: None,
+            words: Vec::new(),
             newest: false,
             count,
         }
     }
 
+    /// Whether `message` is within the range's ids, times and author (its words are the
+    /// store's to match).
     pub fn admits(&self, message: &ChatMessage) -> bool {
         message.id > self.after
             && message.id < self.before

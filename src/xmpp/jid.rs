@@ -146,7 +146,11 @@ mod tests {
         let decomposed = Jid::parse("jose\u{301}@example.test").unwrap();
         assert_eq!(composed, decomposed);
         // What the profiles refuse: control characters, unassigned code points.
-        for bad in ["a\u{7}b@example.test", "a@example.test/x\u{0}", "\u{E0001}a@example.test"] {
+        for bad in [
+            "a\u{7}b@example.test",
+            "a@example.test/x\u{0}",
+            "\u{E0001}a@example.test",
+        ] {
             assert!(Jid::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -235,12 +235,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Xmpp<S> {
 
     /// One MAM page of `room`: the archived messages' ids and bodies, and the `<fin/>`.
     async fn archive(&mut self, room: &str, rsm: &str) -> (Vec<(i64, String)>, Element) {
+        self.archive_filtered(room, &[], rsm).await
+    }
+
+    /// [`Xmpp::archive`] with form fields (`with`, `start`, the full-text field…).
+    async fn archive_filtered(
+        &mut self,
+        room: &str,
+        fields: &[(&str, &str)],
+        rsm: &str,
+    ) -> (Vec<(i64, String)>, Element) {
+        let form = if fields.is_empty() {
+            String::new()
+        } else {
+            let fields: String = fields
+                .iter()
+                .map(|(var, value)| format!("<field var='{var}'><value>{value}</value></field>"))
+                .collect();
+            format!(
+                "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{NS_MAM}</value></field>{fields}</x>"
+            )
+        };
         let reply = self
             .iq(
                 "set",
                 Some(room),
                 &format!(
-                    "<query xmlns='{NS_MAM}' queryid='q'><set xmlns='{NS_RSM}'>{rsm}</set></query>"
+                    "<query xmlns='{NS_MAM}' queryid='q'>{form}<set xmlns='{NS_RSM}'>{rsm}</set></query>"
                 ),
             )
             .await;
@@ -577,6 +598,38 @@ async fn cross_protocol_posts_joins_and_history() {
         .await;
     assert!(page.is_empty());
     assert_eq!(fin.attr("complete"), Some("true"));
+    // A full-text search is one more filter: with an author, and paged.
+    const FULLTEXT: &str = "{urn:xmpp:fulltext:0}fulltext";
+    let (found, _) = alice
+        .archive_filtered(&lobby, &[(FULLTEXT, "from")], "<max>10</max>")
+        .await;
+    assert_eq!(
+        found.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [first, second]
+    );
+    let bob_occupant = format!("{lobby}/bob");
+    let (found, _) = alice
+        .archive_filtered(&lobby, &[(FULLTEXT, "from"), ("with", &bob_occupant)], "")
+        .await;
+    assert_eq!(found, [(second, "from lync <3".to_owned())]);
+    let (page, fin) = alice
+        .archive_filtered(&lobby, &[(FULLTEXT, "from")], "<max>1</max>")
+        .await;
+    assert_eq!(page, [(first, "from xmpp & co".to_owned())]);
+    let last = &fin
+        .child_in("set", NS_RSM)
+        .unwrap()
+        .child("last")
+        .unwrap()
+        .text;
+    let (page, _) = alice
+        .archive_filtered(
+            &lobby,
+            &[(FULLTEXT, "from")],
+            &format!("<max>1</max><after>{last}</after>"),
+        )
+        .await;
+    assert_eq!(page, [(second, "from lync <3".to_owned())]);
 
     // alice leaves: XCCOS sees her go, she gets her own unavailable presence.
     alice

@@ -459,6 +459,14 @@ const SEARCH: &str = "SELECT m.id, m.room_id, m.author, m.ts, m.body, m.extra, m
      WHERE messages_fts MATCH ?1 AND f.rowid BETWEEN ?2 AND ?3 AND +m.room_id = ?4
      ORDER BY f.rowid DESC LIMIT ?5";
 
+/// [`SEARCH`] within an archive page's ids (`?2..=?3`), times (`?5..=?6`) and author (`?7`,
+/// NULL for anyone); the order and LIMIT (`?8`) are added by the caller.
+const SEARCH_WITHIN: &str =
+    "SELECT m.id, m.room_id, m.author, m.ts, m.body, m.extra, m.extra_gateway
+     FROM messages_fts f JOIN messages m ON m.id = f.rowid
+     WHERE messages_fts MATCH ?1 AND f.rowid BETWEEN ?2 AND ?3 AND +m.room_id = ?4
+       AND m.ts >= ?5 AND m.ts <= ?6 AND (?7 IS NULL OR m.author = ?7)";
+
 /// The first and last message ids of a room; `None` when it has none.
 fn room_span(c: &Connection, room_id: i64) -> Result<Option<(i64, i64)>, StoreError> {
     // Two subqueries, so each is one seek in `messages_by_room`: with both aggregates in
@@ -502,6 +510,37 @@ pub fn history(
                 .collect::<Result<_, _>>()?;
             ascending.reverse();
             ascending
+        }
+        HistoryQuery::Range(range) if !range.words.is_empty() => {
+            // The room's span bounds the walk as in a plain search, narrowed by the page.
+            let Some((first, last)) = room_span(c, room_id)? else {
+                return Ok(Vec::new());
+            };
+            let low = first.max(range.after.saturating_add(1));
+            let high = last.min(range.before.saturating_sub(1));
+            let order = if range.newest { "DESC" } else { "ASC" };
+            let mut s = c.prepare_cached(&format!(
+                "{SEARCH_WITHIN} ORDER BY f.rowid {order} LIMIT ?8"
+            ))?;
+            let mut found: Vec<ChatMessage> = s
+                .query_map(
+                    params![
+                        fts_query(room_id, &range.words),
+                        low,
+                        high,
+                        room_id,
+                        range.since,
+                        range.until,
+                        range.author,
+                        range.count
+                    ],
+                    message_from_row,
+                )?
+                .collect::<Result<_, _>>()?;
+            if !range.newest {
+                found.reverse();
+            }
+            found
         }
         HistoryQuery::Range(range) => {
             let order = if range.newest { "DESC" } else { "ASC" };

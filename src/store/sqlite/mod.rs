@@ -467,6 +467,7 @@ impl ArchiveStore for SqliteStore {
         // Searches have permits of their own: the history a join loads never waits for them.
         let lane = match query {
             HistoryQuery::Search { .. } => Lane::Search,
+            HistoryQuery::Range(ref range) if !range.words.is_empty() => Lane::Search,
             _ => Lane::Plain,
         };
         self.read_later(lane, move |c| chat::history(c, room_id, &query))
@@ -759,6 +760,92 @@ mod tests {
                 ..HistoryRange::all(2)
             }),
             [8, 10]
+        );
+        store.close();
+    }
+
+    /// A full-text search within an archive page: the words and every other bound at once,
+    /// paged from either end.
+    #[test]
+    fn history_ranges_search_within_their_bounds() {
+        use crate::core::ports::{
+            ArchiveStore, ChatMessage, HistoryQuery, HistoryRange, ModelStore, read_blocking, wait,
+        };
+        let dir = crate::core::fixtures::TempDir::new("history-range-search");
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let category =
+            wait(store.save_category(crate::core::fixtures::category("C", "x", true))).unwrap();
+        let room =
+            wait(store.save_room(crate::core::model::Room::new("r", "r", category.id))).unwrap();
+        let other =
+            wait(store.save_room(crate::core::model::Room::new("o", "o", category.id))).unwrap();
+        for n in 1..=12i64 {
+            for (room_id, text) in [
+                (room.id, format!("deploy note {n}")),
+                (other.id, "deploy".into()),
+            ] {
+                wait(store.append_message(ChatMessage {
+                    id: 0,
+                    room_id,
+                    author: if n % 3 == 0 { "bob@x" } else { "alice@x" }.into(),
+                    ts: n * 100,
+                    text: if n % 2 == 0 {
+                        text
+                    } else {
+                        format!("chatter {n}")
+                    },
+                    extension: None,
+                }))
+                .unwrap();
+            }
+        }
+        let texts = |range: HistoryRange| -> Vec<String> {
+            read_blocking(store.history(room.id, HistoryQuery::Range(range)))
+                .unwrap()
+                .into_iter()
+                .map(|m| m.text)
+                .collect()
+        };
+        let deploy = || HistoryRange {
+            words: vec!["deploy".into()],
+            ..HistoryRange::all(3)
+        };
+        assert_eq!(
+            texts(deploy()),
+            ["deploy note 2", "deploy note 4", "deploy note 6"]
+        );
+        assert_eq!(
+            texts(HistoryRange {
+                newest: true,
+                ..deploy()
+            }),
+            ["deploy note 8", "deploy note 10", "deploy note 12"]
+        );
+        // The page after the first, as RSM's <after/> asks: ids are the room's own, so
+        // the bound is the id of "deploy note 6".
+        let sixth =
+            read_blocking(store.history(room.id, HistoryQuery::Range(deploy()))).unwrap()[2].id;
+        assert_eq!(
+            texts(HistoryRange {
+                after: sixth,
+                ..deploy()
+            }),
+            ["deploy note 8", "deploy note 10", "deploy note 12"]
+        );
+        assert_eq!(
+            texts(HistoryRange {
+                author: Some("bob@x".into()),
+                since: 500,
+                ..deploy()
+            }),
+            ["deploy note 6", "deploy note 12"]
+        );
+        assert!(
+            texts(HistoryRange {
+                until: 150,
+                ..deploy()
+            })
+            .is_empty()
         );
         store.close();
     }

@@ -1,7 +1,5 @@
 //! The room's archive (XEP-0313 `urn:xmpp:mam:2`, paged with XEP-0059): the messages
 //! XCCOS's `bccontext` reads, with the same ids, in the same order, filtered by `start`,
-//! `end` and `with`. Full-text search is the form field `{urn:xmpp:fulltext:0}fulltext`,
-//! as ejabberd offers it.
 
 use crate::core::ids::ticks_from_rfc3339;
 use crate::core::ports::{HistoryQuery, HistoryRange};
@@ -86,45 +84,38 @@ pub fn query(c2s: &mut C2s, iq: &Element, room_uid: &str) {
         field("with"),
     ) {
         Err(refusal) => return c2s.refuse(iq, &refusal),
-        Ok(range) => match (field(FULLTEXT), text("after"), text("before")) {
-            (Some(_), _, _) if range != HistoryRange::all(range.count) => {
-                let refusal = StanzaError::new(ErrorType::Cancel, "feature-not-implemented")
-                    .with_text("full-text search takes no other filter");
-                return c2s.refuse(iq, &refusal);
-            }
-            (Some(words), _, _) => HistoryQuery::Search {
-                words: words.split_whitespace().map(str::to_owned).collect(),
-                count: max,
-            },
-            (None, Some(after), _) if !after.is_empty() => match after.parse::<i64>() {
-                Ok(after) => HistoryQuery::Range(HistoryRange {
-                    after,
-                    count: max,
-                    ..range
-                }),
-                Err(_) => return c2s.refuse(iq, &not_an_id()),
-            },
-            // `<before/>`: the last page.
-            (None, _, Some(before)) if before.is_empty() => HistoryQuery::Range(HistoryRange {
-                newest: true,
+        Ok(range) => {
+            // A full-text search is one more filter: it pages and combines like the others.
+            let words: Vec<String> = field(FULLTEXT)
+                .map(|words| words.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default();
+            let range = HistoryRange {
+                words,
                 count: max,
                 ..range
-            }),
-            (None, _, Some(before)) => match before.parse::<i64>() {
-                Ok(before) => HistoryQuery::Range(HistoryRange {
-                    before,
+            };
+            match (text("after"), text("before")) {
+                (Some(after), _) if !after.is_empty() => match after.parse::<i64>() {
+                    Ok(after) => HistoryQuery::Range(HistoryRange { after, ..range }),
+                    Err(_) => return c2s.refuse(iq, &not_an_id()),
+                },
+                // `<before/>`: the last page.
+                (_, Some(before)) if before.is_empty() => HistoryQuery::Range(HistoryRange {
                     newest: true,
-                    count: max,
                     ..range
                 }),
-                Err(_) => return c2s.refuse(iq, &not_an_id()),
-            },
-            // No paging asked: from the beginning, oldest first (XEP-0313 §4.1).
-            (None, _, None) => HistoryQuery::Range(HistoryRange {
-                count: max,
-                ..range
-            }),
-        },
+                (_, Some(before)) => match before.parse::<i64>() {
+                    Ok(before) => HistoryQuery::Range(HistoryRange {
+                        before,
+                        newest: true,
+                        ..range
+                    }),
+                    Err(_) => return c2s.refuse(iq, &not_an_id()),
+                },
+                // No paging asked: from the beginning, oldest first (XEP-0313 §4.1).
+                (_, None) => HistoryQuery::Range(range),
+            }
+        }
     };
     let archive = ArchiveQuery {
         queryid: query.attr("queryid").map(str::to_owned),
