@@ -725,6 +725,14 @@ def xmpp_c2s_seeds():
         "close": join + post + close,
         "stream-error": join + "<message><unclosed></message>" + post,
         "restart-after-bind": XMPP_HEADER + join,
+        # XEP-0198: resumption on, acknowledgements in and out of range; the target parks
+        # the session when the input ends without a close.
+        "sm-resumable": "<enable xmlns='urn:xmpp:sm:3' resume='true' max='5'/>" + join + post
+        + "<r xmlns='urn:xmpp:sm:3'/>\xff<a xmlns='urn:xmpp:sm:3' h='1'/>" + post2,
+        "sm-ack-too-high": "<enable xmlns='urn:xmpp:sm:3' resume='1'/>" + join
+        + "<a xmlns='urn:xmpp:sm:3' h='99'/>",
+        "sm-enable-twice-bad-ack": "<enable xmlns='urn:xmpp:sm:3'/><enable xmlns='urn:xmpp:sm:3'/>"
+        + "<a xmlns='urn:xmpp:sm:3' h='x'/>",
     }
     decl = "<?xml version='1.0'?>"
     header = decl + XMPP_HEADER
@@ -756,6 +764,9 @@ def xmpp_c2s_seeds():
         + join + post,
         "tcp-auth-before-tls": header + auth,
         "tcp-starttls-twice": header + tls + "\xff" + header + tls,
+        "tls-resume-unknown": header + auth + "\xff" + header
+        + "<resume xmlns='urn:xmpp:sm:3' previd='nope' h='0'/><resume xmlns='urn:xmpp:sm:3'/>"
+        + bind + "<enable xmlns='urn:xmpp:sm:3' resume='true'/>" + join,
     }
     seeds = {}
     for name, text in signed_in.items():

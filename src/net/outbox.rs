@@ -66,14 +66,19 @@ impl<D> Outboxes<D> {
     /// From now on deliveries addressed to `from` go to `to`'s queue, and cutting `from`
     /// off closes `to`: a session that outlives its connection (XMPP stream resumption)
     /// keeps the address the rest of the server knows it by. Returns false, changing
-    /// nothing, when `to` has no queue.
+    /// nothing, when either has no queue (`from` was cut off: deliveries were lost).
     pub fn redirect(&self, from: u64, to: u64) -> bool {
         let mut map = self.lock();
         let Some(outbox) = map.get(&to).cloned() else {
             return false;
         };
-        map.insert(from, outbox);
-        true
+        match map.get_mut(&from) {
+            Some(entry) => {
+                *entry = outbox;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Asks the connection behind `key` to close, keeping its queue: what is queued stays
@@ -183,6 +188,7 @@ mod tests {
         new.cut_off.notified().await;
         assert!(outboxes.is_registered(1));
         assert!(!outboxes.redirect(1, 3));
+        assert!(!outboxes.redirect(4, 2), "a cut-off address stays cut off");
     }
 
     #[tokio::test]
