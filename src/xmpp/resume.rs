@@ -243,14 +243,6 @@ impl Resumption {
         });
         ended
     }
-
-    /// Sessions parked now.
-    pub fn parked(&self) -> usize {
-        self.lock()
-            .values()
-            .filter(|slot| matches!(slot.stage, Stage::Parked(_)))
-            .count()
-    }
 }
 
 /// Ends sessions that will not be resumed.
@@ -265,4 +257,123 @@ pub fn end_session(user: &str, session: &SessionRef, core: &ChatCore, outboxes: 
     tracing::debug!(%session, "XMPP session ended");
     core.leave_all(user, session);
     outboxes.unregister(session.connection);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::core::ids::Gateway;
+
+    struct Rig {
+        resumption: Resumption,
+        outboxes: Outboxes<Bytes>,
+        now: Instant,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            Self {
+                resumption: Resumption::new(Duration::from_secs(60), 1024),
+                outboxes: Outboxes::default(),
+                now: Instant::now(),
+            }
+        }
+
+        /// A live resumable session of `user` on connection `id`; its resumption id.
+        fn live(&self, user: &str, id: u64) -> (String, SessionRef) {
+            let session = SessionRef {
+                gateway: Gateway::Xmpp,
+                connection: id,
+                stream: Arc::from(format!("{user}/r{id}")),
+            };
+            (self.resumption.enable(user, &session).unwrap(), session)
+        }
+
+        fn parked(&self, user: &str, session: &SessionRef, wait: u64) -> Box<Parked> {
+            Box::new(Parked::new(
+                user.to_owned(),
+                Jid::parse(&session.stream).unwrap(),
+                session.clone(),
+                StreamManagement::new(Some(1024)),
+                self.outboxes.register(session.connection, 8),
+                self.now + Duration::from_secs(wait),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_users_oldest_parked_session_gives_way_past_the_limit() {
+        let rig = Rig::new();
+        let mut ids = Vec::new();
+        for n in 0..=PARKED_PER_USER as u64 {
+            let (id, session) = rig.live("alice@x", n + 1);
+            // The first parked expires first: it is the oldest.
+            let displaced = rig
+                .resumption
+                .park(&id, rig.parked("alice@x", &session, 10 + n));
+            let displaced = displaced.ok().unwrap();
+            if n < PARKED_PER_USER as u64 {
+                assert!(displaced.is_empty());
+            } else {
+                let gone: Vec<u64> = displaced.iter().map(|p| p.session.connection).collect();
+                assert_eq!(gone, [1]);
+            }
+            ids.push(id);
+        }
+        // Another user's sessions are not counted against alice.
+        let (bob, session) = rig.live("bob@x", 99);
+        assert!(
+            rig.resumption
+                .park(&bob, rig.parked("bob@x", &session, 1))
+                .ok()
+                .unwrap()
+                .is_empty()
+        );
+        assert!(matches!(
+            rig.resumption.claim(&ids[0], "alice@x", &rig.outboxes),
+            Claim::NotFound
+        ));
+        assert!(matches!(
+            rig.resumption.claim(&ids[1], "alice@x", &rig.outboxes),
+            Claim::Ready(_)
+        ));
+        assert!(matches!(
+            rig.resumption.claim(&bob, "alice@x", &rig.outboxes),
+            Claim::NotFound
+        ));
+    }
+
+    #[test]
+    fn the_sweep_collects_deliveries_and_ends_the_expired_the_overfull_and_the_cut_off() {
+        let rig = Rig::new();
+        let park = |user: &str, connection: u64, wait: u64| {
+            let (id, session) = rig.live(user, connection);
+            let parked = rig.parked(user, &session, wait);
+            rig.resumption.park(&id, parked).ok().unwrap();
+            id
+        };
+        let waiting = park("a@x", 1, 60);
+        park("b@x", 2, 1);
+        park("c@x", 3, 60);
+        park("d@x", 4, 60);
+        assert!(rig.outboxes.deliver(1, Bytes::from_static(b"<message/>")));
+        // Over c's 1024 bytes once collected.
+        for _ in 0..2 {
+            assert!(rig.outboxes.deliver(3, Bytes::from(vec![b'x'; 600])));
+        }
+        rig.outboxes.unregister(4);
+        let ended = rig
+            .resumption
+            .sweep(rig.now + Duration::from_secs(2), &rig.outboxes);
+        let mut gone: Vec<u64> = ended.iter().map(|p| p.session.connection).collect();
+        gone.sort();
+        assert_eq!(gone, [2, 3, 4]);
+        let Claim::Ready(parked) = rig.resumption.claim(&waiting, "a@x", &rig.outboxes) else {
+            panic!("a's session waits");
+        };
+        let kept: Vec<&Bytes> = parked.sm.unacked.as_ref().unwrap().pending().collect();
+        assert_eq!(kept, [&Bytes::from_static(b"<message/>")]);
+    }
 }
