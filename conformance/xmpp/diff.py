@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""The differences table: each MUC/MAM step against Prosody and against perch.
+"""The differences table: each MUC/MAM and resumption step against Prosody and against perch.
 
-Reads the JSON that muc_scenarios.py wrote for each server. A step differs when its verdict
-or what was observed differs. A difference is accounted for when conformance/xmpp/INTENDED.md
-names the step (a line `Steps: \\`a\\`, \\`b\\``) as an intended Lync rule, or when Prosody
-skipped a step that perch passes (perch does more). Any other difference is printed as a FAIL
-line, and so is a step that failed on perch.
+Reads the JSON that muc_scenarios.py and resume_check.py wrote for each server (--prosody and
+--perch may each be given more than once; the files' steps are read in that order). A step
+differs when its verdict or what was observed differs. A difference is accounted for when
+conformance/xmpp/INTENDED.md names the step (a line `Steps: \\`a\\`, \\`b\\``) as an intended
+Lync rule, or when Prosody skipped a step that perch passes (perch does more). Any other
+difference is printed as a FAIL line, and so is a step that failed on perch.
 """
 import argparse
 import json
@@ -13,11 +14,17 @@ import os
 import re
 
 
-def load(path):
-    if path and os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    return None
+def load(paths):
+    """The steps of every file that exists, merged; None when none does."""
+    out = None
+    for path in paths or []:
+        if path and os.path.exists(path):
+            with open(path) as f:
+                d = json.load(f)
+            out = out or {"order": [], "steps": {}}
+            out["order"] += [s for s in d.get("order", []) if s not in out["steps"]]
+            out["steps"].update(d.get("steps", {}))
+    return out
 
 
 def intended_steps(path):
@@ -41,8 +48,8 @@ def cell(r):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--prosody")
-    p.add_argument("--perch")
+    p.add_argument("--prosody", action="append")
+    p.add_argument("--perch", action="append")
     p.add_argument("--perch-ran", default="0")
     p.add_argument("--intended", required=True)
     p.add_argument("--out", required=True)
@@ -81,7 +88,7 @@ def main():
         rows.append((s, cell(rp), cell(rq), note))
     w = [max(len(r[i]) for r in rows + [("step", "Prosody", "perch", "")]) for i in range(3)]
     with open(a.out, "w") as f:
-        f.write("# XMPP MUC/MAM steps: Prosody (the oracle, profile xep0045) and perch (profile lync)\n")
+        f.write("# XMPP MUC/MAM and resumption steps: Prosody (the oracle, profile xep0045) and perch (profile lync)\n")
         f.write("# verdict (what was observed); a difference is fixed or written in conformance/xmpp/INTENDED.md\n")
         f.write("%-*s  %-*s  %-*s  %s\n" % (w[0], "step", w[1], "Prosody", w[2], "perch", "note"))
         for r in rows:

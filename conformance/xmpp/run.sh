@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# XMPP conformance: the same slixmpp MUC/MAM scenarios (xmpp/muc_scenarios.py), an aioxmpp
-# check (xmpp/aioxmpp_check.py) and a XEP-0479 disco check (xmpp/compliance.py), run against
+# XMPP conformance: the same slixmpp MUC/MAM scenarios (xmpp/muc_scenarios.py), a XEP-0198
+# resumption check with slixmpp's own plugin (xmpp/resume_check.py), an aioxmpp check
+# (xmpp/aioxmpp_check.py) and a XEP-0479 disco check (xmpp/compliance.py), run against
 #   - Prosody from Debian, always: the oracle, started by this script on free loopback ports
 #     with its config, certificate and data in a temp dir, stopped by PID on exit;
 #   - perch, with its XMPP listeners ([xmpp] listen / listen_tls); a perch that cannot be
@@ -164,6 +165,9 @@ if start_prosody; then
     run_py prosody muc-prosody muc_scenarios.py --starttls-port "$C2S_PORT" "${tls_arg[@]}" \
         --domain "$DOMAIN" --muc "$MUC" --ca "$P/cert.pem" "${users[@]}" --profile xep0045 --create-rooms \
         --json "$WORK/prosody.json" --debug-log "$RESULTS/xmpp-slixmpp-prosody.log"
+    run_py prosody resume-prosody resume_check.py --starttls-port "$C2S_PORT" --domain "$DOMAIN" --muc "$MUC" \
+        --ca "$P/cert.pem" --user "alice:${PW[alice]}" --user "bob:${PW[bob]}" \
+        --json "$WORK/prosody-resume.json" --debug-log "$RESULTS/xmpp-slixmpp-resume-prosody.log"
     run_py prosody aioxmpp-prosody aioxmpp_check.py --port "$C2S_PORT" --domain "$DOMAIN" --muc "$MUC" \
         --ca "$P/cert.pem" "${users[@]}"
     run_py prosody compliance-prosody compliance.py --port "$C2S_PORT" --domain "$DOMAIN" --muc "$MUC" \
@@ -243,6 +247,9 @@ TOML
     run_py perch muc-perch muc_scenarios.py --starttls-port "${starttls##*:}" "${tls_arg[@]}" \
         --domain "$DOMAIN" --muc "$MUC" --ca "$cert" "${users[@]}" --profile lync \
         --json "$WORK/perch.json" --debug-log "$RESULTS/xmpp-slixmpp-perch.log"
+    run_py perch resume-perch resume_check.py --starttls-port "${starttls##*:}" --domain "$DOMAIN" --muc "$MUC" \
+        --ca "$cert" --user "alice:${PW[alice]}" --user "bob:${PW[bob]}" \
+        --json "$WORK/perch-resume.json" --debug-log "$RESULTS/xmpp-slixmpp-resume-perch.log"
     run_py perch aioxmpp-perch aioxmpp_check.py --port "${starttls##*:}" --domain "$DOMAIN" --muc "$MUC" \
         --ca "$cert" "${users[@]}"
     run_py perch compliance-perch compliance.py --port "${starttls##*:}" --domain "$DOMAIN" --muc "$MUC" \
@@ -252,7 +259,8 @@ TOML
 run_perch
 
 # ---- the differences table ----------------------------------------------------------------
-"$VENV/bin/python" "$HERE/diff.py" --prosody "$WORK/prosody.json" --perch "$WORK/perch.json" \
+"$VENV/bin/python" "$HERE/diff.py" --prosody "$WORK/prosody.json" --prosody "$WORK/prosody-resume.json" \
+    --perch "$WORK/perch.json" --perch "$WORK/perch-resume.json" \
     --perch-ran "$PERCH_RAN" --intended "$HERE/INTENDED.md" --out "$DIFF" >"$WORK/diff.out" 2>&1 || true
 while IFS= read -r line; do
     case "$line" in PASS\ * | FAIL\ * | SKIP\ * | INFO\ *) result "${line%% *}" diff "${line#* }" ;; esac
