@@ -180,7 +180,7 @@ pub struct Assembled {
 
 pub fn assemble(config: &Config, store: Arc<dyn Store>) -> Result<Assembled, StoreError> {
     let model = Arc::new(SnapshotHandle::load(store.as_ref())?);
-    let core = Arc::new(ChatCore::new(model.clone(), store));
+    let core = Arc::new(ChatCore::new(model.clone(), store)?);
     let outboxes = Arc::new(Outboxes::default());
     let endpoint = Arc::new(XccosEndpoint::new(
         core.clone(),

@@ -345,6 +345,15 @@ impl ArchiveStore for MemoryStore {
         later(answer)
     }
 
+    fn last_message_id(&self) -> Result<i64, StoreError> {
+        let m = self.state.lock().unwrap();
+        Ok(m.messages
+            .iter()
+            .map(|message| message.id)
+            .max()
+            .unwrap_or(0))
+    }
+
     fn clear_room(&self, id: i64, until: Option<i64>) -> Pending<usize> {
         self.admin(|m| {
             let before = m.messages.len();

@@ -93,6 +93,13 @@ impl Presence {
 struct Live {
     rooms: HashMap<i64, Presence>,
     by_session: HashMap<SessionRef, HashSet<i64>>,
+    /// The id of the last post published to each room (an entry outlives the room's
+    /// occupants: rooms are few). Updated with the post's recipients under one lock, so a
+    /// join sees a post either as published (not sent to it) or not yet (sent to it).
+    published: HashMap<i64, i64>,
+    /// The archive's newest message id when the hub started: a room nothing was published
+    /// to since holds only messages up to it, and its later posts are all above.
+    started_after: i64,
 }
 
 /// The chat sessions gauge of the session's gateway.
@@ -110,6 +117,14 @@ fn gauge_value(count: usize) -> i64 {
 }
 
 impl Live {
+    /// The last post of the room not sent live to a session joining now.
+    fn watermark(&self, room: i64) -> i64 {
+        self.published
+            .get(&room)
+            .copied()
+            .unwrap_or(self.started_after)
+    }
+
     fn participants(&self, room: i64) -> usize {
         self.rooms.get(&room).map_or(0, Presence::participants)
     }
@@ -205,6 +220,22 @@ pub struct Joined {
     /// Distinct users present, the joiner included, in name order; above
     /// ParticipantUpdateLimit only the joiner (Lync stops sending rosters there).
     pub participants: Vec<Participant>,
+    /// The id of the room's last post not sent live to the session: every post up to it
+    /// was published before the join, every later one goes to the session as
+    /// [`Event::Posted`].
+    pub history_until: i64,
+}
+
+impl Joined {
+    /// The history to show on joining: the newest `count` posts the session was not sent
+    /// live. Read after the join, `Last` would also hold posts published meanwhile, which
+    /// the session receives live as well.
+    pub fn history(&self, count: u32) -> HistoryQuery {
+        HistoryQuery::Before {
+            id: self.history_until.saturating_add(1),
+            count,
+        }
+    }
 }
 
 /// A post that passed every check and whose store write (if its category keeps history)
@@ -467,6 +498,27 @@ impl Drop for LoadMark<'_> {
     }
 }
 
+/// The newest `count` of a room's last `depth` messages (`recent`, in id order) whose ids
+/// are below `before`; `None` when older ones the store holds may belong in the answer.
+/// `recent` holds the whole room when it holds fewer than `depth`.
+fn newest_before(
+    recent: &VecDeque<Arc<ChatMessage>>,
+    before: i64,
+    count: usize,
+    depth: usize,
+) -> Option<Vec<Arc<ChatMessage>>> {
+    let end = recent.partition_point(|message| message.id < before);
+    if end < count && recent.len() >= depth {
+        return None;
+    }
+    Some(
+        recent
+            .range(end.saturating_sub(count)..end)
+            .cloned()
+            .collect(),
+    )
+}
+
 /// A room's recent history as the hub keeps it.
 enum Recent {
     Loaded(VecDeque<Arc<ChatMessage>>),
@@ -494,15 +546,21 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ChatCore {
-    pub fn new(model: Arc<SnapshotHandle>, store: Arc<dyn Store>) -> Self {
-        Self {
+    /// The hub over `store`; reads where the archive stands, so joins know which of its
+    /// messages were posted before this hub published anything.
+    pub fn new(model: Arc<SnapshotHandle>, store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let live = Live {
+            started_after: store.last_message_id()?,
+            ..Live::default()
+        };
+        Ok(Self {
             model,
             store,
-            live: Mutex::new(Live::default()),
+            live: Mutex::new(live),
             cache: Mutex::new(Cache::default()),
             posts: Mutex::new(HashMap::new()),
             sinks: RwLock::new(HashMap::new()),
-        }
+        })
     }
 
     /// Connects a gateway: from now on it receives the events of its sessions.
@@ -608,7 +666,8 @@ impl ChatCore {
         })
     }
 
-    /// Joins a room; the others present hear of it (up to ParticipantUpdateLimit).
+    /// Joins a room; the others present hear of it (up to ParticipantUpdateLimit). Read
+    /// the history to show with [`Joined::history`].
     pub fn join(&self, user: &str, session: &SessionRef, uid: &str) -> Result<Joined, ChatError> {
         let snapshot = self.snapshot();
         let room = Self::room(&snapshot, uid)?;
@@ -616,6 +675,7 @@ impl ChatCore {
         let roles = policy::roles(&snapshot, user, room);
         let limit = snapshot.settings.participant_update_limit as usize;
         let mut live = locked(&self.live);
+        let history_until = live.watermark(room.id);
         let (arrived, presence) = live.add(room.id, session, user);
         let roster = presence.participants() <= limit;
         let notify: Vec<SessionRef> = if arrived && roster {
@@ -655,6 +715,7 @@ impl ChatCore {
             room: room.clone(),
             roles,
             participants,
+            history_until,
         })
     }
 
@@ -833,15 +894,25 @@ impl ChatCore {
             if let Some(message) = outcome {
                 metrics().posts.inc();
                 self.remember(&message);
+                let recipients = self.published(room.id, message.id);
                 self.publish(
                     &Event::Posted {
                         room: room.clone(),
                         message,
                     },
-                    self.recipients(room.id),
+                    recipients,
                 );
             }
         }
+    }
+
+    /// Records `id` as the room's last published post and returns the sessions it goes to,
+    /// under one lock: a join comes wholly before (and is sent the post) or after (and has
+    /// it in its history), see [`Joined::history_until`].
+    fn published(&self, room: i64, id: i64) -> Vec<SessionRef> {
+        let mut live = locked(&self.live);
+        live.published.insert(room, id);
+        live.sessions(room)
     }
 
     /// Records a committed message in its room's recent history (called in id order).
@@ -887,27 +958,30 @@ impl ChatCore {
             }
             other => other,
         };
-        let HistoryQuery::Last(count) = query else {
-            let messages = self.store.history(room.id, query).await?;
-            return Ok((room, messages.into_iter().map(Arc::new).collect()));
+        // The newest `count` before `before`: `Last` and `Before` come from the recent
+        // history when it holds them.
+        let (before, count) = match query {
+            HistoryQuery::Last(count) => (i64::MAX, count as usize),
+            HistoryQuery::Before { id, count } => (id, count as usize),
+            _ => return self.stored(room, query).await,
         };
-        if count as usize > depth {
-            let messages = self.store.history(room.id, query).await?;
-            return Ok((room, messages.into_iter().map(Arc::new).collect()));
+        if count > depth {
+            return self.stored(room, query).await;
         }
-        let last = |recent: &VecDeque<Arc<ChatMessage>>| {
-            let skip = recent.len().saturating_sub(count as usize);
-            recent.iter().skip(skip).cloned().collect::<Vec<_>>()
-        };
         let mark = {
             let mut cache = locked(&self.cache);
             let epoch = cache.epoch;
             match cache.rooms.entry(room.id) {
-                Entry::Occupied(entry) => match entry.get() {
-                    Recent::Loaded(recent) => return Ok((room, last(recent))),
-                    // Another reader is loading it: read past the cache meanwhile.
-                    Recent::Loading(_) => None,
-                },
+                Entry::Occupied(entry) => {
+                    if let Recent::Loaded(recent) = entry.get()
+                        && let Some(answer) = newest_before(recent, before, count, depth)
+                    {
+                        return Ok((room, answer));
+                    }
+                    // Another reader is loading it, or the older messages asked for are
+                    // not in it: read past the cache.
+                    None
+                }
                 Entry::Vacant(entry) => {
                     entry.insert(Recent::Loading(Vec::new()));
                     Some(LoadMark {
@@ -919,37 +993,55 @@ impl ChatCore {
                 }
             }
         };
+        let Some(mut mark) = mark else {
+            return self.stored(room, query).await;
+        };
         let loaded = self
             .store
             .history(room.id, HistoryQuery::Last(depth as u32))
             .await?;
-        let Some(mut mark) = mark else {
-            let skip = loaded.len().saturating_sub(count as usize);
-            return Ok((room, loaded.into_iter().skip(skip).map(Arc::new).collect()));
-        };
-        let mut cache = locked(&self.cache);
-        let unchanged = cache.epoch == mark.epoch;
-        let committed = match cache.rooms.get_mut(&room.id) {
-            // Still this load's mark: nothing cleared the cache meanwhile.
-            Some(Recent::Loading(committed)) if unchanged => std::mem::take(committed),
-            // Cleared meanwhile (history may have been deleted): answer, do not cache.
-            _ => {
-                mark.finished = true;
-                let skip = loaded.len().saturating_sub(count as usize);
-                return Ok((room, loaded.into_iter().skip(skip).map(Arc::new).collect()));
+        let answer = {
+            let mut cache = locked(&self.cache);
+            let unchanged = cache.epoch == mark.epoch;
+            mark.finished = true;
+            match cache.rooms.get_mut(&room.id) {
+                // Still this load's mark: nothing cleared the cache meanwhile.
+                Some(Recent::Loading(committed)) if unchanged => {
+                    let committed = std::mem::take(committed);
+                    // Posts committed during the read may or may not be in it: merge by id.
+                    let mut recent: Vec<Arc<ChatMessage>> =
+                        loaded.into_iter().map(Arc::new).chain(committed).collect();
+                    recent.sort_unstable_by_key(|message| message.id);
+                    recent.dedup_by_key(|message| message.id);
+                    let skip = recent.len().saturating_sub(depth);
+                    let recent: VecDeque<Arc<ChatMessage>> =
+                        recent.into_iter().skip(skip).collect();
+                    let answer = newest_before(&recent, before, count, depth);
+                    cache.rooms.insert(room.id, Recent::Loaded(recent));
+                    answer
+                }
+                // Cleared meanwhile (history may have been deleted): answer, do not cache.
+                _ => {
+                    let loaded: VecDeque<Arc<ChatMessage>> =
+                        loaded.into_iter().map(Arc::new).collect();
+                    newest_before(&loaded, before, count, depth)
+                }
             }
         };
-        // Posts committed during the read may or may not be in it: merge by id.
-        let mut recent: Vec<Arc<ChatMessage>> =
-            loaded.into_iter().map(Arc::new).chain(committed).collect();
-        recent.sort_unstable_by_key(|message| message.id);
-        recent.dedup_by_key(|message| message.id);
-        let skip = recent.len().saturating_sub(depth);
-        let recent: VecDeque<Arc<ChatMessage>> = recent.into_iter().skip(skip).collect();
-        let answer = last(&recent);
-        cache.rooms.insert(room.id, Recent::Loaded(recent));
-        mark.finished = true;
-        Ok((room, answer))
+        match answer {
+            Some(answer) => Ok((room, answer)),
+            None => self.stored(room, query).await,
+        }
+    }
+
+    /// A history query answered by the store.
+    async fn stored(
+        &self,
+        room: Arc<Room>,
+        query: HistoryQuery,
+    ) -> Result<(Arc<Room>, Vec<Arc<ChatMessage>>), ChatError> {
+        let messages = self.store.history(room.id, query).await?;
+        Ok((room, messages.into_iter().map(Arc::new).collect()))
     }
 
     /// Invitations after `after` for rooms the user may still see.

@@ -268,6 +268,9 @@ pub trait ArchiveStore: Send + Sync {
     /// Stores a message (its `id` is ignored) and returns it with the id it was given.
     fn append_message(&self, message: ChatMessage) -> Pending<ChatMessage>;
     fn history(&self, room_id: i64, query: HistoryQuery) -> Read<Vec<ChatMessage>>;
+    /// The id of the newest message (0 when there is none). The hub reads it once, at
+    /// start: every message stored before then has an id up to it, every later one above.
+    fn last_message_id(&self) -> Result<i64, StoreError>;
     /// Deletes a room's messages up to and including `until` (all when `None`).
     fn clear_room(&self, id: i64, until: Option<i64>) -> Pending<usize>;
 }

@@ -472,6 +472,16 @@ impl ArchiveStore for SqliteStore {
         self.read_later(lane, move |c| chat::history(c, room_id, &query))
     }
 
+    fn last_message_id(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+    }
+
     fn clear_room(&self, id: i64, until: Option<i64>) -> Pending<usize> {
         self.admin_write(move |c| chat::clear_room(c, id, until))
     }
