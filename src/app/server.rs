@@ -493,6 +493,10 @@ async fn follow_changes(
                     lync.unlock(&unlocked);
                 }
                 core.reconcile();
+                // Invitations are administrative changes too: this one may have made some.
+                if let Err(error) = core.deliver_invitations().await {
+                    tracing::warn!(%error, "cannot deliver new invitations");
+                }
             }
             Ok(Err(error)) => tracing::warn!(%error, "cannot reload the configuration"),
             Err(error) => tracing::warn!(%error, "configuration reload task failed"),

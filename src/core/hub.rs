@@ -66,6 +66,13 @@ pub enum Event {
         user: Arc<str>,
         session: SessionRef,
     },
+    /// `user` was invited to `room` (made a member while its invitations are on); told to
+    /// the user's sessions registered with [`ChatCore::online`]. `id` is the invitation's.
+    Invited {
+        room: Arc<Room>,
+        user: Arc<str>,
+        id: i64,
+    },
 }
 
 /// A gateway's side of the hub: it renders an event once and delivers it to every one of
@@ -100,6 +107,12 @@ struct Live {
     /// The archive's newest message id when the hub started: a room nothing was published
     /// to since holds only messages up to it, and its later posts are all above.
     started_after: i64,
+    /// Sessions told of their user's invitations as they are made, by user.
+    online: HashMap<Arc<str>, HashSet<SessionRef>>,
+    /// The newest invitation dealt with: told to the sessions online then, left to be
+    /// offered at sign-in to the others. Moved with the recipients under one lock, as
+    /// `published` is.
+    invited_up_to: i64,
 }
 
 /// The chat sessions gauge of the session's gateway.
@@ -117,6 +130,12 @@ fn gauge_value(count: usize) -> i64 {
 }
 
 impl Live {
+    fn is_online(&self, user: &str, session: &SessionRef) -> bool {
+        self.online
+            .get(user)
+            .is_some_and(|sessions| sessions.contains(session))
+    }
+
     /// The last post of the room not sent live to a session joining now.
     fn watermark(&self, room: i64) -> i64 {
         self.published
@@ -196,6 +215,11 @@ impl Live {
         metrics().active_rooms.set(gauge_value(self.rooms.len()));
         removed
     }
+}
+
+/// The preference that keeps the newest invitation offered to a user over `gateway`.
+fn offered_label(gateway: Gateway) -> String {
+    format!("perch:{}-invitations-offered", gateway.name())
 }
 
 /// A room as a search result.
@@ -546,11 +570,12 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ChatCore {
-    /// The hub over `store`; reads where the archive stands, so joins know which of its
-    /// messages were posted before this hub published anything.
+    /// The hub over `store`; reads where the archive and the invitations stand, so joins
+    /// and sign-ins know what was there before this hub published anything.
     pub fn new(model: Arc<SnapshotHandle>, store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let live = Live {
             started_after: store.last_message_id()?,
+            invited_up_to: store.last_invitation_id()?,
             ..Live::default()
         };
         Ok(Self {
@@ -755,10 +780,17 @@ impl ChatCore {
         live.sessions(room)
     }
 
-    /// The session ended: it leaves every room it joined, and those present hear of it.
+    /// The session ended: it leaves every room it joined, and those present hear of it;
+    /// it is told of invitations no more.
     pub fn leave_all(&self, user: &str, session: &SessionRef) {
         let snapshot = self.snapshot();
         let mut live = locked(&self.live);
+        if let Some(sessions) = live.online.get_mut(user) {
+            sessions.remove(session);
+            if sessions.is_empty() {
+                live.online.remove(user);
+            }
+        }
         let rooms: Vec<i64> = live
             .by_session
             .get(session)
@@ -1063,6 +1095,117 @@ impl ChatCore {
             .collect())
     }
 
+    /// The session signed in: from now on it is told of its user's invitations as they are
+    /// made ([`Event::Invited`], by [`ChatCore::deliver_invitations`]) until it ends
+    /// ([`ChatCore::leave_all`]). Returns those made before that the user was not offered
+    /// over the session's gateway yet, recorded as offered. For a gateway whose clients
+    /// do not ask for invitations themselves.
+    pub async fn online(
+        &self,
+        user: &str,
+        session: &SessionRef,
+    ) -> Result<Vec<(i64, Arc<Room>)>, ChatError> {
+        let label = offered_label(session.gateway);
+        // Read before the session is registered: records made after are of invitations
+        // sent to it live, which must not hide older ones from this offer.
+        let record = self.preference(user, &label).await;
+        let up_to = {
+            let mut live = locked(&self.live);
+            live.online
+                .entry(Arc::from(user))
+                .or_default()
+                .insert(session.clone());
+            live.invited_up_to
+        };
+        let after = match record? {
+            Some((_, content)) => content.trim().parse().unwrap_or(0),
+            None => 0,
+        };
+        let mut offered = self.invitations(user, after).await?;
+        offered.retain(|(id, _)| *id <= up_to);
+        if offered.is_empty() {
+            return Ok(offered);
+        }
+        let recorded = {
+            let live = locked(&self.live);
+            // Gone meanwhile: offered to nobody, so recorded as nothing.
+            if !live.is_online(user, session) {
+                return Ok(Vec::new());
+            }
+            // Every record is the hub's mark at the time, submitted under this lock, so a
+            // user's record only moves forward; those after `up_to` went to the session.
+            self.set_preference(user, &label, &live.invited_up_to.to_string())
+        };
+        // Offered is offered, recorded or not (a user at their preference quota).
+        if let Err(error) = recorded.await {
+            tracing::info!(%user, %error, "invitations offered but not recorded");
+        }
+        Ok(offered)
+    }
+
+    /// Tells users of the invitations made since the last call (an administrative change
+    /// made them members of rooms whose invitations are on) on their sessions registered
+    /// with [`ChatCore::online`]: each is recorded as offered over those sessions'
+    /// gateways, then sent as [`Event::Invited`]. Users not online are offered theirs at
+    /// their next sign-in. Returns how many were sent.
+    pub async fn deliver_invitations(&self) -> Result<usize, ChatError> {
+        const PAGE: u32 = 500;
+        let mut sent = 0;
+        loop {
+            let after = locked(&self.live).invited_up_to;
+            let page = self.store.invitations_after(after, PAGE).await?;
+            let snapshot = self.snapshot();
+            let mut told = Vec::new();
+            for (id, user, room) in &page {
+                // Worth telling only while the user may act on it, as at sign-in.
+                let room = snapshot
+                    .room(*room)
+                    .filter(|room| policy::check(&snapshot, user, room, Action::Join).is_ok());
+                let mut live = locked(&self.live);
+                if *id <= live.invited_up_to {
+                    // Another call dealt with it.
+                    continue;
+                }
+                live.invited_up_to = *id;
+                let (Some(room), Some(sessions)) = (room, live.online.get(user.as_str())) else {
+                    continue;
+                };
+                let to: Vec<SessionRef> = sessions.iter().cloned().collect();
+                let mut gateways: Vec<Gateway> = to.iter().map(|session| session.gateway).collect();
+                gateways.sort_unstable();
+                gateways.dedup();
+                // Submitted under the lock, as `online` records.
+                let records: Vec<_> = gateways
+                    .into_iter()
+                    .map(|gateway| {
+                        self.set_preference(user, &offered_label(gateway), &id.to_string())
+                    })
+                    .collect();
+                drop(live);
+                let event = Event::Invited {
+                    room: room.clone(),
+                    user: Arc::from(user.as_str()),
+                    id: *id,
+                };
+                told.push((records, event, to));
+            }
+            // Recorded before sent, so a stream binding after it arrived is not offered
+            // it again.
+            for (records, event, to) in told {
+                for record in records {
+                    if let Err(error) = record.await {
+                        tracing::info!(%error, "invitation sent but not recorded as offered");
+                    }
+                }
+                sent += 1;
+                self.publish(&event, to);
+            }
+            if page.len() < PAGE as usize {
+                return Ok(sent);
+            }
+        }
+    }
+
     /// A client preference: (seqid, content).
     pub async fn preference(
         &self,
@@ -1079,7 +1222,7 @@ impl ChatCore {
         user: &str,
         label: &str,
         content: &str,
-    ) -> impl std::future::Future<Output = Result<i64, ChatError>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<i64, ChatError>> + Send + use<> {
         let checked = check_preference_label(label).and_then(|()| {
             if content.len() > MAX_PREFERENCE_CONTENT {
                 return Err(ChatError::TooLarge {

@@ -36,6 +36,10 @@ enum Seen {
         room: String,
         user: String,
     },
+    Invited {
+        room: String,
+        user: String,
+    },
 }
 
 /// The Lync gateway's sink: every event with its recipients, in order.
@@ -60,6 +64,10 @@ impl EventSink for Recorder {
                 user: user.to_string(),
             },
             Event::Evicted { room, user, .. } => Seen::Evicted {
+                room: room.name.clone(),
+                user: user.to_string(),
+            },
+            Event::Invited { room, user, .. } => Seen::Invited {
                 room: room.name.clone(),
                 user: user.to_string(),
             },
@@ -1022,4 +1030,118 @@ async fn a_post_between_a_join_and_its_history_arrives_once() {
             assert_eq!(live_to(&hub, &b), ["during"], "{case}");
         }
     }
+}
+
+fn xmpp_session(n: u64) -> SessionRef {
+    SessionRef {
+        gateway: Gateway::Xmpp,
+        connection: n,
+        stream: Arc::from(format!("bob@example.test/{n}")),
+    }
+}
+
+fn invited(room: &str, user: &str) -> Seen {
+    Seen::Invited {
+        room: room.into(),
+        user: user.into(),
+    }
+}
+
+fn room_names(offered: &[(i64, Arc<Room>)]) -> Vec<&str> {
+    offered.iter().map(|(_, room)| room.name.as_str()).collect()
+}
+
+impl Hub {
+    /// Invites `user` to `room` as an administrative change does.
+    async fn invite(&self, user: &str, room: &str) {
+        let room = self.room(room).id;
+        committed(self.store.add_invitations(vec![(user.into(), room)], 0))
+            .await
+            .unwrap();
+    }
+}
+
+/// An invitation made before a session signs in is offered by `online`; one made while it
+/// is signed in is sent to it at once. Each is recorded, so the next sign-in is offered
+/// neither, and a session that ended hears of none.
+#[tokio::test]
+async fn invitations_reach_signed_in_sessions_as_they_are_made_and_once() {
+    let hub = Hub::new().await;
+    hub.core.attach(Gateway::Xmpp, hub.events.clone());
+    let (b, b2) = (xmpp_session(1), xmpp_session(2));
+    hub.invite(BOB, "Lobby").await;
+    assert_eq!(
+        hub.core.deliver_invitations().await.unwrap(),
+        0,
+        "nobody online"
+    );
+    assert_eq!(
+        room_names(&hub.core.online(BOB, &b).await.unwrap()),
+        ["Lobby"]
+    );
+
+    hub.invite(BOB, "Annex").await;
+    hub.invite(ALICE, "Annex").await;
+    assert_eq!(hub.core.deliver_invitations().await.unwrap(), 1);
+    assert_eq!(hub.take(), [(invited("Annex", BOB), vec![b.clone()])]);
+    assert_eq!(
+        hub.core.deliver_invitations().await.unwrap(),
+        0,
+        "sent once"
+    );
+
+    hub.core.leave_all(BOB, &b);
+    hub.invite(BOB, "Flash").await;
+    assert_eq!(hub.core.deliver_invitations().await.unwrap(), 0);
+    assert!(hub.take().is_empty(), "the ended session heard of it");
+    assert_eq!(
+        room_names(&hub.core.online(BOB, &b2).await.unwrap()),
+        ["Flash"]
+    );
+    assert!(
+        hub.core
+            .online(BOB, &xmpp_session(3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Invitations made while a sign-in is under way: one made before the session is
+/// registered is offered by the sign-in (not sent live), one made after is sent live and
+/// its record does not hide the older ones the sign-in is still offering.
+#[tokio::test]
+async fn invitations_made_during_a_sign_in_reach_it_once() {
+    let hub = Hub::new().await;
+    hub.core.attach(Gateway::Xmpp, hub.events.clone());
+    let b = xmpp_session(1);
+    hub.invite(BOB, "Lobby").await;
+    let mut online = Box::pin(hub.core.online(BOB, &b));
+    // The memory store's reads are ready at their second poll.
+    let mut step = || {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match online.as_mut().poll(&mut cx) {
+            Poll::Ready(offered) => Some(offered),
+            Poll::Pending => None,
+        }
+    };
+    // Reading bob's record: not registered yet.
+    assert!(step().is_none());
+    hub.invite(BOB, "Annex").await;
+    assert_eq!(hub.core.deliver_invitations().await.unwrap(), 0);
+    // Registered, reading the invitations.
+    assert!(step().is_none());
+    hub.invite(BOB, "Flash").await;
+    assert_eq!(hub.core.deliver_invitations().await.unwrap(), 1);
+    assert_eq!(hub.take(), [(invited("Flash", BOB), vec![b.clone()])]);
+    let offered = step().expect("the sign-in finished").unwrap();
+    assert_eq!(room_names(&offered), ["Lobby", "Annex"]);
+    assert!(
+        hub.core
+            .online(BOB, &xmpp_session(2))
+            .await
+            .unwrap()
+            .is_empty(),
+        "offered again"
+    );
 }
