@@ -471,7 +471,8 @@ fn history(c: &mut Criterion) {
     let core = ChatCore::new(
         Arc::new(SnapshotHandle::load(store.as_ref()).expect("snapshot")),
         store.clone(),
-    );
+    )
+    .expect("hub");
     // Warm the room's recent-history cache.
     let (_, warm) = rt
         .block_on(core.history(AUTHOR, &uid, last.clone()))

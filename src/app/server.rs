@@ -180,7 +180,7 @@ pub struct Assembled {
 
 pub fn assemble(config: &Config, store: Arc<dyn Store>) -> Result<Assembled, StoreError> {
     let model = Arc::new(SnapshotHandle::load(store.as_ref())?);
-    let core = Arc::new(ChatCore::new(model.clone(), store));
+    let core = Arc::new(ChatCore::new(model.clone(), store)?);
     let outboxes = Arc::new(Outboxes::default());
     let endpoint = Arc::new(XccosEndpoint::new(
         core.clone(),
@@ -496,6 +496,10 @@ async fn follow_changes(
                     lync.unlock(&unlocked);
                 }
                 core.reconcile();
+                // Invitations are administrative changes too: this one may have made some.
+                if let Err(error) = core.deliver_invitations().await {
+                    tracing::warn!(%error, "cannot deliver new invitations");
+                }
             }
             Ok(Err(error)) => tracing::warn!(%error, "cannot reload the configuration"),
             Err(error) => tracing::warn!(%error, "configuration reload task failed"),

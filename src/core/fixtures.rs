@@ -348,6 +348,15 @@ impl ArchiveStore for MemoryStore {
         later(answer)
     }
 
+    fn last_message_id(&self) -> Result<i64, StoreError> {
+        let m = self.state.lock().unwrap();
+        Ok(m.messages
+            .iter()
+            .map(|message| message.id)
+            .max()
+            .unwrap_or(0))
+    }
+
     fn clear_room(&self, id: i64, until: Option<i64>) -> Pending<usize> {
         self.admin(|m| {
             let before = m.messages.len();
@@ -361,12 +370,34 @@ impl ArchiveStore for MemoryStore {
 
 impl InvitationStore for MemoryStore {
     fn add_invitations(&self, invitations: Vec<(String, i64)>, _now: i64) -> Pending<()> {
-        let mut m = self.state.lock().unwrap();
-        for (user, room) in invitations {
-            let id = m.next_id();
-            m.invitations.push((id, user, room));
-        }
-        done(Ok(()))
+        self.admin(|m| {
+            for (user, room) in invitations {
+                let id = m.next_id();
+                m.invitations.push((id, user, room));
+            }
+            Ok(())
+        })
+    }
+
+    fn invitations_after(&self, after: i64, limit: u32) -> Read<Vec<(i64, String, i64)>> {
+        let m = self.state.lock().unwrap();
+        later(
+            m.invitations
+                .iter()
+                .filter(|(id, _, _)| *id > after)
+                .take(limit as usize)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn last_invitation_id(&self) -> Result<i64, StoreError> {
+        let m = self.state.lock().unwrap();
+        Ok(m.invitations
+            .iter()
+            .map(|(id, _, _)| *id)
+            .max()
+            .unwrap_or(0))
     }
 
     fn invitations(&self, user: &str, after: i64) -> Read<Vec<(i64, i64)>> {

@@ -67,6 +67,13 @@ pub enum Event {
         user: Arc<str>,
         session: SessionRef,
     },
+    /// `user` was invited to `room` (made a member while its invitations are on); told to
+    /// the user's sessions registered with [`ChatCore::online`]. `id` is the invitation's.
+    Invited {
+        room: Arc<Room>,
+        user: Arc<str>,
+        id: i64,
+    },
 }
 
 /// A gateway's side of the hub: it renders an event once and delivers it to every one of
@@ -94,6 +101,19 @@ impl Presence {
 struct Live {
     rooms: HashMap<i64, Presence>,
     by_session: HashMap<SessionRef, HashSet<i64>>,
+    /// The id of the last post published to each room (an entry outlives the room's
+    /// occupants: rooms are few). Updated with the post's recipients under one lock, so a
+    /// join sees a post either as published (not sent to it) or not yet (sent to it).
+    published: HashMap<i64, i64>,
+    /// The archive's newest message id when the hub started: a room nothing was published
+    /// to since holds only messages up to it, and its later posts are all above.
+    started_after: i64,
+    /// Sessions told of their user's invitations as they are made, by user.
+    online: HashMap<Arc<str>, HashSet<SessionRef>>,
+    /// The newest invitation dealt with: told to the sessions online then, left to be
+    /// offered at sign-in to the others. Moved with the recipients under one lock, as
+    /// `published` is.
+    invited_up_to: i64,
 }
 
 /// The chat sessions gauge of the session's gateway.
@@ -111,6 +131,20 @@ fn gauge_value(count: usize) -> i64 {
 }
 
 impl Live {
+    fn is_online(&self, user: &str, session: &SessionRef) -> bool {
+        self.online
+            .get(user)
+            .is_some_and(|sessions| sessions.contains(session))
+    }
+
+    /// The last post of the room not sent live to a session joining now.
+    fn watermark(&self, room: i64) -> i64 {
+        self.published
+            .get(&room)
+            .copied()
+            .unwrap_or(self.started_after)
+    }
+
     fn participants(&self, room: i64) -> usize {
         self.rooms.get(&room).map_or(0, Presence::participants)
     }
@@ -184,6 +218,11 @@ impl Live {
     }
 }
 
+/// The preference that keeps the newest invitation offered to a user over `gateway`.
+fn offered_label(gateway: Gateway) -> String {
+    format!("perch:{}-invitations-offered", gateway.name())
+}
+
 /// A room as a search result.
 #[derive(Debug, Clone)]
 pub struct RoomSummary {
@@ -206,6 +245,22 @@ pub struct Joined {
     /// Distinct users present, the joiner included, in name order; above
     /// ParticipantUpdateLimit only the joiner (Lync stops sending rosters there).
     pub participants: Vec<Participant>,
+    /// The id of the room's last post not sent live to the session: every post up to it
+    /// was published before the join, every later one goes to the session as
+    /// [`Event::Posted`].
+    pub history_until: i64,
+}
+
+impl Joined {
+    /// The history to show on joining: the newest `count` posts the session was not sent
+    /// live. Read after the join, `Last` would also hold posts published meanwhile, which
+    /// the session receives live as well.
+    pub fn history(&self, count: u32) -> HistoryQuery {
+        HistoryQuery::Before {
+            id: self.history_until.saturating_add(1),
+            count,
+        }
+    }
 }
 
 /// A post that passed every check and whose store write (if its category keeps history)
@@ -468,6 +523,27 @@ impl Drop for LoadMark<'_> {
     }
 }
 
+/// The newest `count` of a room's last `depth` messages (`recent`, in id order) whose ids
+/// are below `before`; `None` when older ones the store holds may belong in the answer.
+/// `recent` holds the whole room when it holds fewer than `depth`.
+fn newest_before(
+    recent: &VecDeque<Arc<ChatMessage>>,
+    before: i64,
+    count: usize,
+    depth: usize,
+) -> Option<Vec<Arc<ChatMessage>>> {
+    let end = recent.partition_point(|message| message.id < before);
+    if end < count && recent.len() >= depth {
+        return None;
+    }
+    Some(
+        recent
+            .range(end.saturating_sub(count)..end)
+            .cloned()
+            .collect(),
+    )
+}
+
 /// A room's recent history as the hub keeps it.
 enum Recent {
     Loaded(VecDeque<Arc<ChatMessage>>),
@@ -495,15 +571,22 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ChatCore {
-    pub fn new(model: Arc<SnapshotHandle>, store: Arc<dyn Store>) -> Self {
-        Self {
+    /// The hub over `store`; reads where the archive and the invitations stand, so joins
+    /// and sign-ins know what was there before this hub published anything.
+    pub fn new(model: Arc<SnapshotHandle>, store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let live = Live {
+            started_after: store.last_message_id()?,
+            invited_up_to: store.last_invitation_id()?,
+            ..Live::default()
+        };
+        Ok(Self {
             model,
             store,
-            live: Mutex::new(Live::default()),
+            live: Mutex::new(live),
             cache: Mutex::new(Cache::default()),
             posts: Mutex::new(HashMap::new()),
             sinks: RwLock::new(HashMap::new()),
-        }
+        })
     }
 
     /// Connects a gateway: from now on it receives the events of its sessions.
@@ -609,7 +692,8 @@ impl ChatCore {
         })
     }
 
-    /// Joins a room; the others present hear of it (up to ParticipantUpdateLimit).
+    /// Joins a room; the others present hear of it (up to ParticipantUpdateLimit). Read
+    /// the history to show with [`Joined::history`].
     pub fn join(&self, user: &str, session: &SessionRef, uid: &str) -> Result<Joined, ChatError> {
         let snapshot = self.snapshot();
         let room = Self::room(&snapshot, uid)?;
@@ -617,6 +701,7 @@ impl ChatCore {
         let roles = policy::roles(&snapshot, user, room);
         let limit = snapshot.settings.participant_update_limit as usize;
         let mut live = locked(&self.live);
+        let history_until = live.watermark(room.id);
         let (arrived, presence) = live.add(room.id, session, user);
         let roster = presence.participants() <= limit;
         let notify: Vec<SessionRef> = if arrived && roster {
@@ -656,6 +741,7 @@ impl ChatCore {
             room: room.clone(),
             roles,
             participants,
+            history_until,
         })
     }
 
@@ -695,10 +781,17 @@ impl ChatCore {
         live.sessions(room)
     }
 
-    /// The session ended: it leaves every room it joined, and those present hear of it.
+    /// The session ended: it leaves every room it joined, and those present hear of it;
+    /// it is told of invitations no more.
     pub fn leave_all(&self, user: &str, session: &SessionRef) {
         let snapshot = self.snapshot();
         let mut live = locked(&self.live);
+        if let Some(sessions) = live.online.get_mut(user) {
+            sessions.remove(session);
+            if sessions.is_empty() {
+                live.online.remove(user);
+            }
+        }
         let rooms: Vec<i64> = live
             .by_session
             .get(session)
@@ -834,15 +927,25 @@ impl ChatCore {
             if let Some(message) = outcome {
                 metrics().posts.inc();
                 self.remember(&message);
+                let recipients = self.published(room.id, message.id);
                 self.publish(
                     &Event::Posted {
                         room: room.clone(),
                         message,
                     },
-                    self.recipients(room.id),
+                    recipients,
                 );
             }
         }
+    }
+
+    /// Records `id` as the room's last published post and returns the sessions it goes to,
+    /// under one lock: a join comes wholly before (and is sent the post) or after (and has
+    /// it in its history), see [`Joined::history_until`].
+    fn published(&self, room: i64, id: i64) -> Vec<SessionRef> {
+        let mut live = locked(&self.live);
+        live.published.insert(room, id);
+        live.sessions(room)
     }
 
     /// Records a committed message in its room's recent history (called in id order).
@@ -895,27 +998,30 @@ impl ChatCore {
             }
             other => other,
         };
-        let HistoryQuery::Last(count) = query else {
-            let messages = self.store.history(room.id, query).await?;
-            return Ok((room, messages.into_iter().map(Arc::new).collect()));
+        // The newest `count` before `before`: `Last` and `Before` come from the recent
+        // history when it holds them.
+        let (before, count) = match query {
+            HistoryQuery::Last(count) => (i64::MAX, count as usize),
+            HistoryQuery::Before { id, count } => (id, count as usize),
+            _ => return self.stored(room, query).await,
         };
-        if count as usize > depth {
-            let messages = self.store.history(room.id, query).await?;
-            return Ok((room, messages.into_iter().map(Arc::new).collect()));
+        if count > depth {
+            return self.stored(room, query).await;
         }
-        let last = |recent: &VecDeque<Arc<ChatMessage>>| {
-            let skip = recent.len().saturating_sub(count as usize);
-            recent.iter().skip(skip).cloned().collect::<Vec<_>>()
-        };
         let mark = {
             let mut cache = locked(&self.cache);
             let epoch = cache.epoch;
             match cache.rooms.entry(room.id) {
-                Entry::Occupied(entry) => match entry.get() {
-                    Recent::Loaded(recent) => return Ok((room, last(recent))),
-                    // Another reader is loading it: read past the cache meanwhile.
-                    Recent::Loading(_) => None,
-                },
+                Entry::Occupied(entry) => {
+                    if let Recent::Loaded(recent) = entry.get()
+                        && let Some(answer) = newest_before(recent, before, count, depth)
+                    {
+                        return Ok((room, answer));
+                    }
+                    // Another reader is loading it, or the older messages asked for are
+                    // not in it: read past the cache.
+                    None
+                }
                 Entry::Vacant(entry) => {
                     entry.insert(Recent::Loading(Vec::new()));
                     Some(LoadMark {
@@ -927,37 +1033,55 @@ impl ChatCore {
                 }
             }
         };
+        let Some(mut mark) = mark else {
+            return self.stored(room, query).await;
+        };
         let loaded = self
             .store
             .history(room.id, HistoryQuery::Last(depth as u32))
             .await?;
-        let Some(mut mark) = mark else {
-            let skip = loaded.len().saturating_sub(count as usize);
-            return Ok((room, loaded.into_iter().skip(skip).map(Arc::new).collect()));
-        };
-        let mut cache = locked(&self.cache);
-        let unchanged = cache.epoch == mark.epoch;
-        let committed = match cache.rooms.get_mut(&room.id) {
-            // Still this load's mark: nothing cleared the cache meanwhile.
-            Some(Recent::Loading(committed)) if unchanged => std::mem::take(committed),
-            // Cleared meanwhile (history may have been deleted): answer, do not cache.
-            _ => {
-                mark.finished = true;
-                let skip = loaded.len().saturating_sub(count as usize);
-                return Ok((room, loaded.into_iter().skip(skip).map(Arc::new).collect()));
+        let answer = {
+            let mut cache = locked(&self.cache);
+            let unchanged = cache.epoch == mark.epoch;
+            mark.finished = true;
+            match cache.rooms.get_mut(&room.id) {
+                // Still this load's mark: nothing cleared the cache meanwhile.
+                Some(Recent::Loading(committed)) if unchanged => {
+                    let committed = std::mem::take(committed);
+                    // Posts committed during the read may or may not be in it: merge by id.
+                    let mut recent: Vec<Arc<ChatMessage>> =
+                        loaded.into_iter().map(Arc::new).chain(committed).collect();
+                    recent.sort_unstable_by_key(|message| message.id);
+                    recent.dedup_by_key(|message| message.id);
+                    let skip = recent.len().saturating_sub(depth);
+                    let recent: VecDeque<Arc<ChatMessage>> =
+                        recent.into_iter().skip(skip).collect();
+                    let answer = newest_before(&recent, before, count, depth);
+                    cache.rooms.insert(room.id, Recent::Loaded(recent));
+                    answer
+                }
+                // Cleared meanwhile (history may have been deleted): answer, do not cache.
+                _ => {
+                    let loaded: VecDeque<Arc<ChatMessage>> =
+                        loaded.into_iter().map(Arc::new).collect();
+                    newest_before(&loaded, before, count, depth)
+                }
             }
         };
-        // Posts committed during the read may or may not be in it: merge by id.
-        let mut recent: Vec<Arc<ChatMessage>> =
-            loaded.into_iter().map(Arc::new).chain(committed).collect();
-        recent.sort_unstable_by_key(|message| message.id);
-        recent.dedup_by_key(|message| message.id);
-        let skip = recent.len().saturating_sub(depth);
-        let recent: VecDeque<Arc<ChatMessage>> = recent.into_iter().skip(skip).collect();
-        let answer = last(&recent);
-        cache.rooms.insert(room.id, Recent::Loaded(recent));
-        mark.finished = true;
-        Ok((room, answer))
+        match answer {
+            Some(answer) => Ok((room, answer)),
+            None => self.stored(room, query).await,
+        }
+    }
+
+    /// A history query answered by the store.
+    async fn stored(
+        &self,
+        room: Arc<Room>,
+        query: HistoryQuery,
+    ) -> Result<(Arc<Room>, Vec<Arc<ChatMessage>>), ChatError> {
+        let messages = self.store.history(room.id, query).await?;
+        Ok((room, messages.into_iter().map(Arc::new).collect()))
     }
 
     /// Invitations after `after` for rooms the user may still see.
@@ -979,6 +1103,117 @@ impl ChatCore {
             .collect())
     }
 
+    /// The session signed in: from now on it is told of its user's invitations as they are
+    /// made ([`Event::Invited`], by [`ChatCore::deliver_invitations`]) until it ends
+    /// ([`ChatCore::leave_all`]). Returns those made before that the user was not offered
+    /// over the session's gateway yet, recorded as offered. For a gateway whose clients
+    /// do not ask for invitations themselves.
+    pub async fn online(
+        &self,
+        user: &str,
+        session: &SessionRef,
+    ) -> Result<Vec<(i64, Arc<Room>)>, ChatError> {
+        let label = offered_label(session.gateway);
+        // Read before the session is registered: records made after are of invitations
+        // sent to it live, which must not hide older ones from this offer.
+        let record = self.preference(user, &label).await;
+        let up_to = {
+            let mut live = locked(&self.live);
+            live.online
+                .entry(Arc::from(user))
+                .or_default()
+                .insert(session.clone());
+            live.invited_up_to
+        };
+        let after = match record? {
+            Some((_, content)) => content.trim().parse().unwrap_or(0),
+            None => 0,
+        };
+        let mut offered = self.invitations(user, after).await?;
+        offered.retain(|(id, _)| *id <= up_to);
+        if offered.is_empty() {
+            return Ok(offered);
+        }
+        let recorded = {
+            let live = locked(&self.live);
+            // Gone meanwhile: offered to nobody, so recorded as nothing.
+            if !live.is_online(user, session) {
+                return Ok(Vec::new());
+            }
+            // Every record is the hub's mark at the time, submitted under this lock, so a
+            // user's record only moves forward; those after `up_to` went to the session.
+            self.set_preference(user, &label, &live.invited_up_to.to_string())
+        };
+        // Offered is offered, recorded or not (a user at their preference quota).
+        if let Err(error) = recorded.await {
+            tracing::info!(%user, %error, "invitations offered but not recorded");
+        }
+        Ok(offered)
+    }
+
+    /// Tells users of the invitations made since the last call (an administrative change
+    /// made them members of rooms whose invitations are on) on their sessions registered
+    /// with [`ChatCore::online`]: each is recorded as offered over those sessions'
+    /// gateways, then sent as [`Event::Invited`]. Users not online are offered theirs at
+    /// their next sign-in. Returns how many were sent.
+    pub async fn deliver_invitations(&self) -> Result<usize, ChatError> {
+        const PAGE: u32 = 500;
+        let mut sent = 0;
+        loop {
+            let after = locked(&self.live).invited_up_to;
+            let page = self.store.invitations_after(after, PAGE).await?;
+            let snapshot = self.snapshot();
+            let mut told = Vec::new();
+            for (id, user, room) in &page {
+                // Worth telling only while the user may act on it, as at sign-in.
+                let room = snapshot
+                    .room(*room)
+                    .filter(|room| policy::check(&snapshot, user, room, Action::Join).is_ok());
+                let mut live = locked(&self.live);
+                if *id <= live.invited_up_to {
+                    // Another call dealt with it.
+                    continue;
+                }
+                live.invited_up_to = *id;
+                let (Some(room), Some(sessions)) = (room, live.online.get(user.as_str())) else {
+                    continue;
+                };
+                let to: Vec<SessionRef> = sessions.iter().cloned().collect();
+                let mut gateways: Vec<Gateway> = to.iter().map(|session| session.gateway).collect();
+                gateways.sort_unstable();
+                gateways.dedup();
+                // Submitted under the lock, as `online` records.
+                let records: Vec<_> = gateways
+                    .into_iter()
+                    .map(|gateway| {
+                        self.set_preference(user, &offered_label(gateway), &id.to_string())
+                    })
+                    .collect();
+                drop(live);
+                let event = Event::Invited {
+                    room: room.clone(),
+                    user: Arc::from(user.as_str()),
+                    id: *id,
+                };
+                told.push((records, event, to));
+            }
+            // Recorded before sent, so a stream binding after it arrived is not offered
+            // it again.
+            for (records, event, to) in told {
+                for record in records {
+                    if let Err(error) = record.await {
+                        tracing::info!(%error, "invitation sent but not recorded as offered");
+                    }
+                }
+                sent += 1;
+                self.publish(&event, to);
+            }
+            if page.len() < PAGE as usize {
+                return Ok(sent);
+            }
+        }
+    }
+
     /// A client preference: (seqid, content).
     pub async fn preference(
         &self,
@@ -995,7 +1230,7 @@ impl ChatCore {
         user: &str,
         label: &str,
         content: &str,
-    ) -> impl std::future::Future<Output = Result<i64, ChatError>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<i64, ChatError>> + Send + use<> {
         let checked = check_preference_label(label).and_then(|()| {
             if content.len() > MAX_PREFERENCE_CONTENT {
                 return Err(ChatError::TooLarge {

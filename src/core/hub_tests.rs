@@ -36,6 +36,10 @@ enum Seen {
         room: String,
         user: String,
     },
+    Invited {
+        room: String,
+        user: String,
+    },
 }
 
 /// The Lync gateway's sink: every event with its recipients, in order.
@@ -60,6 +64,10 @@ impl EventSink for Recorder {
                 user: user.to_string(),
             },
             Event::Evicted { room, user, .. } => Seen::Evicted {
+                room: room.name.clone(),
+                user: user.to_string(),
+            },
+            Event::Invited { room, user, .. } => Seen::Invited {
                 room: room.name.clone(),
                 user: user.to_string(),
             },
@@ -115,7 +123,7 @@ impl Hub {
                 .unwrap();
         }
         let model = Arc::new(SnapshotHandle::load(store.as_ref()).unwrap());
-        let core = Arc::new(ChatCore::new(model.clone(), store.clone()));
+        let core = Arc::new(ChatCore::new(model.clone(), store.clone()).unwrap());
         let events = Arc::new(Recorder::default());
         core.attach(Gateway::Lync, events.clone());
         Hub {
@@ -500,7 +508,8 @@ async fn last_comes_from_the_cache_and_other_queries_from_the_store() {
     assert_eq!(texts(&last), ["four plums", "five", "six"]);
 
     // A message written to the store behind the hub's back shows who answers what: Last
-    // within DefaultChatHistory is the cache's; every other query is the store's.
+    // within DefaultChatHistory is the cache's; every other query is the store's (Before
+    // too, once it reaches past the cache: `before_comes_from_the_cache_while_it_holds_it`).
     let behind = committed(hub.store.append_message(ChatMessage {
         id: 0,
         room_id: hub.room("Lobby").id,
@@ -540,6 +549,59 @@ async fn last_comes_from_the_cache_and_other_queries_from_the_store() {
     let found = hub.history(BOB, "Lobby", search.clone()).await;
     assert_eq!(found, hub.stored("Lobby", search).await);
     assert_eq!(texts(&found), ["three apples", "seven apples"]);
+}
+
+/// `Before` (what a join reads) is answered from the cache while the cache holds every
+/// message asked for, and by the store once it reaches past the cache's oldest.
+#[tokio::test]
+async fn before_comes_from_the_cache_while_it_holds_it() {
+    let hub = Hub::new().await;
+    hub.setting("DefaultChatHistory", 3).await;
+    let a = session(1);
+    hub.join(ALICE, &a, "Lobby");
+    let mut posted = Vec::new();
+    for n in 0..5 {
+        posted.push(hub.post(ALICE, &a, "Lobby", &format!("post {n}")).await);
+    }
+    // Loads the cache: the last three.
+    assert_eq!(
+        hub.history(BOB, "Lobby", HistoryQuery::Last(3)).await.len(),
+        3
+    );
+    // Only the store knows of a message written behind the hub's back.
+    let behind = committed(hub.store.append_message(ChatMessage {
+        id: 0,
+        room_id: hub.room("Lobby").id,
+        author: BOB.into(),
+        ts: now_ticks(),
+        text: "behind".into(),
+        extension: None,
+    }))
+    .await
+    .unwrap();
+    let before = |id: i64, count: u32| HistoryQuery::Before { id, count };
+    let cached = hub.history(BOB, "Lobby", before(behind.id + 1, 2)).await;
+    assert_eq!(
+        ids(&cached),
+        posted[3..],
+        "the cache's, without the store's newest"
+    );
+    let within = hub.history(BOB, "Lobby", before(posted[4], 2)).await;
+    assert_eq!(ids(&within), posted[2..4]);
+    // Three before the last post reach past the cache's oldest: the store's answer.
+    let past = hub.history(BOB, "Lobby", before(posted[4], 3)).await;
+    assert_eq!(past, hub.stored("Lobby", before(posted[4], 3)).await);
+    assert_eq!(ids(&past), posted[1..4]);
+    // A room with fewer messages than the cache holds is all in it.
+    let annex = session(2);
+    hub.join(ALICE, &annex, "Annex");
+    let only = hub.post(ALICE, &annex, "Annex", "only").await;
+    assert_eq!(
+        hub.history(BOB, "Annex", HistoryQuery::Last(3)).await.len(),
+        1
+    );
+    let few = hub.history(BOB, "Annex", before(only + 1, 3)).await;
+    assert_eq!(ids(&few), [only]);
 }
 
 /// Commits are awaited in an order that is neither the ids' nor its reverse: the cache
@@ -907,4 +969,179 @@ async fn presence_is_known_per_session_and_room() {
     assert!(!hub.core.is_present(&a, "no-such-room"));
     hub.core.part(ALICE, &a, &lobby).unwrap();
     assert!(!hub.core.is_present(&a, &lobby));
+}
+
+/// The history a joiner reads (XMPP reads it after the join, in a task of its own).
+async fn join_history(hub: &Hub, user: &str, joined: &Joined, count: u32) -> Vec<String> {
+    let (_, messages) = hub
+        .core
+        .history(user, &hub.uid("Lobby"), joined.history(count))
+        .await
+        .unwrap();
+    messages.iter().map(|m| m.text.clone()).collect()
+}
+
+/// Texts of the posts `session` was sent live, since the last call.
+fn live_to(hub: &Hub, session: &SessionRef) -> Vec<String> {
+    hub.take()
+        .into_iter()
+        .filter(|(_, to)| to.contains(session))
+        .filter_map(|(seen, _)| match seen {
+            Seen::Posted { text, .. } => Some(text),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A post that lands between a join and the read of its history reaches the joiner once:
+/// live, as it was published after the join, and not in the history as well. Posts are
+/// committed at once by the memory store, so each moment is taken in turn: committed but
+/// not published when the history is read, published before it is read, and both with
+/// the room's recent history cached or not.
+#[tokio::test]
+async fn a_post_between_a_join_and_its_history_arrives_once() {
+    for cached in [false, true] {
+        for published_first in [false, true] {
+            let hub = Hub::new().await;
+            let (a, b) = (session(1), session(2));
+            hub.join(ALICE, &a, "Lobby");
+            hub.post(ALICE, &a, "Lobby", "before").await;
+            if cached {
+                hub.history(ALICE, "Lobby", HistoryQuery::Last(10)).await;
+            }
+            hub.take();
+
+            let joined = hub.join(BOB, &b, "Lobby");
+            let during = hub
+                .core
+                .post(ALICE, &a, &hub.uid("Lobby"), "during".into(), None)
+                .ok()
+                .unwrap();
+            let history = if published_first {
+                during.completed().await.unwrap();
+                join_history(&hub, BOB, &joined, 10).await
+            } else {
+                let history = join_history(&hub, BOB, &joined, 10).await;
+                during.completed().await.unwrap();
+                history
+            };
+            let case = format!("cached: {cached}, published first: {published_first}");
+            assert_eq!(history, ["before"], "{case}");
+            assert_eq!(live_to(&hub, &b), ["during"], "{case}");
+        }
+    }
+}
+
+fn xmpp_session(n: u64) -> SessionRef {
+    SessionRef {
+        gateway: Gateway::Xmpp,
+        connection: n,
+        stream: Arc::from(format!("bob@example.test/{n}")),
+    }
+}
+
+fn invited(room: &str, user: &str) -> Seen {
+    Seen::Invited {
+        room: room.into(),
+        user: user.into(),
+    }
+}
+
+fn room_names(offered: &[(i64, Arc<Room>)]) -> Vec<&str> {
+    offered.iter().map(|(_, room)| room.name.as_str()).collect()
+}
+
+impl Hub {
+    /// Invites `user` to `room` as an administrative change does.
+    async fn invite(&self, user: &str, room: &str) {
+        let room = self.room(room).id;
+        committed(self.store.add_invitations(vec![(user.into(), room)], 0))
+            .await
+            .unwrap();
+    }
+}
+
+/// An invitation made before a session signs in is offered by `online`; one made while it
+/// is signed in is sent to it at once. Each is recorded, so the next sign-in is offered
+/// neither, and a session that ended hears of none.
+#[tokio::test]
+async fn invitations_reach_signed_in_sessions_as_they_are_made_and_once() {
+    let hub = Hub::new().await;
+    hub.core.attach(Gateway::Xmpp, hub.events.clone());
+    let (b, b2) = (xmpp_session(1), xmpp_session(2));
+    hub.invite(BOB, "Lobby").await;
+    assert_eq!(
+        hub.core.deliver_invitations().await.unwrap(),
+        0,
+        "nobody online"
+    );
+    assert_eq!(
+        room_names(&hub.core.online(BOB, &b).await.unwrap()),
+        ["Lobby"]
+    );
+
+    hub.invite(BOB, "Annex").await;
+    hub.invite(ALICE, "Annex").await;
+    assert_eq!(hub.core.deliver_invitations().await.unwrap(), 1);
+    assert_eq!(hub.take(), [(invited("Annex", BOB), vec![b.clone()])]);
+    assert_eq!(
+        hub.core.deliver_invitations().await.unwrap(),
+        0,
+        "sent once"
+    );
+
+    hub.core.leave_all(BOB, &b);
+    hub.invite(BOB, "Flash").await;
+    assert_eq!(hub.core.deliver_invitations().await.unwrap(), 0);
+    assert!(hub.take().is_empty(), "the ended session heard of it");
+    assert_eq!(
+        room_names(&hub.core.online(BOB, &b2).await.unwrap()),
+        ["Flash"]
+    );
+    assert!(
+        hub.core
+            .online(BOB, &xmpp_session(3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Invitations made while a sign-in is under way: one made before the session is
+/// registered is offered by the sign-in (not sent live), one made after is sent live and
+/// its record does not hide the older ones the sign-in is still offering.
+#[tokio::test]
+async fn invitations_made_during_a_sign_in_reach_it_once() {
+    let hub = Hub::new().await;
+    hub.core.attach(Gateway::Xmpp, hub.events.clone());
+    let b = xmpp_session(1);
+    hub.invite(BOB, "Lobby").await;
+    let mut online = Box::pin(hub.core.online(BOB, &b));
+    // The memory store's reads are ready at their second poll.
+    let mut step = || {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match online.as_mut().poll(&mut cx) {
+            Poll::Ready(offered) => Some(offered),
+            Poll::Pending => None,
+        }
+    };
+    // Reading bob's record: not registered yet.
+    assert!(step().is_none());
+    hub.invite(BOB, "Annex").await;
+    assert_eq!(hub.core.deliver_invitations().await.unwrap(), 0);
+    // Registered, reading the invitations.
+    assert!(step().is_none());
+    hub.invite(BOB, "Flash").await;
+    assert_eq!(hub.core.deliver_invitations().await.unwrap(), 1);
+    assert_eq!(hub.take(), [(invited("Flash", BOB), vec![b.clone()])]);
+    let offered = step().expect("the sign-in finished").unwrap();
+    assert_eq!(room_names(&offered), ["Lobby", "Annex"]);
+    assert!(
+        hub.core
+            .online(BOB, &xmpp_session(2))
+            .await
+            .unwrap()
+            .is_empty(),
+        "offered again"
+    );
 }

@@ -274,15 +274,25 @@ pub trait ArchiveStore: Send + Sync {
     /// Stores a message (its `id` is ignored) and returns it with the id it was given.
     fn append_message(&self, message: ChatMessage) -> Pending<ChatMessage>;
     fn history(&self, room_id: i64, query: HistoryQuery) -> Read<Vec<ChatMessage>>;
+    /// The id of the newest message (0 when there is none). The hub reads it once, at
+    /// start: every message stored before then has an id up to it, every later one above.
+    fn last_message_id(&self) -> Result<i64, StoreError>;
     /// Deletes a room's messages up to and including `until` (all when `None`).
     fn clear_room(&self, id: i64, until: Option<i64>) -> Pending<usize>;
 }
 
 /// Room invitations.
 pub trait InvitationStore: Send + Sync {
+    /// Records (user, room id) invitations. An administrative change: the change feed
+    /// moves once they are committed, so a running hub delivers them.
     fn add_invitations(&self, invitations: Vec<(String, i64)>, now: i64) -> Pending<()>;
     /// (invitation id, room id) for `user` after `after`, oldest first.
     fn invitations(&self, user: &str, after: i64) -> Read<Vec<(i64, i64)>>;
+    /// (invitation id, user, room id) of every user after `after`, oldest first, at most
+    /// `limit`.
+    fn invitations_after(&self, after: i64, limit: u32) -> Read<Vec<(i64, String, i64)>>;
+    /// The id of the newest invitation (0 when there is none); the hub reads it at start.
+    fn last_invitation_id(&self) -> Result<i64, StoreError>;
 }
 
 /// How much one user may keep in preferences, labels and contents together.

@@ -80,6 +80,9 @@ impl EventSink for XmppSink {
                 let seen = self.presence(&room.uid, user, LEFT, false, &[STATUS_REMOVED]);
                 self.send_each(&seen, &others);
             }
+            Event::Invited { room, id, .. } => {
+                self.send_each(&muc::invite::invitation(&self.muc, *id, room), to);
+            }
         }
     }
 }

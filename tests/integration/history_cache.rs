@@ -55,7 +55,7 @@ async fn the_cached_history_always_matches_the_store() {
     .await
     .unwrap();
     let model = Arc::new(perch::core::SnapshotHandle::load(dyn_store.as_ref()).unwrap());
-    let core = Arc::new(ChatCore::new(model.clone(), dyn_store.clone()));
+    let core = Arc::new(ChatCore::new(model.clone(), dyn_store.clone()).unwrap());
     let lobby = snapshot(dyn_store.as_ref())
         .room_by_name("Lobby")
         .unwrap()

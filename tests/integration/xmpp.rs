@@ -1076,6 +1076,73 @@ async fn lync_invitations_are_offered_once_as_direct_invitations() {
     server.stop().await;
 }
 
+/// An invitation made while its user is signed in over XMPP reaches their stream at once,
+/// as the same XEP-0249 direct invitation a binding stream is offered, and is not offered
+/// again on their next stream. The change goes through `core::service` as `perch admin`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_reaches_a_signed_in_user_live_and_once() {
+    let server = start().await;
+    let invitation = |stanza: &Element| {
+        stanza.name == "message" && stanza.child_in("x", "jabber:x:conference").is_some()
+    };
+    let to_room = |room: String| {
+        move |stanza: &Element| {
+            stanza.name == "message"
+                && stanza
+                    .child_in("x", "jabber:x:conference")
+                    .is_some_and(|x| x.attr("jid") == Some(room.as_str()))
+        }
+    };
+    let (closed, stage) = (room_jid(&server, "Closed"), room_jid(&server, "Stage"));
+    let mut bob = Xmpp::connect(&server, "bob", "bob-pw").await;
+    // The seed made bob a member of Stage: offered as his stream binds.
+    bob.until(to_room(stage)).await;
+
+    let store = server.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let change = RoomChange {
+            members: vec![perch::core::manage::ListEdit::Add(vec![crate::chat::p(
+                "sip:bob@example.test",
+            )])],
+            ..RoomChange::default()
+        };
+        let saved = perch::core::service::save_room(
+            store.as_ref(),
+            &snapshot(store.as_ref()),
+            &perch::core::service::Actor::Operator,
+            Some("Closed"),
+            change,
+        )
+        .unwrap();
+        assert_eq!(saved.invited, 1);
+    })
+    .await
+    .unwrap();
+    let live = within(
+        std::time::Duration::from_secs(5),
+        bob.until(to_room(closed.clone())),
+    )
+    .await
+    .expect("no invitation reached the signed-in stream");
+    assert_eq!(live.attr("from"), Some(closed.as_str()));
+    assert_eq!(live.attr("to"), Some(bob.jid.as_str()));
+    let x = live.child_in("x", "jabber:x:conference").unwrap();
+    assert_eq!(x.attr("reason"), Some("You were added to Closed"));
+
+    // The next stream is offered neither; a ping's answer comes first.
+    drop(bob);
+    let mut again = Xmpp::connect(&server, "bob", "bob-pw").await;
+    let pong = again.iq("get", None, "<ping xmlns='urn:xmpp:ping'/>").await;
+    assert_eq!(pong.attr("type"), Some("result"));
+    let quiet = within(
+        std::time::Duration::from_millis(500),
+        again.until(invitation),
+    )
+    .await;
+    assert!(quiet.is_none(), "offered again: {quiet:?}");
+    server.stop().await;
+}
+
 /// A manager's client reads and changes the room's configuration (muc#owner) under the
 /// same rules as `perch admin`; anyone else is refused. bob manages Stage in the seed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

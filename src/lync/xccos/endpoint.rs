@@ -63,6 +63,9 @@ impl EventSink for Delivery {
                     self.send(removed, std::slice::from_ref(session));
                 }
             }
+            // No invitation notice of XCCOS is known (xccos-protocol.md §2.5.9): Lync
+            // clients ask with cmd:getinv, so no Lync session registers for these.
+            Event::Invited { .. } => {}
         }
     }
 }

@@ -613,6 +613,20 @@ pub fn invitations(c: &Connection, user: &str, after: i64) -> Result<Vec<(i64, i
     )
 }
 
+pub fn invitations_after(
+    c: &Connection,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<(i64, String, i64)>, StoreError> {
+    let mut s = c.prepare_cached(
+        "SELECT id, user, room_id FROM invitations WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    Ok(s.query_map(params![after, limit], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?
+    .collect::<Result<_, _>>()?)
+}
+
 pub fn preference(
     c: &Connection,
     user: &str,

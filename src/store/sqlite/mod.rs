@@ -473,6 +473,16 @@ impl ArchiveStore for SqliteStore {
         self.read_later(lane, move |c| chat::history(c, room_id, &query))
     }
 
+    fn last_message_id(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+    }
+
     fn clear_room(&self, id: i64, until: Option<i64>) -> Pending<usize> {
         self.admin_write(move |c| chat::clear_room(c, id, until))
     }
@@ -480,13 +490,28 @@ impl ArchiveStore for SqliteStore {
 
 impl InvitationStore for SqliteStore {
     fn add_invitations(&self, invitations: Vec<(String, i64)>, now: i64) -> Pending<()> {
-        self.writer
-            .submit(move |c| chat::add_invitations(c, &invitations, now))
+        self.admin_write(move |c| chat::add_invitations(c, &invitations, now))
     }
 
     fn invitations(&self, user: &str, after: i64) -> Read<Vec<(i64, i64)>> {
         let user = user.to_owned();
         self.read_later(Lane::Plain, move |c| chat::invitations(c, &user, after))
+    }
+
+    fn invitations_after(&self, after: i64, limit: u32) -> Read<Vec<(i64, String, i64)>> {
+        self.read_later(Lane::Plain, move |c| {
+            chat::invitations_after(c, after, limit)
+        })
+    }
+
+    fn last_invitation_id(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT coalesce(max(id), 0) FROM invitations", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
     }
 }
 

@@ -66,7 +66,7 @@ impl Stream {
                 .unwrap();
         });
         let model = Arc::new(SnapshotHandle::load(store.as_ref()).unwrap());
-        let core = Arc::new(ChatCore::new(model, store.clone()));
+        let core = Arc::new(ChatCore::new(model, store.clone()).unwrap());
         let throttle = Arc::new(FailureThrottle::new(Duration::from_secs(60), 30, 5));
         let protocol = XmppProtocol::new(settings, core, store, throttle);
         Stream::connect(protocol.shared, runtime, 1, transport)

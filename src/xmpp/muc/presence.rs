@@ -7,7 +7,6 @@ use std::sync::Arc;
 use crate::core::ids::{now_ticks, ticks_from_rfc3339};
 use crate::core::model::Room;
 use crate::core::policy;
-use crate::core::ports::HistoryQuery;
 use crate::xml::Element;
 use crate::xmpp::c2s::{Answer, C2s, HistoryResult};
 use crate::xmpp::errors::stanza_error;
@@ -155,8 +154,10 @@ pub fn handle(c2s: &mut C2s, presence: &Element, to: &Jid) {
     let count = request
         .max_stanzas
         .map_or(default, |n| n.min(default.max(1)));
+    // Up to the join: posts published since reach the session live.
+    let query = joined.history(count);
     c2s.defer(async move {
-        let result = core.history(&user, &uid, HistoryQuery::Last(count)).await;
+        let result = core.history(&user, &uid, query).await;
         Answer::JoinHistory {
             room_uid: uid,
             request,

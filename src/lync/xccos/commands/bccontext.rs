@@ -47,6 +47,9 @@ fn query(bcq: Option<&Element>, default: u32) -> Result<HistoryQuery, ChatError>
     })
 }
 
+/// Not bounded by the join's [`crate::core::hub::Joined::history_until`] as XMPP's join
+/// history is: XCCOS ties no `bccontext` to a join, so a `last` read after posts reached
+/// the session live holds them too (SIPE asks right after the join, a round trip later).
 pub fn handle(ctx: &Context<'_>, command: &Command) -> Reply {
     let Some(uid) = chanib_room(ctx, command) else {
         return Reply::Now(failure(command, &ChatError::Denied(Denial::NotFound)));
