@@ -41,6 +41,9 @@ use crate::xmpp::stream::{
 const MAX_SASL_FAILURES: u32 = 3;
 /// How long a resumption waits for the session's old connection to close and hand over.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
+/// Deliveries held while a join's history is read, so live traffic follows the history
+/// and the subject (XEP-0045 §7.2.15); past this many bytes they go out unheld.
+const MAX_HELD_BYTES: usize = 256 * 1024;
 
 /// The result of work a stream waits for.
 pub enum Answer {
@@ -111,6 +114,10 @@ pub struct C2s {
     resume_wait: Duration,
     /// A `<resume/>` waits for the session's old connection.
     resuming: bool,
+    /// Joins whose history is being read; meanwhile deliveries wait in `held`.
+    joins_reading: u32,
+    held: Vec<Bytes>,
+    held_bytes: usize,
     /// Whether perch's stream header went out on the current stream.
     header_sent: bool,
 }
@@ -138,6 +145,9 @@ impl C2s {
             resume_id: None,
             resume_wait: Duration::ZERO,
             resuming: false,
+            joins_reading: 0,
+            held: Vec::new(),
+            held_bytes: 0,
             header_sent: false,
         }
     }
@@ -216,6 +226,27 @@ impl C2s {
         let client = self.client();
         let reply = stanza::error_reply(request, &client, error);
         self.send(&reply);
+    }
+
+    /// A join's history is being read: deliveries wait until it has been sent.
+    pub(crate) fn hold_deliveries(&mut self) {
+        self.joins_reading += 1;
+    }
+
+    /// A join's history and subject went out: what was held follows, once no other join
+    /// waits.
+    pub(crate) fn release_deliveries(&mut self) {
+        self.joins_reading = self.joins_reading.saturating_sub(1);
+        if self.joins_reading == 0 {
+            self.flush_held();
+        }
+    }
+
+    fn flush_held(&mut self) {
+        self.held_bytes = 0;
+        for delivery in std::mem::take(&mut self.held) {
+            self.send_stanza(delivery);
+        }
     }
 
     pub(crate) fn defer(&mut self, work: impl Future<Output = Answer> + Send + 'static) {
@@ -704,10 +735,20 @@ impl crate::net::Connection for C2s {
     }
 
     fn deliver(&mut self, delivery: Bytes, _now: Instant) {
-        if !self.ended {
-            // Every delivery is one stanza (the sink renders them so).
-            self.send_stanza(delivery);
+        if self.ended {
+            return;
         }
+        if self.joins_reading > 0 {
+            if self.held_bytes + delivery.len() <= MAX_HELD_BYTES {
+                self.held_bytes += delivery.len();
+                self.held.push(delivery);
+                return;
+            }
+            // Order gives way to the bound: what was held goes now, in order.
+            self.flush_held();
+        }
+        // Every delivery is one stanza (the sink renders them so).
+        self.send_stanza(delivery);
     }
 
     fn finish_deferred(&mut self, _id: u64, answer: Answer, now: Instant) {
@@ -726,7 +767,10 @@ impl crate::net::Connection for C2s {
                 room_uid,
                 request,
                 result,
-            } => muc::presence::history(self, &room_uid, &request, result),
+            } => {
+                muc::presence::history(self, &room_uid, &request, result);
+                self.release_deliveries();
+            }
             Answer::Archive { iq, query, result } => muc::mam::answer(self, &iq, &query, result),
             Answer::Administered { iq, result } => muc::admin::administered(self, &iq, result),
             Answer::Invitations(invitations) => muc::invite::send(self, &invitations),
@@ -769,12 +813,21 @@ impl crate::net::Connection for C2s {
         if session.connection != own {
             shared.outboxes.unregister(own);
         }
-        let resumable = match (&self.resume_id, self.sm.take()) {
+        // Deliveries held for a join were never sent: a resumption sends them.
+        let held = std::mem::take(&mut self.held);
+        let mut sm = self.sm.take();
+        let mut whole = true;
+        if let Some(unacked) = sm.as_mut().and_then(|sm| sm.unacked.as_mut()) {
+            whole = held
+                .into_iter()
+                .all(|delivery| unacked.push(delivery).is_ok());
+        }
+        let resumable = match (&self.resume_id, sm) {
             // A stream that ended on purpose (the client's close, a stream error) ends its
             // session; one that dropped may be resumed.
             // Not when its queue was cut off (it fell behind): deliveries were lost.
             (Some(id), Some(sm))
-                if !self.ended && shared.outboxes.is_registered(session.connection) =>
+                if whole && !self.ended && shared.outboxes.is_registered(session.connection) =>
             {
                 Some((id.clone(), sm))
             }

@@ -419,3 +419,48 @@ fn a_client_that_never_acknowledges_is_stopped_at_the_bound() {
     assert!(out.contains("<resource-constraint"), "{out}");
     assert_eq!(stream.drop_connection(), Retention::Released);
 }
+
+#[test]
+fn live_traffic_waits_for_the_join_history_and_subject() {
+    let mut stream = Stream::open(Transport::Tls, settings(100, 100));
+    stream.sign_in();
+    let shared = stream.c2s.shared.clone();
+    let lobby = shared
+        .core
+        .snapshot()
+        .room_by_name("Lobby")
+        .unwrap()
+        .uid
+        .clone();
+    let join = format!(
+        "<presence to='{lobby}@conference.example.test/alice'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='5'/></x></presence>"
+    );
+    stream
+        .c2s
+        .receive(&mut BytesMut::from(join.as_bytes()), stream.now);
+    let mut outputs = stream.c2s.take_outputs();
+    let Some(Output::Await(history)) = outputs.pop() else {
+        panic!("the join reads its history");
+    };
+    // A post lands while the history is read: it reaches the session live.
+    let session = stream.c2s.session.clone().unwrap();
+    stream
+        .runtime
+        .block_on(async {
+            shared
+                .core
+                .post("alice@example.test", &session, &lobby, "live".into(), None)
+                .unwrap()
+                .completed()
+                .await
+        })
+        .unwrap();
+    let held = stream.deliveries();
+    assert!(!held.contains("live"), "sent before the history: {held}");
+    let answer = stream.runtime.block_on(history.work);
+    stream.c2s.finish_deferred(history.id, answer, stream.now);
+    let rest = stream.send("");
+    let subject = rest.find("<subject>").expect("the subject");
+    let live = rest.find("<body>live</body>").expect("the live post");
+    assert!(subject < live, "{rest}");
+}

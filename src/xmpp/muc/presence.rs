@@ -156,6 +156,7 @@ pub fn handle(c2s: &mut C2s, presence: &Element, to: &Jid) {
         .map_or(default, |n| n.min(default.max(1)));
     // Up to the join: posts published since reach the session live.
     let query = joined.history(count);
+    c2s.hold_deliveries();
     c2s.defer(async move {
         let result = core.history(&user, &uid, query).await;
         Answer::JoinHistory {
