@@ -58,8 +58,6 @@ pub enum Event {
     },
     /// Someone left, or their session ended.
     Left { room: Arc<Room>, user: Arc<str> },
-    /// Someone was taken out after an administrative change (room disabled, access
-    /// withdrawn); the session concerned hears it as well.
     /// `session` was taken out of `room` by an administrative change; it must be told in a
     /// way that makes its client leave the room, the others that `user` left.
     Evicted {
