@@ -391,8 +391,11 @@ pub fn index_messages(c: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
 
 pub fn append_message(c: &Connection, message: ChatMessage) -> Result<ChatMessage, StoreError> {
     let mut statement = c.prepare_cached(
-        "INSERT INTO messages (room_id, author, ts, body, extra, extra_gateway)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO messages (id, room_id, author, ts, body, extra, extra_gateway)
+         VALUES (\
+            max((SELECT coalesce(max(id), 0) FROM messages),
+                (SELECT last FROM id_floors WHERE name = 'messages')) + 1,
+            ?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let (extra, gateway) = match &message.extension {
         Some(extension) => (extension.markup.as_str(), extension.gateway.name()),
@@ -595,7 +598,10 @@ pub fn add_invitations(
     now: i64,
 ) -> Result<(), StoreError> {
     let mut s = c.prepare_cached(
-        "INSERT INTO invitations (user, room_id, created_at) VALUES (?1, ?2, ?3)",
+        "INSERT INTO invitations (id, user, room_id, created_at) VALUES (\
+            max((SELECT coalesce(max(id), 0) FROM invitations),
+                (SELECT last FROM id_floors WHERE name = 'invitations')) + 1,
+            ?1, ?2, ?3)",
     )?;
     for (user, room) in invitations {
         s.execute(params![user, room, now])?;

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_search_by_room.sql"),
     include_str!("migrations/0007_admin_tokens.sql"),
     include_str!("migrations/0008_index_in_batches.sql"),
+    include_str!("migrations/0009_ids_never_reused.sql"),
 ];
 
 pub fn migrate(connection: &mut Connection) -> Result<(), StoreError> {

@@ -789,6 +789,53 @@ mod tests {
         store.close();
     }
 
+    /// Ids are never handed out twice: not after clearing the room that held the newest
+    /// messages, nor after removing it, nor across a restart.
+    #[test]
+    fn message_and_invitation_ids_are_never_reused() {
+        use crate::core::ports::{
+            ArchiveStore, ChatMessage, InvitationStore, ModelStore, read_blocking, wait,
+        };
+        let dir = crate::core::fixtures::TempDir::new("ids-never-reused");
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let category =
+            wait(store.save_category(crate::core::fixtures::category("C", "x", true))).unwrap();
+        let kept =
+            wait(store.save_room(crate::core::model::Room::new("k", "k", category.id))).unwrap();
+        let newest =
+            wait(store.save_room(crate::core::model::Room::new("n", "n", category.id))).unwrap();
+        let post = |store: &SqliteStore, room_id: i64| {
+            wait(store.append_message(ChatMessage {
+                id: 0,
+                room_id,
+                author: "a@x".into(),
+                ts: 1,
+                text: "t".into(),
+                extension: None,
+            }))
+            .unwrap()
+            .id
+        };
+        post(&store, kept.id);
+        post(&store, newest.id);
+        let highest = post(&store, newest.id);
+        wait(store.clear_room(newest.id, None)).unwrap();
+        assert_eq!(post(&store, kept.id), highest + 1);
+        wait(store.add_invitations(vec![("b@x".into(), newest.id)], 1)).unwrap();
+        let invited = read_blocking(store.invitations("b@x", 0)).unwrap()[0].0;
+        let last = post(&store, newest.id);
+        wait(store.remove_room(newest.id)).unwrap();
+        store.close();
+
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(post(&store, kept.id), last + 1);
+        wait(store.add_invitations(vec![("b@x".into(), kept.id)], 2)).unwrap();
+        let again = read_blocking(store.invitations("b@x", 0)).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].0, invited + 1);
+        store.close();
+    }
+
     /// A full-text search within an archive page: the words and every other bound at once,
     /// paged from either end.
     #[test]
