@@ -6,7 +6,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::core::ids::Gateway;
 use crate::core::model::{Addin, Category, Group, PolicyScope, Principal, Room};
 use crate::core::ports::{
-    ChatMessage, Extension, HistoryQuery, ModelData, PreferenceEntry, PreferenceQuota, StoreError,
+    ChatMessage, Extension, HistoryQuery, HistoryRange, ModelData, PreferenceEntry,
+    PreferenceQuota, StoreError,
 };
 
 /// Principals from a query returning one text column. Rows were written from parsed
@@ -462,13 +463,64 @@ const SEARCH: &str = "SELECT m.id, m.room_id, m.author, m.ts, m.body, m.extra, m
      WHERE messages_fts MATCH ?1 AND f.rowid BETWEEN ?2 AND ?3 AND +m.room_id = ?4
      ORDER BY f.rowid DESC LIMIT ?5";
 
-/// [`SEARCH`] within an archive page's ids (`?2..=?3`), times (`?5..=?6`) and author (`?7`,
-/// NULL for anyone); the order and LIMIT (`?8`) are added by the caller.
-const SEARCH_WITHIN: &str =
-    "SELECT m.id, m.room_id, m.author, m.ts, m.body, m.extra, m.extra_gateway
-     FROM messages_fts f JOIN messages m ON m.id = f.rowid
-     WHERE messages_fts MATCH ?1 AND f.rowid BETWEEN ?2 AND ?3 AND +m.room_id = ?4
-       AND m.ts >= ?5 AND m.ts <= ?6 AND (?7 IS NULL OR m.author = ?7)";
+/// A message's columns, read by `message_from_row`, from `messages m`.
+const MESSAGE_COLUMNS: &str = "m.id, m.room_id, m.author, m.ts, m.body, m.extra, m.extra_gateway";
+
+/// An archive page: `range`'s messages in id order (its own direction), searched for its
+/// words through the full-text index when it has some, as [`SEARCH`] does.
+fn range_page(
+    c: &Connection,
+    room_id: i64,
+    range: &HistoryRange,
+) -> Result<Vec<ChatMessage>, StoreError> {
+    // ?1 room, ?2..=?3 ids, ?4..=?5 times, ?6 author (NULL: anyone), ?7 count, ?8 words.
+    const FILTERS: &str = "m.ts >= ?4 AND m.ts <= ?5 AND (?6 IS NULL OR m.author = ?6)";
+    let order = if range.newest { "DESC" } else { "ASC" };
+    let (low, high) = (
+        range.after.saturating_add(1),
+        range.before.saturating_sub(1),
+    );
+    let (sql, low, high, words) = if range.words.is_empty() {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m
+             WHERE m.room_id = ?1 AND m.id BETWEEN ?2 AND ?3 AND {FILTERS}
+             ORDER BY m.id {order} LIMIT ?7"
+        );
+        (sql, low, high, None)
+    } else {
+        // The room's span bounds the walk, as in a plain search, narrowed by the page.
+        let Some((first, last)) = room_span(c, room_id)? else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages_fts f JOIN messages m ON m.id = f.rowid
+             WHERE messages_fts MATCH ?8 AND f.rowid BETWEEN ?2 AND ?3 AND +m.room_id = ?1
+               AND {FILTERS}
+             ORDER BY f.rowid {order} LIMIT ?7"
+        );
+        (
+            sql,
+            first.max(low),
+            last.min(high),
+            Some(fts_query(room_id, &range.words)),
+        )
+    };
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![
+        &room_id,
+        &low,
+        &high,
+        &range.since,
+        &range.until,
+        &range.author,
+        &range.count,
+    ];
+    if let Some(words) = &words {
+        params.push(words);
+    }
+    let mut s = c.prepare_cached(&sql)?;
+    Ok(s.query_map(&params[..], message_from_row)?
+        .collect::<Result<_, _>>()?)
+}
 
 /// The first and last message ids of a room; `None` when it has none.
 fn room_span(c: &Connection, room_id: i64) -> Result<Option<(i64, i64)>, StoreError> {
@@ -514,63 +566,13 @@ pub fn history(
             ascending.reverse();
             ascending
         }
-        HistoryQuery::Range(range) if !range.words.is_empty() => {
-            // The room's span bounds the walk as in a plain search, narrowed by the page.
-            let Some((first, last)) = room_span(c, room_id)? else {
-                return Ok(Vec::new());
-            };
-            let low = first.max(range.after.saturating_add(1));
-            let high = last.min(range.before.saturating_sub(1));
-            let order = if range.newest { "DESC" } else { "ASC" };
-            let mut s = c.prepare_cached(&format!(
-                "{SEARCH_WITHIN} ORDER BY f.rowid {order} LIMIT ?8"
-            ))?;
-            let mut found: Vec<ChatMessage> = s
-                .query_map(
-                    params![
-                        fts_query(room_id, &range.words),
-                        low,
-                        high,
-                        room_id,
-                        range.since,
-                        range.until,
-                        range.author,
-                        range.count
-                    ],
-                    message_from_row,
-                )?
-                .collect::<Result<_, _>>()?;
-            if !range.newest {
-                found.reverse();
-            }
-            found
-        }
         HistoryQuery::Range(range) => {
-            let order = if range.newest { "DESC" } else { "ASC" };
-            let mut s = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM messages WHERE room_id = ?1 AND id > ?2 AND id < ?3 \
-                 AND ts >= ?4 AND ts <= ?5 AND (?6 IS NULL OR author = ?6) \
-                 ORDER BY id {order} LIMIT ?7"
-            ))?;
-            let mut found: Vec<ChatMessage> = s
-                .query_map(
-                    params![
-                        room_id,
-                        range.after,
-                        range.before,
-                        range.since,
-                        range.until,
-                        range.author,
-                        range.count
-                    ],
-                    message_from_row,
-                )?
-                .collect::<Result<_, _>>()?;
+            let mut page = range_page(c, room_id, range)?;
             // Newest first here, as the other arms, for the reversal below.
             if !range.newest {
-                found.reverse();
+                page.reverse();
             }
-            found
+            page
         }
         HistoryQuery::Search { words, count } => {
             if words.is_empty() {
