@@ -187,6 +187,20 @@ impl Hub {
         }
     }
 
+    /// A message of bob's written to the store directly, as no post through the hub is.
+    async fn written_behind_its_back(&self, room: &str, text: &str) -> ChatMessage {
+        committed(self.store.append_message(ChatMessage {
+            id: 0,
+            room_id: self.room(room).id,
+            author: BOB.into(),
+            ts: now_ticks(),
+            text: text.into(),
+            extension: None,
+        }))
+        .await
+        .unwrap()
+    }
+
     async fn stored(&self, room: &str, query: HistoryQuery) -> Vec<ChatMessage> {
         self.store.history(self.room(room).id, query).await.unwrap()
     }
@@ -510,16 +524,7 @@ async fn last_comes_from_the_cache_and_other_queries_from_the_store() {
     // A message written to the store behind the hub's back shows who answers what: Last
     // within DefaultChatHistory is the cache's; every other query is the store's (Before
     // too, once it reaches past the cache: `before_comes_from_the_cache_while_it_holds_it`).
-    let behind = committed(hub.store.append_message(ChatMessage {
-        id: 0,
-        room_id: hub.room("Lobby").id,
-        author: BOB.into(),
-        ts: now_ticks(),
-        text: "seven apples".into(),
-        extension: None,
-    }))
-    .await
-    .unwrap();
+    let behind = hub.written_behind_its_back("Lobby", "seven apples").await;
     let cached = hub.history(BOB, "Lobby", HistoryQuery::Last(3)).await;
     assert_eq!(texts(&cached), ["four plums", "five", "six"]);
     let deep = hub.history(BOB, "Lobby", HistoryQuery::Last(31)).await;
@@ -569,16 +574,7 @@ async fn before_comes_from_the_cache_while_it_holds_it() {
         3
     );
     // Only the store knows of a message written behind the hub's back.
-    let behind = committed(hub.store.append_message(ChatMessage {
-        id: 0,
-        room_id: hub.room("Lobby").id,
-        author: BOB.into(),
-        ts: now_ticks(),
-        text: "behind".into(),
-        extension: None,
-    }))
-    .await
-    .unwrap();
+    let behind = hub.written_behind_its_back("Lobby", "behind").await;
     let before = |id: i64, count: u32| HistoryQuery::Before { id, count };
     let cached = hub.history(BOB, "Lobby", before(behind.id + 1, 2)).await;
     assert_eq!(

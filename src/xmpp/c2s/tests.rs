@@ -103,6 +103,22 @@ impl Stream {
         self.send("")
     }
 
+    /// The seeded open room's uid.
+    fn lobby(&self) -> String {
+        let snapshot = self.c2s.shared.core.snapshot();
+        snapshot.room_by_name("Lobby").unwrap().uid.clone()
+    }
+
+    /// A post of alice's in this stream's session, straight through the hub, committed.
+    fn post_through_the_hub(&self, room_uid: &str, text: &str) {
+        let core = &self.c2s.shared.core;
+        let session = self.c2s.session.clone().unwrap();
+        let accepted = core
+            .post("alice@example.test", &session, room_uid, text.into(), None)
+            .unwrap();
+        self.runtime.block_on(accepted.completed()).unwrap();
+    }
+
     /// The connection drops (no `</stream:stream>`).
     fn drop_connection(&mut self) -> Retention {
         let mailbox = self.mailbox.take().unwrap();
@@ -270,15 +286,7 @@ fn a_dropped_session_is_resumed_with_what_the_client_missed() {
         .unwrap_or_else(|| panic!("no resumption id: {enabled}"))
         .to_owned();
     assert!(enabled.contains("resume=\"true\" max=\"30\""), "{enabled}");
-    let lobby = first
-        .c2s
-        .shared
-        .core
-        .snapshot()
-        .room_by_name("Lobby")
-        .unwrap()
-        .uid
-        .clone();
+    let lobby = first.lobby();
     let room = format!("{lobby}@conference.example.test");
     let joined = first.send(&format!(
         "<presence to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
@@ -296,27 +304,11 @@ fn a_dropped_session_is_resumed_with_what_the_client_missed() {
             .is_present(first.c2s.session.as_ref().unwrap(), &lobby)
     );
 
-    // Meanwhile a post reaches the session (alice's own from elsewhere would do; an
-    // administrator's message is simplest to make here: a post through the hub).
+    // Meanwhile a post reaches the session (through the hub, in the parked session's
+    // name: whose it is does not matter here).
+    first.post_through_the_hub(&lobby, "while away");
     let shared = first.c2s.shared.clone();
-    let session = first.c2s.session.clone().unwrap();
     let runtime = first.runtime.clone();
-    runtime
-        .block_on(async {
-            shared
-                .core
-                .post(
-                    "alice@example.test",
-                    &session,
-                    &lobby,
-                    "while away".into(),
-                    None,
-                )
-                .unwrap()
-                .completed()
-                .await
-        })
-        .unwrap();
 
     let mut second = Stream::connect(shared.clone(), runtime.clone(), 2, Transport::Tls);
     second.authenticate();
@@ -425,13 +417,7 @@ fn live_traffic_waits_for_the_join_history_and_subject() {
     let mut stream = Stream::open(Transport::Tls, settings(100, 100));
     stream.sign_in();
     let shared = stream.c2s.shared.clone();
-    let lobby = shared
-        .core
-        .snapshot()
-        .room_by_name("Lobby")
-        .unwrap()
-        .uid
-        .clone();
+    let lobby = stream.lobby();
     let join = format!(
         "<presence to='{lobby}@conference.example.test/alice'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='5'/></x></presence>"
     );
@@ -443,18 +429,7 @@ fn live_traffic_waits_for_the_join_history_and_subject() {
         panic!("the join reads its history");
     };
     // A post lands while the history is read: it reaches the session live.
-    let session = stream.c2s.session.clone().unwrap();
-    stream
-        .runtime
-        .block_on(async {
-            shared
-                .core
-                .post("alice@example.test", &session, &lobby, "live".into(), None)
-                .unwrap()
-                .completed()
-                .await
-        })
-        .unwrap();
+    stream.post_through_the_hub(&lobby, "live");
     let held = stream.deliveries();
     assert!(!held.contains("live"), "sent before the history: {held}");
     let answer = stream.runtime.block_on(history.work);
