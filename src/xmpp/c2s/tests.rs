@@ -416,7 +416,6 @@ fn a_client_that_never_acknowledges_is_stopped_at_the_bound() {
 fn live_traffic_waits_for_the_join_history_and_subject() {
     let mut stream = Stream::open(Transport::Tls, settings(100, 100));
     stream.sign_in();
-    let shared = stream.c2s.shared.clone();
     let lobby = stream.lobby();
     let join = format!(
         "<presence to='{lobby}@conference.example.test/alice'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='5'/></x></presence>"
