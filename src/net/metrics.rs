@@ -24,6 +24,11 @@ pub struct NetMetrics {
     pub accepted: Family<ByTransport, Counter>,
     pub refused: Counter,
     pub cut_off: Counter,
+    /// Sessions whose connection dropped, kept for their client to come back (XMPP
+    /// stream resumption), and how those waits ended.
+    pub sessions_waiting: Gauge,
+    pub sessions_resumed: Counter,
+    pub sessions_not_resumed: Counter,
 }
 
 pub fn metrics() -> &'static NetMetrics {
@@ -33,6 +38,9 @@ pub fn metrics() -> &'static NetMetrics {
         accepted: Family::default(),
         refused: Counter::default(),
         cut_off: Counter::default(),
+        sessions_waiting: Gauge::default(),
+        sessions_resumed: Counter::default(),
+        sessions_not_resumed: Counter::default(),
     })
 }
 
@@ -69,6 +77,21 @@ impl NetMetrics {
             "connections_cut_off",
             "Connections closed because their client did not read what perch sent",
             self.cut_off.clone(),
+        );
+        registry.register(
+            "sessions_waiting",
+            "Sessions whose connection dropped, waiting for their client to resume them",
+            self.sessions_waiting.clone(),
+        );
+        registry.register(
+            "sessions_resumed",
+            "Sessions resumed on a new connection",
+            self.sessions_resumed.clone(),
+        );
+        registry.register(
+            "sessions_not_resumed",
+            "Sessions that waited for their client and ended: not back in time, over their bound, or a failed resumption",
+            self.sessions_not_resumed.clone(),
         );
     }
 }

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::core::hub::ChatCore;
 use crate::core::ids::SessionRef;
+use crate::net::metrics::metrics;
 use crate::net::outbox::{Mailbox, Outboxes};
 use crate::xmpp::c2s::sm::{SmError, StreamManagement};
 use crate::xmpp::jid::Jid;
@@ -167,6 +168,7 @@ impl Resumption {
                 taker.send(parked).map(|()| Vec::new())
             }
             Stage::Live | Stage::Parked(_) => {
+                metrics().sessions_waiting.inc();
                 slot.stage = Stage::Parked(parked);
                 let user = slot.user.clone();
                 Ok(Self::over_user_limit(&mut slots, &user))
@@ -191,7 +193,10 @@ impl Resumption {
             .into_iter()
             .take(excess)
             .filter_map(|(_, id)| match slots.remove(&id)?.stage {
-                Stage::Parked(parked) => Some(parked),
+                Stage::Parked(parked) => {
+                    metrics().sessions_waiting.dec();
+                    Some(parked)
+                }
                 _ => None,
             })
             .collect()
@@ -209,7 +214,10 @@ impl Resumption {
         }
         match &slot.stage {
             Stage::Parked(_) => match slots.remove(id).map(|slot| slot.stage) {
-                Some(Stage::Parked(parked)) => Claim::Ready(parked),
+                Some(Stage::Parked(parked)) => {
+                    metrics().sessions_waiting.dec();
+                    Claim::Ready(parked)
+                }
                 _ => Claim::NotFound,
             },
             Stage::Live => {
@@ -237,6 +245,7 @@ impl Resumption {
                 return true;
             }
             if let Stage::Parked(parked) = std::mem::replace(&mut slot.stage, Stage::Live) {
+                metrics().sessions_waiting.dec();
                 ended.push(parked);
             }
             false
@@ -248,6 +257,7 @@ impl Resumption {
 /// Ends sessions that will not be resumed.
 pub fn end_all(ended: Vec<Box<Parked>>, core: &ChatCore, outboxes: &Outboxes<Bytes>) {
     for parked in ended {
+        metrics().sessions_not_resumed.inc();
         end_session(&parked.user, &parked.session, core, outboxes);
     }
 }

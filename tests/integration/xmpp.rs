@@ -1303,6 +1303,7 @@ async fn a_dropped_stream_is_resumed_without_losing_a_post() {
     let mut bob = Chat::connect(&server, "bob").await;
     assert_eq!(code(&bob.join(&lobby_uri).await), "200");
 
+    let resumed_before = perch::net::metrics::metrics().sessions_resumed.get();
     let mut alice = Xmpp::connect(&server, "alice", "alice-pw").await;
     let previd = alice.enable_resumption(60).await;
     let (own, _) = alice.join(&lobby, "alice").await;
@@ -1333,6 +1334,8 @@ async fn a_dropped_stream_is_resumed_without_losing_a_post() {
     assert_eq!(bob.post(&lobby_uri, "to the third").await, 200);
     third.until(|s| body_of(s) == Some("to the third")).await;
     assert!(bob.none_of("ntc:part").await);
+    // Counted for operators (other tests run alongside: at least these two).
+    assert!(perch::net::metrics::metrics().sessions_resumed.get() >= resumed_before + 2);
 
     // Someone else's id is not found, like an unknown one.
     let (_, refused) = Xmpp::resume(&server, "bob", "bob-pw", &previd).await;

@@ -507,11 +507,13 @@ impl C2s {
         drop(mailbox);
         if !redirected || collected.is_err() || acknowledged.is_err() {
             tracing::info!(connection = self.info.id, %session, ?collected, ?acknowledged, "XMPP resumption failed");
+            crate::net::metrics::metrics().sessions_not_resumed.inc();
             resume::end_session(&user, &session, &shared.core, outboxes);
             let handled = sm.handled;
             return self.sm_failed("item-not-found", Some(handled));
         }
         tracing::info!(connection = self.info.id, %session, "XMPP session resumed");
+        crate::net::metrics::metrics().sessions_resumed.inc();
         shared.resumption.relive(previd, &user, &session);
         self.session = Some(session);
         self.jid = Some(jid);
