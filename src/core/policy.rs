@@ -419,7 +419,9 @@ mod tests {
         let mut elsewhere = category.clone();
         elsewhere.id = CATEGORY + 1;
         elsewhere.creators.clear();
-        let cases: [(&str, Option<&Room>, &Category, Result<(), Denial>); 8] = [
+        // (user, room, category, expected)
+        type Case<'a> = (&'a str, Option<&'a Room>, &'a Category, Result<(), Denial>);
+        let cases: [Case; 8] = [
             ("manager@x.test", Some(room), category, Ok(())),
             ("member@x.test", Some(room), category, Err(NotManager)),
             ("scoped@x.test", Some(room), category, Err(NotFound)),

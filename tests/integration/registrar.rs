@@ -357,7 +357,8 @@ async fn digest_signed_in_with_dialog(server: &TestServer) -> Client {
 /// chat dialogs at once: a BYE on each dialog, then the connection is closed.
 #[tokio::test]
 async fn rights_end_when_they_are_taken_away() {
-    let changes: [(&str, fn(&dyn perch::core::ports::Store)); 3] = [
+    type Change = fn(&dyn perch::core::ports::Store);
+    let changes: [(&str, Change); 3] = [
         ("password", |store| {
             perch::core::service::set_user(store, "alice@example.test", None, Some("new"), None)
                 .unwrap();

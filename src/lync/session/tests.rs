@@ -55,8 +55,10 @@ impl Rig {
             ..open_room("Lobby", general.id)
         };
         let lobby = committed(store.save_room(lobby)).await.unwrap();
-        let mut config = Config::default();
-        config.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+        let config = Config {
+            trusted_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            ..Config::default()
+        };
         let assembled = assemble(&config, store.clone()).unwrap();
         Rig {
             _dir: dir,
