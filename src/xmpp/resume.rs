@@ -167,8 +167,12 @@ impl Resumption {
                 slots.remove(id);
                 taker.send(parked).map(|()| Vec::new())
             }
-            Stage::Live | Stage::Parked(_) => {
-                metrics().sessions_waiting.inc();
+            earlier => {
+                // A session parks from its one live connection: an earlier parking of
+                // the same id is not expected, and is replaced, not counted twice.
+                if !matches!(earlier, Stage::Parked(_)) {
+                    metrics().sessions_waiting.inc();
+                }
                 slot.stage = Stage::Parked(parked);
                 let user = slot.user.clone();
                 Ok(Self::over_user_limit(&mut slots, &user))
