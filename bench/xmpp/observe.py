@@ -17,6 +17,9 @@ import argparse, base64, json, math, re, selectors, signal, socket, ssl, sys, ti
 from concurrent.futures import ThreadPoolExecutor
 
 STAMP = re.compile(rb"@@@[0-9]+,([0-9]+);([0-9]+);([0-9]+)@@@")
+# a message's sender (room@service/nick) and the stamp of its body, within one <message>
+SENT = re.compile(rb"<message\s[^>]*?\bfrom=['\"]([^'\"]*)['\"][^>]*>(?:(?!</message>).)*?"
+                  rb"(@@@[0-9]+,([0-9]+);([0-9]+);([0-9]+)@@@)", re.S)
 NS_STREAM = "http://etherx.jabber.org/streams"
 
 
@@ -93,14 +96,17 @@ def main():
     p.add_argument("--domain", required=True)
     p.add_argument("--muc", required=True)
     p.add_argument("--password", required=True)
-    p.add_argument("--session", action="append", required=True, help="user:room")
+    p.add_argument("--session", action="append", default=[], help="user:room, every stamp timed")
+    p.add_argument("--bulk", action="append", default=[],
+                   help="user:room, a receiver that only counts stamps (and times the last of each read)")
     p.add_argument("--out", required=True)
     p.add_argument("--parallel", type=int, default=8)
     a = p.parse_args()
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    pairs = [tuple(x.split(":", 1)) for x in a.session]
+    pairs = [tuple(x.split(":", 1)) for x in a.session + a.bulk]
+    nexact = len(a.session)
     t_setup = time.time()
     with ThreadPoolExecutor(a.parallel) as ex:
         socks = list(ex.map(lambda ur: setup(a, ur[0], ur[1], ctx), pairs))
@@ -118,10 +124,12 @@ def main():
     state = []
     for i, s in enumerate(socks):
         state.append({"user": pairs[i][0], "room": pairs[i][1], "buf": b"", "n": 0, "old": 0,
-                      "bytes": 0, "closed": False})
+                      "bytes": 0, "closed": False, "bulk": i >= nexact})
         sel.register(s, selectors.EVENT_READ, i)
-    lat = []            # ms, every delivery to every session
+    lat = []            # ms, every delivery to every exact session
+    bulk_lat = []       # ms, the last stamp of each read of a bulk session
     stamps = {}         # room -> set of stamps seen
+    posters = {}        # sender -> {stamp: post time}
     first = last = None
     smin = smax = None  # first and last post time among the stamps counted
     while not stop:
@@ -140,6 +148,20 @@ def main():
                     break
                 now = time.time()
                 st["bytes"] += len(data)
+                if st["bulk"]:
+                    # count "@@@" (two per stamp; the last two bytes of the previous read
+                    # are kept so that a marker cut by a read is counted once)
+                    both = st["buf"] + data
+                    st["at"] = st.get("at", 0) + both.count(b"@@@")
+                    st["buf"] = both[-2:] if not both.endswith(b"@@@") else b""
+                    m = None
+                    for m in STAMP.finditer(data[-2000:]):
+                        pass
+                    if m:
+                        ts = int(m.group(1)) * 1e6 + int(m.group(2)) + int(m.group(3)) / 1e6
+                        if ts >= t_ready - 1:
+                            bulk_lat.append((now - ts) * 1000)
+                    continue
                 buf = st["buf"] + data
                 # a stanza may be cut by a read: the text after the last complete
                 # </message> waits for the next read
@@ -148,21 +170,40 @@ def main():
                     st["buf"] = buf[-65536:]
                     continue
                 keep, buf = buf[end + 10:], buf[:end + 10]
-                for m in STAMP.finditer(buf):
-                    ts = int(m.group(1)) * 1e6 + int(m.group(2)) + int(m.group(3)) / 1e6
+                for m in SENT.finditer(buf):
+                    ts = int(m.group(3)) * 1e6 + int(m.group(4)) + int(m.group(5)) / 1e6
                     if ts < t_ready - 1:
                         st["old"] += 1
                         continue
                     st["n"] += 1
+                    posters.setdefault(m.group(1), {})[m.group(2)] = ts
                     smin = ts if smin is None or ts < smin else smin
                     smax = ts if smax is None or ts > smax else smax
                     lat.append((now - ts) * 1000)
-                    stamps.setdefault(st["room"], set()).add(m.group(0))
+                    stamps.setdefault(st["room"], set()).add(m.group(2))
                     first = now if first is None else first
                     last = now
                 st["buf"] = keep
     lat.sort()
+    bulk_lat.sort()
+    for st in state:
+        if st["bulk"]:
+            st["n"] = st.pop("at", 0) // 2
+    bulk = [st for st in state if st["bulk"]]
+    # the rate the posts went out at: per sender (unique posts - 1) / (last - first post)
+    rate = 0.0
+    for p in posters.values():
+        if len(p) >= 2:
+            t = sorted(p.values())
+            if t[-1] > t[0]:
+                rate += (len(t) - 1) / (t[-1] - t[0])
     out = {
+        "senders": len(posters), "unique_posts": sum(len(p) for p in posters.values()),
+        "achieved_posts_s": round(rate, 2),
+        "bulk_sessions": len(bulk), "bulk_deliveries": sum(st["n"] for st in bulk),
+        "bulk_min": min((st["n"] for st in bulk), default=None),
+        "bulk_lat_ms": {"n": len(bulk_lat), "p50": pct(bulk_lat, 50), "p99": pct(bulk_lat, 99),
+                        "max": bulk_lat[-1] if bulk_lat else None},
         "t_ready": t_ready, "setup_s": round(t_ready - t_setup, 2),
         "first_rcv": first, "last_rcv": last, "stamp_min": smin, "stamp_max": smax,
         "cpu_s": round(time.process_time(), 3),

@@ -48,6 +48,7 @@ RUNS="${XR_RUNS:-1}"
 FO_STEPS="${XR_FO_STEPS:-10 20 40 60 80 120 160 240 320}"
 IN_STEPS="${XR_IN_STEPS:-50 100 200 400 600 800 1200 1600 2400 3200}"
 FO_USERS="${XR_FO_USERS:-196}" FO_POSTERS="${XR_FO_POSTERS:-20}" FO_OBS="${XR_FO_OBS:-4}"
+FP_STEPS="${XR_FP_STEPS:-160 320 640 1280 2560}" FP_POSTERS="${XR_FP_POSTERS:-4}"
 IN_ROOMS="${XR_IN_ROOMS:-50}" IN_PER_ROOM="${XR_IN_PER_ROOM:-4}"
 DURATION="${XR_DURATION:-20}" SETTLE="${XR_SETTLE:-5}" ARRIVAL="${XR_ARRIVAL:-25}" SIZE="${XR_SIZE:-64}"
 PW=bench-xmpp-pw
@@ -337,6 +338,13 @@ YML
     SERVER_VERSION="ejabberd $(dpkg-query -W -f='${Version}' ejabberd), schedulers $(ej_rpc 'rpc:call(N, erlang, system_info, [schedulers_online])')"
 }
 
+# other work on the machine: processes other than ours using CPU now (a 1 s top sample,
+# names of those above 10 %), e.g. "rustc 95, xmpp_stream 60"
+busy_others() {
+    top -bn2 -d1 -w 200 | awk -v me="$$" 'BEGIN{b=0} /^top -/{b++} b==2 && $1 ~ /^[0-9]+$/ && $9+0 >= 10 {print $12 " " int($9)}' |
+        grep -Ev '^(beam.smp|perch|prosody|lua5.4|python3|top) ' | paste -sd, - | sed 's/,/, /g; s/^$/none/'
+}
+
 # ---- waiting for a quiet machine --------------------------------------------------------------
 wait_quiet() {
     local waited=0 l
@@ -346,6 +354,12 @@ wait_quiet() {
             sleep 5; waited=$((waited + 5))
         done
     fi
+    # other people's builds: wait for them, XR_BUILD_WAIT s at most (default 0)
+    waited=0
+    while [ "$waited" -lt "${XR_BUILD_WAIT:-0}" ] && pgrep -x 'rustc|cc1|cc1plus|ld|cargo' >/dev/null; do
+        [ $((waited % 60)) = 0 ] && log "a build runs (rustc/cc1/ld): waiting"
+        sleep 5; waited=$((waited + 5))
+    done
     waited=0
     while l="$(cut -d' ' -f1 /proc/loadavg)"; awk -v l="$l" -v m="${XR_MAX_LOAD:-99}" 'BEGIN{exit !(l >= m)}'; do
         [ "$waited" -ge "${XR_LOAD_WAIT:-0}" ] && return 0
@@ -358,7 +372,7 @@ wait_quiet() {
 # step SERVER SCENARIO RUN RATE: prints "ok", "fail" or "gen" (generator-limited) on stdout
 step() {
     local server="$1" scen="$2" run="$3" rate="$4"
-    local dir="$WORK/$server-$scen-$run-$rate" users posters interval count i r sessions=() go_ms
+    local dir="$WORK/$server-$scen-$run-$rate" users posters interval count i r sessions=() bulk=() go_ms
     local arrival load1 obs_ready t0 t1 c0 c1 rss hwm d0 d1 rc=0 occupants
     mkdir -p "$dir"
     if [ "$scen" = fanout ]; then
@@ -367,6 +381,14 @@ step() {
             echo "user$i;$PW;$([ "$i" -gt $((FO_USERS - FO_POSTERS)) ] && echo 1 || echo 0);${ROOMJID[bench]}"
         done >"$dir/users.csv"
         for i in $(seq 1 "$FO_OBS"); do sessions+=(--session "obs$i:${ROOMJID[bench]}"); done
+    elif [ "$scen" = fanpy ]; then
+        # fan-out with Python receivers: tsung signs in only the posters (user1..), the
+        # observer process holds FO_OBS exact sessions and counting-only receivers for the
+        # rest of the FO_USERS accounts
+        users=$FP_POSTERS posters=$FP_POSTERS occupants=$((FO_USERS + FO_OBS))
+        for i in $(seq 1 "$FP_POSTERS"); do echo "user$i;$PW;1;${ROOMJID[bench]}"; done >"$dir/users.csv"
+        for i in $(seq 1 "$FO_OBS"); do sessions+=(--session "obs$i:${ROOMJID[bench]}"); done
+        for i in $(seq $((FP_POSTERS + 1)) "$FO_USERS"); do bulk+=(--bulk "user$i:${ROOMJID[bench]}"); done
     else
         users=$IN_USERS posters=$IN_USERS occupants=$((IN_PER_ROOM + 1))
         for i in $(seq 1 "$IN_USERS"); do
@@ -378,8 +400,9 @@ step() {
     count=$(( DURATION * rate / posters )); [ "$count" -ge 2 ] || count=2
     wait_quiet
     load1="$(cut -d' ' -f1 /proc/loadavg)"
+    local others0 others1; others0="$(busy_others)"
     python3 "$HERE/observe.py" --port "$PORT" --domain "$DOMAIN" --muc "$MUC" --password "$PW" \
-        "${sessions[@]}" --out "$dir/observer.json" >"$dir/observer.out" 2>"$dir/observer.err" &
+        "${sessions[@]}" "${bulk[@]+"${bulk[@]}"}" --out "$dir/observer.json" >"$dir/observer.out" 2>"$dir/observer.err" &
     OBS_PID=$!
     for i in $(seq 1 600); do
         grep -q '^READY' "$dir/observer.out" 2>/dev/null && break
@@ -407,7 +430,7 @@ step() {
     local sampler=$!
     timeout -k 10 $((DURATION * 3 + arrival + SETTLE + 180)) \
         tsung -f "$dir/step.xml" -l "$dir/log" start >"$dir/tsung.out" 2>&1 </dev/null || rc=$?
-    t1=$(date +%s.%N); c1=$(cpu_ticks "$SERVER_PID")
+    t1=$(date +%s.%N); c1=$(cpu_ticks "$SERVER_PID"); others1="$(busy_others)"
     kill -TERM "$OBS_PID" 2>/dev/null || true; wait "$OBS_PID" 2>/dev/null || true; OBS_PID=""
     [ "$server" = perch ] && d1="$(perch_deliveries)" || d1="-"
     rss=$(awk '/^VmRSS/{print $2}' "/proc/$SERVER_PID/status")
@@ -421,7 +444,7 @@ step() {
         --observers "$(( ${#sessions[@]} / 2 ))" --count "$count" --duration "$DURATION" --settle "$SETTLE" \
         --logdir "$logdir" --observer "$dir/observer.json" --cpu-log "$dir/cpu.log" --go "$go_ms" \
         --clk-tck "$CLK_TCK" --cpu-s "$(echo "($c1 - $c0) / $CLK_TCK" | bc -l)" --wall-s "$(echo "$t1 - $t0" | bc -l)" \
-        --rss-kib "$rss" --hwm-kib "$hwm" --load "$load1" --perch-deliveries "$d0" "$d1" --json "$OUT"
+        --rss-kib "$rss" --hwm-kib "$hwm" --load "$load1" --others "$others0 / $others1" --perch-deliveries "$d0" "$d1" --json "$OUT"
 }
 
 log "tsung $(dpkg-query -W -f='${Version}' tsung), prosody $(dpkg-query -W -f='${Version}' prosody), ejabberd $(dpkg-query -W -f='${Version}' ejabberd), perch $PERCH"
@@ -431,7 +454,7 @@ for run in $(seq 1 "$RUNS"); do
         for server in $SERVERS; do
             "setup_$server" || { log "$server: setup failed"; stop_server; continue; }
             log "$server ($SERVER_VERSION) run $run $scen: pid $SERVER_PID on CPU $(taskset -pc "$SERVER_PID" | sed 's/.*: //'), port $PORT"
-            [ "$scen" = fanout ] && steps="$FO_STEPS" || steps="$IN_STEPS"
+            case "$scen" in fanout) steps="$FO_STEPS" ;; fanpy) steps="$FP_STEPS" ;; *) steps="$IN_STEPS" ;; esac
             for rate in $steps; do
                 verdict="$(step "$server" "$scen" "$run" "$rate" | tail -1)"
                 log "$server $scen run $run, $rate posts/s: $verdict"

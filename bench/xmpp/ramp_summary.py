@@ -69,11 +69,20 @@ def step(a):
     except (OSError, ValueError):
         obs = {}
     posts = n("tr_post")
-    due = posts * (a.observers if a.scenario == "fanout" else 1)
+    due = posts * (a.observers if a.scenario != "ingest" else 1)
     got = obs.get("deliveries", 0)
     ratio = got / due if due else 0.0
+    # counting-only receivers (fanpy): each is due every post
+    bulk_due = posts * (obs.get("bulk_sessions") or 0)
+    bulk_got = obs.get("bulk_deliveries") or 0
+    bulk_ratio = bulk_got / bulk_due if bulk_due else None
+    if bulk_ratio is not None:
+        ratio = min(ratio, bulk_ratio)
     span = (obs.get("stamp_max") or 0) - (obs.get("stamp_min") or 0)
-    achieved = a.posters * (a.count - 1) / span if span > 0 else None
+    # per sender (the observers see the nick of each post): robust to late starters
+    achieved = obs.get("achieved_posts_s")
+    if achieved is None:
+        achieved = a.posters * (a.count - 1) / span if span > 0 else None
     go = a.go / 1000
     win = window(a.cpu_log, go + 1, go + a.duration, a.clk_tck)
     lat = obs.get("lat_ms", {})
@@ -88,14 +97,15 @@ def step(a):
     out = {
         "server": a.server, "version": a.version, "scenario": a.scenario, "run": a.run,
         "rate": a.rate, "users": a.users, "posters": a.posters, "occupants": a.occupants,
-        "observers": a.observers, "duration": a.duration, "settle": a.settle, "load1": a.load,
+        "observers": a.observers, "duration": a.duration, "settle": a.settle, "load1": a.load, "others": a.others,
         "signed_in": n("tr_auth"), "joined": joined,
         "finished": counters.get("finish_users_count"), "errors": errors,
         "posts": posts, "achieved_posts_s": round(achieved, 1) if achieved else None,
         "offered_deliveries_s": a.rate * a.occupants,
         "delivered_s": round(achieved * a.occupants * min(1.0, ratio), 0) if achieved else None,
         "obs_due": due, "obs_got": got, "obs_ratio": round(ratio, 5),
-        "obs_lat_ms": lat, "obs_cpu_s": obs.get("cpu_s"), "obs_setup_s": obs.get("setup_s"),
+        "obs_lat_ms": lat, "bulk_due": bulk_due, "bulk_got": bulk_got,
+        "bulk_min": obs.get("bulk_min"), "bulk_lat_ms": obs.get("bulk_lat_ms"), "obs_cpu_s": obs.get("cpu_s"), "obs_setup_s": obs.get("setup_s"),
         "tsung_lat_ms": {"n": len(tl), "p50": pct(tl, 50), "p99": pct(tl, 99)},
         "tsung_rcv_mb": round((counters.get("size_rcv") or 0) / 1e6, 2),
         "perch_deliveries": (float(d1) - float(d0)) if d0 != "-" and d1 != "-" else None,
@@ -118,7 +128,7 @@ def f(x, nd=0):
 
 def table(path):
     rows = [json.loads(l) for l in open(path) if l.strip()]
-    for scen in ("fanout", "ingest"):
+    for scen in ("fanout", "fanpy", "ingest"):
         rs = [r for r in rows if r["scenario"] == scen]
         if not rs:
             continue
@@ -126,6 +136,10 @@ def table(path):
         if scen == "fanout":
             print(f"\n### fan-out: one room of {r0['occupants']} occupants ({r0['users']} tsung users, "
                   f"{r0['posters']} posting; {r0['observers']} observers), {r0['duration']} s of posts per step\n")
+        elif scen == "fanpy":
+            print(f"\n### fan-out, Python receivers: one room of {r0['occupants']} occupants ({r0['users']} tsung "
+                  f"posters, {r0['observers']} timing observers, the rest counting-only receivers), "
+                  f"{r0['duration']} s of posts per step\n")
         else:
             print(f"\n### ingest: rooms of {r0['occupants']} occupants ({r0['users']} tsung users, all posting, "
                   f"one observer per room), {r0['duration']} s of posts per step\n")
@@ -160,7 +174,7 @@ if __name__ == "__main__":
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("table"); t.add_argument("path")
     s = sub.add_parser("step")
-    for k in ("server", "version", "scenario", "logdir", "observer", "cpu-log", "load", "json"):
+    for k in ("server", "version", "scenario", "logdir", "observer", "cpu-log", "load", "json", "others"):
         s.add_argument("--" + k)
     for k in ("run", "rate", "users", "posters", "occupants", "observers", "count", "duration", "settle"):
         s.add_argument("--" + k, type=int)
