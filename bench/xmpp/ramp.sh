@@ -29,7 +29,7 @@
 # Variables: XR_SERVERS ("perch prosody ejabberd"), XR_SCENARIOS ("fanout ingest"),
 # XR_RUNS (1: each run goes through every server, alternating), XR_FO_STEPS, XR_IN_STEPS
 # (total posts/s), XR_FO_USERS (196), XR_FO_POSTERS (20), XR_FO_OBS (4), XR_IN_ROOMS (50),
-# XR_IN_PER_ROOM (4), XR_DURATION (20), XR_SETTLE (5), XR_ARRIVAL (25), XR_SIZE (64),
+# XR_IN_PER_ROOM (4), XR_DURATION (15), XR_SETTLE (5), XR_ARRIVAL (25), XR_SIZE (64),
 # XR_MAX_LOAD / XR_LOAD_WAIT (each step waits, XR_LOAD_WAIT s at most, for the 1-minute
 # load to fall below XR_MAX_LOAD; default no wait), XR_WAIT_FUZZ=1 (each step first waits
 # until no xmpp_stream/xmpp_c2s fuzzer runs), PERCH (binary), XR_KEEP=1 (keep the work dir),
@@ -46,11 +46,11 @@ SERVERS="${XR_SERVERS:-perch prosody ejabberd}"
 SCENARIOS="${XR_SCENARIOS:-fanout ingest}"
 RUNS="${XR_RUNS:-1}"
 FO_STEPS="${XR_FO_STEPS:-10 20 40 60 80 120 160 240 320}"
-IN_STEPS="${XR_IN_STEPS:-50 100 200 400 600 800 1200 1600 2400 3200}"
+IN_STEPS="${XR_IN_STEPS:-25 50 100 200 400 800 1200 1600 2400 3200}"
 FO_USERS="${XR_FO_USERS:-196}" FO_POSTERS="${XR_FO_POSTERS:-20}" FO_OBS="${XR_FO_OBS:-4}"
 FP_STEPS="${XR_FP_STEPS:-160 320 640 1280 2560}" FP_POSTERS="${XR_FP_POSTERS:-4}"
 IN_ROOMS="${XR_IN_ROOMS:-50}" IN_PER_ROOM="${XR_IN_PER_ROOM:-4}"
-DURATION="${XR_DURATION:-20}" SETTLE="${XR_SETTLE:-5}" ARRIVAL="${XR_ARRIVAL:-25}" SIZE="${XR_SIZE:-64}"
+DURATION="${XR_DURATION:-15}" SETTLE="${XR_SETTLE:-5}" ARRIVAL="${XR_ARRIVAL:-25}" SIZE="${XR_SIZE:-64}"
 PW=bench-xmpp-pw
 DOMAIN=example.test
 MUC="conference.$DOMAIN"
