@@ -339,10 +339,10 @@ YML
 }
 
 # other work on the machine: processes other than ours using CPU now (a 1 s top sample,
-# names of those above 10 %), e.g. "rustc 95, xmpp_stream 60"
+# those above 10 %: name, % of a core, nice), e.g. "rustc 95 n10, xmpp_stream 60 n19"
 busy_others() {
-    top -bn2 -d1 -w 200 | awk -v me="$$" 'BEGIN{b=0} /^top -/{b++} b==2 && $1 ~ /^[0-9]+$/ && $9+0 >= 10 {print $12 " " int($9)}' |
-        grep -Ev '^(beam.smp|perch|prosody|lua5.4|python3|top) ' | paste -sd, - | sed 's/,/, /g; s/^$/none/'
+    top -bn2 -d1 -w 200 | awk -v me="$$" 'BEGIN{b=0} /^top -/{b++} b==2 && $1 ~ /^[0-9]+$/ && $9+0 >= 10 {print $12 " " int($9) " n" $4}' |
+        grep -Ev '^(beam.smp|xbench2-perch|prosody|lua5.4|python3|top) ' | paste -sd, - | sed 's/,/, /g; s/^$/none/'
 }
 
 # ---- waiting for a quiet machine --------------------------------------------------------------
@@ -354,10 +354,13 @@ wait_quiet() {
             sleep 5; waited=$((waited + 5))
         done
     fi
-    # other people's builds: wait for them, XR_BUILD_WAIT s at most (default 0)
+    # other people's builds at a priority near ours (nice < 5): wait for them, XR_BUILD_WAIT s
+    # at most (default 0); niced ones (10, 19) get little of a core beside a nice-0 process
+    # and are only recorded (busy_others)
     waited=0
-    while [ "$waited" -lt "${XR_BUILD_WAIT:-0}" ] && pgrep -x 'rustc|cc1|cc1plus|ld|cargo' >/dev/null; do
-        [ $((waited % 60)) = 0 ] && log "a build runs (rustc/cc1/ld): waiting"
+    while [ "$waited" -lt "${XR_BUILD_WAIT:-0}" ] &&
+        ps -eo ni=,comm= | awk '$1 < 5 && $2 ~ /^(rustc|cc1|cc1plus|ld|cargo|build-script-b)/ {f=1} END{exit !f}'; do
+        [ $((waited % 60)) = 0 ] && log "a build at nice < 5 runs (rustc/cc1/ld): waiting"
         sleep 5; waited=$((waited + 5))
     done
     waited=0
