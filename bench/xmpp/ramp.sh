@@ -342,7 +342,7 @@ YML
 # those above 10 %: name, % of a core, nice), e.g. "rustc 95 n10, xmpp_stream 60 n19"
 busy_others() {
     top -bn2 -d1 -w 200 | awk -v me="$$" 'BEGIN{b=0} /^top -/{b++} b==2 && $1 ~ /^[0-9]+$/ && $9+0 >= 10 {print $12 " " int($9) " n" $4}' |
-        grep -Ev '^(beam.smp|xbench2-perch|prosody|lua5.4|python3|top) ' | paste -sd, - | sed 's/,/, /g; s/^$/none/'
+        grep -Ev "^(beam.smp|$(basename "$PERCH" | cut -c1-15)|prosody|lua5.4|python3|top) " | paste -sd, - | sed 's/,/, /g; s/^$/none/'
 }
 
 # ---- waiting for a quiet machine --------------------------------------------------------------
