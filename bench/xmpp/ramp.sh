@@ -14,6 +14,9 @@
 #           XR_FO_OBS observer sessions; each post goes to every occupant.
 #   ingest: XR_IN_ROOMS rooms of XR_IN_PER_ROOM tsung users, every one posting to its own
 #           room, plus one observer session per room; each post is echoed to its room.
+#   fanpy:  fan-out with Python receivers: XR_FP_POSTERS tsung posters, XR_FO_OBS observer
+#           sessions and counting-only receivers (observe.py --bulk) for the rest of
+#           XR_FO_USERS, so that tsung does not have to receive the fan-out (XR_FP_STEPS).
 # Every tsung user signs in (STARTTLS, SASL PLAIN, bind, session) and joins at
 # XR_ARRIVAL users/s; posting starts for all at one instant (GO) after everyone could join,
 # lasts XR_DURATION s at the step's total rate (posts/s, spread evenly over the posters),
@@ -31,7 +34,8 @@
 # (total posts/s), XR_FO_USERS (196), XR_FO_POSTERS (20), XR_FO_OBS (4), XR_IN_ROOMS (50),
 # XR_IN_PER_ROOM (4), XR_DURATION (15), XR_SETTLE (5), XR_ARRIVAL (25), XR_SIZE (64),
 # XR_MAX_LOAD / XR_LOAD_WAIT (each step waits, XR_LOAD_WAIT s at most, for the 1-minute
-# load to fall below XR_MAX_LOAD; default no wait), XR_WAIT_FUZZ=1 (each step first waits
+# load to fall below XR_MAX_LOAD; default no wait), XR_BUILD_WAIT (s a step waits at most for
+# builds at nice < 5 to end; 0), XR_FP_POSTERS (4), XR_WAIT_FUZZ=1 (each step first waits
 # until no xmpp_stream/xmpp_c2s fuzzer runs), PERCH (binary), XR_KEEP=1 (keep the work dir),
 # XR_OUT (summaries, JSON lines; default the work dir's steps.jsonl).
 set -euo pipefail
