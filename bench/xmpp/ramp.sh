@@ -44,6 +44,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 # shellcheck source=../../conformance/lib.sh
 source "$ROOT/conformance/lib.sh"
+# shellcheck source=prosody.sh
+source "$HERE/prosody.sh"
 export DEBIAN_FRONTEND=noninteractive NO_COLOR=1
 
 SERVERS="${XR_SERVERS:-perch prosody ejabberd}"
@@ -175,37 +177,7 @@ setup_prosody() {
     rm -rf "$p"; mkdir -p "$p/data"
     read -r PORT < <(free_ports 1)
     cp "$WORK/cert.pem" "$WORK/key.pem" "$p/"
-    cat >"$p/prosody.cfg.lua" <<LUA
--- written by bench/xmpp/ramp.sh
-pidfile = "$p/prosody.pid"
-data_path = "$p/data"
-daemonize = false
-interfaces = { "127.0.0.1" }
-c2s_ports = { $PORT }
-c2s_direct_tls_ports = { }
-s2s_ports = { }
-http_ports = { }
-https_ports = { }
-modules_disabled = { "s2s" }
-log = { warn = "$p/prosody.log" }
-ssl = { certificate = "$p/cert.pem"; key = "$p/key.pem" }
-c2s_require_encryption = true
-authentication = "internal_hashed"
--- PBKDF2 iterations as perch's (SCRAM_ITERATIONS 4096), not Prosody's default 10000
-default_iteration_count = 4096
-storage = "internal"
-network_backend = "epoll"
--- no limits module (mod_limits) is loaded: c2s is not rate-limited
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"; "admin_shell" }
-VirtualHost "$DOMAIN"
-Component "$MUC" "muc"
-    -- every post is kept (muc_mam, internal storage), as perch keeps every post
-    modules_enabled = { "muc_mam" }
-    muc_log_all_rooms = true
-    muc_room_default_persistent = true
-    muc_room_locking = false
-    max_history_messages = 20
-LUA
+    write_prosody_config "$p" "$PORT" "max_history_messages = 20"
     if [ "$(id -u)" = 0 ] && id prosody >/dev/null 2>&1; then
         AS_PROSODY=(setpriv --reuid=prosody --regid=prosody --init-groups --)
         chown -R prosody: "$p"

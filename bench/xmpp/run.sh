@@ -32,6 +32,8 @@ MUC="conference.$DOMAIN"
 # binary unless set). Its EXIT trap is replaced by this script's own below.
 # shellcheck source=../../conformance/lib.sh
 source "$ROOT/conformance/lib.sh"
+# shellcheck source=prosody.sh
+source "$HERE/prosody.sh"
 export DEBIAN_FRONTEND=noninteractive NO_COLOR=1
 wait_port() { # wait_port PID PORT: until PORT accepts, 20 s at most, while PID lives
     local i
@@ -120,37 +122,7 @@ setup_prosody() { # sets PORT ROOM SERVER_PID
     # ECDSA P-256, as perch's generated certificate (rcgen), so the handshakes cost the same
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=$DOMAIN" \
         -addext "subjectAltName=DNS:$DOMAIN,DNS:$MUC" -keyout "$p/key.pem" -out "$p/cert.pem" >/dev/null 2>&1
-    cat >"$p/prosody.cfg.lua" <<LUA
--- written by bench/xmpp/run.sh
-pidfile = "$p/prosody.pid"
-data_path = "$p/data"
-daemonize = false
-interfaces = { "127.0.0.1" }
-c2s_ports = { $PORT }
-c2s_direct_tls_ports = { }
-s2s_ports = { }
-http_ports = { }
-https_ports = { }
-modules_disabled = { "s2s" }
-log = { warn = "$p/prosody.log" }
-ssl = { certificate = "$p/cert.pem"; key = "$p/key.pem" }
-c2s_require_encryption = true
-authentication = "internal_hashed"
--- PBKDF2 iterations of the stored verifiers: 4096 as perch's (SCRAM_ITERATIONS), not
--- Prosody's default 10000, so that a PLAIN sign-in costs both servers the same hashing
-default_iteration_count = 4096
-storage = "internal"
--- Prosody's epoll backend, as Debian ships it
-network_backend = "epoll"
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"; "admin_shell" }
-VirtualHost "$DOMAIN"
-Component "$MUC" "muc"
-    -- perch keeps every post: Prosody archives the room too (muc_mam, internal storage)
-    modules_enabled = { "muc_mam" }
-    muc_log_all_rooms = true
-    muc_room_default_persistent = true
-    muc_room_locking = false
-LUA
+    write_prosody_config "$p" "$PORT"
     if [ "$(id -u)" = 0 ] && id prosody >/dev/null 2>&1; then
         AS_PROSODY=(setpriv --reuid=prosody --regid=prosody --init-groups --)
         chmod 711 "$WORK"
