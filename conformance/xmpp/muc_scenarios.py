@@ -726,17 +726,23 @@ def parse():
     return a
 
 
-def main():
-    args = parse()
+def run_and_report(args, runner, steps):
+    """Runs `steps()` (slixmpp's debug log to --debug-log if given), writes `runner`'s steps
+    to --json, and exits 1 if one of them failed. Shared with resume_check.py."""
     if args.debug_log:
         logging.basicConfig(filename=args.debug_log, level=logging.DEBUG,
                             format="%(asctime)s %(name)s %(message)s")
-    run = Run(args)
-    asyncio.run(run.main())
+    asyncio.run(steps())
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"order": run.order, "steps": run.results}, f, indent=1)
-    sys.exit(1 if any(r["verdict"] == "FAIL" for r in run.results.values()) else 0)
+            json.dump({"order": runner.order, "steps": runner.results}, f, indent=1)
+    sys.exit(1 if any(r["verdict"] == "FAIL" for r in runner.results.values()) else 0)
+
+
+def main():
+    args = parse()
+    run = Run(args)
+    run_and_report(args, run, run.main)
 
 
 if __name__ == "__main__":

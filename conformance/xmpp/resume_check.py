@@ -23,16 +23,14 @@ send_raw), so that the plugin counts them as the server does.
 """
 import argparse
 import asyncio
-import json
-import logging
 import socket
 import struct
-import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
 
-from muc_scenarios import NS_CLIENT, NS_DISCO_ITEMS, NS_MUC, Client, body, q, sign_in
+from muc_scenarios import (NS_CLIENT, NS_DISCO_ITEMS, NS_MUC, Client, body, q, run_and_report,
+                            sign_in)
 
 SM_ENABLE_WAIT = 12.0
 
@@ -274,15 +272,8 @@ def parse():
 
 def main():
     args = parse()
-    if args.debug_log:
-        logging.basicConfig(filename=args.debug_log, level=logging.DEBUG,
-                            format="%(asctime)s %(name)s %(message)s")
     check = Check(args)
-    asyncio.run(check.run())
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"order": check.order, "steps": check.results}, f, indent=1)
-    sys.exit(1 if any(r["verdict"] == "FAIL" for r in check.results.values()) else 0)
+    run_and_report(args, check, check.run)
 
 
 if __name__ == "__main__":
